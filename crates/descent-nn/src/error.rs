@@ -1,0 +1,50 @@
+//! Errors of model construction and of the losses.
+
+/// What went wrong building or running a model.
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum NnError {
+    /// A layer size of zero.
+    #[error("layer {layer} has size 0: every layer needs at least one unit")]
+    ZeroSize {
+        /// Which layer (e.g. `hidden layer 2`).
+        layer: String,
+    },
+    /// The layers do not chain.
+    #[error("layer {index} ({what}) cannot follow the layers before it: {why}")]
+    BadStack {
+        /// Position in the stack.
+        index: usize,
+        /// The layer.
+        what: String,
+        /// Why.
+        why: String,
+    },
+    /// A label outside the classes the model predicts.
+    #[error("label {label} at batch position {index} is outside the model's {classes} classes (0..{classes})")]
+    LabelOutOfRange {
+        /// The label.
+        label: u32,
+        /// Where in the batch.
+        index: usize,
+        /// The number of classes.
+        classes: usize,
+    },
+    /// Inputs whose size does not match the model or the workspace.
+    #[error("{what}: expected {expected} values, got {got}")]
+    Shape {
+        /// Which buffer.
+        what: &'static str,
+        /// Expected length.
+        expected: usize,
+        /// Actual length.
+        got: usize,
+    },
+    /// A batch larger than the workspace was made for.
+    #[error("batch of {batch} rows exceeds the workspace's {capacity}; build the Workspace with a larger batch")]
+    BatchTooLarge {
+        /// Rows in the batch.
+        batch: usize,
+        /// Rows the workspace holds.
+        capacity: usize,
+    },
+}

@@ -1,0 +1,396 @@
+//! A stack of layers run in order, with the workspace that holds its activations.
+
+use descent_tensor::{MatMut, MatRef, Pool, Rng};
+
+use crate::{softmax_cross_entropy, Activation, Linear, LossStats, NnError, ParamLayout};
+
+/// One layer of a [`Sequential`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Layer {
+    /// A fully connected layer; its parameters are named `fc{n}.weight` and `fc{n}.bias`.
+    Linear(Linear),
+    /// An activation applied to the output of the linear layer before it.
+    Activation(Activation),
+}
+
+/// A linear layer and the activation fused onto its output, if any.
+#[derive(Clone, Debug)]
+struct Stage {
+    linear: Linear,
+    act: Option<Activation>,
+}
+
+/// Layers applied in order; the last output is the logits of a classifier.
+#[derive(Clone, Debug)]
+pub struct Sequential {
+    layers: Vec<Layer>,
+    stages: Vec<Stage>,
+    layout: ParamLayout,
+}
+
+/// The buffers a forward and backward pass need, allocated once for batches of up to
+/// `capacity` rows so that training steps allocate nothing.
+#[derive(Debug)]
+pub struct Workspace {
+    capacity: usize,
+    /// Per stage: output after its activation, `capacity x out`.
+    outs: Vec<Vec<f32>>,
+    /// Per stage: gradient of the loss w.r.t. that output, `capacity x out`.
+    grads: Vec<Vec<f32>>,
+}
+
+impl Workspace {
+    /// Buffers for `net` and batches of up to `capacity` rows.
+    pub fn new(net: &Sequential, capacity: usize) -> Self {
+        let sizes = net.stages.iter().map(|s| capacity * s.linear.out_features);
+        Self {
+            capacity,
+            outs: sizes.clone().map(|n| vec![0.0; n]).collect(),
+            grads: sizes.map(|n| vec![0.0; n]).collect(),
+        }
+    }
+
+    /// Largest batch the workspace holds.
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+}
+
+/// Features per thread below which a layer is not split.
+const MIN_FEATURES_PER_THREAD: usize = 16;
+
+impl Sequential {
+    /// Builds a stack from `input` features and a list of `(linear, activation)` entries:
+    /// `Some(out)` adds a linear layer with `out` features, `Some(act)` then applies `act`
+    /// to its output. The first entry must hold a linear layer, and every activation must
+    /// follow one. [`Sequential::mlp`] covers the usual case.
+    pub fn new(input: usize, spec: &[(Option<usize>, Option<Activation>)]) -> Result<Self, NnError> {
+        if input == 0 {
+            return Err(NnError::ZeroSize { layer: "input".into() });
+        }
+        let mut layout = ParamLayout::default();
+        let mut layers = Vec::new();
+        let mut stages: Vec<Stage> = Vec::new();
+        let mut width = input;
+        for (index, &(linear, act)) in spec.iter().enumerate() {
+            if let Some(out) = linear {
+                let n = stages.len() + 1;
+                if out == 0 {
+                    return Err(NnError::ZeroSize { layer: format!("fc{n}") });
+                }
+                let weight = layout.push(format!("fc{n}.weight"), vec![out, width]);
+                let bias = layout.push(format!("fc{n}.bias"), vec![out]);
+                let l = Linear {
+                    in_features: width,
+                    out_features: out,
+                    weight,
+                    bias,
+                };
+                layers.push(Layer::Linear(l.clone()));
+                stages.push(Stage { linear: l, act: None });
+                width = out;
+            }
+            if let Some(a) = act {
+                let stage = stages.last_mut().ok_or_else(|| NnError::BadStack {
+                    index,
+                    what: a.name().into(),
+                    why: "an activation needs a linear layer before it".into(),
+                })?;
+                if stage.act.is_some() {
+                    return Err(NnError::BadStack {
+                        index,
+                        what: a.name().into(),
+                        why: "two activations in a row".into(),
+                    });
+                }
+                stage.act = Some(a);
+                layers.push(Layer::Activation(a));
+            }
+        }
+        if stages.is_empty() {
+            return Err(NnError::BadStack {
+                index: 0,
+                what: "(nothing)".into(),
+                why: "a model needs at least one linear layer".into(),
+            });
+        }
+        Ok(Self { layers, stages, layout })
+    }
+
+    /// A multilayer perceptron: `input -> hidden[0] -> act -> ... -> output`. The seed's model
+    /// is `Sequential::mlp(784, &[512], 10, Activation::Relu)`.
+    pub fn mlp(input: usize, hidden: &[usize], output: usize, act: Activation) -> Result<Self, NnError> {
+        if let Some(i) = hidden.iter().position(|&h| h == 0) {
+            return Err(NnError::ZeroSize {
+                layer: format!("hidden layer {} (fc{})", i + 1, i + 1),
+            });
+        }
+        let mut spec: Vec<_> = hidden.iter().map(|&h| (Some(h), Some(act))).collect();
+        spec.push((Some(output), None));
+        Self::new(input, &spec)
+    }
+
+    /// The layers in order.
+    pub fn layers(&self) -> &[Layer] {
+        &self.layers
+    }
+
+    /// Names, shapes and offsets of the parameters.
+    pub fn layout(&self) -> &ParamLayout {
+        &self.layout
+    }
+
+    /// Input features.
+    pub fn input_features(&self) -> usize {
+        self.stages[0].linear.in_features
+    }
+
+    /// Output features (classes).
+    pub fn output_features(&self) -> usize {
+        self.stages[self.stages.len() - 1].linear.out_features
+    }
+
+    /// Fresh parameters with PyTorch's default initialization, layer by layer.
+    pub fn init_params(&self, rng: &mut Rng) -> Vec<f32> {
+        let mut p = vec![0.0; self.layout.len()];
+        for s in &self.stages {
+            s.linear.init(&mut p, rng);
+        }
+        p
+    }
+
+    fn check(&self, params: &[f32], x: &[f32], batch: usize, ws: &Workspace) -> Result<(), NnError> {
+        let shape = |what, expected, got| if expected == got { Ok(()) } else { Err(NnError::Shape { what, expected, got }) };
+        shape("parameters", self.layout.len(), params.len())?;
+        shape("inputs", batch * self.input_features(), x.len())?;
+        shape("workspace stages", self.stages.len(), ws.outs.len())?;
+        if batch > ws.capacity {
+            return Err(NnError::BatchTooLarge {
+                batch,
+                capacity: ws.capacity,
+            });
+        }
+        for (s, out) in self.stages.iter().zip(&ws.outs) {
+            shape("workspace buffer", ws.capacity * s.linear.out_features, out.len())?;
+        }
+        Ok(())
+    }
+
+    // x is (B, in); returns the logits (B, classes), a view into the workspace.
+    /// Forward pass on `batch = x.len() / input_features` rows; returns the logits.
+    pub fn forward<'w>(&self, params: &[f32], x: &[f32], ws: &'w mut Workspace, pool: &Pool) -> Result<&'w [f32], NnError> {
+        let batch = x.len() / self.input_features();
+        self.check(params, x, batch, ws)?;
+        self.forward_unchecked(params, x, batch, ws, pool);
+        let last = ws.outs.len() - 1;
+        Ok(&ws.outs[last][..batch * self.output_features()])
+    }
+
+    fn forward_unchecked(&self, params: &[f32], x: &[f32], batch: usize, ws: &mut Workspace, pool: &Pool) {
+        for (i, stage) in self.stages.iter().enumerate() {
+            let (done, rest) = ws.outs.split_at_mut(i);
+            let l = &stage.linear;
+            let input = if i == 0 { x } else { &done[i - 1][..batch * l.in_features] };
+            let input = MatRef::new(input, batch, l.in_features).expect("input fits");
+            let out = MatMut::new(&mut rest[0], batch, l.out_features).expect("output fits");
+            pool.split_cols(out, 16, MIN_FEATURES_PER_THREAD, |j0, mut block| {
+                l.forward_block(params, input, block.rb_mut(), j0);
+                if let Some(act) = stage.act {
+                    for r in 0..block.rows() {
+                        act.forward(block.row_mut(r));
+                    }
+                }
+            });
+        }
+    }
+
+    /// Forward, loss and backward on one batch: writes the gradient of the mean
+    /// cross-entropy into `grads` (same layout as `params`) and returns the batch's loss
+    /// and accuracy counts.
+    pub fn train_step_grads(
+        &self,
+        params: &[f32],
+        x: &[f32],
+        labels: &[u8],
+        grads: &mut [f32],
+        ws: &mut Workspace,
+        pool: &Pool,
+    ) -> Result<LossStats, NnError> {
+        let batch = labels.len();
+        self.check(params, x, batch, ws)?;
+        if grads.len() != params.len() {
+            return Err(NnError::Shape {
+                what: "gradients",
+                expected: params.len(),
+                got: grads.len(),
+            });
+        }
+        self.forward_unchecked(params, x, batch, ws, pool);
+        let last = self.stages.len() - 1;
+        let classes = self.output_features();
+        let n = batch * classes;
+        let stats = softmax_cross_entropy(&ws.outs[last][..n], labels, classes, Some(&mut ws.grads[last][..n]))?;
+        if let Some(act) = self.stages[last].act {
+            act.backward(&ws.outs[last][..n], &mut ws.grads[last][..n]);
+        }
+        for i in (0..self.stages.len()).rev() {
+            let l = &self.stages[i].linear;
+            let input = if i == 0 { x } else { &ws.outs[i - 1][..batch * l.in_features] };
+            let input = MatRef::new(input, batch, l.in_features).expect("input fits");
+            let (lower, upper) = ws.grads.split_at_mut(i);
+            let dy_buf = &upper[0][..batch * l.out_features];
+            let dy = MatRef::new(dy_buf, batch, l.out_features).expect("gradient fits");
+            // dW (out, in) = dyᵀ (out, B) · x (B, in), one band of output features per thread.
+            let (w_grad, b_grad) = grads[l.weight..l.bias + l.out_features].split_at_mut(l.out_features * l.in_features);
+            let dw = MatMut::new(w_grad, l.out_features, l.in_features).expect("weight gradient fits");
+            pool.split_rows(dw, 8, MIN_FEATURES_PER_THREAD, |i0, band| Linear::backward_weight_block(dy, input, band, i0));
+            Linear::backward_bias(dy_buf, batch, b_grad);
+            if i > 0 {
+                // dx (B, in) = dy (B, out) · W (out, in), then through the activation before.
+                let act = self.stages[i - 1].act;
+                let y_prev = &ws.outs[i - 1][..batch * l.in_features];
+                let dx = MatMut::new(&mut lower[i - 1], batch, l.in_features).expect("input gradient fits");
+                pool.split_cols(dx, 16, MIN_FEATURES_PER_THREAD, |j0, mut block| {
+                    l.backward_input_block(params, dy, block.rb_mut(), j0);
+                    if let Some(act) = act {
+                        let w = block.cols();
+                        for r in 0..block.rows() {
+                            let y = &y_prev[r * l.in_features + j0..r * l.in_features + j0 + w];
+                            act.backward(y, block.row_mut(r));
+                        }
+                    }
+                });
+            }
+        }
+        Ok(stats)
+    }
+
+    /// Loss and accuracy over a whole data set, `x` holding `labels.len()` rows, evaluated in
+    /// batches of the workspace's capacity.
+    pub fn evaluate(&self, params: &[f32], x: &[f32], labels: &[u8], ws: &mut Workspace, pool: &Pool) -> Result<LossStats, NnError> {
+        let features = self.input_features();
+        if x.len() != labels.len() * features {
+            return Err(NnError::Shape {
+                what: "inputs",
+                expected: labels.len() * features,
+                got: x.len(),
+            });
+        }
+        let mut total = LossStats::default();
+        let cap = ws.capacity.max(1);
+        for (xs, ys) in x.chunks(cap * features).zip(labels.chunks(cap)) {
+            let classes = self.output_features();
+            let logits = self.forward(params, xs, ws, pool)?;
+            total.merge(softmax_cross_entropy(logits, ys, classes, None)?);
+        }
+        Ok(total)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn data(rng: &mut Rng, batch: usize, features: usize, classes: usize) -> (Vec<f32>, Vec<u8>) {
+        let x = (0..batch * features).map(|_| rng.uniform(-1.5, 1.5)).collect();
+        let y = (0..batch).map(|_| rng.below(classes as u64) as u8).collect();
+        (x, y)
+    }
+
+    /// Every parameter of a deep net, for every activation, against central differences.
+    #[test]
+    fn gradients_match_finite_differences() {
+        for act in [Activation::Relu, Activation::Tanh, Activation::Sigmoid] {
+            let net = Sequential::mlp(6, &[7, 5], 4, act).unwrap();
+            let mut rng = Rng::new(11);
+            let params = net.init_params(&mut rng);
+            let (x, y) = data(&mut rng, 5, 6, 4);
+            let pool = Pool::new(1).unwrap();
+            let mut ws = Workspace::new(&net, 5);
+            let mut grads = vec![0.0; params.len()];
+            net.train_step_grads(&params, &x, &y, &mut grads, &mut ws, &pool).unwrap();
+            let loss = |p: &[f32], ws: &mut Workspace| net.evaluate(p, &x, &y, ws, &pool).unwrap().mean_loss();
+            let eps = 1e-2f32;
+            for k in 0..params.len() {
+                let mut p = params.clone();
+                p[k] = params[k] + eps;
+                let lp = loss(&p, &mut ws);
+                p[k] = params[k] - eps;
+                let lm = loss(&p, &mut ws);
+                let num = (lp - lm) / (2.0 * eps as f64);
+                let g = grads[k] as f64;
+                assert!((num - g).abs() <= 2e-3 + 2e-2 * g.abs(), "{act:?} param {k}: analytic {g} numeric {num}");
+            }
+        }
+    }
+
+    /// One thread and several threads give the same gradients (the split path against the
+    /// whole-matrix path), on the seed model's shapes.
+    #[test]
+    fn threads_agree_on_the_seed_model() {
+        let net = Sequential::mlp(784, &[512], 10, Activation::Relu).unwrap();
+        let mut rng = Rng::new(3);
+        let params = net.init_params(&mut rng);
+        let (x, y) = data(&mut rng, 64, 784, 10);
+        let run = |threads| {
+            let pool = Pool::new(threads).unwrap();
+            let mut ws = Workspace::new(&net, 64);
+            let mut grads = vec![0.0; params.len()];
+            let s = net.train_step_grads(&params, &x, &y, &mut grads, &mut ws, &pool).unwrap();
+            (s.loss_sum, grads)
+        };
+        let (l1, g1) = run(1);
+        let (l2, g2) = run(2);
+        assert!((l1 - l2).abs() < 1e-4 * l1.abs());
+        for (a, b) in g1.iter().zip(&g2) {
+            assert!((a - b).abs() <= 1e-5 + 1e-4 * a.abs(), "{a} vs {b}");
+        }
+    }
+
+    #[test]
+    fn names_and_shapes_follow_pytorch() {
+        let net = Sequential::mlp(784, &[256, 128], 10, Activation::Tanh).unwrap();
+        let names: Vec<_> = net.layout().views().iter().map(|v| (v.name.as_str(), v.shape.clone())).collect();
+        assert_eq!(
+            names,
+            vec![
+                ("fc1.weight", vec![256, 784]),
+                ("fc1.bias", vec![256]),
+                ("fc2.weight", vec![128, 256]),
+                ("fc2.bias", vec![128]),
+                ("fc3.weight", vec![10, 128]),
+                ("fc3.bias", vec![10]),
+            ]
+        );
+        let seed = Sequential::mlp(784, &[512], 10, Activation::Relu).unwrap();
+        assert_eq!(seed.layout().len(), 407_050);
+    }
+
+    #[test]
+    fn init_is_bounded_by_fan_in() {
+        let net = Sequential::mlp(784, &[512], 10, Activation::Relu).unwrap();
+        let p = net.init_params(&mut Rng::new(0));
+        let fc1 = net.layout().get("fc1.weight").unwrap();
+        let b = 1.0 / 784f32.sqrt();
+        assert!(p[fc1.range()].iter().all(|v| v.abs() <= b));
+        let max = p[fc1.range()].iter().fold(0f32, |m, v| m.max(v.abs()));
+        assert!(max > 0.99 * b, "uniform fills the range: {max} vs {b}");
+        let fc2 = net.layout().get("fc2.bias").unwrap();
+        assert!(p[fc2.range()].iter().all(|v| v.abs() <= 1.0 / 512f32.sqrt()));
+    }
+
+    #[test]
+    fn bad_models_and_inputs_are_errors() {
+        assert!(matches!(Sequential::mlp(784, &[512, 0], 10, Activation::Relu), Err(NnError::ZeroSize { .. })));
+        assert!(matches!(Sequential::new(4, &[(None, Some(Activation::Relu))]), Err(NnError::BadStack { .. })));
+        assert!(matches!(Sequential::new(4, &[]), Err(NnError::BadStack { .. })));
+        let net = Sequential::mlp(4, &[3], 2, Activation::Relu).unwrap();
+        let p = net.init_params(&mut Rng::new(0));
+        let mut ws = Workspace::new(&net, 2);
+        let pool = Pool::new(1).unwrap();
+        let mut g = vec![0.0; p.len()];
+        assert!(matches!(net.train_step_grads(&p, &[0.0; 12], &[0, 1, 0], &mut g, &mut ws, &pool), Err(NnError::BatchTooLarge { .. })));
+        assert!(matches!(net.train_step_grads(&p, &[0.0; 7], &[0, 1], &mut g, &mut ws, &pool), Err(NnError::Shape { .. })));
+        assert!(matches!(net.train_step_grads(&p, &[0.0; 8], &[0, 5], &mut g, &mut ws, &pool), Err(NnError::LabelOutOfRange { .. })));
+    }
+}

@@ -1,0 +1,64 @@
+//! The compute core of descent: strided f32 matrix views, matrix multiplication (a fast path
+//! through the [`gemm`](https://crates.io/crates/gemm) crate and a naive reference twin), a
+//! fork-join [`Pool`] that splits work over a fixed number of threads, and a small seeded
+//! random number generator whose streams never change between releases.
+//!
+//! Transposes are views: [`MatRef::t`] swaps the strides, nothing is copied.
+//!
+//! ```
+//! use descent_tensor::{matmul, MatMut, MatRef, Pool};
+//!
+//! // c (2x2) = a (2x3) · bᵀ, where b is stored as 2x3 row-major.
+//! let a = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0];
+//! let b = [1.0, 0.0, 0.0, 0.0, 1.0, 0.0];
+//! let mut c = [0.0f32; 4];
+//! let pool = Pool::new(1).unwrap();
+//! matmul(
+//!     MatMut::new(&mut c, 2, 2).unwrap(),
+//!     MatRef::new(&a, 2, 3).unwrap(),
+//!     MatRef::new(&b, 2, 3).unwrap().t(),
+//!     1.0,
+//!     0.0,
+//!     &pool,
+//! );
+//! assert_eq!(c, [1.0, 2.0, 4.0, 5.0]);
+//! ```
+
+mod matmul;
+mod matrix;
+mod pool;
+mod rng;
+
+pub use matmul::{matmul, matmul_naive, matmul_serial};
+pub use matrix::{MatMut, MatRef};
+pub use pool::Pool;
+pub use rng::Rng;
+
+/// Errors raised when a view or a pool cannot be built from what the caller gave.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum TensorError {
+    /// A buffer is too short for the shape and strides asked of it.
+    #[error("a {rows}x{cols} view with strides ({row_stride}, {col_stride}) needs {needed} elements, but the buffer holds {len}")]
+    BufferTooSmall {
+        /// Rows asked for.
+        rows: usize,
+        /// Columns asked for.
+        cols: usize,
+        /// Distance between consecutive rows.
+        row_stride: usize,
+        /// Distance between consecutive columns.
+        col_stride: usize,
+        /// Elements the view reaches.
+        needed: usize,
+        /// Elements the buffer holds.
+        len: usize,
+    },
+    /// The thread pool could not be created.
+    #[error("cannot start a pool of {threads} threads: {reason}")]
+    Pool {
+        /// Threads asked for.
+        threads: usize,
+        /// What the operating system said.
+        reason: String,
+    },
+}

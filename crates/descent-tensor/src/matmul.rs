@@ -1,0 +1,169 @@
+//! Matrix multiplication: `dst = alpha * a·b + beta * dst`.
+//!
+//! The fast path hands each thread a disjoint block of `dst` and runs the `gemm` crate's
+//! single-threaded kernel on it; [`matmul_naive`] is the reference it is tested against.
+
+use crate::{MatMut, MatRef, Pool};
+
+/// Below this many multiply-adds a product stays on one thread: the fork costs more.
+const PARALLEL_MIN_MACS: usize = 1 << 18;
+
+fn check_shapes(dst: &MatMut<'_>, a: &MatRef<'_>, b: &MatRef<'_>) {
+    assert!(
+        a.cols() == b.rows() && dst.rows() == a.rows() && dst.cols() == b.cols(),
+        "matmul: dst {}x{} = a {}x{} · b {}x{} does not fit",
+        dst.rows(),
+        dst.cols(),
+        a.rows(),
+        a.cols(),
+        b.rows(),
+        b.cols()
+    );
+}
+
+/// `dst = alpha * a·b + beta * dst` on the calling thread. With `beta == 0`, `dst` is
+/// written without being read (NaNs in it do not leak through).
+pub fn matmul_serial(dst: MatMut<'_>, a: MatRef<'_>, b: MatRef<'_>, alpha: f32, beta: f32) {
+    check_shapes(&dst, &a, &b);
+    let (m, n, k) = (dst.rows(), dst.cols(), a.cols());
+    if m == 0 || n == 0 {
+        return;
+    }
+    let (drs, dcs) = dst.strides();
+    let (ars, acs) = a.strides();
+    let (brs, bcs) = b.strides();
+    // SAFETY: the views were checked at construction to reach only inside their buffers, the
+    // shapes agree (checked above), and `dst` is an exclusive borrow that `a` and `b` cannot
+    // alias (they are shared borrows).
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst.ptr(),
+            dcs as isize,
+            drs as isize,
+            beta != 0.0,
+            a.ptr(),
+            acs as isize,
+            ars as isize,
+            b.ptr(),
+            bcs as isize,
+            brs as isize,
+            beta,
+            alpha,
+            false,
+            false,
+            false,
+            gemm::Parallelism::None,
+        );
+    }
+}
+
+/// `dst = alpha * a·b + beta * dst`, split over the pool's threads along the longer side of
+/// `dst`. Each element is computed by exactly one thread, so results do not depend on timing.
+pub fn matmul(dst: MatMut<'_>, a: MatRef<'_>, b: MatRef<'_>, alpha: f32, beta: f32, pool: &Pool) {
+    check_shapes(&dst, &a, &b);
+    let (m, n, k) = (dst.rows(), dst.cols(), a.cols());
+    if pool.threads() == 1 || m * n * k < PARALLEL_MIN_MACS {
+        return matmul_serial(dst, a, b, alpha, beta);
+    }
+    if n >= m {
+        pool.split_cols(dst, 16, 16, |j, block| {
+            let w = block.cols();
+            matmul_serial(block, a, b.cols_range(j, w), alpha, beta)
+        });
+    } else {
+        pool.split_rows(dst, 8, 8, |i, band| {
+            let h = band.rows();
+            matmul_serial(band, a.rows_range(i, h), b, alpha, beta)
+        });
+    }
+}
+
+/// The reference: three loops, accumulating in f32 in index order.
+pub fn matmul_naive(mut dst: MatMut<'_>, a: MatRef<'_>, b: MatRef<'_>, alpha: f32, beta: f32) {
+    check_shapes(&dst, &a, &b);
+    for i in 0..dst.rows() {
+        for j in 0..dst.cols() {
+            let mut s = 0.0f32;
+            for p in 0..a.cols() {
+                s += a.at(i, p) * b.at(p, j);
+            }
+            let old = if beta == 0.0 { 0.0 } else { beta * dst.at(i, j) };
+            dst.set(i, j, alpha * s + old);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Rng;
+
+    fn random(rng: &mut Rng, n: usize) -> Vec<f32> {
+        (0..n).map(|_| rng.uniform(-1.0, 1.0)).collect()
+    }
+
+    /// Every combination of transposed operands, accumulation and thread count agrees with
+    /// the naive loops, including the shapes of the seed model.
+    #[test]
+    fn fast_matches_naive() {
+        let mut rng = Rng::new(7);
+        let pools = [Pool::new(1).unwrap(), Pool::new(2).unwrap(), Pool::new(3).unwrap()];
+        for &(m, n, k) in &[(1, 1, 1), (3, 5, 7), (64, 512, 784), (512, 784, 64), (64, 10, 512), (10, 512, 64), (33, 17, 1)] {
+            for ta in [false, true] {
+                for tb in [false, true] {
+                    let a_buf = random(&mut rng, m * k);
+                    let b_buf = random(&mut rng, k * n);
+                    let a = if ta { MatRef::new(&a_buf, k, m).unwrap().t() } else { MatRef::new(&a_buf, m, k).unwrap() };
+                    let b = if tb { MatRef::new(&b_buf, n, k).unwrap().t() } else { MatRef::new(&b_buf, k, n).unwrap() };
+                    let init = random(&mut rng, m * n);
+                    for (alpha, beta) in [(1.0, 0.0), (-0.5, 1.0), (2.0, 0.25)] {
+                        let mut want = init.clone();
+                        matmul_naive(MatMut::new(&mut want, m, n).unwrap(), a, b, alpha, beta);
+                        for pool in &pools {
+                            let mut got = init.clone();
+                            matmul(MatMut::new(&mut got, m, n).unwrap(), a, b, alpha, beta, pool);
+                            for (g, w) in got.iter().zip(&want) {
+                                let tol = 1e-5 * (k as f32).sqrt() * (1.0 + w.abs());
+                                assert!((g - w).abs() <= tol, "m{m} n{n} k{k} ta{ta} tb{tb}: {g} vs {w}");
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn beta_zero_ignores_nan_in_dst() {
+        let a = [1.0, 2.0];
+        let b = [3.0, 4.0];
+        let mut c = [f32::NAN];
+        matmul(MatMut::new(&mut c, 1, 1).unwrap(), MatRef::new(&a, 1, 2).unwrap(), MatRef::new(&b, 2, 1).unwrap(), 1.0, 0.0, &Pool::new(1).unwrap());
+        assert_eq!(c, [11.0]);
+    }
+
+    #[test]
+    fn same_threads_give_identical_bits() {
+        let mut rng = Rng::new(1);
+        let a = random(&mut rng, 64 * 784);
+        let b = random(&mut rng, 512 * 784);
+        let pool = Pool::new(2).unwrap();
+        let run = || {
+            let mut c = vec![0.0; 64 * 512];
+            matmul(MatMut::new(&mut c, 64, 512).unwrap(), MatRef::new(&a, 64, 784).unwrap(), MatRef::new(&b, 512, 784).unwrap().t(), 1.0, 0.0, &pool);
+            c
+        };
+        assert_eq!(run(), run());
+    }
+
+    #[test]
+    #[should_panic(expected = "does not fit")]
+    fn mismatched_shapes_are_refused() {
+        let a = [0.0; 6];
+        let mut c = [0.0; 4];
+        matmul_naive(MatMut::new(&mut c, 2, 2).unwrap(), MatRef::new(&a, 2, 3).unwrap(), MatRef::new(&a, 2, 3).unwrap(), 1.0, 0.0);
+    }
+}
