@@ -14,7 +14,10 @@ pub struct Normalize {
 impl Default for Normalize {
     /// MNIST's training-set statistics, as in the seed program: 0.1307 and 0.3081.
     fn default() -> Self {
-        Self { mean: 0.1307, std: 0.3081 }
+        Self {
+            mean: 0.1307,
+            std: 0.3081,
+        }
     }
 }
 
@@ -29,7 +32,12 @@ pub struct Dataset {
 
 impl Dataset {
     /// Builds a data set from an IDX image array (`N x ...`) and an IDX label array (`N`).
-    pub fn new(images: &IdxArray, labels: &IdxArray, norm: Normalize, classes: usize) -> Result<Self, DataError> {
+    pub fn new(
+        images: &IdxArray,
+        labels: &IdxArray,
+        norm: Normalize,
+        classes: usize,
+    ) -> Result<Self, DataError> {
         if !(norm.std.is_finite() && norm.std > 0.0 && norm.mean.is_finite()) {
             return Err(DataError::Loader(format!(
                 "normalization mean {} / std {}: the std must be a finite number > 0",

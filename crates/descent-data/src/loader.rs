@@ -20,12 +20,22 @@ pub struct BatchLoader {
 impl BatchLoader {
     /// Batches of `batch_size` over `len` examples. With `drop_last`, a last batch smaller than
     /// `batch_size` is skipped; without it, kept (PyTorch's default).
-    pub fn new(len: usize, batch_size: usize, shuffle: bool, drop_last: bool, seed: u64) -> Result<Self, DataError> {
+    pub fn new(
+        len: usize,
+        batch_size: usize,
+        shuffle: bool,
+        drop_last: bool,
+        seed: u64,
+    ) -> Result<Self, DataError> {
         if batch_size == 0 {
-            return Err(DataError::Loader("batch size 0: use --batch-size 1 or more".into()));
+            return Err(DataError::Loader(
+                "batch size 0: use --batch-size 1 or more".into(),
+            ));
         }
         if len > u32::MAX as usize {
-            return Err(DataError::Loader(format!("{len} examples is more than a loader indexes")));
+            return Err(DataError::Loader(format!(
+                "{len} examples is more than a loader indexes"
+            )));
         }
         Ok(Self {
             batch_size,
@@ -93,8 +103,17 @@ mod tests {
         let mut lab = vec![0, 0, 8, 1];
         lab.extend((n as u32).to_be_bytes());
         lab.extend((0..n).map(|i| (i % 10) as u8));
-        let norm = Normalize { mean: 0.0, std: 1.0 / 255.0 };
-        Dataset::new(&parse_idx(&img, "i").unwrap(), &parse_idx(&lab, "l").unwrap(), norm, 10).unwrap()
+        let norm = Normalize {
+            mean: 0.0,
+            std: 1.0 / 255.0,
+        };
+        Dataset::new(
+            &parse_idx(&img, "i").unwrap(),
+            &parse_idx(&lab, "l").unwrap(),
+            norm,
+            10,
+        )
+        .unwrap()
     }
 
     #[test]
@@ -104,7 +123,12 @@ mod tests {
         assert_eq!(l.indices(2), &[8, 9]);
         let l = BatchLoader::new(10, 4, false, true, 0).unwrap();
         assert_eq!(l.num_batches(), 2);
-        assert_eq!(BatchLoader::new(60_000, 64, true, false, 0).unwrap().num_batches(), 938);
+        assert_eq!(
+            BatchLoader::new(60_000, 64, true, false, 0)
+                .unwrap()
+                .num_batches(),
+            938
+        );
     }
 
     #[test]
@@ -119,7 +143,10 @@ mod tests {
         assert_ne!(a.order, first);
         b.start_epoch(3);
         b.start_epoch(2);
-        assert_eq!(a.order, b.order, "epoch 2's order does not depend on what came before");
+        assert_eq!(
+            a.order, b.order,
+            "epoch 2's order does not depend on what came before"
+        );
         let mut sorted = a.order.clone();
         sorted.sort();
         assert_eq!(sorted, (0..100).collect::<Vec<_>>());
@@ -145,6 +172,9 @@ mod tests {
 
     #[test]
     fn zero_batch_is_refused() {
-        assert!(matches!(BatchLoader::new(10, 0, false, false, 0), Err(DataError::Loader(_))));
+        assert!(matches!(
+            BatchLoader::new(10, 0, false, false, 0),
+            Err(DataError::Loader(_))
+        ));
     }
 }

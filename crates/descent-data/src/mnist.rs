@@ -86,7 +86,9 @@ pub fn locate_mnist(root: &Path) -> PathBuf {
 
 /// The file `name` or `name.gz` in `dir`.
 pub(crate) fn find(dir: &Path, name: &str) -> Option<PathBuf> {
-    [dir.join(name), dir.join(format!("{name}.gz"))].into_iter().find(|p| p.is_file())
+    [dir.join(name), dir.join(format!("{name}.gz"))]
+        .into_iter()
+        .find(|p| p.is_file())
 }
 
 pub(crate) fn md5_hex(digest: impl AsRef<[u8]>) -> String {
@@ -132,7 +134,12 @@ fn load_file(dir: &Path, f: &MnistFile) -> Result<IdxArray, DataError> {
     if arr.dims != f.dims {
         return Err(DataError::Dims {
             path,
-            expected: f.dims.iter().map(|d| d.to_string()).collect::<Vec<_>>().join("x"),
+            expected: f
+                .dims
+                .iter()
+                .map(|d| d.to_string())
+                .collect::<Vec<_>>()
+                .join("x"),
             found: arr.dims_string(),
         });
     }
@@ -150,7 +157,11 @@ pub struct Mnist {
 
 /// Loads MNIST from `dir` (raw or gzip IDX files), verifying each file's MD5 and shape.
 pub fn load_mnist(dir: &Path, norm: Normalize) -> Result<Mnist, DataError> {
-    let missing: Vec<&str> = MNIST_FILES.iter().filter(|f| find(dir, f.name).is_none()).map(|f| f.name).collect();
+    let missing: Vec<&str> = MNIST_FILES
+        .iter()
+        .filter(|f| find(dir, f.name).is_none())
+        .map(|f| f.name)
+        .collect();
     if !missing.is_empty() {
         return Err(DataError::Missing {
             dir: dir.into(),
@@ -174,8 +185,14 @@ mod tests {
 
     #[test]
     fn md5_matches_known_digests() {
-        assert_eq!(md5_of(&b""[..]).unwrap(), "d41d8cd98f00b204e9800998ecf8427e");
-        assert_eq!(md5_of(&b"abc"[..]).unwrap(), "900150983cd24fb0d6963f7d28e17f72");
+        assert_eq!(
+            md5_of(&b""[..]).unwrap(),
+            "d41d8cd98f00b204e9800998ecf8427e"
+        );
+        assert_eq!(
+            md5_of(&b"abc"[..]).unwrap(),
+            "900150983cd24fb0d6963f7d28e17f72"
+        );
     }
 
     #[test]
@@ -185,7 +202,10 @@ mod tests {
         let e = load_mnist(dir.path(), Normalize::default()).unwrap_err();
         let msg = e.to_string();
         assert!(matches!(e, DataError::Missing { .. }));
-        assert!(msg.contains("train-images-idx3-ubyte") && !msg.contains("train-labels"), "{msg}");
+        assert!(
+            msg.contains("train-images-idx3-ubyte") && !msg.contains("train-labels"),
+            "{msg}"
+        );
         assert!(msg.contains("descent data fetch mnist"), "{msg}");
     }
 
@@ -209,7 +229,10 @@ mod tests {
     #[test]
     fn data_dir_precedence() {
         let flag = default_data_dir(Some(Path::new("/x"))).unwrap();
-        assert_eq!((flag.path.as_path(), flag.origin), (Path::new("/x"), "--data-dir"));
+        assert_eq!(
+            (flag.path.as_path(), flag.origin),
+            (Path::new("/x"), "--data-dir")
+        );
         let root = tempfile::tempdir().unwrap();
         assert_eq!(locate_mnist(root.path()), root.path().join("mnist"));
         for f in &MNIST_FILES {

@@ -80,7 +80,12 @@ mod tests {
                     v[0] as f64 * ws[i] as f64
                 };
                 let num = (f(xs[i] + eps) - f(xs[i] - eps)) / (2.0 * eps as f64);
-                assert!((num - d[i] as f64).abs() < 2e-3, "{act:?} at x={}: analytic {} numeric {num}", xs[i], d[i]);
+                assert!(
+                    (num - d[i] as f64).abs() < 2e-3,
+                    "{act:?} at x={}: analytic {} numeric {num}",
+                    xs[i],
+                    d[i]
+                );
             }
         }
     }

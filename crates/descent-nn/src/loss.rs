@@ -103,7 +103,11 @@ mod tests {
         let s = softmax_cross_entropy(&logits, &[2, 0], 3, None).unwrap();
         let first = (1f64.exp() + 2f64.exp() + 3f64.exp()).ln() - 3.0;
         let second = 2f64.ln();
-        assert!((s.loss_sum - (first + second)).abs() < 1e-5, "{}", s.loss_sum);
+        assert!(
+            (s.loss_sum - (first + second)).abs() < 1e-5,
+            "{}",
+            s.loss_sum
+        );
         assert_eq!(s.correct, 2);
     }
 
@@ -119,10 +123,18 @@ mod tests {
             p[k] += eps;
             let mut m = logits.clone();
             m[k] -= eps;
-            let lp = softmax_cross_entropy(&p, &labels, 4, None).unwrap().mean_loss();
-            let lm = softmax_cross_entropy(&m, &labels, 4, None).unwrap().mean_loss();
+            let lp = softmax_cross_entropy(&p, &labels, 4, None)
+                .unwrap()
+                .mean_loss();
+            let lm = softmax_cross_entropy(&m, &labels, 4, None)
+                .unwrap()
+                .mean_loss();
             let num = (lp - lm) / (2.0 * eps as f64);
-            assert!((num - d[k] as f64).abs() < 1e-4, "logit {k}: {num} vs {}", d[k]);
+            assert!(
+                (num - d[k] as f64).abs() < 1e-4,
+                "logit {k}: {num} vs {}",
+                d[k]
+            );
         }
     }
 
@@ -130,8 +142,15 @@ mod tests {
     fn bad_labels_and_shapes_are_errors() {
         assert!(matches!(
             softmax_cross_entropy(&[0.0; 4], &[0, 2], 2, None),
-            Err(NnError::LabelOutOfRange { label: 2, index: 1, classes: 2 })
+            Err(NnError::LabelOutOfRange {
+                label: 2,
+                index: 1,
+                classes: 2
+            })
         ));
-        assert!(matches!(softmax_cross_entropy(&[0.0; 3], &[0, 1], 2, None), Err(NnError::Shape { .. })));
+        assert!(matches!(
+            softmax_cross_entropy(&[0.0; 3], &[0, 1], 2, None),
+            Err(NnError::Shape { .. })
+        ));
     }
 }

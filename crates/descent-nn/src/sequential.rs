@@ -64,9 +64,14 @@ impl Sequential {
     /// `Some(out)` adds a linear layer with `out` features, `Some(act)` then applies `act`
     /// to its output. The first entry must hold a linear layer, and every activation must
     /// follow one. [`Sequential::mlp`] covers the usual case.
-    pub fn new(input: usize, spec: &[(Option<usize>, Option<Activation>)]) -> Result<Self, NnError> {
+    pub fn new(
+        input: usize,
+        spec: &[(Option<usize>, Option<Activation>)],
+    ) -> Result<Self, NnError> {
         if input == 0 {
-            return Err(NnError::ZeroSize { layer: "input".into() });
+            return Err(NnError::ZeroSize {
+                layer: "input".into(),
+            });
         }
         let mut layout = ParamLayout::default();
         let mut layers = Vec::new();
@@ -76,7 +81,9 @@ impl Sequential {
             if let Some(out) = linear {
                 let n = stages.len() + 1;
                 if out == 0 {
-                    return Err(NnError::ZeroSize { layer: format!("fc{n}") });
+                    return Err(NnError::ZeroSize {
+                        layer: format!("fc{n}"),
+                    });
                 }
                 let weight = layout.push(format!("fc{n}.weight"), vec![out, width]);
                 let bias = layout.push(format!("fc{n}.bias"), vec![out]);
@@ -87,7 +94,10 @@ impl Sequential {
                     bias,
                 };
                 layers.push(Layer::Linear(l.clone()));
-                stages.push(Stage { linear: l, act: None });
+                stages.push(Stage {
+                    linear: l,
+                    act: None,
+                });
                 width = out;
             }
             if let Some(a) = act {
@@ -114,12 +124,21 @@ impl Sequential {
                 why: "a model needs at least one linear layer".into(),
             });
         }
-        Ok(Self { layers, stages, layout })
+        Ok(Self {
+            layers,
+            stages,
+            layout,
+        })
     }
 
     /// A multilayer perceptron: `input -> hidden[0] -> act -> ... -> output`. The seed's model
     /// is `Sequential::mlp(784, &[512], 10, Activation::Relu)`.
-    pub fn mlp(input: usize, hidden: &[usize], output: usize, act: Activation) -> Result<Self, NnError> {
+    pub fn mlp(
+        input: usize,
+        hidden: &[usize],
+        output: usize,
+        act: Activation,
+    ) -> Result<Self, NnError> {
         if let Some(i) = hidden.iter().position(|&h| h == 0) {
             return Err(NnError::ZeroSize {
                 layer: format!("hidden layer {} (fc{})", i + 1, i + 1),
@@ -159,8 +178,24 @@ impl Sequential {
         p
     }
 
-    fn check(&self, params: &[f32], x: &[f32], batch: usize, ws: &Workspace) -> Result<(), NnError> {
-        let shape = |what, expected, got| if expected == got { Ok(()) } else { Err(NnError::Shape { what, expected, got }) };
+    fn check(
+        &self,
+        params: &[f32],
+        x: &[f32],
+        batch: usize,
+        ws: &Workspace,
+    ) -> Result<(), NnError> {
+        let shape = |what, expected, got| {
+            if expected == got {
+                Ok(())
+            } else {
+                Err(NnError::Shape {
+                    what,
+                    expected,
+                    got,
+                })
+            }
+        };
         shape("parameters", self.layout.len(), params.len())?;
         shape("inputs", batch * self.input_features(), x.len())?;
         shape("workspace stages", self.stages.len(), ws.outs.len())?;
@@ -171,14 +206,24 @@ impl Sequential {
             });
         }
         for (s, out) in self.stages.iter().zip(&ws.outs) {
-            shape("workspace buffer", ws.capacity * s.linear.out_features, out.len())?;
+            shape(
+                "workspace buffer",
+                ws.capacity * s.linear.out_features,
+                out.len(),
+            )?;
         }
         Ok(())
     }
 
     // x is (B, in); returns the logits (B, classes), a view into the workspace.
     /// Forward pass on `batch = x.len() / input_features` rows; returns the logits.
-    pub fn forward<'w>(&self, params: &[f32], x: &[f32], ws: &'w mut Workspace, pool: &Pool) -> Result<&'w [f32], NnError> {
+    pub fn forward<'w>(
+        &self,
+        params: &[f32],
+        x: &[f32],
+        ws: &'w mut Workspace,
+        pool: &Pool,
+    ) -> Result<&'w [f32], NnError> {
         let batch = x.len() / self.input_features();
         self.check(params, x, batch, ws)?;
         self.forward_unchecked(params, x, batch, ws, pool);
@@ -186,11 +231,22 @@ impl Sequential {
         Ok(&ws.outs[last][..batch * self.output_features()])
     }
 
-    fn forward_unchecked(&self, params: &[f32], x: &[f32], batch: usize, ws: &mut Workspace, pool: &Pool) {
+    fn forward_unchecked(
+        &self,
+        params: &[f32],
+        x: &[f32],
+        batch: usize,
+        ws: &mut Workspace,
+        pool: &Pool,
+    ) {
         for (i, stage) in self.stages.iter().enumerate() {
             let (done, rest) = ws.outs.split_at_mut(i);
             let l = &stage.linear;
-            let input = if i == 0 { x } else { &done[i - 1][..batch * l.in_features] };
+            let input = if i == 0 {
+                x
+            } else {
+                &done[i - 1][..batch * l.in_features]
+            };
             let input = MatRef::new(input, batch, l.in_features).expect("input fits");
             let out = MatMut::new(&mut rest[0], batch, l.out_features).expect("output fits");
             pool.split_cols(out, 16, MIN_FEATURES_PER_THREAD, |j0, mut block| {
@@ -229,27 +285,41 @@ impl Sequential {
         let last = self.stages.len() - 1;
         let classes = self.output_features();
         let n = batch * classes;
-        let stats = softmax_cross_entropy(&ws.outs[last][..n], labels, classes, Some(&mut ws.grads[last][..n]))?;
+        let stats = softmax_cross_entropy(
+            &ws.outs[last][..n],
+            labels,
+            classes,
+            Some(&mut ws.grads[last][..n]),
+        )?;
         if let Some(act) = self.stages[last].act {
             act.backward(&ws.outs[last][..n], &mut ws.grads[last][..n]);
         }
         for i in (0..self.stages.len()).rev() {
             let l = &self.stages[i].linear;
-            let input = if i == 0 { x } else { &ws.outs[i - 1][..batch * l.in_features] };
+            let input = if i == 0 {
+                x
+            } else {
+                &ws.outs[i - 1][..batch * l.in_features]
+            };
             let input = MatRef::new(input, batch, l.in_features).expect("input fits");
             let (lower, upper) = ws.grads.split_at_mut(i);
             let dy_buf = &upper[0][..batch * l.out_features];
             let dy = MatRef::new(dy_buf, batch, l.out_features).expect("gradient fits");
             // dW (out, in) = dyᵀ (out, B) · x (B, in), one band of output features per thread.
-            let (w_grad, b_grad) = grads[l.weight..l.bias + l.out_features].split_at_mut(l.out_features * l.in_features);
-            let dw = MatMut::new(w_grad, l.out_features, l.in_features).expect("weight gradient fits");
-            pool.split_rows(dw, 8, MIN_FEATURES_PER_THREAD, |i0, band| Linear::backward_weight_block(dy, input, band, i0));
+            let (w_grad, b_grad) = grads[l.weight..l.bias + l.out_features]
+                .split_at_mut(l.out_features * l.in_features);
+            let dw =
+                MatMut::new(w_grad, l.out_features, l.in_features).expect("weight gradient fits");
+            pool.split_rows(dw, 8, MIN_FEATURES_PER_THREAD, |i0, band| {
+                Linear::backward_weight_block(dy, input, band, i0)
+            });
             Linear::backward_bias(dy_buf, batch, b_grad);
             if i > 0 {
                 // dx (B, in) = dy (B, out) · W (out, in), then through the activation before.
                 let act = self.stages[i - 1].act;
                 let y_prev = &ws.outs[i - 1][..batch * l.in_features];
-                let dx = MatMut::new(&mut lower[i - 1], batch, l.in_features).expect("input gradient fits");
+                let dx = MatMut::new(&mut lower[i - 1], batch, l.in_features)
+                    .expect("input gradient fits");
                 pool.split_cols(dx, 16, MIN_FEATURES_PER_THREAD, |j0, mut block| {
                     l.backward_input_block(params, dy, block.rb_mut(), j0);
                     if let Some(act) = act {
@@ -267,7 +337,14 @@ impl Sequential {
 
     /// Loss and accuracy over a whole data set, `x` holding `labels.len()` rows, evaluated in
     /// batches of the workspace's capacity.
-    pub fn evaluate(&self, params: &[f32], x: &[f32], labels: &[u8], ws: &mut Workspace, pool: &Pool) -> Result<LossStats, NnError> {
+    pub fn evaluate(
+        &self,
+        params: &[f32],
+        x: &[f32],
+        labels: &[u8],
+        ws: &mut Workspace,
+        pool: &Pool,
+    ) -> Result<LossStats, NnError> {
         let features = self.input_features();
         if x.len() != labels.len() * features {
             return Err(NnError::Shape {
@@ -292,8 +369,12 @@ mod tests {
     use super::*;
 
     fn data(rng: &mut Rng, batch: usize, features: usize, classes: usize) -> (Vec<f32>, Vec<u8>) {
-        let x = (0..batch * features).map(|_| rng.uniform(-1.5, 1.5)).collect();
-        let y = (0..batch).map(|_| rng.below(classes as u64) as u8).collect();
+        let x = (0..batch * features)
+            .map(|_| rng.uniform(-1.5, 1.5))
+            .collect();
+        let y = (0..batch)
+            .map(|_| rng.below(classes as u64) as u8)
+            .collect();
         (x, y)
     }
 
@@ -308,8 +389,11 @@ mod tests {
             let pool = Pool::new(1).unwrap();
             let mut ws = Workspace::new(&net, 5);
             let mut grads = vec![0.0; params.len()];
-            net.train_step_grads(&params, &x, &y, &mut grads, &mut ws, &pool).unwrap();
-            let loss = |p: &[f32], ws: &mut Workspace| net.evaluate(p, &x, &y, ws, &pool).unwrap().mean_loss();
+            net.train_step_grads(&params, &x, &y, &mut grads, &mut ws, &pool)
+                .unwrap();
+            let loss = |p: &[f32], ws: &mut Workspace| {
+                net.evaluate(p, &x, &y, ws, &pool).unwrap().mean_loss()
+            };
             let eps = 1e-2f32;
             for k in 0..params.len() {
                 let mut p = params.clone();
@@ -319,7 +403,10 @@ mod tests {
                 let lm = loss(&p, &mut ws);
                 let num = (lp - lm) / (2.0 * eps as f64);
                 let g = grads[k] as f64;
-                assert!((num - g).abs() <= 2e-3 + 2e-2 * g.abs(), "{act:?} param {k}: analytic {g} numeric {num}");
+                assert!(
+                    (num - g).abs() <= 2e-3 + 2e-2 * g.abs(),
+                    "{act:?} param {k}: analytic {g} numeric {num}"
+                );
             }
         }
     }
@@ -336,7 +423,9 @@ mod tests {
             let pool = Pool::new(threads).unwrap();
             let mut ws = Workspace::new(&net, 64);
             let mut grads = vec![0.0; params.len()];
-            let s = net.train_step_grads(&params, &x, &y, &mut grads, &mut ws, &pool).unwrap();
+            let s = net
+                .train_step_grads(&params, &x, &y, &mut grads, &mut ws, &pool)
+                .unwrap();
             (s.loss_sum, grads)
         };
         let (l1, g1) = run(1);
@@ -350,7 +439,12 @@ mod tests {
     #[test]
     fn names_and_shapes_follow_pytorch() {
         let net = Sequential::mlp(784, &[256, 128], 10, Activation::Tanh).unwrap();
-        let names: Vec<_> = net.layout().views().iter().map(|v| (v.name.as_str(), v.shape.clone())).collect();
+        let names: Vec<_> = net
+            .layout()
+            .views()
+            .iter()
+            .map(|v| (v.name.as_str(), v.shape.clone()))
+            .collect();
         assert_eq!(
             names,
             vec![
@@ -376,21 +470,41 @@ mod tests {
         let max = p[fc1.range()].iter().fold(0f32, |m, v| m.max(v.abs()));
         assert!(max > 0.99 * b, "uniform fills the range: {max} vs {b}");
         let fc2 = net.layout().get("fc2.bias").unwrap();
-        assert!(p[fc2.range()].iter().all(|v| v.abs() <= 1.0 / 512f32.sqrt()));
+        assert!(p[fc2.range()]
+            .iter()
+            .all(|v| v.abs() <= 1.0 / 512f32.sqrt()));
     }
 
     #[test]
     fn bad_models_and_inputs_are_errors() {
-        assert!(matches!(Sequential::mlp(784, &[512, 0], 10, Activation::Relu), Err(NnError::ZeroSize { .. })));
-        assert!(matches!(Sequential::new(4, &[(None, Some(Activation::Relu))]), Err(NnError::BadStack { .. })));
-        assert!(matches!(Sequential::new(4, &[]), Err(NnError::BadStack { .. })));
+        assert!(matches!(
+            Sequential::mlp(784, &[512, 0], 10, Activation::Relu),
+            Err(NnError::ZeroSize { .. })
+        ));
+        assert!(matches!(
+            Sequential::new(4, &[(None, Some(Activation::Relu))]),
+            Err(NnError::BadStack { .. })
+        ));
+        assert!(matches!(
+            Sequential::new(4, &[]),
+            Err(NnError::BadStack { .. })
+        ));
         let net = Sequential::mlp(4, &[3], 2, Activation::Relu).unwrap();
         let p = net.init_params(&mut Rng::new(0));
         let mut ws = Workspace::new(&net, 2);
         let pool = Pool::new(1).unwrap();
         let mut g = vec![0.0; p.len()];
-        assert!(matches!(net.train_step_grads(&p, &[0.0; 12], &[0, 1, 0], &mut g, &mut ws, &pool), Err(NnError::BatchTooLarge { .. })));
-        assert!(matches!(net.train_step_grads(&p, &[0.0; 7], &[0, 1], &mut g, &mut ws, &pool), Err(NnError::Shape { .. })));
-        assert!(matches!(net.train_step_grads(&p, &[0.0; 8], &[0, 5], &mut g, &mut ws, &pool), Err(NnError::LabelOutOfRange { .. })));
+        assert!(matches!(
+            net.train_step_grads(&p, &[0.0; 12], &[0, 1, 0], &mut g, &mut ws, &pool),
+            Err(NnError::BatchTooLarge { .. })
+        ));
+        assert!(matches!(
+            net.train_step_grads(&p, &[0.0; 7], &[0, 1], &mut g, &mut ws, &pool),
+            Err(NnError::Shape { .. })
+        ));
+        assert!(matches!(
+            net.train_step_grads(&p, &[0.0; 8], &[0, 5], &mut g, &mut ws, &pool),
+            Err(NnError::LabelOutOfRange { .. })
+        ));
     }
 }

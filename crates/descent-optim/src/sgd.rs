@@ -64,7 +64,9 @@ impl Sgd {
         check_finite_nonneg("dampening", cfg.dampening)?;
         check_finite_nonneg("weight_decay", cfg.weight_decay)?;
         if cfg.nesterov && (cfg.momentum <= 0.0 || cfg.dampening != 0.0) {
-            return Err(OptimError::InvalidCombination("nesterov needs momentum > 0 and dampening = 0"));
+            return Err(OptimError::InvalidCombination(
+                "nesterov needs momentum > 0 and dampening = 0",
+            ));
         }
         Ok(Self {
             cfg,
@@ -84,8 +86,14 @@ fn update_plain(p: &mut [f32], g: &[f32], c: SgdConfig) {
     if c.weight_decay == 0.0 {
         p.iter_mut().zip(g).for_each(|(p, g)| *p -= lr * g);
     } else {
-        let wd = if c.maximize { -c.weight_decay } else { c.weight_decay };
-        p.iter_mut().zip(g).for_each(|(p, g)| *p -= lr * (g + wd * *p));
+        let wd = if c.maximize {
+            -c.weight_decay
+        } else {
+            c.weight_decay
+        };
+        p.iter_mut()
+            .zip(g)
+            .for_each(|(p, g)| *p -= lr * (g + wd * *p));
     }
 }
 
@@ -93,7 +101,11 @@ fn update_momentum(p: &mut [f32], g: &[f32], b: &mut [f32], c: SgdConfig, first:
     let sign = if c.maximize { -1.0 } else { 1.0 };
     for ((p, g), b) in p.iter_mut().zip(g).zip(b.iter_mut()) {
         let d = sign * g + c.weight_decay * *p;
-        *b = if first { d } else { c.momentum * *b + (1.0 - c.dampening) * d };
+        *b = if first {
+            d
+        } else {
+            c.momentum * *b + (1.0 - c.dampening) * d
+        };
         let u = if c.nesterov { d + c.momentum * *b } else { *b };
         *p -= c.lr * u;
     }
@@ -148,7 +160,8 @@ impl Optimizer for Sgd {
             ..OptimizerState::default()
         };
         if !self.momentum_buffer.is_empty() {
-            s.buffers.insert("momentum_buffer".into(), self.momentum_buffer.clone());
+            s.buffers
+                .insert("momentum_buffer".into(), self.momentum_buffer.clone());
         }
         s
     }
@@ -156,10 +169,16 @@ impl Optimizer for Sgd {
     fn load_state(&mut self, state: &OptimizerState) -> Result<(), OptimError> {
         state.expect_optimizer(self.name())?;
         if let Some(other) = state.buffers.keys().find(|k| *k != "momentum_buffer") {
-            return Err(OptimError::StateMismatch(format!("unknown buffer `{other}` for sgd")));
+            return Err(OptimError::StateMismatch(format!(
+                "unknown buffer `{other}` for sgd"
+            )));
         }
         self.step = state.step;
-        self.momentum_buffer = state.buffers.get("momentum_buffer").cloned().unwrap_or_default();
+        self.momentum_buffer = state
+            .buffers
+            .get("momentum_buffer")
+            .cloned()
+            .unwrap_or_default();
         Ok(())
     }
 }
@@ -175,8 +194,16 @@ mod tests {
             let mut d = if c.maximize { -g } else { g };
             d += c.weight_decay as f64 * p;
             if c.momentum != 0.0 {
-                b = if t == 0 { d } else { c.momentum as f64 * b + (1.0 - c.dampening as f64) * d };
-                d = if c.nesterov { d + c.momentum as f64 * b } else { b };
+                b = if t == 0 {
+                    d
+                } else {
+                    c.momentum as f64 * b + (1.0 - c.dampening as f64) * d
+                };
+                d = if c.nesterov {
+                    d + c.momentum as f64 * b
+                } else {
+                    b
+                };
             }
             p -= c.lr as f64 * d;
         }
@@ -188,11 +215,36 @@ mod tests {
         let grads = [0.3, -1.2, 0.5, 2.0, -0.7];
         let configs = [
             SgdConfig::default(),
-            SgdConfig { lr: 0.1, weight_decay: 0.01, ..SgdConfig::default() },
-            SgdConfig { lr: 0.1, momentum: 0.9, ..SgdConfig::default() },
-            SgdConfig { lr: 0.05, momentum: 0.9, dampening: 0.3, ..SgdConfig::default() },
-            SgdConfig { lr: 0.05, momentum: 0.8, nesterov: true, weight_decay: 0.1, ..SgdConfig::default() },
-            SgdConfig { lr: 0.05, momentum: 0.5, maximize: true, weight_decay: 0.1, ..SgdConfig::default() },
+            SgdConfig {
+                lr: 0.1,
+                weight_decay: 0.01,
+                ..SgdConfig::default()
+            },
+            SgdConfig {
+                lr: 0.1,
+                momentum: 0.9,
+                ..SgdConfig::default()
+            },
+            SgdConfig {
+                lr: 0.05,
+                momentum: 0.9,
+                dampening: 0.3,
+                ..SgdConfig::default()
+            },
+            SgdConfig {
+                lr: 0.05,
+                momentum: 0.8,
+                nesterov: true,
+                weight_decay: 0.1,
+                ..SgdConfig::default()
+            },
+            SgdConfig {
+                lr: 0.05,
+                momentum: 0.5,
+                maximize: true,
+                weight_decay: 0.1,
+                ..SgdConfig::default()
+            },
         ];
         for c in configs {
             let mut opt = Sgd::new(c).unwrap();
@@ -201,13 +253,21 @@ mod tests {
                 opt.step(&mut p, &[g as f32]).unwrap();
             }
             let want = reference(c, 1.5, &grads);
-            assert!((p[0] as f64 - want).abs() < 1e-6, "{c:?}: {} vs {want}", p[0]);
+            assert!(
+                (p[0] as f64 - want).abs() < 1e-6,
+                "{c:?}: {} vs {want}",
+                p[0]
+            );
         }
     }
 
     #[test]
     fn state_round_trip_continues_identically() {
-        let c = SgdConfig { lr: 0.1, momentum: 0.9, ..SgdConfig::default() };
+        let c = SgdConfig {
+            lr: 0.1,
+            momentum: 0.9,
+            ..SgdConfig::default()
+        };
         let n = 100_000;
         let grads: Vec<f32> = (0..n).map(|i| ((i % 13) as f32 - 6.0) * 0.1).collect();
         let mut a = Sgd::new(c).unwrap();
@@ -225,13 +285,39 @@ mod tests {
     #[test]
     fn bad_settings_are_refused() {
         for lr in [0.0, -1.0, f32::NAN, f32::INFINITY] {
-            assert!(matches!(Sgd::new(SgdConfig { lr, ..SgdConfig::default() }), Err(OptimError::InvalidHyperparameter { name: "lr", .. })));
+            assert!(matches!(
+                Sgd::new(SgdConfig {
+                    lr,
+                    ..SgdConfig::default()
+                }),
+                Err(OptimError::InvalidHyperparameter { name: "lr", .. })
+            ));
         }
-        assert!(Sgd::new(SgdConfig { nesterov: true, ..SgdConfig::default() }).is_err());
-        assert!(Sgd::new(SgdConfig { momentum: -0.1, ..SgdConfig::default() }).is_err());
+        assert!(Sgd::new(SgdConfig {
+            nesterov: true,
+            ..SgdConfig::default()
+        })
+        .is_err());
+        assert!(Sgd::new(SgdConfig {
+            momentum: -0.1,
+            ..SgdConfig::default()
+        })
+        .is_err());
         let mut opt = Sgd::new(SgdConfig::default()).unwrap();
-        assert!(matches!(opt.step(&mut [0.0; 3], &[0.0; 2]), Err(OptimError::LengthMismatch { params: 3, grads: 2 })));
-        let other = OptimizerState { optimizer: "adam".into(), ..OptimizerState::default() };
-        assert!(matches!(opt.load_state(&other), Err(OptimError::StateMismatch(_))));
+        assert!(matches!(
+            opt.step(&mut [0.0; 3], &[0.0; 2]),
+            Err(OptimError::LengthMismatch {
+                params: 3,
+                grads: 2
+            })
+        ));
+        let other = OptimizerState {
+            optimizer: "adam".into(),
+            ..OptimizerState::default()
+        };
+        assert!(matches!(
+            opt.load_state(&other),
+            Err(OptimError::StateMismatch(_))
+        ));
     }
 }

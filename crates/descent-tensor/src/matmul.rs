@@ -90,7 +90,11 @@ pub fn matmul_naive(mut dst: MatMut<'_>, a: MatRef<'_>, b: MatRef<'_>, alpha: f3
             for p in 0..a.cols() {
                 s += a.at(i, p) * b.at(p, j);
             }
-            let old = if beta == 0.0 { 0.0 } else { beta * dst.at(i, j) };
+            let old = if beta == 0.0 {
+                0.0
+            } else {
+                beta * dst.at(i, j)
+            };
             dst.set(i, j, alpha * s + old);
         }
     }
@@ -110,24 +114,54 @@ mod tests {
     #[test]
     fn fast_matches_naive() {
         let mut rng = Rng::new(7);
-        let pools = [Pool::new(1).unwrap(), Pool::new(2).unwrap(), Pool::new(3).unwrap()];
-        for &(m, n, k) in &[(1, 1, 1), (3, 5, 7), (64, 512, 784), (512, 784, 64), (64, 10, 512), (10, 512, 64), (33, 17, 1)] {
+        let pools = [
+            Pool::new(1).unwrap(),
+            Pool::new(2).unwrap(),
+            Pool::new(3).unwrap(),
+        ];
+        for &(m, n, k) in &[
+            (1, 1, 1),
+            (3, 5, 7),
+            (64, 512, 784),
+            (512, 784, 64),
+            (64, 10, 512),
+            (10, 512, 64),
+            (33, 17, 1),
+        ] {
             for ta in [false, true] {
                 for tb in [false, true] {
                     let a_buf = random(&mut rng, m * k);
                     let b_buf = random(&mut rng, k * n);
-                    let a = if ta { MatRef::new(&a_buf, k, m).unwrap().t() } else { MatRef::new(&a_buf, m, k).unwrap() };
-                    let b = if tb { MatRef::new(&b_buf, n, k).unwrap().t() } else { MatRef::new(&b_buf, k, n).unwrap() };
+                    let a = if ta {
+                        MatRef::new(&a_buf, k, m).unwrap().t()
+                    } else {
+                        MatRef::new(&a_buf, m, k).unwrap()
+                    };
+                    let b = if tb {
+                        MatRef::new(&b_buf, n, k).unwrap().t()
+                    } else {
+                        MatRef::new(&b_buf, k, n).unwrap()
+                    };
                     let init = random(&mut rng, m * n);
                     for (alpha, beta) in [(1.0, 0.0), (-0.5, 1.0), (2.0, 0.25)] {
                         let mut want = init.clone();
                         matmul_naive(MatMut::new(&mut want, m, n).unwrap(), a, b, alpha, beta);
                         for pool in &pools {
                             let mut got = init.clone();
-                            matmul(MatMut::new(&mut got, m, n).unwrap(), a, b, alpha, beta, pool);
+                            matmul(
+                                MatMut::new(&mut got, m, n).unwrap(),
+                                a,
+                                b,
+                                alpha,
+                                beta,
+                                pool,
+                            );
                             for (g, w) in got.iter().zip(&want) {
                                 let tol = 1e-5 * (k as f32).sqrt() * (1.0 + w.abs());
-                                assert!((g - w).abs() <= tol, "m{m} n{n} k{k} ta{ta} tb{tb}: {g} vs {w}");
+                                assert!(
+                                    (g - w).abs() <= tol,
+                                    "m{m} n{n} k{k} ta{ta} tb{tb}: {g} vs {w}"
+                                );
                             }
                         }
                     }
@@ -141,7 +175,14 @@ mod tests {
         let a = [1.0, 2.0];
         let b = [3.0, 4.0];
         let mut c = [f32::NAN];
-        matmul(MatMut::new(&mut c, 1, 1).unwrap(), MatRef::new(&a, 1, 2).unwrap(), MatRef::new(&b, 2, 1).unwrap(), 1.0, 0.0, &Pool::new(1).unwrap());
+        matmul(
+            MatMut::new(&mut c, 1, 1).unwrap(),
+            MatRef::new(&a, 1, 2).unwrap(),
+            MatRef::new(&b, 2, 1).unwrap(),
+            1.0,
+            0.0,
+            &Pool::new(1).unwrap(),
+        );
         assert_eq!(c, [11.0]);
     }
 
@@ -153,7 +194,14 @@ mod tests {
         let pool = Pool::new(2).unwrap();
         let run = || {
             let mut c = vec![0.0; 64 * 512];
-            matmul(MatMut::new(&mut c, 64, 512).unwrap(), MatRef::new(&a, 64, 784).unwrap(), MatRef::new(&b, 512, 784).unwrap().t(), 1.0, 0.0, &pool);
+            matmul(
+                MatMut::new(&mut c, 64, 512).unwrap(),
+                MatRef::new(&a, 64, 784).unwrap(),
+                MatRef::new(&b, 512, 784).unwrap().t(),
+                1.0,
+                0.0,
+                &pool,
+            );
             c
         };
         assert_eq!(run(), run());
@@ -164,6 +212,12 @@ mod tests {
     fn mismatched_shapes_are_refused() {
         let a = [0.0; 6];
         let mut c = [0.0; 4];
-        matmul_naive(MatMut::new(&mut c, 2, 2).unwrap(), MatRef::new(&a, 2, 3).unwrap(), MatRef::new(&a, 2, 3).unwrap(), 1.0, 0.0);
+        matmul_naive(
+            MatMut::new(&mut c, 2, 2).unwrap(),
+            MatRef::new(&a, 2, 3).unwrap(),
+            MatRef::new(&a, 2, 3).unwrap(),
+            1.0,
+            0.0,
+        );
     }
 }

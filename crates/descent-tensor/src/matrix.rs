@@ -84,13 +84,23 @@ impl<'a> MatRef<'a> {
 
     /// Element `(i, j)`; panics when out of range, like slice indexing.
     pub fn at(&self, i: usize, j: usize) -> f32 {
-        assert!(i < self.rows && j < self.cols, "index ({i}, {j}) out of a {}x{} view", self.rows, self.cols);
+        assert!(
+            i < self.rows && j < self.cols,
+            "index ({i}, {j}) out of a {}x{} view",
+            self.rows,
+            self.cols
+        );
         self.data[i * self.rs + j * self.cs]
     }
 
     /// Rows `start..start + len` as a view.
     pub fn rows_range(self, start: usize, len: usize) -> Self {
-        assert!(start + len <= self.rows, "rows {start}..{} of {}", start + len, self.rows);
+        assert!(
+            start + len <= self.rows,
+            "rows {start}..{} of {}",
+            start + len,
+            self.rows
+        );
         let off = if len == 0 { 0 } else { start * self.rs };
         Self {
             data: &self.data[off.min(self.data.len())..],
@@ -202,14 +212,24 @@ impl<'a> MatMut<'a> {
 
     /// Element `(i, j)`.
     pub fn at(&self, i: usize, j: usize) -> f32 {
-        assert!(i < self.rows && j < self.cols, "index ({i}, {j}) out of a {}x{} view", self.rows, self.cols);
+        assert!(
+            i < self.rows && j < self.cols,
+            "index ({i}, {j}) out of a {}x{} view",
+            self.rows,
+            self.cols
+        );
         // SAFETY: in range, checked above and at construction.
         unsafe { *self.ptr.add(i * self.rs + j * self.cs) }
     }
 
     /// Sets element `(i, j)`.
     pub fn set(&mut self, i: usize, j: usize, v: f32) {
-        assert!(i < self.rows && j < self.cols, "index ({i}, {j}) out of a {}x{} view", self.rows, self.cols);
+        assert!(
+            i < self.rows && j < self.cols,
+            "index ({i}, {j}) out of a {}x{} view",
+            self.rows,
+            self.cols
+        );
         // SAFETY: in range, checked above and at construction; the view is exclusive.
         unsafe { *self.ptr.add(i * self.rs + j * self.cs) = v }
     }
@@ -217,14 +237,20 @@ impl<'a> MatMut<'a> {
     /// Row `i` as a slice; the view's columns must be contiguous (column stride 1).
     pub fn row_mut(&mut self, i: usize) -> &mut [f32] {
         assert!(i < self.rows, "row {i} of {}", self.rows);
-        assert!(self.cs == 1 || self.cols <= 1, "row_mut needs contiguous columns");
+        assert!(
+            self.cs == 1 || self.cols <= 1,
+            "row_mut needs contiguous columns"
+        );
         // SAFETY: the row's `cols` contiguous elements are inside the exclusive view.
         unsafe { std::slice::from_raw_parts_mut(self.ptr.add(i * self.rs), self.cols) }
     }
 
     /// A shorter-lived view of the same elements.
     pub fn rb_mut(&mut self) -> MatMut<'_> {
-        MatMut { _borrow: PhantomData, ..*self }
+        MatMut {
+            _borrow: PhantomData,
+            ..*self
+        }
     }
 
     pub(crate) fn ptr(&self) -> *mut f32 {

@@ -88,7 +88,13 @@ impl Pool {
     /// Splits `m` into horizontal bands of whole multiples of `align` rows (the last may be
     /// shorter) and calls `f(first_row, band)` on each in parallel. Bands shorter than
     /// `min_rows` are not made: small matrices stay on one thread.
-    pub fn split_rows(&self, m: MatMut<'_>, align: usize, min_rows: usize, f: impl Fn(usize, MatMut<'_>) + Sync) {
+    pub fn split_rows(
+        &self,
+        m: MatMut<'_>,
+        align: usize,
+        min_rows: usize,
+        f: impl Fn(usize, MatMut<'_>) + Sync,
+    ) {
         let parts = self.parts_for(m.rows(), min_rows.max(align));
         if parts <= 1 {
             return f(0, m);
@@ -119,20 +125,37 @@ impl Pool {
     }
 
     /// Like [`Pool::split_rows`], over columns: `f(first_col, block)`.
-    pub fn split_cols(&self, m: MatMut<'_>, align: usize, min_cols: usize, f: impl Fn(usize, MatMut<'_>) + Sync) {
+    pub fn split_cols(
+        &self,
+        m: MatMut<'_>,
+        align: usize,
+        min_cols: usize,
+        f: impl Fn(usize, MatMut<'_>) + Sync,
+    ) {
         self.split_rows(m.t(), align, min_cols, |j, block| f(j, block.t()));
     }
 
     /// Splits `data` into one contiguous chunk per thread (multiples of `align` elements) and
     /// calls `f(offset, chunk)` on each in parallel.
-    pub fn split_slice(&self, data: &mut [f32], align: usize, min_len: usize, f: impl Fn(usize, &mut [f32]) + Sync) {
+    pub fn split_slice(
+        &self,
+        data: &mut [f32],
+        align: usize,
+        min_len: usize,
+        f: impl Fn(usize, &mut [f32]) + Sync,
+    ) {
         let len = data.len();
-        self.split_rows(MatMut::new(data, len, 1).expect("column view of a slice"), align, min_len, |start, band| {
-            let n = band.rows();
-            // SAFETY: a one-column band of a contiguous slice is itself a contiguous slice.
-            let chunk = unsafe { std::slice::from_raw_parts_mut(band.ptr(), n) };
-            f(start, chunk)
-        });
+        self.split_rows(
+            MatMut::new(data, len, 1).expect("column view of a slice"),
+            align,
+            min_len,
+            |start, band| {
+                let n = band.rows();
+                // SAFETY: a one-column band of a contiguous slice is itself a contiguous slice.
+                let chunk = unsafe { std::slice::from_raw_parts_mut(band.ptr(), n) };
+                f(start, chunk)
+            },
+        );
     }
 }
 
@@ -165,22 +188,32 @@ mod tests {
         let pool = Pool::new(3).unwrap();
         for (r, c) in [(1, 1), (5, 3), (64, 17), (100, 40)] {
             let mut data = vec![0.0f32; r * c];
-            pool.split_rows(MatMut::new(&mut data, r, c).unwrap(), 4, 1, |i0, mut band| {
-                for i in 0..band.rows() {
-                    for j in 0..band.cols() {
-                        let v = band.at(i, j);
-                        band.set(i, j, v + ((i0 + i) * c + j) as f32 + 1.0);
+            pool.split_rows(
+                MatMut::new(&mut data, r, c).unwrap(),
+                4,
+                1,
+                |i0, mut band| {
+                    for i in 0..band.rows() {
+                        for j in 0..band.cols() {
+                            let v = band.at(i, j);
+                            band.set(i, j, v + ((i0 + i) * c + j) as f32 + 1.0);
+                        }
                     }
-                }
-            });
-            pool.split_cols(MatMut::new(&mut data, r, c).unwrap(), 2, 1, |j0, mut block| {
-                for i in 0..block.rows() {
-                    for j in 0..block.cols() {
-                        let v = block.at(i, j);
-                        block.set(i, j, v + (i * c + j0 + j) as f32 + 1.0);
+                },
+            );
+            pool.split_cols(
+                MatMut::new(&mut data, r, c).unwrap(),
+                2,
+                1,
+                |j0, mut block| {
+                    for i in 0..block.rows() {
+                        for j in 0..block.cols() {
+                            let v = block.at(i, j);
+                            block.set(i, j, v + (i * c + j0 + j) as f32 + 1.0);
+                        }
                     }
-                }
-            });
+                },
+            );
             for (k, v) in data.iter().enumerate() {
                 assert_eq!(*v, 2.0 * (k as f32 + 1.0));
             }

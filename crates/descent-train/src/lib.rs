@@ -1,1 +1,70 @@
-//! wip
+//! The training loop of descent: builds the model, the optimizer and the batches from a
+//! [`TrainConfig`], runs epochs, reports [`Event`]s (the seed's log lines, per-epoch results)
+//! and stops with a clear error when the loss diverges.
+//!
+//! ```
+//! use descent_data::{parse_idx, Dataset, Normalize};
+//! use descent_train::{Event, TrainConfig, Trainer};
+//!
+//! // Four 2-pixel "images" whose class is which pixel is lit.
+//! let img = parse_idx(&[0, 0, 8, 2, 0, 0, 0, 4, 0, 0, 0, 2, 255, 0, 0, 255, 255, 0, 0, 255], "x").unwrap();
+//! let lab = parse_idx(&[0, 0, 8, 1, 0, 0, 0, 4, 0, 1, 0, 1], "y").unwrap();
+//! let data = Dataset::new(&img, &lab, Normalize::default(), 2).unwrap();
+//! let cfg = TrainConfig { hidden: vec![8], lr: 0.5, batch_size: 2, epochs: 20, log_every: 0, threads: 1, ..TrainConfig::default() };
+//! let mut trainer = Trainer::new(&cfg, 2, 2).unwrap();
+//! let mut last = 0.0;
+//! trainer.run(&data, &data, |e| if let Event::EpochEnd(r) = e { last = r.test_acc }).unwrap();
+//! assert_eq!(last, 100.0);
+//! ```
+
+mod config;
+mod trainer;
+
+pub use config::{TrainConfig, OPTIMIZERS};
+pub use trainer::{EpochReport, Event, Trainer};
+
+/// Why training could not start or go on.
+#[derive(Debug, thiserror::Error)]
+pub enum TrainError {
+    /// A setting outside its valid range, named by its command-line flag.
+    #[error("invalid {flag} {value}: {why}")]
+    Config {
+        /// The flag, e.g. `--lr`.
+        flag: &'static str,
+        /// The value given.
+        value: String,
+        /// What is accepted.
+        why: String,
+    },
+    /// The loss became NaN or infinite.
+    #[error("the loss became {value} at epoch {epoch}, batch {batch} (step {step}): training diverged; lower the learning rate (--lr {lr} now, try {suggest})")]
+    Diverged {
+        /// `NaN` or `inf`.
+        value: String,
+        /// Epoch, from 1.
+        epoch: usize,
+        /// Batch within the epoch, from 1.
+        batch: usize,
+        /// Optimizer steps so far, from 1.
+        step: u64,
+        /// The learning rate in use.
+        lr: f32,
+        /// A tenth of it.
+        suggest: f32,
+    },
+    /// The data does not fit the model.
+    #[error("data: {0}")]
+    Data(String),
+    /// From the model.
+    #[error(transparent)]
+    Nn(#[from] descent_nn::NnError),
+    /// From the optimizer.
+    #[error(transparent)]
+    Optim(#[from] descent_optim::OptimError),
+    /// From the data loader.
+    #[error(transparent)]
+    Loader(#[from] descent_data::DataError),
+    /// From the thread pool.
+    #[error(transparent)]
+    Tensor(#[from] descent_tensor::TensorError),
+}

@@ -1,0 +1,353 @@
+//! Epochs of shuffled batches, the optimizer step, evaluation and events.
+
+use std::time::Instant;
+
+use descent_data::{BatchLoader, Dataset};
+use descent_nn::{LossStats, Sequential, Workspace};
+use descent_optim::{Optimizer, Sgd, SgdConfig};
+use descent_tensor::{Pool, Rng};
+
+use crate::{TrainConfig, TrainError};
+
+/// Results of one epoch.
+#[derive(Clone, Debug, PartialEq)]
+pub struct EpochReport {
+    /// Epoch, from 1.
+    pub epoch: usize,
+    /// Mean training loss over the epoch's examples (as the weights were when each batch ran).
+    pub train_loss: f64,
+    /// Training accuracy over the epoch, in percent, on the same terms.
+    pub train_acc: f64,
+    /// Mean loss on the evaluation set after the epoch.
+    pub test_loss: f64,
+    /// Accuracy on the evaluation set after the epoch, in percent.
+    pub test_acc: f64,
+    /// Seconds spent training (evaluation excluded).
+    pub seconds: f64,
+}
+
+/// What the loop tells its caller as it goes.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Event {
+    /// The mean batch loss of the last `log_every` batches (the seed's log line).
+    Log {
+        /// Epoch, from 1.
+        epoch: usize,
+        /// Batches done in this epoch.
+        batch: usize,
+        /// Mean of the last `log_every` batch losses.
+        loss: f64,
+    },
+    /// A batch finished.
+    Progress {
+        /// Epoch, from 1.
+        epoch: usize,
+        /// Batches done in this epoch.
+        batch: usize,
+        /// Batches in the epoch.
+        batches: usize,
+    },
+    /// An epoch finished and was evaluated.
+    EpochEnd(EpochReport),
+}
+
+/// A model, its parameters, an optimizer and the buffers to train them.
+pub struct Trainer {
+    cfg: TrainConfig,
+    net: Sequential,
+    params: Vec<f32>,
+    grads: Vec<f32>,
+    optimizer: Box<dyn Optimizer>,
+    pool: Pool,
+    ws: Workspace,
+    eval_ws: Workspace,
+    x: Vec<f32>,
+    y: Vec<u8>,
+    step: u64,
+}
+
+fn build_optimizer(cfg: &TrainConfig) -> Result<Box<dyn Optimizer>, TrainError> {
+    match cfg.optimizer.as_str() {
+        "sgd" => Ok(Box::new(Sgd::new(SgdConfig {
+            lr: cfg.lr,
+            momentum: cfg.momentum,
+            ..SgdConfig::default()
+        })?)),
+        other => Err(TrainError::Config {
+            flag: "--optimizer",
+            value: other.into(),
+            why: format!("known optimizers: {}", crate::OPTIMIZERS.join(", ")),
+        }),
+    }
+}
+
+impl Trainer {
+    /// Checks `cfg` and builds an MLP from `inputs` features to `classes` outputs with
+    /// freshly initialized weights (seeded by `cfg.seed`).
+    pub fn new(cfg: &TrainConfig, inputs: usize, classes: usize) -> Result<Self, TrainError> {
+        cfg.validate()?;
+        let net = Sequential::mlp(inputs, &cfg.hidden, classes, cfg.activation)?;
+        let params = net.init_params(&mut Rng::new(cfg.seed));
+        let threads = if cfg.threads == 0 {
+            std::thread::available_parallelism().map_or(1, |n| n.get())
+        } else {
+            cfg.threads
+        };
+        Ok(Self {
+            grads: vec![0.0; params.len()],
+            optimizer: build_optimizer(cfg)?,
+            pool: Pool::new(threads)?,
+            ws: Workspace::new(&net, cfg.batch_size),
+            eval_ws: Workspace::new(&net, cfg.eval_batch),
+            x: vec![0.0; cfg.batch_size * inputs],
+            y: vec![0; cfg.batch_size],
+            step: 0,
+            cfg: cfg.clone(),
+            net,
+            params,
+        })
+    }
+
+    /// The model.
+    pub fn net(&self) -> &Sequential {
+        &self.net
+    }
+
+    /// The flat parameters (layout: `self.net().layout()`).
+    pub fn params(&self) -> &[f32] {
+        &self.params
+    }
+
+    /// Threads the engine runs on.
+    pub fn threads(&self) -> usize {
+        self.pool.threads()
+    }
+
+    /// Optimizer steps taken.
+    pub fn steps(&self) -> u64 {
+        self.step
+    }
+
+    /// Loss and accuracy of the current weights on `data`.
+    pub fn evaluate(&mut self, data: &Dataset) -> Result<LossStats, TrainError> {
+        Ok(self.net.evaluate(
+            &self.params,
+            data.images(),
+            data.labels(),
+            &mut self.eval_ws,
+            &self.pool,
+        )?)
+    }
+
+    fn check_data(&self, data: &Dataset, what: &str) -> Result<(), TrainError> {
+        if data.features() != self.net.input_features()
+            || data.classes() != self.net.output_features()
+        {
+            return Err(TrainError::Data(format!(
+                "the {what} set has {} features and {} classes; the model takes {} and predicts {}",
+                data.features(),
+                data.classes(),
+                self.net.input_features(),
+                self.net.output_features()
+            )));
+        }
+        if data.is_empty() {
+            return Err(TrainError::Data(format!("the {what} set is empty")));
+        }
+        Ok(())
+    }
+
+    /// Trains `cfg.epochs` epochs on `train`, evaluating on `eval` after each, and returns
+    /// the epoch reports. `on_event` sees every log line, batch and epoch as it happens.
+    pub fn run(
+        &mut self,
+        train: &Dataset,
+        eval: &Dataset,
+        mut on_event: impl FnMut(Event),
+    ) -> Result<Vec<EpochReport>, TrainError> {
+        self.check_data(train, "training")?;
+        self.check_data(eval, "evaluation")?;
+        let mut loader = BatchLoader::new(
+            train.len(),
+            self.cfg.batch_size,
+            self.cfg.shuffle,
+            self.cfg.drop_last,
+            self.cfg.seed,
+        )?;
+        let batches = loader.num_batches();
+        let mut reports = Vec::with_capacity(self.cfg.epochs);
+        for epoch in 1..=self.cfg.epochs {
+            let start = Instant::now();
+            loader.start_epoch(epoch as u64);
+            let mut epoch_stats = LossStats::default();
+            let mut running = 0.0f64;
+            for b in 0..batches {
+                let rows = loader.fill(train, b, &mut self.x, &mut self.y);
+                let features = self.net.input_features();
+                let stats = self.net.train_step_grads(
+                    &self.params,
+                    &self.x[..rows * features],
+                    &self.y[..rows],
+                    &mut self.grads,
+                    &mut self.ws,
+                    &self.pool,
+                )?;
+                let loss = stats.mean_loss();
+                self.step += 1;
+                if !loss.is_finite() {
+                    let lr = self.optimizer.lr();
+                    return Err(TrainError::Diverged {
+                        value: if loss.is_nan() {
+                            "NaN".into()
+                        } else {
+                            "infinite".into()
+                        },
+                        epoch,
+                        batch: b + 1,
+                        step: self.step,
+                        lr,
+                        suggest: lr / 10.0,
+                    });
+                }
+                let (params, grads, opt) = (&mut self.params, &self.grads, &mut self.optimizer);
+                self.pool.install(|| opt.step(params, grads))?;
+                epoch_stats.merge(stats);
+                running += loss;
+                let done = b + 1;
+                if self.cfg.log_every > 0 && done % self.cfg.log_every == 0 {
+                    on_event(Event::Log {
+                        epoch,
+                        batch: done,
+                        loss: running / self.cfg.log_every as f64,
+                    });
+                    running = 0.0;
+                }
+                on_event(Event::Progress {
+                    epoch,
+                    batch: done,
+                    batches,
+                });
+            }
+            let seconds = start.elapsed().as_secs_f64();
+            let test = self.evaluate(eval)?;
+            let report = EpochReport {
+                epoch,
+                train_loss: epoch_stats.mean_loss(),
+                train_acc: epoch_stats.accuracy(),
+                test_loss: test.mean_loss(),
+                test_acc: test.accuracy(),
+                seconds,
+            };
+            on_event(Event::EpochEnd(report.clone()));
+            reports.push(report);
+        }
+        Ok(reports)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use descent_data::{parse_idx, Normalize};
+
+    /// A small learnable problem: class = which quarter of the 16 pixels is brightest.
+    fn toy(n: usize, seed: u64) -> Dataset {
+        let mut rng = Rng::new(seed);
+        let mut img = vec![0, 0, 8, 2];
+        img.extend((n as u32).to_be_bytes());
+        img.extend(16u32.to_be_bytes());
+        let mut lab = vec![0, 0, 8, 1];
+        lab.extend((n as u32).to_be_bytes());
+        for _ in 0..n {
+            let c = rng.below(4) as usize;
+            for p in 0..16 {
+                let base = if p / 4 == c { 150 } else { 0 };
+                img.push((base + rng.below(100)) as u8);
+            }
+            lab.push(c as u8);
+        }
+        Dataset::new(
+            &parse_idx(&img, "x").unwrap(),
+            &parse_idx(&lab, "y").unwrap(),
+            Normalize::default(),
+            4,
+        )
+        .unwrap()
+    }
+
+    fn cfg() -> TrainConfig {
+        TrainConfig {
+            hidden: vec![32],
+            lr: 0.1,
+            batch_size: 16,
+            epochs: 3,
+            log_every: 10,
+            threads: 2,
+            eval_batch: 64,
+            ..TrainConfig::default()
+        }
+    }
+
+    #[test]
+    fn learns_and_logs_like_the_seed() {
+        let (train, test) = (toy(1000, 1), toy(200, 2));
+        let mut t = Trainer::new(&cfg(), 16, 4).unwrap();
+        let mut logs = Vec::new();
+        let reports = t
+            .run(&train, &test, |e| {
+                if let Event::Log { epoch, batch, .. } = e {
+                    logs.push((epoch, batch))
+                }
+            })
+            .unwrap();
+        // 1000 / 16 = 63 batches (the last of 8 kept): logs at 10, 20, ..., 60 each epoch.
+        assert_eq!(logs.len(), 18);
+        assert_eq!(logs[..2], [(1, 10), (1, 20)]);
+        assert_eq!(t.steps(), 189);
+        assert!(reports[2].test_acc > 95.0, "{reports:?}");
+        assert!(reports[2].train_loss < reports[0].train_loss);
+    }
+
+    #[test]
+    fn same_seed_and_threads_repeat_exactly() {
+        let (train, test) = (toy(500, 3), toy(100, 4));
+        let run = |seed| {
+            let mut t = Trainer::new(&TrainConfig { seed, ..cfg() }, 16, 4).unwrap();
+            let mut events = Vec::new();
+            t.run(&train, &test, |e| events.push(format!("{e:?}")))
+                .unwrap();
+            (
+                t.params().to_vec(),
+                events
+                    .into_iter()
+                    .filter(|e| e.starts_with("Log"))
+                    .collect::<Vec<_>>(),
+            )
+        };
+        let (a, la) = run(5);
+        let (b, lb) = run(5);
+        assert_eq!(a, b);
+        assert_eq!(la, lb);
+        assert_ne!(run(6).0, a);
+    }
+
+    #[test]
+    fn divergence_stops_with_the_step_and_a_hint() {
+        let (train, test) = (toy(500, 3), toy(100, 4));
+        let mut t = Trainer::new(&TrainConfig { lr: 1e30, ..cfg() }, 16, 4).unwrap();
+        let e = t.run(&train, &test, |_| {}).unwrap_err();
+        let msg = e.to_string();
+        assert!(matches!(e, TrainError::Diverged { .. }), "{msg}");
+        assert!(
+            msg.contains("lower the learning rate") && msg.contains("epoch 1"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn data_that_does_not_fit_the_model_is_refused() {
+        let mut t = Trainer::new(&cfg(), 8, 4).unwrap();
+        let d = toy(10, 1);
+        assert!(matches!(t.run(&d, &d, |_| {}), Err(TrainError::Data(_))));
+    }
+}

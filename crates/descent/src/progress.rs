@@ -1,0 +1,99 @@
+//! Progress bars that appear only on a terminal and never garble the log lines.
+
+use std::io::IsTerminal;
+
+use indicatif::{ProgressBar, ProgressStyle};
+
+/// A bar on stderr when stderr is a terminal; lines printed through it stay whole.
+pub struct Bar {
+    bar: Option<ProgressBar>,
+}
+
+impl Bar {
+    pub fn new(enabled: bool) -> Self {
+        Self {
+            bar: (enabled && std::io::stderr().is_terminal()).then(|| {
+                let b = ProgressBar::new(0);
+                b.set_style(
+                    ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} {msg} ({eta})")
+                        .expect("valid template")
+                        .progress_chars("=> "),
+                );
+                b
+            }),
+        }
+    }
+
+    pub fn reset(&self, prefix: String, len: u64) {
+        if let Some(b) = &self.bar {
+            b.reset();
+            b.set_prefix(prefix);
+            b.set_length(len);
+            b.set_position(0);
+        }
+    }
+
+    pub fn set(&self, pos: u64) {
+        if let Some(b) = &self.bar {
+            b.set_position(pos);
+        }
+    }
+
+    /// Prints a line on stdout with the bar out of the way.
+    pub fn println(&self, line: &str) {
+        match &self.bar {
+            Some(b) => b.suspend(|| println!("{line}")),
+            None => println!("{line}"),
+        }
+    }
+
+    pub fn finish(&self) {
+        if let Some(b) = &self.bar {
+            b.finish_and_clear();
+        }
+    }
+}
+
+/// Download progress for `descent-data`, in bytes.
+pub struct FetchBar {
+    bar: Option<ProgressBar>,
+}
+
+impl FetchBar {
+    pub fn new() -> Self {
+        Self { bar: None }
+    }
+}
+
+impl descent_data::Progress for FetchBar {
+    fn message(&mut self, msg: &str) {
+        eprintln!("{msg}");
+    }
+
+    fn start(&mut self, what: &str, total: Option<u64>) {
+        if std::io::stderr().is_terminal() {
+            let b = ProgressBar::new(total.unwrap_or(0));
+            b.set_style(
+                ProgressStyle::with_template(
+                    "{prefix} [{bar:30}] {bytes}/{total_bytes} ({bytes_per_sec})",
+                )
+                .expect("valid template")
+                .progress_chars("=> "),
+            );
+            b.set_prefix(what.to_string());
+            self.bar = Some(b);
+        }
+    }
+
+    fn advance(&mut self, n: u64) {
+        if let Some(b) = &self.bar {
+            b.inc(n);
+        }
+    }
+
+    fn finish(&mut self) {
+        if let Some(b) = self.bar.take() {
+            b.finish_and_clear();
+        }
+    }
+}
