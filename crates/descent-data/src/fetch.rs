@@ -153,9 +153,14 @@ pub fn fetch_files(
         }
     }
     let mut still: Vec<&MnistFile> = Vec::new();
+    // A mirror that cannot be reached is not asked again for the other files.
+    let mut unreachable = vec![false; opts.mirrors.len()];
     for f in pending {
         let mut got = None;
-        for base in &opts.mirrors {
+        for (m, base) in opts.mirrors.iter().enumerate() {
+            if unreachable[m] {
+                continue;
+            }
             let url = format!("{base}{}.gz", f.name);
             progress.message(&format!("downloading {url}"));
             match download_gz(&url, dir, f, opts.timeout, progress) {
@@ -163,7 +168,11 @@ pub fn fetch_files(
                     got = Some(url);
                     break;
                 }
-                Err(e) => attempts.push(format!("  {url}: {e}")),
+                Err(e) => {
+                    progress.message(&format!("  failed: {e}"));
+                    unreachable[m] = e.unreachable;
+                    attempts.push(format!("  {url}: {e}"));
+                }
             }
         }
         match got {
@@ -234,6 +243,14 @@ fn save_verified(
             found,
         });
     }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        // Temporary files are private; the data set is not.
+        let _ = tmp
+            .as_file()
+            .set_permissions(std::fs::Permissions::from_mode(0o644));
+    }
     tmp.as_file()
         .sync_all()
         .map_err(DataError::io("syncing", tmp.path()))?;
@@ -262,19 +279,40 @@ impl<R: Read> Read for Counting<'_, R> {
     }
 }
 
+/// Why a download failed, and whether the server could be reached at all.
+struct DownloadError {
+    message: String,
+    unreachable: bool,
+}
+
+impl std::fmt::Display for DownloadError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
 fn download_gz(
     url: &str,
     dir: &Path,
     f: &MnistFile,
     timeout: Duration,
     progress: &mut dyn Progress,
-) -> Result<(), String> {
+) -> Result<(), DownloadError> {
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .timeout_connect(Some(Duration::from_secs(15)))
         .timeout_global(Some(timeout))
         .build()
         .into();
-    let resp = agent.get(url).call().map_err(|e| e.to_string())?;
+    let resp = agent.get(url).call().map_err(|e| DownloadError {
+        unreachable: matches!(
+            e,
+            ureq::Error::Io(_)
+                | ureq::Error::HostNotFound
+                | ureq::Error::ConnectionFailed
+                | ureq::Error::Timeout(_)
+        ),
+        message: e.to_string(),
+    })?;
     let total = resp
         .headers()
         .get("content-length")
@@ -288,7 +326,10 @@ fn download_gz(
     };
     let result = save_verified(flate2::read::GzDecoder::new(counted), dir, f, url);
     progress.finish();
-    result.map_err(|e| e.to_string())
+    result.map_err(|e| DownloadError {
+        message: e.to_string(),
+        unreachable: false,
+    })
 }
 
 fn from_npm(
