@@ -56,11 +56,20 @@ impl Linear {
         matmul_serial(y, x, weight.t(), 1.0, 1.0);
     }
 
-    // dy is (B, out), x is (B, in); dweight is (out, in), rows i0..i0 + h of the full gradient.
-    /// Weight gradient for the output features `i0..i0 + dweight.rows()`: `dW = dyᵀ·x`.
-    pub fn backward_weight_block(dy: MatRef<'_>, x: MatRef<'_>, dweight: MatMut<'_>, i0: usize) {
-        let h = dweight.rows();
-        matmul_serial(dweight, dy.cols_range(i0, h).t(), x, 1.0, 0.0);
+    // dy is (B, out), x is (B, in); w is (out, in), rows i0..i0 + h of the full matrix.
+    /// Weight gradient for the output features `i0..i0 + w.rows()`:
+    /// `w = alpha · dyᵀ·x + beta · w` (alpha 1, beta 0 writes the gradient; alpha `-lr`,
+    /// beta 1 applies an SGD step to the weights themselves).
+    pub fn backward_weight_block(
+        dy: MatRef<'_>,
+        x: MatRef<'_>,
+        w: MatMut<'_>,
+        i0: usize,
+        alpha: f32,
+        beta: f32,
+    ) {
+        let h = w.rows();
+        matmul_serial(w, dy.cols_range(i0, h).t(), x, alpha, beta);
     }
 
     // dy is (B, out); dbias is (out).

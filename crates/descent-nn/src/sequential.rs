@@ -37,14 +37,23 @@ pub struct Workspace {
     outs: Vec<Vec<f32>>,
     /// Per stage: gradient of the loss w.r.t. that output, `capacity x out`.
     grads: Vec<Vec<f32>>,
+    /// The widest layer's bias gradient, for fused SGD steps.
+    bias_grad: Vec<f32>,
 }
 
 impl Workspace {
     /// Buffers for `net` and batches of up to `capacity` rows.
     pub fn new(net: &Sequential, capacity: usize) -> Self {
         let sizes = net.stages.iter().map(|s| capacity * s.linear.out_features);
+        let widest = net
+            .stages
+            .iter()
+            .map(|s| s.linear.out_features)
+            .max()
+            .unwrap_or(0);
         Self {
             capacity,
+            bias_grad: vec![0.0; widest],
             outs: sizes.clone().map(|n| vec![0.0; n]).collect(),
             grads: sizes.map(|n| vec![0.0; n]).collect(),
         }
@@ -53,6 +62,26 @@ impl Workspace {
     /// Largest batch the workspace holds.
     pub fn capacity(&self) -> usize {
         self.capacity
+    }
+}
+
+/// Where the backward pass puts its result.
+enum Update<'a> {
+    /// Gradients into a buffer laid out like the parameters.
+    Grads {
+        params: &'a [f32],
+        grads: &'a mut [f32],
+    },
+    /// Straight into the parameters as a plain SGD step.
+    Sgd { params: &'a mut [f32], lr: f32 },
+}
+
+impl Update<'_> {
+    fn params(&self) -> &[f32] {
+        match self {
+            Update::Grads { params, .. } => params,
+            Update::Sgd { params, .. } => params,
+        }
     }
 }
 
@@ -272,8 +301,6 @@ impl Sequential {
         ws: &mut Workspace,
         pool: &Pool,
     ) -> Result<LossStats, NnError> {
-        let batch = labels.len();
-        self.check(params, x, batch, ws)?;
         if grads.len() != params.len() {
             return Err(NnError::Shape {
                 what: "gradients",
@@ -281,6 +308,41 @@ impl Sequential {
                 got: grads.len(),
             });
         }
+        let stats = self.forward_loss(params, x, labels, ws, pool)?;
+        self.backward(Update::Grads { params, grads }, x, labels.len(), ws, pool);
+        Ok(stats)
+    }
+
+    /// Forward, loss, backward and the plain SGD update `p -= lr * grad` in one pass: each
+    /// layer's weights are updated by the weight-gradient product itself (after the layer's
+    /// input gradient has used them), so no gradient buffer is written or read again. Gives
+    /// the same parameters as [`Sequential::train_step_grads`] followed by an SGD step.
+    pub fn train_step_sgd(
+        &self,
+        params: &mut [f32],
+        lr: f32,
+        x: &[f32],
+        labels: &[u8],
+        ws: &mut Workspace,
+        pool: &Pool,
+    ) -> Result<LossStats, NnError> {
+        let stats = self.forward_loss(params, x, labels, ws, pool)?;
+        self.backward(Update::Sgd { params, lr }, x, labels.len(), ws, pool);
+        Ok(stats)
+    }
+
+    /// Checks the inputs, runs the forward pass and writes the loss gradient into the last
+    /// stage's gradient buffer.
+    fn forward_loss(
+        &self,
+        params: &[f32],
+        x: &[f32],
+        labels: &[u8],
+        ws: &mut Workspace,
+        pool: &Pool,
+    ) -> Result<LossStats, NnError> {
+        let batch = labels.len();
+        self.check(params, x, batch, ws)?;
         self.forward_unchecked(params, x, batch, ws, pool);
         let last = self.stages.len() - 1;
         let classes = self.output_features();
@@ -294,6 +356,20 @@ impl Sequential {
         if let Some(act) = self.stages[last].act {
             act.backward(&ws.outs[last][..n], &mut ws.grads[last][..n]);
         }
+        Ok(stats)
+    }
+
+    /// Backward from the loss gradient in the last stage's buffer, layer by layer: the input
+    /// gradient first (it needs the layer's weights as they were), then the weight and bias
+    /// gradients, written to a gradient buffer or applied as an SGD step.
+    fn backward(
+        &self,
+        mut update: Update<'_>,
+        x: &[f32],
+        batch: usize,
+        ws: &mut Workspace,
+        pool: &Pool,
+    ) {
         for i in (0..self.stages.len()).rev() {
             let l = &self.stages[i].linear;
             let input = if i == 0 {
@@ -305,21 +381,13 @@ impl Sequential {
             let (lower, upper) = ws.grads.split_at_mut(i);
             let dy_buf = &upper[0][..batch * l.out_features];
             let dy = MatRef::new(dy_buf, batch, l.out_features).expect("gradient fits");
-            // dW (out, in) = dyᵀ (out, B) · x (B, in), one band of output features per thread.
-            let (w_grad, b_grad) = grads[l.weight..l.bias + l.out_features]
-                .split_at_mut(l.out_features * l.in_features);
-            let dw =
-                MatMut::new(w_grad, l.out_features, l.in_features).expect("weight gradient fits");
-            pool.split_rows(dw, 8, MIN_FEATURES_PER_THREAD, |i0, band| {
-                Linear::backward_weight_block(dy, input, band, i0)
-            });
-            Linear::backward_bias(dy_buf, batch, b_grad);
             if i > 0 {
                 // dx (B, in) = dy (B, out) · W (out, in), then through the activation before.
                 let act = self.stages[i - 1].act;
                 let y_prev = &ws.outs[i - 1][..batch * l.in_features];
                 let dx = MatMut::new(&mut lower[i - 1], batch, l.in_features)
                     .expect("input gradient fits");
+                let params = update.params();
                 pool.split_cols(dx, 16, MIN_FEATURES_PER_THREAD, |j0, mut block| {
                     l.backward_input_block(params, dy, block.rb_mut(), j0);
                     if let Some(act) = act {
@@ -331,8 +399,31 @@ impl Sequential {
                     }
                 });
             }
+            // dW (out, in) = dyᵀ (out, B) · x (B, in), one band of output features per
+            // thread; with SGD, W = W - lr · dW in the same product.
+            let sgd_lr = match &update {
+                Update::Grads { .. } => None,
+                Update::Sgd { lr, .. } => Some(*lr),
+            };
+            let (target, alpha, beta) = match &mut update {
+                Update::Grads { grads, .. } => (&mut **grads, 1.0, 0.0),
+                Update::Sgd { params, lr } => (&mut **params, -*lr, 1.0),
+            };
+            let (w, b) = target[l.weight..l.bias + l.out_features]
+                .split_at_mut(l.out_features * l.in_features);
+            let w = MatMut::new(w, l.out_features, l.in_features).expect("weight fits");
+            pool.split_rows(w, 8, MIN_FEATURES_PER_THREAD, |i0, band| {
+                Linear::backward_weight_block(dy, input, band, i0, alpha, beta)
+            });
+            match sgd_lr {
+                None => Linear::backward_bias(dy_buf, batch, b),
+                Some(lr) => {
+                    let g = &mut ws.bias_grad[..l.out_features];
+                    Linear::backward_bias(dy_buf, batch, g);
+                    b.iter_mut().zip(g.iter()).for_each(|(p, g)| *p -= lr * g);
+                }
+            }
         }
-        Ok(stats)
     }
 
     /// Loss and accuracy over a whole data set, `x` holding `labels.len()` rows, evaluated in
@@ -433,6 +524,45 @@ mod tests {
         assert!((l1 - l2).abs() < 1e-4 * l1.abs());
         for (a, b) in g1.iter().zip(&g2) {
             assert!((a - b).abs() <= 1e-5 + 1e-4 * a.abs(), "{a} vs {b}");
+        }
+    }
+
+    /// The fused SGD step gives the parameters of gradients followed by `p -= lr * g`.
+    #[test]
+    fn fused_sgd_matches_gradients_then_sgd() {
+        for (hidden, act) in [
+            (vec![512], Activation::Relu),
+            (vec![32, 16], Activation::Tanh),
+        ] {
+            let net = Sequential::mlp(784, &hidden, 10, act).unwrap();
+            let mut rng = Rng::new(4);
+            let start = net.init_params(&mut rng);
+            let (x, y) = data(&mut rng, 64, 784, 10);
+            let pool = Pool::new(2).unwrap();
+            let mut ws = Workspace::new(&net, 64);
+            let lr = 0.05;
+            let mut unfused = start.clone();
+            let mut grads = vec![0.0; start.len()];
+            for _ in 0..3 {
+                net.train_step_grads(&unfused, &x, &y, &mut grads, &mut ws, &pool)
+                    .unwrap();
+                unfused
+                    .iter_mut()
+                    .zip(&grads)
+                    .for_each(|(p, g)| *p -= lr * g);
+            }
+            let mut fused = start.clone();
+            for _ in 0..3 {
+                net.train_step_sgd(&mut fused, lr, &x, &y, &mut ws, &pool)
+                    .unwrap();
+            }
+            for (k, (a, b)) in fused.iter().zip(&unfused).enumerate() {
+                assert!(
+                    (a - b).abs() <= 1e-6 * (1.0 + b.abs()),
+                    "param {k}: {a} vs {b}"
+                );
+            }
+            assert_ne!(fused, start);
         }
     }
 

@@ -65,6 +65,17 @@ pub trait Optimizer: Send {
     /// Sets the learning rate (schedules call this between steps).
     fn set_lr(&mut self, lr: f32);
 
+    /// When the next update is exactly `p -= lr * grad` for every parameter (plain SGD: no
+    /// momentum, weight decay or maximize), returns that `lr`, so that an engine may apply
+    /// the step inside its backward pass instead of calling [`Optimizer::step`]. It must
+    /// then call [`Optimizer::fused_step_done`].
+    fn plain_sgd_lr(&self) -> Option<f32> {
+        None
+    }
+
+    /// Records a step that the engine applied itself after [`Optimizer::plain_sgd_lr`].
+    fn fused_step_done(&mut self) {}
+
     /// A copy of everything the next steps depend on besides the hyperparameters.
     fn state(&self) -> OptimizerState;
 

@@ -145,6 +145,15 @@ impl Optimizer for Sgd {
         Ok(())
     }
 
+    fn plain_sgd_lr(&self) -> Option<f32> {
+        let c = self.cfg;
+        (c.momentum == 0.0 && c.weight_decay == 0.0 && !c.maximize).then_some(c.lr)
+    }
+
+    fn fused_step_done(&mut self) {
+        self.step += 1;
+    }
+
     fn lr(&self) -> f32 {
         self.cfg.lr
     }
@@ -280,6 +289,38 @@ mod tests {
         b.step(&mut pb, &grads).unwrap();
         assert_eq!(pa, pb);
         assert_eq!(b.state().step, 2);
+    }
+
+    #[test]
+    fn only_plain_sgd_offers_the_fused_step() {
+        assert_eq!(
+            Sgd::new(SgdConfig {
+                lr: 0.1,
+                ..SgdConfig::default()
+            })
+            .unwrap()
+            .plain_sgd_lr(),
+            Some(0.1)
+        );
+        for c in [
+            SgdConfig {
+                momentum: 0.9,
+                ..SgdConfig::default()
+            },
+            SgdConfig {
+                weight_decay: 1e-4,
+                ..SgdConfig::default()
+            },
+            SgdConfig {
+                maximize: true,
+                ..SgdConfig::default()
+            },
+        ] {
+            assert_eq!(Sgd::new(c).unwrap().plain_sgd_lr(), None, "{c:?}");
+        }
+        let mut s = Sgd::new(SgdConfig::default()).unwrap();
+        s.fused_step_done();
+        assert_eq!(s.state().step, 1);
     }
 
     #[test]

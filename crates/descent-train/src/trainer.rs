@@ -184,14 +184,27 @@ impl Trainer {
             for b in 0..batches {
                 let rows = loader.fill(train, b, &mut self.x, &mut self.y);
                 let features = self.net.input_features();
-                let stats = self.net.train_step_grads(
-                    &self.params,
-                    &self.x[..rows * features],
-                    &self.y[..rows],
-                    &mut self.grads,
-                    &mut self.ws,
-                    &self.pool,
-                )?;
+                let (x, y) = (&self.x[..rows * features], &self.y[..rows]);
+                let fused_lr = self.optimizer.plain_sgd_lr();
+                let stats = match fused_lr {
+                    // Plain SGD is applied inside the backward pass: no gradient buffer.
+                    Some(lr) => self.net.train_step_sgd(
+                        &mut self.params,
+                        lr,
+                        x,
+                        y,
+                        &mut self.ws,
+                        &self.pool,
+                    )?,
+                    None => self.net.train_step_grads(
+                        &self.params,
+                        x,
+                        y,
+                        &mut self.grads,
+                        &mut self.ws,
+                        &self.pool,
+                    )?,
+                };
                 let loss = stats.mean_loss();
                 self.step += 1;
                 if !loss.is_finite() {
@@ -209,8 +222,12 @@ impl Trainer {
                         suggest: lr / 10.0,
                     });
                 }
-                let (params, grads, opt) = (&mut self.params, &self.grads, &mut self.optimizer);
-                self.pool.install(|| opt.step(params, grads))?;
+                if fused_lr.is_some() {
+                    self.optimizer.fused_step_done();
+                } else {
+                    let (params, grads, opt) = (&mut self.params, &self.grads, &mut self.optimizer);
+                    self.pool.install(|| opt.step(params, grads))?;
+                }
                 epoch_stats.merge(stats);
                 running += loss;
                 let done = b + 1;
@@ -306,6 +323,15 @@ mod tests {
         assert_eq!(t.steps(), 189);
         assert!(reports[2].test_acc > 95.0, "{reports:?}");
         assert!(reports[2].train_loss < reports[0].train_loss);
+    }
+
+    /// Momentum takes the gradient-buffer path (plain SGD is fused): it learns as well.
+    #[test]
+    fn the_unfused_optimizer_path_learns() {
+        let (train, test) = (toy(1000, 1), toy(200, 2));
+        let mut t = Trainer::new(&TrainConfig { momentum: 0.9, lr: 0.01, ..cfg() }, 16, 4).unwrap();
+        let reports = t.run(&train, &test, |_| {}).unwrap();
+        assert!(reports[2].test_acc > 95.0, "{reports:?}");
     }
 
     #[test]
