@@ -3,14 +3,213 @@
 //! Every split depends only on the size of the work and the number of threads, so the same
 //! thread count always gives the same partition, and with it bit-identical results.
 
+use std::cell::{Cell, UnsafeCell};
+use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::SeqCst};
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread::JoinHandle;
+
 use crate::{MatMut, TensorError};
 
-/// Runs work on a fixed number of threads. `Pool::new(1)` runs everything on the caller's
-/// thread and starts no threads at all.
+thread_local! {
+    /// Set while a thread runs a part of a job: a nested `run` then stays on that thread.
+    static IN_JOB: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Spins before a worker goes to sleep; a few tens of microseconds on current CPUs.
+const SPINS: u32 = 1 << 14;
+
+/// A job as the workers see it: a type-erased `&dyn Fn(usize)` living on the caller's stack.
+#[derive(Clone, Copy)]
+struct Job {
+    f: *const (dyn Fn(usize) + Sync),
+    parts: usize,
+}
+
+struct Shared {
+    /// Bumped once per job; workers wait for it to change.
+    generation: AtomicU64,
+    job: UnsafeCell<Job>,
+    /// Workers that have not finished the current job.
+    pending: AtomicUsize,
+    panicked: AtomicBool,
+    sleeping: AtomicUsize,
+    shutdown: AtomicBool,
+    lock: Mutex<()>,
+    wake: Condvar,
+    /// One job at a time.
+    submit: Mutex<()>,
+}
+
+// SAFETY: `job` is written only by the submitter, holding `submit`, while no worker reads it
+// (all finished the previous job); workers read it only after seeing the new generation.
+unsafe impl Sync for Shared {}
+unsafe impl Send for Shared {}
+
+struct Workers {
+    shared: Arc<Shared>,
+    handles: Vec<JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for Workers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Workers({})", self.handles.len())
+    }
+}
+
+fn noop(_: usize) {}
+
+impl Workers {
+    fn start(n: usize) -> std::io::Result<Self> {
+        let noop: &'static (dyn Fn(usize) + Sync) = &noop;
+        let shared = Arc::new(Shared {
+            generation: AtomicU64::new(0),
+            job: UnsafeCell::new(Job { f: noop, parts: 0 }),
+            pending: AtomicUsize::new(0),
+            panicked: AtomicBool::new(false),
+            sleeping: AtomicUsize::new(0),
+            shutdown: AtomicBool::new(false),
+            lock: Mutex::new(()),
+            wake: Condvar::new(),
+            submit: Mutex::new(()),
+        });
+        let mut handles = Vec::with_capacity(n);
+        for w in 0..n {
+            let s = Arc::clone(&shared);
+            let spawned = std::thread::Builder::new()
+                .name(format!("descent-{}", w + 1))
+                .spawn(move || worker(&s, w + 1));
+            match spawned {
+                Ok(h) => handles.push(h),
+                Err(e) => {
+                    drop(Workers { shared, handles });
+                    return Err(e);
+                }
+            }
+        }
+        Ok(Self { shared, handles })
+    }
+
+    fn run(&self, parts: usize, f: &(dyn Fn(usize) + Sync), all_parts: usize) {
+        // Parts beyond the thread count are done by the threads in turn: part p by thread
+        // p % parts.
+        let g = |t: usize| {
+            let mut p = t;
+            while p < all_parts {
+                f(p);
+                p += parts;
+            }
+        };
+        let g: &(dyn Fn(usize) + Sync) = &g;
+        let s = &*self.shared;
+        let _one_at_a_time = s.submit.lock().unwrap_or_else(|e| e.into_inner());
+        // SAFETY: no worker reads `job` until the generation changes below, and all finished
+        // the previous job (we waited for `pending == 0`). The lifetime is erased, but the
+        // `Wait` guard keeps this frame alive until every worker is done with `g`.
+        unsafe {
+            let g: *const (dyn Fn(usize) + Sync + '_) = g;
+            *s.job.get() = Job {
+                f: std::mem::transmute::<
+                    *const (dyn Fn(usize) + Sync + '_),
+                    *const (dyn Fn(usize) + Sync + 'static),
+                >(g),
+                parts,
+            };
+        }
+        s.pending.store(self.handles.len(), SeqCst);
+        s.generation.fetch_add(1, SeqCst);
+        if s.sleeping.load(SeqCst) > 0 {
+            let _l = s.lock.lock().unwrap_or_else(|e| e.into_inner());
+            s.wake.notify_all();
+        }
+        struct Wait<'a>(&'a Shared);
+        impl Drop for Wait<'_> {
+            fn drop(&mut self) {
+                while self.0.pending.load(SeqCst) != 0 {
+                    std::hint::spin_loop();
+                }
+            }
+        }
+        let wait = Wait(s);
+        IN_JOB.set(true);
+        let mine = catch_unwind(AssertUnwindSafe(|| g(0)));
+        IN_JOB.set(false);
+        drop(wait);
+        if let Err(p) = mine {
+            resume_unwind(p);
+        }
+        if s.panicked.swap(false, SeqCst) {
+            panic!("a descent pool worker panicked while running a job");
+        }
+    }
+}
+
+impl Drop for Workers {
+    fn drop(&mut self) {
+        self.shared.shutdown.store(true, SeqCst);
+        self.shared.generation.fetch_add(1, SeqCst);
+        {
+            let _l = self.shared.lock.lock().unwrap_or_else(|e| e.into_inner());
+            self.shared.wake.notify_all();
+        }
+        for h in self.handles.drain(..) {
+            let _ = h.join();
+        }
+    }
+}
+
+fn worker(s: &Shared, index: usize) {
+    IN_JOB.set(true);
+    // Generation 0 is the pool's start, never a job: a job submitted before this thread got
+    // going is still seen as new.
+    let mut seen = 0;
+    loop {
+        // Wait for a new generation: spin, then sleep.
+        let mut spins = 0u32;
+        loop {
+            if s.generation.load(SeqCst) != seen {
+                break;
+            }
+            if spins < SPINS {
+                spins += 1;
+                std::hint::spin_loop();
+                continue;
+            }
+            let mut guard = s.lock.lock().unwrap_or_else(|e| e.into_inner());
+            s.sleeping.fetch_add(1, SeqCst);
+            while s.generation.load(SeqCst) == seen {
+                guard = s.wake.wait(guard).unwrap_or_else(|e| e.into_inner());
+            }
+            s.sleeping.fetch_sub(1, SeqCst);
+            break;
+        }
+        seen = s.generation.load(SeqCst);
+        if s.shutdown.load(SeqCst) {
+            return;
+        }
+        // SAFETY: the submitter wrote `job` before bumping the generation and keeps the
+        // closure alive until `pending` reaches 0.
+        let job = unsafe { *s.job.get() };
+        if index < job.parts {
+            // SAFETY: as above.
+            let f = unsafe { &*job.f };
+            if catch_unwind(AssertUnwindSafe(|| f(index))).is_err() {
+                s.panicked.store(true, SeqCst);
+            }
+        }
+        s.pending.fetch_sub(1, SeqCst);
+    }
+}
+
+/// Runs work on a fixed number of threads: the caller's and `threads - 1` workers that
+/// spin briefly between jobs (a training step forks several times a millisecond) and sleep
+/// when idle. Forking allocates nothing. `Pool::new(1)` starts no thread at all.
 #[derive(Debug)]
 pub struct Pool {
     threads: usize,
-    inner: Option<rayon::ThreadPool>,
+    workers: Option<Workers>,
+    /// For optimizers and other code written with rayon's parallel iterators.
+    rayon: std::sync::OnceLock<Option<rayon::ThreadPool>>,
 }
 
 /// The parts of `0..total` for `parts` workers, each a multiple of `align` long but the last.
@@ -33,24 +232,22 @@ struct RawMat {
 }
 
 impl Pool {
-    /// A pool of `threads` threads (at least 1).
+    /// A pool of `threads` threads (at least 1), the caller's included.
     pub fn new(threads: usize) -> Result<Self, TensorError> {
         let threads = threads.max(1);
-        let inner = if threads == 1 {
+        let workers = if threads == 1 {
             None
         } else {
-            Some(
-                rayon::ThreadPoolBuilder::new()
-                    .num_threads(threads)
-                    .thread_name(|i| format!("descent-{i}"))
-                    .build()
-                    .map_err(|e| TensorError::Pool {
-                        threads,
-                        reason: e.to_string(),
-                    })?,
-            )
+            Some(Workers::start(threads - 1).map_err(|e| TensorError::Pool {
+                threads,
+                reason: e.to_string(),
+            })?)
         };
-        Ok(Self { threads, inner })
+        Ok(Self {
+            threads,
+            workers,
+            rayon: std::sync::OnceLock::new(),
+        })
     }
 
     /// Number of threads work is split over.
@@ -58,24 +255,30 @@ impl Pool {
         self.threads
     }
 
-    /// Runs `f` inside the pool, so that rayon's parallel iterators in `f` use its threads.
+    /// Runs `f` inside a rayon pool of the same size, so that rayon's parallel iterators in
+    /// `f` (optimizers use them) run on that many threads.
     pub fn install<R: Send>(&self, f: impl FnOnce() -> R + Send) -> R {
-        match &self.inner {
+        let pool = self.rayon.get_or_init(|| {
+            if self.threads == 1 {
+                return None;
+            }
+            rayon::ThreadPoolBuilder::new()
+                .num_threads(self.threads)
+                .thread_name(|i| format!("descent-rayon-{i}"))
+                .build()
+                .ok()
+        });
+        match pool {
             Some(pool) => pool.install(f),
             None => f(),
         }
     }
 
-    /// Calls `f(p)` for every part `p` in `0..parts`, in parallel, and waits for all.
+    /// Calls `f(p)` for every part `p` in `0..parts`, in parallel, and waits for all. Part 0
+    /// runs on the calling thread. A panic in any part is raised again here.
     pub fn run(&self, parts: usize, f: impl Fn(usize) + Sync) {
-        match &self.inner {
-            Some(pool) if parts > 1 => pool.scope(|s| {
-                let f = &f;
-                for p in 1..parts {
-                    s.spawn(move |_| f(p));
-                }
-                f(0);
-            }),
+        match &self.workers {
+            Some(w) if parts > 1 && !IN_JOB.get() => w.run(parts.min(self.threads), &f, parts),
             _ => (0..parts).for_each(f),
         }
     }
@@ -218,6 +421,50 @@ mod tests {
                 assert_eq!(*v, 2.0 * (k as f32 + 1.0));
             }
         }
+    }
+
+    #[test]
+    fn run_covers_more_parts_than_threads_and_nests_serially() {
+        use std::sync::atomic::AtomicUsize;
+        let pool = Pool::new(3).unwrap();
+        for parts in [1, 2, 3, 7] {
+            let hits: Vec<AtomicUsize> = (0..parts).map(|_| AtomicUsize::new(0)).collect();
+            pool.run(parts, |p| {
+                hits[p].fetch_add(1, SeqCst);
+                // A nested run stays on this thread instead of deadlocking.
+                pool.run(2, |_| {});
+            });
+            assert!(hits.iter().all(|h| h.load(SeqCst) == 1), "parts {parts}");
+        }
+        // Many jobs in a row, with sleeps in between so that workers park and wake.
+        let total = AtomicUsize::new(0);
+        for i in 0..200 {
+            if i % 50 == 0 {
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+            pool.run(3, |p| {
+                total.fetch_add(p + 1, SeqCst);
+            });
+        }
+        assert_eq!(total.load(SeqCst), 200 * 6);
+    }
+
+    #[test]
+    fn a_panicking_part_panics_the_caller_and_the_pool_survives() {
+        let pool = Pool::new(2).unwrap();
+        let r = catch_unwind(AssertUnwindSafe(|| {
+            pool.run(2, |p| assert!(p != 1, "part 1 fails"))
+        }));
+        assert!(r.is_err());
+        let r = catch_unwind(AssertUnwindSafe(|| {
+            pool.run(2, |p| assert!(p != 0, "part 0 fails"))
+        }));
+        assert!(r.is_err());
+        let n = std::sync::atomic::AtomicUsize::new(0);
+        pool.run(2, |_| {
+            n.fetch_add(1, SeqCst);
+        });
+        assert_eq!(n.load(SeqCst), 2);
     }
 
     #[test]

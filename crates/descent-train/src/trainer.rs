@@ -329,7 +329,16 @@ mod tests {
     #[test]
     fn the_unfused_optimizer_path_learns() {
         let (train, test) = (toy(1000, 1), toy(200, 2));
-        let mut t = Trainer::new(&TrainConfig { momentum: 0.9, lr: 0.01, ..cfg() }, 16, 4).unwrap();
+        let mut t = Trainer::new(
+            &TrainConfig {
+                momentum: 0.9,
+                lr: 0.01,
+                ..cfg()
+            },
+            16,
+            4,
+        )
+        .unwrap();
         let reports = t.run(&train, &test, |_| {}).unwrap();
         assert!(reports[2].test_acc > 95.0, "{reports:?}");
     }
