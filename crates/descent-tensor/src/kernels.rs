@@ -4,8 +4,9 @@
 //! - `nt`: `C (m x n) = alpha · A · Bᵀ + beta · C`, A `m x k` and B `n x k` with contiguous
 //!   rows (a forward pass `x · Wᵀ`, W stored `out x in` as PyTorch does). Dot products
 //!   along k, tiles of 2 rows of A by 4 rows of B.
-//! - `tn`: `C (m x n) = alpha · Aᵀ · B + beta · C`, A `k x m` and B `k x n` with contiguous
-//!   rows (a weight gradient `dZᵀ · x`, batch along k). Outer products, tiles of 6 x 16.
+//! - `tn`: `C (m x n) = alpha · A · B + beta · C` with B's rows contiguous, A any layout
+//!   (a weight gradient `dZᵀ · x` with A = dZᵀ, batch along k; an input gradient `dZ · W`).
+//!   Outer products over k, tiles of 6 x 16, A packed into a small panel per 6 rows.
 //!
 //! Each is tested against [`crate::matmul_naive`]; other layouts go to the `gemm` crate.
 
@@ -47,14 +48,14 @@ pub(crate) fn available() -> bool {
 }
 
 /// The kernel for these layouts: `nt` wants A's rows and B's columns contiguous along k,
-/// `tn` wants A's columns and B's rows contiguous along m and n.
+/// `tn` wants B's rows contiguous along n (A is packed, whatever its layout).
 pub(crate) fn choose(o: &Operands) -> Option<Kernel> {
-    if o.k < 8 || !available() {
+    if !available() {
         return None;
     }
     if o.a_cs == 1 && o.b_rs == 1 {
         Some(Kernel::Nt)
-    } else if o.a_rs == 1 && o.b_cs == 1 && o.n >= 16 {
+    } else if o.b_cs == 1 {
         Some(Kernel::Tn)
     } else {
         None
@@ -241,7 +242,7 @@ mod x86 {
             panel.clear();
             for p in 0..o.k {
                 for r in 0..MR {
-                    panel.push(*o.a.add(p * o.a_cs + i + r));
+                    panel.push(*o.a.add((i + r) * o.a_rs + p * o.a_cs));
                 }
             }
             let mut j = 0;
@@ -252,7 +253,7 @@ mod x86 {
         }
     }
 
-    /// Columns j.. (fewer than 16) in scalar: sum over k of A(p, i) B(p, j).
+    /// Columns j.. (fewer than 16) in scalar: sum over k of A(i, p) B(p, j).
     #[target_feature(enable = "avx2,fma")]
     unsafe fn tn_scalar(o: &Operands, j0: usize) {
         // SAFETY: indices stay within the shapes.
@@ -261,7 +262,7 @@ mod x86 {
                 for j in j0..o.n {
                     let mut s = 0.0;
                     for p in 0..o.k {
-                        s += *o.a.add(p * o.a_cs + i) * *o.b.add(p * o.b_rs + j);
+                        s += *o.a.add(i * o.a_rs + p * o.a_cs) * *o.b.add(p * o.b_rs + j);
                     }
                     store(o, i, j, s);
                 }

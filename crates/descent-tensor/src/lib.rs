@@ -30,7 +30,7 @@ mod matrix;
 mod pool;
 mod rng;
 
-pub use matmul::{matmul, matmul_naive, matmul_path, matmul_serial};
+pub use matmul::{matmul, matmul_gemm, matmul_naive, matmul_path, matmul_serial};
 pub use matrix::{MatMut, MatRef};
 pub use pool::Pool;
 pub use rng::Rng;

@@ -7,7 +7,8 @@ use crate::kernels::{self, Operands};
 use crate::{MatMut, MatRef, Pool};
 
 /// Which implementation `matmul_serial` uses for these operands: `"avx2-nt"`, `"avx2-tn"`
-/// (descent's own kernels) or `"gemm"` (the `gemm` crate).
+/// (descent's own kernels) or `"gemm"` (the `gemm` crate, for layouts they do not take or
+/// CPUs without AVX2 and FMA).
 pub fn matmul_path(a: MatRef<'_>, b: MatRef<'_>) -> &'static str {
     let (a_rs, a_cs) = a.strides();
     let (b_rs, b_cs) = b.strides();
@@ -78,9 +79,26 @@ pub fn matmul_serial(dst: MatMut<'_>, a: MatRef<'_>, b: MatRef<'_>, alpha: f32, 
         beta,
     };
     if let Some(kernel) = kernels::choose(&ops) {
-        // SAFETY: as below; `choose` checked the CPU features and the layouts.
+        // SAFETY: the views were checked at construction to reach only inside their buffers,
+        // the shapes agree (checked above), `dst` is an exclusive borrow that `a` and `b`
+        // cannot alias, and `choose` checked the CPU features and the layouts.
         return unsafe { kernels::run(kernel, &ops) };
     }
+    matmul_gemm(dst, a, b, alpha, beta)
+}
+
+/// `dst = alpha * a·b + beta * dst` through the `gemm` crate on the calling thread, whatever
+/// the layouts: the fallback of [`matmul_serial`] and the reference its kernels are measured
+/// against. The crate allocates scratch space on each call.
+pub fn matmul_gemm(dst: MatMut<'_>, a: MatRef<'_>, b: MatRef<'_>, alpha: f32, beta: f32) {
+    check_shapes(&dst, &a, &b);
+    let (m, n, k) = (dst.rows(), dst.cols(), a.cols());
+    if m == 0 || n == 0 {
+        return;
+    }
+    let (drs, dcs) = dst.strides();
+    let (ars, acs) = a.strides();
+    let (brs, bcs) = b.strides();
     // SAFETY: the views were checked at construction to reach only inside their buffers, the
     // shapes agree (checked above), and `dst` is an exclusive borrow that `a` and `b` cannot
     // alias (they are shared borrows).
@@ -195,6 +213,17 @@ mod tests {
                     for (alpha, beta) in [(1.0, 0.0), (-0.5, 1.0), (2.0, 0.25)] {
                         let mut want = init.clone();
                         matmul_naive(MatMut::new(&mut want, m, n).unwrap(), a, b, alpha, beta);
+                        let mut via_crate = init.clone();
+                        matmul_gemm(
+                            MatMut::new(&mut via_crate, m, n).unwrap(),
+                            a,
+                            b,
+                            alpha,
+                            beta,
+                        );
+                        for (g, w) in via_crate.iter().zip(&want) {
+                            assert!((g - w).abs() <= 1e-5 * (k as f32).sqrt() * (1.0 + w.abs()));
+                        }
                         for pool in &pools {
                             let mut got = init.clone();
                             matmul(

@@ -6,7 +6,9 @@
 use std::time::Instant;
 
 use anyhow::{ensure, Result};
-use descent_tensor::{matmul, matmul_naive, matmul_serial, MatMut, MatRef, Pool, Rng};
+use descent_tensor::{
+    matmul, matmul_gemm, matmul_naive, matmul_path, matmul_serial, MatMut, MatRef, Pool, Rng,
+};
 use descent_train::{Event, TrainConfig, Trainer};
 
 use crate::cli::{BenchArgs, BenchWhat};
@@ -87,12 +89,13 @@ fn gemm(args: &BenchArgs) -> Result<()> {
     let pool = Pool::new(t)?;
     let mut rng = Rng::new(0);
     println!(
-        "GEMM on the seed model's shapes (batch 64), median of {} runs, {} threads for 'engine'",
+        "GEMM on the seed model's shapes (batch 64), GFLOP/s, median of {} runs; \
+         'gemm crate' and 'descent' on 1 thread, 'engine' is descent on {} threads",
         args.runs, t
     );
     println!(
-        "{:<24} {:>5} {:>5} {:>5} {:>12} {:>12} {:>12}",
-        "product", "m", "n", "k", "naive", "1 thread", "engine"
+        "{:<24} {:>5} {:>5} {:>5} {:>7} {:>10} {:>8} {:>8}  kernel",
+        "product", "m", "n", "k", "naive", "gemm crate", "descent", "engine"
     );
     for s in &SHAPES {
         let a: Vec<f32> = (0..s.m * s.k).map(|_| rng.uniform(-1.0, 1.0)).collect();
@@ -129,6 +132,10 @@ fn gemm(args: &BenchArgs) -> Result<()> {
         );
         let mut want = c.clone();
         matmul_naive(MatMut::new(&mut want, s.m, s.n)?, av, bv, 1.0, 0.0);
+        let krate = time(
+            &mut || matmul_gemm(MatMut::new(&mut c, s.m, s.n).unwrap(), av, bv, 1.0, 0.0),
+            reps,
+        );
         let serial = time(
             &mut || matmul_serial(MatMut::new(&mut c, s.m, s.n).unwrap(), av, bv, 1.0, 0.0),
             reps,
@@ -157,8 +164,16 @@ fn gemm(args: &BenchArgs) -> Result<()> {
             s.name
         );
         println!(
-            "{:<24} {:>5} {:>5} {:>5} {:>7.1} GF/s {:>7.1} GF/s {:>7.1} GF/s",
-            s.name, s.m, s.n, s.k, naive, serial, engine
+            "{:<24} {:>5} {:>5} {:>5} {:>7.1} {:>10.1} {:>8.1} {:>8.1}  {}",
+            s.name,
+            s.m,
+            s.n,
+            s.k,
+            naive,
+            krate,
+            serial,
+            engine,
+            matmul_path(av, bv)
         );
     }
     Ok(())

@@ -1,0 +1,71 @@
+//! A training step allocates nothing once its workspace exists: the allocator is counted
+//! around steps of the seed model, on one thread and on two.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use descent_nn::{Activation, Sequential, Workspace};
+use descent_tensor::{Pool, Rng};
+
+struct Counting;
+
+static ALLOCS: AtomicUsize = AtomicUsize::new(0);
+
+// SAFETY: forwards to the system allocator, counting.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        ALLOCS.fetch_add(1, Ordering::SeqCst);
+        // SAFETY: same contract as the caller's.
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: same contract as the caller's.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        ALLOCS.fetch_add(1, Ordering::SeqCst);
+        // SAFETY: same contract as the caller's.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+#[test]
+fn training_steps_do_not_allocate() {
+    let net = Sequential::mlp(784, &[512], 10, Activation::Relu).unwrap();
+    let mut rng = Rng::new(0);
+    let mut params = net.init_params(&mut rng);
+    let x: Vec<f32> = (0..64 * 784).map(|_| rng.uniform(-1.0, 1.0)).collect();
+    let y: Vec<u8> = (0..64).map(|i| (i % 10) as u8).collect();
+    let mut grads = vec![0.0; params.len()];
+    for threads in [1, 2] {
+        let pool = Pool::new(threads).unwrap();
+        let mut ws = Workspace::new(&net, 64);
+        // Warm up: per-thread scratch grows to its size once.
+        for _ in 0..3 {
+            net.train_step_sgd(&mut params, 0.01, &x, &y, &mut ws, &pool)
+                .unwrap();
+            net.train_step_grads(&params, &x, &y, &mut grads, &mut ws, &pool)
+                .unwrap();
+        }
+        let before = ALLOCS.load(Ordering::SeqCst);
+        for _ in 0..20 {
+            net.train_step_sgd(&mut params, 0.01, &x, &y, &mut ws, &pool)
+                .unwrap();
+            net.train_step_grads(&params, &x, &y, &mut grads, &mut ws, &pool)
+                .unwrap();
+            // The last, partial batch of an epoch too.
+            net.train_step_sgd(&mut params, 0.01, &x[..32 * 784], &y[..32], &mut ws, &pool)
+                .unwrap();
+        }
+        let after = ALLOCS.load(Ordering::SeqCst);
+        assert_eq!(
+            after - before,
+            0,
+            "{threads} threads: {} allocations in 60 steps",
+            after - before
+        );
+    }
+}
