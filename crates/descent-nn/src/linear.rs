@@ -44,13 +44,12 @@ impl Linear {
     // x is (B, in), weight is (out, in), bias is (out); y is (B, out).
     // `y` may be a block of columns j0..j0 + w of the full output: it gets those features.
     /// Forward on the output columns `j0..j0 + y.cols()`: `y = x·W[j0..]ᵀ + b[j0..]`.
+    /// `y`'s rows must be contiguous (column stride 1).
     pub fn forward_block(&self, params: &[f32], x: MatRef<'_>, mut y: MatMut<'_>, j0: usize) {
         let w = y.cols();
         let bias = &self.bias(params)[j0..j0 + w];
         for i in 0..y.rows() {
-            for (j, b) in bias.iter().enumerate() {
-                y.set(i, j, *b);
-            }
+            y.row_mut(i).copy_from_slice(bias);
         }
         let weight = self.weight(params).rows_range(j0, w);
         matmul_serial(y, x, weight.t(), 1.0, 1.0);

@@ -5,7 +5,7 @@ use std::time::Instant;
 use descent_data::{BatchLoader, Dataset};
 use descent_nn::{LossStats, Sequential, Workspace};
 use descent_optim::{Optimizer, Sgd, SgdConfig};
-use descent_tensor::{Pool, Rng};
+use descent_tensor::{MatMut, Pool, Rng};
 
 use crate::{TrainConfig, TrainError};
 
@@ -79,6 +79,32 @@ fn build_optimizer(cfg: &TrainConfig) -> Result<Box<dyn Optimizer>, TrainError> 
             why: format!("known optimizers: {}", crate::OPTIMIZERS.join(", ")),
         }),
     }
+}
+
+/// Copies batch `b` into `x` and `y` with the pool's threads (a batch of the seed is 200 KB);
+/// returns its rows.
+fn fill_batch(
+    loader: &BatchLoader,
+    data: &Dataset,
+    b: usize,
+    x: &mut [f32],
+    y: &mut [u8],
+    pool: &Pool,
+) -> usize {
+    let idx = loader.indices(b);
+    let f = data.features();
+    let rows = idx.len();
+    let xs = MatMut::new(&mut x[..rows * f], rows, f).expect("batch buffer fits");
+    pool.split_rows(xs, 8, 16, |r0, mut band| {
+        for r in 0..band.rows() {
+            band.row_mut(r)
+                .copy_from_slice(data.image(idx[r0 + r] as usize));
+        }
+    });
+    for (dst, &i) in y.iter_mut().zip(idx) {
+        *dst = data.labels()[i as usize];
+    }
+    rows
 }
 
 impl Trainer {
@@ -182,7 +208,7 @@ impl Trainer {
             let mut epoch_stats = LossStats::default();
             let mut running = 0.0f64;
             for b in 0..batches {
-                let rows = loader.fill(train, b, &mut self.x, &mut self.y);
+                let rows = fill_batch(&loader, train, b, &mut self.x, &mut self.y, &self.pool);
                 let features = self.net.input_features();
                 let (x, y) = (&self.x[..rows * features], &self.y[..rows]);
                 let fused_lr = self.optimizer.plain_sgd_lr();
