@@ -139,6 +139,19 @@ mod x86 {
                 p += 8;
             }
             for r in 0..MR {
+                if NR == 4 && k8 == o.k {
+                    // Four dot products reduced at once: hadd pairs, then the two halves.
+                    let s01 = _mm256_hadd_ps(acc[r][0], acc[r][1]);
+                    let s23 = _mm256_hadd_ps(acc[r][2], acc[r][3]);
+                    let s = _mm256_hadd_ps(s01, s23);
+                    let sums = _mm_add_ps(_mm256_castps256_ps128(s), _mm256_extractf128_ps::<1>(s));
+                    let mut out = [0.0f32; 4];
+                    _mm_storeu_ps(out.as_mut_ptr(), sums);
+                    for c in 0..NR {
+                        store(o, i + r, j + c, out[c]);
+                    }
+                    continue;
+                }
                 for c in 0..NR {
                     let mut s = hsum(acc[r][c]);
                     for q in k8..o.k {
