@@ -2,7 +2,7 @@
 
 use std::io::IsTerminal;
 
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 /// A bar on stderr when stderr is a terminal; lines printed through it stay whole.
 pub struct Bar {
@@ -13,7 +13,8 @@ impl Bar {
     pub fn new(enabled: bool) -> Self {
         Self {
             bar: (enabled && std::io::stderr().is_terminal()).then(|| {
-                let b = ProgressBar::new(0);
+                // Hidden until the first epoch starts, so that no empty bar flashes.
+                let b = ProgressBar::hidden();
                 b.set_style(
                     ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} {msg} ({eta})")
                         .expect("valid template")
@@ -26,10 +27,14 @@ impl Bar {
 
     pub fn reset(&self, prefix: String, len: u64) {
         if let Some(b) = &self.bar {
+            let first = b.is_hidden();
             b.reset();
             b.set_prefix(prefix);
             b.set_length(len);
             b.set_position(0);
+            if first {
+                b.set_draw_target(ProgressDrawTarget::stderr());
+            }
         }
     }
 
