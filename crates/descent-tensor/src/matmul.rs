@@ -1,42 +1,54 @@
 //! Matrix multiplication: `dst = alpha * a·b + beta * dst`.
 //!
-//! The fast path hands each thread a disjoint block of `dst` and runs the `gemm` crate's
-//! single-threaded kernel on it; [`matmul_naive`] is the reference it is tested against.
+//! The fast path hands each thread a disjoint block of `dst` and runs descent's AVX2 kernels
+//! on it (the `gemm` crate for other layouts); [`matmul_naive`] is the reference both are
+//! tested against.
 
 use crate::kernels::{self, Operands};
 use crate::{MatMut, MatRef, Pool};
+
+/// Below this many multiply-adds a product stays on one thread: the fork costs more.
+const PARALLEL_MIN_MACS: usize = 1 << 20;
+
+/// The raw operands of `c = alpha * a·b + beta * c`; `c` null when only the layouts matter.
+fn operands(
+    c: Option<&MatMut<'_>>,
+    a: &MatRef<'_>,
+    b: &MatRef<'_>,
+    alpha: f32,
+    beta: f32,
+) -> Operands {
+    let (c, (c_rs, c_cs)) = c.map_or((std::ptr::null_mut(), (0, 0)), |c| (c.ptr(), c.strides()));
+    let (a_rs, a_cs) = a.strides();
+    let (b_rs, b_cs) = b.strides();
+    Operands {
+        m: a.rows(),
+        n: b.cols(),
+        k: a.cols(),
+        c,
+        c_rs,
+        c_cs,
+        a: a.ptr(),
+        a_rs,
+        a_cs,
+        b: b.ptr(),
+        b_rs,
+        b_cs,
+        alpha,
+        beta,
+    }
+}
 
 /// Which implementation `matmul_serial` uses for these operands: `"avx2-nt"`, `"avx2-tn"`
 /// (descent's own kernels) or `"gemm"` (the `gemm` crate, for layouts they do not take or
 /// CPUs without AVX2 and FMA).
 pub fn matmul_path(a: MatRef<'_>, b: MatRef<'_>) -> &'static str {
-    let (a_rs, a_cs) = a.strides();
-    let (b_rs, b_cs) = b.strides();
-    let probe = Operands {
-        m: a.rows(),
-        n: b.cols(),
-        k: a.cols(),
-        c: std::ptr::null_mut(),
-        c_rs: 0,
-        c_cs: 0,
-        a: std::ptr::null(),
-        a_rs,
-        a_cs,
-        b: std::ptr::null(),
-        b_rs,
-        b_cs,
-        alpha: 1.0,
-        beta: 0.0,
-    };
-    match kernels::choose(&probe) {
+    match kernels::choose(&operands(None, &a, &b, 1.0, 0.0)) {
         Some(kernels::Kernel::Nt) => "avx2-nt",
         Some(kernels::Kernel::Tn) => "avx2-tn",
         None => "gemm",
     }
 }
-
-/// Below this many multiply-adds a product stays on one thread: the fork costs more.
-const PARALLEL_MIN_MACS: usize = 1 << 20;
 
 fn check_shapes(dst: &MatMut<'_>, a: &MatRef<'_>, b: &MatRef<'_>) {
     assert!(
@@ -55,36 +67,18 @@ fn check_shapes(dst: &MatMut<'_>, a: &MatRef<'_>, b: &MatRef<'_>) {
 /// written without being read (NaNs in it do not leak through).
 pub fn matmul_serial(dst: MatMut<'_>, a: MatRef<'_>, b: MatRef<'_>, alpha: f32, beta: f32) {
     check_shapes(&dst, &a, &b);
-    let (m, n, k) = (dst.rows(), dst.cols(), a.cols());
-    if m == 0 || n == 0 {
+    if dst.rows() == 0 || dst.cols() == 0 {
         return;
     }
-    let (drs, dcs) = dst.strides();
-    let (ars, acs) = a.strides();
-    let (brs, bcs) = b.strides();
-    let ops = Operands {
-        m,
-        n,
-        k,
-        c: dst.ptr(),
-        c_rs: drs,
-        c_cs: dcs,
-        a: a.ptr(),
-        a_rs: ars,
-        a_cs: acs,
-        b: b.ptr(),
-        b_rs: brs,
-        b_cs: bcs,
-        alpha,
-        beta,
-    };
-    if let Some(kernel) = kernels::choose(&ops) {
+    let ops = operands(Some(&dst), &a, &b, alpha, beta);
+    match kernels::choose(&ops) {
         // SAFETY: the views were checked at construction to reach only inside their buffers,
         // the shapes agree (checked above), `dst` is an exclusive borrow that `a` and `b`
         // cannot alias, and `choose` checked the CPU features and the layouts.
-        return unsafe { kernels::run(kernel, &ops) };
+        Some(kernel) => unsafe { kernels::run(kernel, &ops) },
+        // SAFETY: as above.
+        None => unsafe { gemm_crate(&ops) },
     }
-    matmul_gemm(dst, a, b, alpha, beta)
 }
 
 /// `dst = alpha * a·b + beta * dst` through the `gemm` crate on the calling thread, whatever
@@ -92,33 +86,36 @@ pub fn matmul_serial(dst: MatMut<'_>, a: MatRef<'_>, b: MatRef<'_>, alpha: f32, 
 /// against. The crate allocates scratch space on each call.
 pub fn matmul_gemm(dst: MatMut<'_>, a: MatRef<'_>, b: MatRef<'_>, alpha: f32, beta: f32) {
     check_shapes(&dst, &a, &b);
-    let (m, n, k) = (dst.rows(), dst.cols(), a.cols());
-    if m == 0 || n == 0 {
+    if dst.rows() == 0 || dst.cols() == 0 {
         return;
     }
-    let (drs, dcs) = dst.strides();
-    let (ars, acs) = a.strides();
-    let (brs, bcs) = b.strides();
     // SAFETY: the views were checked at construction to reach only inside their buffers, the
     // shapes agree (checked above), and `dst` is an exclusive borrow that `a` and `b` cannot
     // alias (they are shared borrows).
+    unsafe { gemm_crate(&operands(Some(&dst), &a, &b, alpha, beta)) }
+}
+
+/// # Safety
+/// `o` must describe valid memory of its shapes, with `c` not overlapping `a` or `b`.
+unsafe fn gemm_crate(o: &Operands) {
+    // SAFETY: forwarded from the caller.
     unsafe {
         gemm::gemm(
-            m,
-            n,
-            k,
-            dst.ptr(),
-            dcs as isize,
-            drs as isize,
-            beta != 0.0,
-            a.ptr(),
-            acs as isize,
-            ars as isize,
-            b.ptr(),
-            bcs as isize,
-            brs as isize,
-            beta,
-            alpha,
+            o.m,
+            o.n,
+            o.k,
+            o.c,
+            o.c_cs as isize,
+            o.c_rs as isize,
+            o.beta != 0.0,
+            o.a,
+            o.a_cs as isize,
+            o.a_rs as isize,
+            o.b,
+            o.b_cs as isize,
+            o.b_rs as isize,
+            o.beta,
+            o.alpha,
             false,
             false,
             false,
