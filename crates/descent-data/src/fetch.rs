@@ -5,7 +5,7 @@
 //! written to a temporary name in the target directory, its MD5 checked, synced, and only
 //! then renamed into place.
 
-use std::io::{Read, Write};
+use std::io::{BufRead, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
@@ -112,21 +112,17 @@ pub fn fetch_mnist(dir: &Path, progress: &mut dyn Progress) -> Result<FetchRepor
 
 /// Whether `dir` holds `f` (raw or gzip) with the right checksum.
 fn verified(dir: &Path, f: &MnistFile) -> bool {
-    let Some(path) = find(dir, f.name) else {
+    let Some(file) = find(dir, f.name).and_then(|p| std::fs::File::open(p).ok()) else {
         return false;
     };
-    let Ok(file) = std::fs::File::open(&path) else {
-        return false;
-    };
-    let mut head = [0u8; 2];
-    let is_gz = std::fs::File::open(&path)
-        .and_then(|mut h| h.read_exact(&mut head))
-        .is_ok()
-        && head == [0x1f, 0x8b];
+    let mut reader = std::io::BufReader::new(file);
+    let is_gz = reader
+        .fill_buf()
+        .is_ok_and(|head| head.starts_with(&[0x1f, 0x8b]));
     let sum = if is_gz {
-        md5_of(flate2::read::GzDecoder::new(std::io::BufReader::new(file)))
+        md5_of(flate2::read::GzDecoder::new(reader))
     } else {
-        md5_of(std::io::BufReader::new(file))
+        md5_of(reader)
     };
     sum.is_ok_and(|s| s == f.md5)
 }

@@ -33,5 +33,6 @@ pub use fetch::{
 pub use idx::{parse_idx, read_idx, IdxArray};
 pub use loader::BatchLoader;
 pub use mnist::{
-    default_data_dir, load_mnist, locate_mnist, DataDir, Mnist, MnistFile, MNIST_FILES,
+    default_data_dir, load_mnist, locate_mnist, missing_mnist_files, DataDir, Mnist, MnistFile,
+    MNIST_FILES,
 };

@@ -76,8 +76,7 @@ pub fn default_data_dir(flag: Option<&Path>) -> Result<DataDir, DataError> {
 /// Where MNIST's files are under a data root: the root itself when it already holds them
 /// (a directory of IDX files you downloaded), else `root/mnist`, where fetch puts them.
 pub fn locate_mnist(root: &Path) -> PathBuf {
-    let here = MNIST_FILES.iter().all(|f| find(root, f.name).is_some());
-    if here {
+    if missing_mnist_files(root).is_empty() {
         root.into()
     } else {
         root.join("mnist")
@@ -155,13 +154,18 @@ pub struct Mnist {
     pub test: Dataset,
 }
 
-/// Loads MNIST from `dir` (raw or gzip IDX files), verifying each file's MD5 and shape.
-pub fn load_mnist(dir: &Path, norm: Normalize) -> Result<Mnist, DataError> {
-    let missing: Vec<&str> = MNIST_FILES
+/// The MNIST files that `dir` holds neither raw nor gzip.
+pub fn missing_mnist_files(dir: &Path) -> Vec<&'static str> {
+    MNIST_FILES
         .iter()
         .filter(|f| find(dir, f.name).is_none())
         .map(|f| f.name)
-        .collect();
+        .collect()
+}
+
+/// Loads MNIST from `dir` (raw or gzip IDX files), verifying each file's MD5 and shape.
+pub fn load_mnist(dir: &Path, norm: Normalize) -> Result<Mnist, DataError> {
+    let missing = missing_mnist_files(dir);
     if !missing.is_empty() {
         return Err(DataError::Missing {
             dir: dir.into(),

@@ -35,4 +35,4 @@ pub use error::NnError;
 pub use layout::{ParamLayout, ParamView};
 pub use linear::Linear;
 pub use loss::{softmax_cross_entropy, LossStats};
-pub use sequential::{Layer, Sequential, Workspace};
+pub use sequential::{Layer, LayerSpec, Sequential, Workspace};

@@ -13,6 +13,15 @@ pub enum Layer {
     Activation(Activation),
 }
 
+/// One entry of a model description for [`Sequential::new`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LayerSpec {
+    /// A fully connected layer with this many output features.
+    Linear(usize),
+    /// An activation on the output of the linear layer before it.
+    Activation(Activation),
+}
+
 /// A linear layer and the activation fused onto its output, if any.
 #[derive(Clone, Debug)]
 struct Stage {
@@ -89,14 +98,10 @@ impl Update<'_> {
 const MIN_FEATURES_PER_THREAD: usize = 16;
 
 impl Sequential {
-    /// Builds a stack from `input` features and a list of `(linear, activation)` entries:
-    /// `Some(out)` adds a linear layer with `out` features, `Some(act)` then applies `act`
-    /// to its output. The first entry must hold a linear layer, and every activation must
-    /// follow one. [`Sequential::mlp`] covers the usual case.
-    pub fn new(
-        input: usize,
-        spec: &[(Option<usize>, Option<Activation>)],
-    ) -> Result<Self, NnError> {
+    /// Builds a stack from `input` features and a description such as
+    /// `[Linear(512), Activation(Relu), Linear(10)]`. The first entry must be a linear layer,
+    /// and every activation must follow one. [`Sequential::mlp`] covers the usual case.
+    pub fn new(input: usize, spec: &[LayerSpec]) -> Result<Self, NnError> {
         if input == 0 {
             return Err(NnError::ZeroSize {
                 layer: "input".into(),
@@ -106,44 +111,45 @@ impl Sequential {
         let mut layers = Vec::new();
         let mut stages: Vec<Stage> = Vec::new();
         let mut width = input;
-        for (index, &(linear, act)) in spec.iter().enumerate() {
-            if let Some(out) = linear {
-                let n = stages.len() + 1;
-                if out == 0 {
-                    return Err(NnError::ZeroSize {
-                        layer: format!("fc{n}"),
+        for (index, entry) in spec.iter().enumerate() {
+            match *entry {
+                LayerSpec::Linear(out) => {
+                    let n = stages.len() + 1;
+                    if out == 0 {
+                        return Err(NnError::ZeroSize {
+                            layer: format!("fc{n}"),
+                        });
+                    }
+                    let weight = layout.push(format!("fc{n}.weight"), vec![out, width]);
+                    let bias = layout.push(format!("fc{n}.bias"), vec![out]);
+                    let l = Linear {
+                        in_features: width,
+                        out_features: out,
+                        weight,
+                        bias,
+                    };
+                    layers.push(Layer::Linear(l.clone()));
+                    stages.push(Stage {
+                        linear: l,
+                        act: None,
                     });
+                    width = out;
                 }
-                let weight = layout.push(format!("fc{n}.weight"), vec![out, width]);
-                let bias = layout.push(format!("fc{n}.bias"), vec![out]);
-                let l = Linear {
-                    in_features: width,
-                    out_features: out,
-                    weight,
-                    bias,
-                };
-                layers.push(Layer::Linear(l.clone()));
-                stages.push(Stage {
-                    linear: l,
-                    act: None,
-                });
-                width = out;
-            }
-            if let Some(a) = act {
-                let stage = stages.last_mut().ok_or_else(|| NnError::BadStack {
-                    index,
-                    what: a.name().into(),
-                    why: "an activation needs a linear layer before it".into(),
-                })?;
-                if stage.act.is_some() {
-                    return Err(NnError::BadStack {
+                LayerSpec::Activation(a) => {
+                    let bad = |why: &str| NnError::BadStack {
                         index,
                         what: a.name().into(),
-                        why: "two activations in a row".into(),
-                    });
+                        why: why.into(),
+                    };
+                    let stage = stages
+                        .last_mut()
+                        .ok_or_else(|| bad("an activation needs a linear layer before it"))?;
+                    if stage.act.is_some() {
+                        return Err(bad("two activations in a row"));
+                    }
+                    stage.act = Some(a);
+                    layers.push(Layer::Activation(a));
                 }
-                stage.act = Some(a);
-                layers.push(Layer::Activation(a));
             }
         }
         if stages.is_empty() {
@@ -173,8 +179,11 @@ impl Sequential {
                 layer: format!("hidden layer {} (fc{})", i + 1, i + 1),
             });
         }
-        let mut spec: Vec<_> = hidden.iter().map(|&h| (Some(h), Some(act))).collect();
-        spec.push((Some(output), None));
+        let mut spec: Vec<_> = hidden
+            .iter()
+            .flat_map(|&h| [LayerSpec::Linear(h), LayerSpec::Activation(act)])
+            .collect();
+        spec.push(LayerSpec::Linear(output));
         Self::new(input, &spec)
     }
 
@@ -606,13 +615,41 @@ mod tests {
     }
 
     #[test]
+    fn new_builds_what_it_is_told() {
+        use LayerSpec::*;
+        let net = Sequential::new(
+            3,
+            &[Linear(4), Activation(self::Activation::Tanh), Linear(2)],
+        )
+        .unwrap();
+        assert_eq!(net.layers().len(), 3);
+        assert_eq!(
+            (
+                net.input_features(),
+                net.output_features(),
+                net.layout().len()
+            ),
+            (3, 2, 4 * 3 + 4 + 2 * 4 + 2)
+        );
+        let twice = [
+            Linear(4),
+            Activation(self::Activation::Relu),
+            Activation(self::Activation::Relu),
+        ];
+        assert!(matches!(
+            Sequential::new(3, &twice),
+            Err(NnError::BadStack { index: 2, .. })
+        ));
+    }
+
+    #[test]
     fn bad_models_and_inputs_are_errors() {
         assert!(matches!(
             Sequential::mlp(784, &[512, 0], 10, Activation::Relu),
             Err(NnError::ZeroSize { .. })
         ));
         assert!(matches!(
-            Sequential::new(4, &[(None, Some(Activation::Relu))]),
+            Sequential::new(4, &[LayerSpec::Activation(Activation::Relu)]),
             Err(NnError::BadStack { .. })
         ));
         assert!(matches!(

@@ -44,9 +44,7 @@ pub fn mnist(
 ) -> Result<(Mnist, PathBuf)> {
     let root = default_data_dir(data_dir)?;
     let dir = locate_mnist(&root.path);
-    let present = descent_data::MNIST_FILES
-        .iter()
-        .all(|f| dir.join(f.name).is_file() || dir.join(format!("{}.gz", f.name)).is_file());
+    let present = descent_data::missing_mnist_files(&dir).is_empty();
     if !present && !no_fetch {
         eprintln!(
             "MNIST is not in {} (from {}); fetching it",
