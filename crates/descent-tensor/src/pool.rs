@@ -16,8 +16,11 @@ thread_local! {
     static IN_JOB: Cell<bool> = const { Cell::new(false) };
 }
 
-/// Spins before a worker goes to sleep; a few tens of microseconds on current CPUs.
+/// Spins before a worker goes to sleep; a few tens of microseconds on current CPUs. With
+/// more threads than cores, spinning would take the core from a thread with work: then the
+/// workers sleep almost at once.
 const SPINS: u32 = 1 << 14;
+const SPINS_OVERSUBSCRIBED: u32 = 1 << 6;
 
 /// A job as the workers see it: a type-erased `&dyn Fn(usize)` living on the caller's stack.
 #[derive(Clone, Copy)]
@@ -35,6 +38,7 @@ struct Shared {
     panicked: AtomicBool,
     sleeping: AtomicUsize,
     shutdown: AtomicBool,
+    spins: u32,
     lock: Mutex<()>,
     wake: Condvar,
     /// One job at a time.
@@ -69,6 +73,11 @@ impl Workers {
             panicked: AtomicBool::new(false),
             sleeping: AtomicUsize::new(0),
             shutdown: AtomicBool::new(false),
+            spins: if n + 1 > std::thread::available_parallelism().map_or(1, |c| c.get()) {
+                SPINS_OVERSUBSCRIBED
+            } else {
+                SPINS
+            },
             lock: Mutex::new(()),
             wake: Condvar::new(),
             submit: Mutex::new(()),
@@ -170,7 +179,7 @@ fn worker(s: &Shared, index: usize) {
             if s.generation.load(SeqCst) != seen {
                 break;
             }
-            if spins < SPINS {
+            if spins < s.spins {
                 spins += 1;
                 std::hint::spin_loop();
                 continue;
