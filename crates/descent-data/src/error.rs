@@ -74,8 +74,10 @@ pub enum DataError {
         source: std::io::Error,
     },
     /// Content whose MD5 is not the published one.
-    #[error("checksum mismatch for {file} from {origin}: MD5 {found}, expected {expected}; the copy is corrupt or not the official MNIST, so it was not kept")]
+    #[error("checksum mismatch for {file} from {origin}: MD5 {found}, expected {expected}; {fix}")]
     Checksum {
+        /// What to do about it.
+        fix: &'static str,
         /// The file's name.
         file: String,
         /// Where it came from (a URL, a path).

@@ -233,6 +233,7 @@ fn save_verified(
     let found = md5_hex(h.finalize());
     if found != f.md5 {
         return Err(DataError::Checksum {
+            fix: "the download is corrupt or not the official MNIST, so it was not kept",
             file: f.name.into(),
             origin: origin.into(),
             expected: f.md5.into(),

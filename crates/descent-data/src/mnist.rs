@@ -124,6 +124,7 @@ fn load_file(dir: &Path, f: &MnistFile) -> Result<IdxArray, DataError> {
     let found = md5_hex(h.finalize());
     if found != f.md5 {
         return Err(DataError::Checksum {
+            fix: "the file is corrupt or not the official MNIST: delete it and run `descent data fetch mnist`",
             file: f.name.into(),
             origin: path.display().to_string(),
             expected: f.md5.into(),
@@ -227,7 +228,11 @@ mod tests {
         }
         let e = load_mnist(dir.path(), Normalize::default()).unwrap_err();
         assert!(matches!(e, DataError::Checksum { .. }), "{e}");
-        assert!(e.to_string().contains("train-images-idx3-ubyte"));
+        let msg = e.to_string();
+        assert!(
+            msg.contains("train-images-idx3-ubyte") && msg.contains("delete it"),
+            "{msg}"
+        );
     }
 
     #[test]

@@ -39,7 +39,8 @@ pub enum DatasetName {
 pub struct FetchArgs {
     /// Which data set.
     pub dataset: DatasetName,
-    /// Data root (else $DESCENT_DATA, else ~/.cache/descent); MNIST goes into DIR/mnist.
+    /// Data root (else $DESCENT_DATA, else ~/.cache/descent); MNIST goes into DIR/mnist
+    /// unless DIR already holds its files.
     #[arg(long, value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
 }

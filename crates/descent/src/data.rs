@@ -14,7 +14,8 @@ pub fn fetch(args: FetchArgs) -> Result<()> {
     match args.dataset {
         DatasetName::Mnist => {
             let root = default_data_dir(args.data_dir.as_deref())?;
-            let dir = root.path.join("mnist");
+            // Where `train` will look: files already in the root are checked there.
+            let dir = locate_mnist(&root.path);
             eprintln!(
                 "fetching MNIST into {} (from {})",
                 dir.display(),
