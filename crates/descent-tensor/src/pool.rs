@@ -134,8 +134,15 @@ impl Workers {
         struct Wait<'a>(&'a Shared);
         impl Drop for Wait<'_> {
             fn drop(&mut self) {
+                let mut spins = 0u32;
                 while self.0.pending.load(SeqCst) != 0 {
-                    std::hint::spin_loop();
+                    // A worker that was asleep, or shares a core with us, needs the CPU.
+                    if spins < self.0.spins {
+                        spins += 1;
+                        std::hint::spin_loop();
+                    } else {
+                        std::thread::yield_now();
+                    }
                 }
             }
         }
