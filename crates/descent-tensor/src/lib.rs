@@ -1,7 +1,9 @@
-//! The compute core of descent: strided f32 matrix views, matrix multiplication (a fast path
-//! through the [`gemm`](https://crates.io/crates/gemm) crate and a naive reference twin), a
-//! fork-join [`Pool`] that splits work over a fixed number of threads, and a small seeded
-//! random number generator whose streams never change between releases.
+//! The compute core of descent: strided f32 matrix views, matrix multiplication (descent's
+//! own AVX2/FMA kernels for the layouts a training step uses, the
+//! [`gemm`](https://crates.io/crates/gemm) crate for the rest, and a naive reference twin that
+//! both are tested against), a fork-join [`Pool`] that splits work over a fixed number of
+//! threads, and a small seeded random number generator whose streams never change between
+//! releases. How the kernels were chosen and measured: `docs/engine.md`.
 //!
 //! Transposes are views: [`MatRef::t`] swaps the strides, nothing is copied.
 //!
