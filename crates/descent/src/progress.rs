@@ -77,15 +77,29 @@ impl descent_data::Progress for FetchBar {
 
     fn start(&mut self, what: &str, total: Option<u64>) {
         if std::io::stderr().is_terminal() {
-            let b = ProgressBar::new(total.unwrap_or(0));
-            b.set_style(
-                ProgressStyle::with_template(
-                    "{prefix} [{bar:30}] {bytes}/{total_bytes} ({bytes_per_sec})",
-                )
-                .expect("valid template")
-                .progress_chars("=> "),
-            );
+            let b = match total {
+                Some(n) => {
+                    let b = ProgressBar::new(n);
+                    b.set_style(
+                        ProgressStyle::with_template(
+                            "{prefix} [{bar:30}] {bytes}/{total_bytes} ({bytes_per_sec})",
+                        )
+                        .expect("valid template")
+                        .progress_chars("=> "),
+                    );
+                    b
+                }
+                // Unknown length (or not bytes at all): a spinner that shows it is alive.
+                None => {
+                    let b = ProgressBar::new_spinner();
+                    b.enable_steady_tick(std::time::Duration::from_millis(100));
+                    b
+                }
+            };
             b.set_prefix(what.to_string());
+            if total.is_none() {
+                b.set_message(what.to_string());
+            }
             self.bar = Some(b);
         }
     }
