@@ -248,9 +248,12 @@ struct RawMat {
 }
 
 impl Pool {
-    /// A pool of `threads` threads (at least 1), the caller's included.
+    /// A pool of `threads` threads, the caller's included; 0 means one per core.
     pub fn new(threads: usize) -> Result<Self, TensorError> {
-        let threads = threads.max(1);
+        let threads = match threads {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n => n,
+        };
         let workers = if threads == 1 {
             None
         } else {
@@ -481,6 +484,13 @@ mod tests {
             n.fetch_add(1, SeqCst);
         });
         assert_eq!(n.load(SeqCst), 2);
+    }
+
+    #[test]
+    fn zero_threads_means_one_per_core() {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        assert_eq!(Pool::new(0).unwrap().threads(), cores);
+        assert_eq!(Pool::new(3).unwrap().threads(), 3);
     }
 
     #[test]

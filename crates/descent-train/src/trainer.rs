@@ -114,15 +114,10 @@ impl Trainer {
         cfg.validate()?;
         let net = Sequential::mlp(inputs, &cfg.hidden, classes, cfg.activation)?;
         let params = net.init_params(&mut Rng::new(cfg.seed));
-        let threads = if cfg.threads == 0 {
-            std::thread::available_parallelism().map_or(1, |n| n.get())
-        } else {
-            cfg.threads
-        };
         Ok(Self {
             grads: vec![0.0; params.len()],
             optimizer: build_optimizer(cfg)?,
-            pool: Pool::new(threads)?,
+            pool: Pool::new(cfg.threads)?,
             ws: Workspace::new(&net, cfg.batch_size),
             eval_ws: Workspace::new(&net, cfg.eval_batch),
             x: vec![0.0; cfg.batch_size * inputs],

@@ -18,10 +18,6 @@ fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
-fn threads(t: Option<usize>) -> usize {
-    t.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
-}
-
 pub fn run(args: BenchArgs) -> Result<()> {
     ensure!(args.runs > 0, "--runs must be at least 1");
     match args.what {
@@ -85,8 +81,8 @@ const SHAPES: [Shape; 5] = [
 ];
 
 fn gemm(args: &BenchArgs) -> Result<()> {
-    let t = threads(args.threads);
-    let pool = Pool::new(t)?;
+    let pool = Pool::new(args.threads.unwrap_or(0))?;
+    let t = pool.threads();
     let mut rng = Rng::new(0);
     println!(
         "GEMM on the seed model's shapes (batch 64), GFLOP/s, median of {} runs; \
@@ -182,7 +178,7 @@ fn gemm(args: &BenchArgs) -> Result<()> {
 fn epoch(args: &BenchArgs) -> Result<()> {
     let cfg = TrainConfig {
         epochs: args.runs,
-        threads: threads(args.threads),
+        threads: args.threads.unwrap_or(0),
         log_every: 0,
         ..TrainConfig::default()
     };
