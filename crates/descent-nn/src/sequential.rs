@@ -410,13 +410,9 @@ impl Sequential {
             }
             // dW (out, in) = dyᵀ (out, B) · x (B, in), one band of output features per
             // thread; with SGD, W = W - lr · dW in the same product.
-            let sgd_lr = match &update {
-                Update::Grads { .. } => None,
-                Update::Sgd { lr, .. } => Some(*lr),
-            };
-            let (target, alpha, beta) = match &mut update {
-                Update::Grads { grads, .. } => (&mut **grads, 1.0, 0.0),
-                Update::Sgd { params, lr } => (&mut **params, -*lr, 1.0),
+            let (target, alpha, beta, sgd_lr) = match &mut update {
+                Update::Grads { grads, .. } => (&mut **grads, 1.0, 0.0, None),
+                Update::Sgd { params, lr } => (&mut **params, -*lr, 1.0, Some(*lr)),
             };
             let (w, b) = target[l.weight..l.bias + l.out_features]
                 .split_at_mut(l.out_features * l.in_features);
@@ -455,8 +451,8 @@ impl Sequential {
         }
         let mut total = LossStats::default();
         let cap = ws.capacity.max(1);
+        let classes = self.output_features();
         for (xs, ys) in x.chunks(cap * features).zip(labels.chunks(cap)) {
-            let classes = self.output_features();
             let logits = self.forward(params, xs, ws, pool)?;
             total.merge(softmax_cross_entropy(logits, ys, classes, None)?);
         }
