@@ -84,14 +84,22 @@ fn gemm(args: &BenchArgs) -> Result<()> {
     let pool = Pool::new(args.threads.unwrap_or(0))?;
     let t = pool.threads();
     let mut rng = Rng::new(0);
-    println!(
+    out!(
         "GEMM on the seed model's shapes (batch 64), GFLOP/s, median of {} runs; \
          'gemm crate' and 'descent' on 1 thread, 'engine' is descent on {} threads",
-        args.runs, t
+        args.runs,
+        t
     );
-    println!(
+    out!(
         "{:<24} {:>5} {:>5} {:>5} {:>7} {:>10} {:>8} {:>8}  kernel",
-        "product", "m", "n", "k", "naive", "gemm crate", "descent", "engine"
+        "product",
+        "m",
+        "n",
+        "k",
+        "naive",
+        "gemm crate",
+        "descent",
+        "engine"
     );
     for s in &SHAPES {
         let a: Vec<f32> = (0..s.m * s.k).map(|_| rng.uniform(-1.0, 1.0)).collect();
@@ -159,7 +167,7 @@ fn gemm(args: &BenchArgs) -> Result<()> {
             "{}: fast and naive disagree by {worst}",
             s.name
         );
-        println!(
+        out!(
             "{:<24} {:>5} {:>5} {:>5} {:>7.1} {:>10.1} {:>8.1} {:>8.1}  {}",
             s.name,
             s.m,
@@ -184,7 +192,7 @@ fn epoch(args: &BenchArgs) -> Result<()> {
     };
     let (data, dir) = crate::data::mnist(args.data_dir.as_deref(), false, cfg.normalize, true)?;
     let mut trainer = Trainer::new(&cfg, data.train.features(), data.train.classes())?;
-    println!(
+    out!(
         "seed workload (MLP 784-512-10, SGD lr 0.01, batch 64) on {}, {} threads, {} epochs",
         dir.display(),
         trainer.threads(),
@@ -193,16 +201,18 @@ fn epoch(args: &BenchArgs) -> Result<()> {
     let mut times = Vec::new();
     trainer.run(&data.train, &data.test, |e| {
         if let Event::EpochEnd(r) = e {
-            println!(
+            out!(
                 "epoch {} time {:.3}s test_acc {:.2}%",
-                r.epoch, r.seconds, r.test_acc
+                r.epoch,
+                r.seconds,
+                r.test_acc
             );
             times.push(r.seconds);
         }
     })?;
     let gflop = 98.5;
     let med = median(times);
-    println!(
+    out!(
         "median epoch {:.3}s ({:.0} GFLOP/s on ~{gflop} GFLOP per epoch)",
         med,
         gflop / med

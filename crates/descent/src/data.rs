@@ -30,7 +30,7 @@ pub fn fetch(args: FetchArgs) -> Result<()> {
                 };
                 eprintln!("  {name}: verified, {from}");
             }
-            println!("{}", dir.display());
+            out!("{}", dir.display());
             Ok(())
         }
     }

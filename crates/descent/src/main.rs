@@ -7,6 +7,14 @@
 //! descent bench gemm | epoch
 //! ```
 
+/// `println!` for the command's output, which stops the program quietly when the reader has
+/// gone (`descent train | head`) instead of panicking on the broken pipe.
+macro_rules! out {
+    ($($arg:tt)*) => {
+        $crate::write_stdout(format_args!($($arg)*))
+    };
+}
+
 mod bench;
 mod cli;
 mod data;
@@ -24,6 +32,22 @@ fn main() {
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+/// Writes one line to stdout; on a closed pipe, exits as a process killed by SIGPIPE would.
+fn write_stdout(args: std::fmt::Arguments<'_>) {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    if let Err(e) = stdout
+        .write_fmt(args)
+        .and_then(|()| stdout.write_all(b"\n"))
+    {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(141);
+        }
+        eprintln!("error: writing to stdout: {e}");
         std::process::exit(1);
     }
 }

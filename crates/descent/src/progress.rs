@@ -47,8 +47,8 @@ impl Bar {
     /// Prints a line on stdout with the bar out of the way.
     pub fn println(&self, line: &str) {
         match &self.bar {
-            Some(b) => b.suspend(|| println!("{line}")),
-            None => println!("{line}"),
+            Some(b) => b.suspend(|| out!("{line}")),
+            None => out!("{line}"),
         }
     }
 

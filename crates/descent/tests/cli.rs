@@ -160,3 +160,19 @@ fn help_lists_the_commands() {
         assert!(out.contains(cmd), "{out}");
     }
 }
+
+/// `descent ... | head` must end quietly when the reader goes away, not panic.
+#[test]
+fn a_closed_stdout_ends_the_program_quietly() {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_descent"))
+        .args(["bench", "gemm", "--runs", "1"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let o = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!err.contains("panicked"), "{err}");
+    assert_eq!(o.status.code(), Some(141), "{err}");
+}
