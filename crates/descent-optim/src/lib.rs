@@ -1,33 +1,53 @@
-//! Optimizers over flat `f32` buffers, with explicit, serializable state.
+//! Optimizers over flat `f32` buffers, with explicit state saved by parameter name.
 //!
-//! An optimizer sees the model as two slices of equal length, parameters and gradients, as
-//! laid out by a flat parameter store; it does not know about layers or the engine. Its state
-//! (step count, per-parameter buffers) is an [`OptimizerState`] that can be saved and loaded.
+//! An optimizer sees the model as one buffer of parameters and one of gradients, cut into
+//! named tensors ([`ParamSpec`], e.g. `fc1.weight` of shape `[512, 784]`); it knows nothing
+//! else about layers or the engine. Each update rule is a config struct with PyTorch's
+//! defaults plus a kernel that updates a piece of the buffers in one pass; [`Optimizer`] runs
+//! it over every tensor (in parallel for large ones), applies parameter groups, and saves and
+//! restores the per-tensor buffers as an [`OptimizerState`].
 //!
 //! ```
-//! use descent_optim::{Optimizer, Sgd, SgdConfig};
+//! use descent_optim::{Optimizer, OptimizerConfig, SgdConfig};
 //!
-//! let mut opt = Sgd::new(SgdConfig { lr: 0.1, ..SgdConfig::default() }).unwrap();
+//! let cfg = SgdConfig { lr: 0.1, momentum: 0.9, ..SgdConfig::default() };
+//! let mut opt = Optimizer::flat(OptimizerConfig::Sgd(cfg), 2).unwrap();
 //! let mut params = vec![1.0f32, -2.0];
 //! opt.step(&mut params, &[0.5, -1.0]).unwrap();
 //! assert_eq!(params, vec![0.95, -1.9]);
+//! opt.step(&mut params, &[0.5, -1.0]).unwrap();
+//! assert_eq!(params, vec![0.855, -1.71]); // b = 0.9 b + g = 0.95
 //! ```
 //!
-//! Reference: `torch.optim.SGD` (PyTorch 2.x), whose update rules and defaults these follow.
+//! The rules and their references: SGD, Adagrad, RMSprop, Adadelta, Adam, AdamW, Adamax,
+//! NAdam and RAdam follow `torch.optim` (PyTorch 2.x, checked step by step against it in
+//! `tests/torch_parity.rs`); the seed's momentum and adaptive rule, Lion (Chen et al. 2023)
+//! and LAMB (You et al. 2020) follow their papers. [`schedule`] holds the learning-rate
+//! schedules, [`clip_grad_norm`] and [`clip_grad_value`] the clipping.
 
-mod sgd;
+mod clip;
+mod optimizer;
+mod par;
+mod rules;
+pub mod schedule;
 mod state;
 
-pub use sgd::{Sgd, SgdConfig};
-pub use state::OptimizerState;
+pub use clip::{clip_grad_norm, clip_grad_value, grad_norm};
+pub use optimizer::{Optimizer, ParamGroup, ParamSpec};
+pub use rules::{
+    catalog, AdadeltaConfig, AdagradConfig, AdamConfig, AdamaxConfig, DecayMode, HyperValue,
+    LambConfig, LionConfig, MomentumConfig, NAdamConfig, OptimizerConfig, OptimizerInfo,
+    RAdamConfig, RmsPropConfig, SgdConfig, OPTIMIZER_NAMES,
+};
+pub use state::{OptimizerState, ParamState};
 
-/// What an optimizer can refuse.
+/// What an optimizer, a schedule or a clip can refuse.
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum OptimError {
     /// A hyperparameter outside its valid range.
     #[error("invalid {name} = {value}: {why}")]
     InvalidHyperparameter {
-        /// Its name as on the command line (`lr`, `momentum`, ...).
+        /// Its name as in PyTorch (`lr`, `momentum`, `beta1`, ...).
         name: &'static str,
         /// The value given.
         value: f64,
@@ -37,72 +57,39 @@ pub enum OptimError {
     /// Settings that contradict each other.
     #[error("{0}")]
     InvalidCombination(&'static str),
-    /// Parameters and gradients of different lengths.
-    #[error("{params} parameters but {grads} gradients: both must come from the same layout")]
+    /// Buffers of another length than the tensors the optimizer was built for.
+    #[error(
+        "the optimizer was built for {expected} parameters but got {params} parameters and \
+         {grads} gradients: build it from the same model"
+    )]
     LengthMismatch {
-        /// Parameter count.
+        /// Values in the optimizer's tensors.
+        expected: usize,
+        /// Parameters given.
         params: usize,
-        /// Gradient count.
+        /// Gradients given.
         grads: usize,
     },
+    /// Tensor names or parameter groups that do not fit together.
+    #[error("parameters: {0}")]
+    Layout(String),
     /// A saved state that does not belong to this optimizer or model.
     #[error("cannot load optimizer state: {0}")]
     StateMismatch(String),
-}
-
-/// One optimizer: turns gradients into parameter updates, in place.
-pub trait Optimizer: Send {
-    /// The optimizer's name (`sgd`, ...).
-    fn name(&self) -> &'static str;
-
-    /// Updates `params` from `grads` (same length). Runs on rayon's current pool for large
-    /// buffers: call it inside `Pool::install` to choose the threads.
-    fn step(&mut self, params: &mut [f32], grads: &[f32]) -> Result<(), OptimError>;
-
-    /// The learning rate in use.
-    fn lr(&self) -> f32;
-
-    /// Sets the learning rate (schedules call this between steps).
-    fn set_lr(&mut self, lr: f32);
-
-    /// When the next update is exactly `p -= lr * grad` for every parameter (plain SGD: no
-    /// momentum, weight decay or maximize), returns that `lr`, so that an engine may apply
-    /// the step inside its backward pass instead of calling [`Optimizer::step`]. It must
-    /// then call [`Optimizer::fused_step_done`].
-    fn plain_sgd_lr(&self) -> Option<f32> {
-        None
-    }
-
-    /// Records a step that the engine applied itself after [`Optimizer::plain_sgd_lr`].
-    fn fused_step_done(&mut self) {}
-
-    /// A copy of everything the next steps depend on besides the hyperparameters.
-    fn state(&self) -> OptimizerState;
-
-    /// Restores a state saved by [`Optimizer::state`] of the same optimizer and model.
-    fn load_state(&mut self, state: &OptimizerState) -> Result<(), OptimError>;
-}
-
-/// Elements per task below which updates run on one thread.
-pub(crate) const PAR_CHUNK: usize = 1 << 15;
-
-pub(crate) fn check_lengths(params: &[f32], grads: &[f32]) -> Result<(), OptimError> {
-    if params.len() != grads.len() {
-        return Err(OptimError::LengthMismatch {
-            params: params.len(),
-            grads: grads.len(),
-        });
-    }
-    Ok(())
-}
-
-pub(crate) fn check_finite_nonneg(name: &'static str, value: f32) -> Result<(), OptimError> {
-    if !value.is_finite() || value < 0.0 {
-        return Err(OptimError::InvalidHyperparameter {
-            name,
-            value: value as f64,
-            why: "it must be a finite number >= 0",
-        });
-    }
-    Ok(())
+    /// A momentum was set (e.g. by a one-cycle schedule) on an optimizer without one.
+    #[error("{0} has no momentum or beta1 to cycle; turn momentum cycling off")]
+    NoMomentum(&'static str),
+    /// A hyperparameter this optimizer does not have.
+    #[error("{optimizer} has no setting `{name}` (its settings: {known})")]
+    UnknownHyperparameter {
+        /// The optimizer.
+        optimizer: &'static str,
+        /// The name asked for.
+        name: String,
+        /// The names it has.
+        known: String,
+    },
+    /// Clipping met a NaN or infinite gradient norm.
+    #[error("the gradient norm is {0}: the gradients hold NaN or infinity (lower the learning rate, or clip without the non-finite check)")]
+    NonFiniteGradNorm(f32),
 }

@@ -1,33 +1,33 @@
-//! The serializable state of an optimizer.
+//! The serializable state of an optimizer, keyed by parameter name.
 
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::OptimError;
-
-/// Everything an optimizer's next steps depend on besides its hyperparameters: the number of
-/// steps taken and named per-parameter buffers (e.g. `momentum_buffer`), each as long as the
-/// flat parameter buffer.
+/// Everything an optimizer's next steps depend on besides its hyperparameters: the steps
+/// taken, run-wide scalars (NAdam's `mu_product`) and, for each parameter tensor by name, its
+/// shape and buffers (PyTorch's state names: `momentum_buffer`, `exp_avg`, `exp_avg_sq`, ...).
+///
+/// Keys are names, not positions: loading into a model whose tensors are named or shaped
+/// differently fails and says which (PyTorch matches by order, pytorch/pytorch#1489).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct OptimizerState {
-    /// Which optimizer wrote it.
+    /// Which optimizer wrote it (`adam`, ...).
     pub optimizer: String,
     /// Steps taken so far.
     pub step: u64,
-    /// Named buffers.
-    pub buffers: BTreeMap<String, Vec<f32>>,
+    /// Scalars shared by all parameters.
+    #[serde(default)]
+    pub scalars: BTreeMap<String, f64>,
+    /// Per parameter tensor: shape and buffers.
+    pub params: BTreeMap<String, ParamState>,
 }
 
-impl OptimizerState {
-    /// Checks that the state was written by `optimizer`.
-    pub fn expect_optimizer(&self, optimizer: &str) -> Result<(), OptimError> {
-        if self.optimizer != optimizer {
-            return Err(OptimError::StateMismatch(format!(
-                "it was saved by `{}`, not `{optimizer}`; load it into the same optimizer",
-                self.optimizer
-            )));
-        }
-        Ok(())
-    }
+/// One parameter tensor's state.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct ParamState {
+    /// The tensor's shape, checked on load.
+    pub shape: Vec<usize>,
+    /// Named buffers, each as long as the tensor.
+    pub buffers: BTreeMap<String, Vec<f32>>,
 }

@@ -2,11 +2,10 @@
 
 use descent_data::Normalize;
 use descent_nn::Activation;
+use descent_optim::schedule::{PlateauConfig, ReduceOnPlateau, Schedule};
+use descent_optim::{OptimError, OptimizerConfig, ParamGroup, SgdConfig};
 
 use crate::TrainError;
-
-/// Optimizers the training loop can build.
-pub const OPTIMIZERS: &[&str] = &["sgd"];
 
 /// Everything a training run depends on. `TrainConfig::default()` is the seed's program:
 /// MLP 784-512-10 with ReLU, SGD lr 0.01, batch 64, shuffled, 10 epochs, seed 0.
@@ -16,13 +15,24 @@ pub struct TrainConfig {
     pub hidden: Vec<usize>,
     /// Activation after each hidden layer.
     pub activation: Activation,
-    /// Optimizer name (see [`OPTIMIZERS`]).
-    pub optimizer: String,
-    /// Learning rate.
-    pub lr: f32,
-    /// SGD momentum.
-    pub momentum: f32,
-    /// Examples per batch.
+    /// The optimizer and its hyperparameters (`Gd` takes one step per pass over the data).
+    pub optimizer: OptimizerConfig,
+    /// Tensors with their own learning rate or weight decay (e.g. biases without decay).
+    pub groups: Vec<ParamGroup>,
+    /// Learning-rate schedule, a function of the optimizer step.
+    pub schedule: Schedule,
+    /// Lower the rate when the epoch's training loss stops improving (in place of
+    /// `schedule`, which must then be constant).
+    pub plateau: Option<PlateauConfig>,
+    /// Clip the gradients' global L2 norm to this before each step.
+    pub clip_norm: Option<f32>,
+    /// Clamp every gradient to [-v, v] before each step.
+    pub clip_value: Option<f32>,
+    /// Stop with an error when the gradient norm is NaN or infinite (needs `clip_norm`).
+    pub clip_error_nonfinite: bool,
+    /// Full-batch GD only: stop once the gradient's norm falls below this.
+    pub grad_tol: Option<f32>,
+    /// Examples per batch (for GD, per chunk of the full-set gradient).
     pub batch_size: usize,
     /// Passes over the training set.
     pub epochs: usize,
@@ -47,9 +57,14 @@ impl Default for TrainConfig {
         Self {
             hidden: vec![512],
             activation: Activation::Relu,
-            optimizer: "sgd".into(),
-            lr: 0.01,
-            momentum: 0.0,
+            optimizer: OptimizerConfig::Sgd(SgdConfig::default()),
+            groups: Vec::new(),
+            schedule: Schedule::Constant,
+            plateau: None,
+            clip_norm: None,
+            clip_value: None,
+            clip_error_nonfinite: false,
+            grad_tol: None,
             batch_size: 64,
             epochs: 10,
             seed: 0,
@@ -63,30 +78,87 @@ impl Default for TrainConfig {
     }
 }
 
-fn bad(flag: &'static str, value: impl ToString, why: impl Into<String>) -> TrainError {
+fn bad(flag: impl Into<String>, value: impl ToString, why: impl Into<String>) -> TrainError {
     TrainError::Config {
-        flag,
+        flag: flag.into(),
         value: value.to_string(),
         why: why.into(),
     }
 }
 
+/// An optimizer or schedule error, named by the command-line flag that sets the value.
+pub(crate) fn flag_error(e: OptimError) -> TrainError {
+    match e {
+        OptimError::InvalidHyperparameter { name, value, why } => {
+            bad(format!("--{}", name.replace('_', "-")), value, why)
+        }
+        other => TrainError::Optim(other),
+    }
+}
+
 impl TrainConfig {
+    /// The learning rate the optimizer starts from.
+    pub fn lr(&self) -> f32 {
+        self.optimizer.lr()
+    }
+
+    /// True for full-batch gradient descent.
+    pub fn full_batch(&self) -> bool {
+        matches!(self.optimizer, OptimizerConfig::Gd(_))
+    }
+
     /// Refuses settings that cannot train, naming the flag to fix.
     pub fn validate(&self) -> Result<(), TrainError> {
-        if !(self.lr.is_finite() && self.lr > 0.0) {
+        self.optimizer.validate().map_err(flag_error)?;
+        self.schedule.validate().map_err(flag_error)?;
+        if let Some(p) = self.plateau {
+            if self.schedule != Schedule::Constant {
+                return Err(bad(
+                    "--schedule",
+                    "plateau",
+                    "reduce-on-plateau sets the rate itself: it does not combine with another schedule",
+                ));
+            }
+            ReduceOnPlateau::new(p, self.lr() as f64).map_err(flag_error)?;
+        }
+        if self.schedule.cycles_momentum() && self.optimizer.momentum().is_none() {
             return Err(bad(
-                "--lr",
-                self.lr,
-                "the learning rate must be a finite number > 0, e.g. 0.01",
+                "--schedule",
+                "onecycle",
+                format!(
+                    "{} has no momentum or beta1 to cycle; add --no-cycle-momentum",
+                    self.optimizer.name()
+                ),
             ));
         }
-        if !(self.momentum.is_finite() && (0.0..1.0).contains(&self.momentum)) {
+        for (flag, v) in [
+            ("--clip-norm", self.clip_norm),
+            ("--clip-value", self.clip_value),
+        ] {
+            if let Some(v) = v {
+                if !(v.is_finite() && v > 0.0) {
+                    return Err(bad(flag, v, "clip to a finite number > 0"));
+                }
+            }
+        }
+        if self.clip_error_nonfinite && self.clip_norm.is_none() {
             return Err(bad(
-                "--momentum",
-                self.momentum,
-                "momentum must be in [0, 1)",
+                "--clip-error-nonfinite",
+                "",
+                "it checks the norm that --clip-norm measures: add --clip-norm",
             ));
+        }
+        if let Some(t) = self.grad_tol {
+            if !self.full_batch() {
+                return Err(bad(
+                    "--grad-tol",
+                    t,
+                    "the gradient-norm stop is for full-batch descent: add --optimizer gd",
+                ));
+            }
+            if !(t.is_finite() && t > 0.0) {
+                return Err(bad("--grad-tol", t, "it must be a finite number > 0"));
+            }
         }
         if self.batch_size == 0 {
             return Err(bad("--batch-size", 0, "a batch needs at least 1 example"));
@@ -105,13 +177,6 @@ impl TrainConfig {
                 "--hidden",
                 list,
                 "every hidden layer needs at least 1 unit (e.g. 512 or 256,128)",
-            ));
-        }
-        if !OPTIMIZERS.contains(&self.optimizer.as_str()) {
-            return Err(bad(
-                "--optimizer",
-                &self.optimizer,
-                format!("known optimizers: {}", OPTIMIZERS.join(", ")),
             ));
         }
         if !(self.normalize.std.is_finite()
@@ -138,47 +203,70 @@ impl TrainConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use descent_optim::{AdamConfig, HyperValue};
 
     #[test]
     fn the_default_is_the_seed_and_valid() {
         let c = TrainConfig::default();
         assert_eq!(
-            (c.hidden.as_slice(), c.lr, c.batch_size, c.epochs, c.seed),
+            (c.hidden.as_slice(), c.lr(), c.batch_size, c.epochs, c.seed),
             (&[512][..], 0.01, 64, 10, 0)
         );
+        assert_eq!(c.optimizer.name(), "sgd");
         c.validate().unwrap();
+    }
+
+    fn with(name: &str, key: &str, v: HyperValue) -> TrainConfig {
+        let mut optimizer = OptimizerConfig::default_for(name).unwrap();
+        optimizer.set(key, v).unwrap();
+        TrainConfig {
+            optimizer,
+            ..TrainConfig::default()
+        }
     }
 
     #[test]
     fn each_bad_setting_names_its_flag() {
+        use HyperValue::Num;
         let cases: Vec<(TrainConfig, &str)> = vec![
+            (with("sgd", "lr", Num(0.0)), "--lr"),
+            (with("sgd", "lr", Num(-1.0)), "--lr"),
+            (with("sgd", "lr", Num(f64::NAN)), "--lr"),
+            (with("sgd", "lr", Num(f64::INFINITY)), "--lr"),
+            (with("sgd", "momentum", Num(-0.5)), "--momentum"),
+            (with("adam", "beta1", Num(1.0)), "--beta1"),
+            (with("adamw", "weight_decay", Num(-1.0)), "--weight-decay"),
             (
                 TrainConfig {
-                    lr: 0.0,
+                    schedule: Schedule::Step {
+                        step_size: 0,
+                        gamma: 0.1,
+                    },
                     ..TrainConfig::default()
                 },
-                "--lr",
+                "--step-size",
             ),
             (
                 TrainConfig {
-                    lr: -1.0,
+                    grad_tol: Some(1e-3),
                     ..TrainConfig::default()
                 },
-                "--lr",
+                "--grad-tol",
             ),
             (
                 TrainConfig {
-                    lr: f32::NAN,
+                    clip_norm: Some(0.0),
                     ..TrainConfig::default()
                 },
-                "--lr",
+                "--clip-norm",
             ),
             (
                 TrainConfig {
-                    lr: f32::INFINITY,
+                    schedule: Schedule::one_cycle(100),
+                    optimizer: OptimizerConfig::default_for("adagrad").unwrap(),
                     ..TrainConfig::default()
                 },
-                "--lr",
+                "--schedule",
             ),
             (
                 TrainConfig {
@@ -201,27 +289,27 @@ mod tests {
                 },
                 "--hidden",
             ),
-            (
-                TrainConfig {
-                    optimizer: "adamw2".into(),
-                    ..TrainConfig::default()
-                },
-                "--optimizer",
-            ),
-            (
-                TrainConfig {
-                    momentum: 1.0,
-                    ..TrainConfig::default()
-                },
-                "--momentum",
-            ),
         ];
         for (c, flag) in cases {
             let e = c.validate().unwrap_err();
             assert!(
                 e.to_string().starts_with(&format!("invalid {flag} ")),
-                "{e}"
+                "{flag}: {e}"
             );
         }
+        let nesterov = TrainConfig {
+            optimizer: OptimizerConfig::Sgd(SgdConfig {
+                nesterov: true,
+                ..SgdConfig::default()
+            }),
+            ..TrainConfig::default()
+        };
+        let e = nesterov.validate().unwrap_err().to_string();
+        assert!(e.contains("nesterov needs momentum > 0"), "{e}");
+        let adam = TrainConfig {
+            optimizer: OptimizerConfig::Adam(AdamConfig::default()),
+            ..TrainConfig::default()
+        };
+        assert_eq!(adam.lr(), 1e-3);
     }
 }

@@ -4,13 +4,14 @@
 //!
 //! ```
 //! use descent_data::{parse_idx, Dataset, Normalize};
+//! use descent_optim::{OptimizerConfig, SgdConfig};
 //! use descent_train::{Event, TrainConfig, Trainer};
 //!
 //! // Four 2-pixel "images" whose class is which pixel is lit.
 //! let img = parse_idx(&[0, 0, 8, 2, 0, 0, 0, 4, 0, 0, 0, 2, 255, 0, 0, 255, 255, 0, 0, 255], "x").unwrap();
 //! let lab = parse_idx(&[0, 0, 8, 1, 0, 0, 0, 4, 0, 1, 0, 1], "y").unwrap();
 //! let data = Dataset::new(&img, &lab, Normalize::default(), 2).unwrap();
-//! let cfg = TrainConfig { hidden: vec![8], lr: 0.5, batch_size: 2, epochs: 20, log_every: 0, threads: 1, ..TrainConfig::default() };
+//! let cfg = TrainConfig { hidden: vec![8], optimizer: OptimizerConfig::Sgd(SgdConfig { lr: 0.5, ..SgdConfig::default() }), batch_size: 2, epochs: 20, log_every: 0, threads: 1, ..TrainConfig::default() };
 //! let mut trainer = Trainer::new(&cfg, 2, 2).unwrap();
 //! let mut last = 0.0;
 //! trainer.run(&data, &data, |e| if let Event::EpochEnd(r) = e { last = r.test_acc }).unwrap();
@@ -20,7 +21,7 @@
 mod config;
 mod trainer;
 
-pub use config::{TrainConfig, OPTIMIZERS};
+pub use config::TrainConfig;
 pub use trainer::{EpochReport, Event, Trainer};
 
 /// Why training could not start or go on.
@@ -30,11 +31,25 @@ pub enum TrainError {
     #[error("invalid {flag} {value}: {why}")]
     Config {
         /// The flag, e.g. `--lr`.
-        flag: &'static str,
+        flag: String,
         /// The value given.
         value: String,
         /// What is accepted.
         why: String,
+    },
+    /// The gradient norm became NaN or infinite (with `clip_error_nonfinite`).
+    #[error("the gradient norm became {norm} at epoch {epoch}, batch {batch} (step {step}): lower the learning rate (--lr {lr} now)")]
+    NonFiniteGradient {
+        /// The norm.
+        norm: f32,
+        /// Epoch, from 1.
+        epoch: usize,
+        /// Batch within the epoch, from 1.
+        batch: usize,
+        /// Optimizer steps so far.
+        step: u64,
+        /// The learning rate in use.
+        lr: f32,
     },
     /// The loss became NaN or infinite.
     #[error("the loss became {value} at epoch {epoch}, batch {batch} (step {step}): training diverged; lower the learning rate (--lr {lr} now, try {suggest})")]

@@ -4,9 +4,11 @@ use std::time::Instant;
 
 use descent_data::{BatchLoader, Dataset};
 use descent_nn::{LossStats, Sequential, Workspace};
-use descent_optim::{Optimizer, Sgd, SgdConfig};
+use descent_optim::schedule::{ReduceOnPlateau, Schedule};
+use descent_optim::{clip_grad_norm, clip_grad_value, grad_norm, Optimizer, ParamSpec};
 use descent_tensor::{MatMut, Pool, Rng};
 
+use crate::config::flag_error;
 use crate::{TrainConfig, TrainError};
 
 /// Results of one epoch.
@@ -49,6 +51,13 @@ pub enum Event {
     },
     /// An epoch finished and was evaluated.
     EpochEnd(EpochReport),
+    /// Full-batch descent stopped because the gradient norm fell below `--grad-tol`.
+    Converged {
+        /// Epoch, from 1.
+        epoch: usize,
+        /// The full-set gradient's norm.
+        grad_norm: f32,
+    },
 }
 
 /// A model, its parameters, an optimizer and the buffers to train them.
@@ -56,29 +65,18 @@ pub struct Trainer {
     cfg: TrainConfig,
     net: Sequential,
     params: Vec<f32>,
+    /// The batch gradient; allocated on the first step that needs it (plain SGD is fused
+    /// into the backward pass and never does).
     grads: Vec<f32>,
-    optimizer: Box<dyn Optimizer>,
+    /// Full-batch descent: the gradient summed over the epoch.
+    full_grad: Vec<f32>,
+    optimizer: Optimizer,
+    plateau: Option<ReduceOnPlateau>,
     pool: Pool,
     ws: Workspace,
     eval_ws: Workspace,
     x: Vec<f32>,
     y: Vec<u8>,
-    step: u64,
-}
-
-fn build_optimizer(cfg: &TrainConfig) -> Result<Box<dyn Optimizer>, TrainError> {
-    match cfg.optimizer.as_str() {
-        "sgd" => Ok(Box::new(Sgd::new(SgdConfig {
-            lr: cfg.lr,
-            momentum: cfg.momentum,
-            ..SgdConfig::default()
-        })?)),
-        other => Err(TrainError::Config {
-            flag: "--optimizer",
-            value: other.into(),
-            why: format!("known optimizers: {}", crate::OPTIMIZERS.join(", ")),
-        }),
-    }
 }
 
 /// Copies batch `b` into `x` and `y` with the pool's threads (a batch of the seed is 200 KB);
@@ -114,15 +112,28 @@ impl Trainer {
         cfg.validate()?;
         let net = Sequential::mlp(inputs, &cfg.hidden, classes, cfg.activation)?;
         let params = net.init_params(&mut Rng::new(cfg.seed));
+        let specs: Vec<ParamSpec> = net
+            .layout()
+            .views()
+            .iter()
+            .map(|v| ParamSpec::new(v.name.clone(), &v.shape))
+            .collect();
+        let optimizer =
+            Optimizer::with_groups(cfg.optimizer, &specs, &cfg.groups).map_err(flag_error)?;
+        let plateau = match cfg.plateau {
+            Some(p) => Some(ReduceOnPlateau::new(p, cfg.lr() as f64).map_err(flag_error)?),
+            None => None,
+        };
         Ok(Self {
-            grads: vec![0.0; params.len()],
-            optimizer: build_optimizer(cfg)?,
+            grads: Vec::new(),
+            full_grad: Vec::new(),
+            optimizer,
+            plateau,
             pool: Pool::new(cfg.threads)?,
             ws: Workspace::new(&net, cfg.batch_size),
             eval_ws: Workspace::new(&net, cfg.eval_batch),
             x: vec![0.0; cfg.batch_size * inputs],
             y: vec![0; cfg.batch_size],
-            step: 0,
             cfg: cfg.clone(),
             net,
             params,
@@ -146,7 +157,48 @@ impl Trainer {
 
     /// Optimizer steps taken.
     pub fn steps(&self) -> u64 {
-        self.step
+        self.optimizer.steps()
+    }
+
+    /// The optimizer (its settings, current learning rate and state).
+    pub fn optimizer(&self) -> &Optimizer {
+        &self.optimizer
+    }
+
+    /// Sets the learning rate (and momentum) the schedule gives for the next step.
+    fn schedule_step(&mut self) -> Result<(), TrainError> {
+        let t = self.optimizer.steps();
+        let schedule = &self.cfg.schedule;
+        if *schedule != Schedule::Constant {
+            self.optimizer
+                .set_lr_with(|base| schedule.lr(t, base as f64) as f32);
+        }
+        if let Some(m) = schedule.momentum(t) {
+            self.optimizer.set_momentum(m as f32)?;
+        }
+        Ok(())
+    }
+
+    /// Clips `grads` as configured; the error names where training stands.
+    fn clip(&self, grads: &mut [f32], epoch: usize, batch: usize) -> Result<(), TrainError> {
+        if let Some(max) = self.cfg.clip_norm {
+            let error = self.cfg.clip_error_nonfinite;
+            if let Err(descent_optim::OptimError::NonFiniteGradNorm(norm)) =
+                self.pool.install(|| clip_grad_norm(grads, max, error))
+            {
+                return Err(TrainError::NonFiniteGradient {
+                    norm,
+                    epoch,
+                    batch,
+                    step: self.optimizer.steps(),
+                    lr: self.optimizer.lr(),
+                });
+            }
+        }
+        if let Some(v) = self.cfg.clip_value {
+            clip_grad_value(grads, v)?;
+        }
+        Ok(())
     }
 
     /// Loss and accuracy of the current weights on `data`.
@@ -188,25 +240,40 @@ impl Trainer {
     ) -> Result<Vec<EpochReport>, TrainError> {
         self.check_data(train, "training")?;
         self.check_data(eval, "evaluation")?;
+        let full_batch = self.cfg.full_batch();
         let mut loader = BatchLoader::new(
             train.len(),
             self.cfg.batch_size,
-            self.cfg.shuffle,
-            self.cfg.drop_last,
+            self.cfg.shuffle && !full_batch,
+            self.cfg.drop_last && !full_batch,
             self.cfg.seed,
         )?;
         let batches = loader.num_batches();
+        let clipping = self.cfg.clip_norm.is_some() || self.cfg.clip_value.is_some();
         let mut reports = Vec::with_capacity(self.cfg.epochs);
         for epoch in 1..=self.cfg.epochs {
             let start = Instant::now();
             loader.start_epoch(epoch as u64);
             let mut epoch_stats = LossStats::default();
             let mut running = 0.0f64;
+            if full_batch {
+                self.full_grad.clear();
+                self.full_grad.resize(self.params.len(), 0.0);
+            }
             for b in 0..batches {
+                if !full_batch {
+                    self.schedule_step()?;
+                }
                 let rows = fill_batch(&loader, train, b, &mut self.x, &mut self.y, &self.pool);
                 let features = self.net.input_features();
                 let (x, y) = (&self.x[..rows * features], &self.y[..rows]);
-                let fused_lr = self.optimizer.plain_sgd_lr();
+                let fused_lr = match full_batch || clipping {
+                    true => None,
+                    false => self.optimizer.plain_sgd_lr(),
+                };
+                if fused_lr.is_none() && self.grads.len() != self.params.len() {
+                    self.grads = vec![0.0; self.params.len()];
+                }
                 let stats = match fused_lr {
                     // Plain SGD is applied inside the backward pass: no gradient buffer.
                     Some(lr) => self.net.train_step_sgd(
@@ -227,7 +294,6 @@ impl Trainer {
                     )?,
                 };
                 let loss = stats.mean_loss();
-                self.step += 1;
                 if !loss.is_finite() {
                     let lr = self.optimizer.lr();
                     return Err(TrainError::Diverged {
@@ -238,16 +304,25 @@ impl Trainer {
                         },
                         epoch,
                         batch: b + 1,
-                        step: self.step,
+                        step: self.optimizer.steps() + 1,
                         lr,
                         suggest: lr / 10.0,
                     });
                 }
-                if fused_lr.is_some() {
+                if full_batch {
+                    // The batch gradient is a mean over its rows: weight it by its share.
+                    let w = rows as f32 / train.len() as f32;
+                    let (acc, g) = (&mut self.full_grad, &self.grads);
+                    acc.iter_mut().zip(g).for_each(|(a, g)| *a += w * g);
+                } else if fused_lr.is_some() {
                     self.optimizer.fused_step_done();
                 } else {
-                    let (params, grads, opt) = (&mut self.params, &self.grads, &mut self.optimizer);
-                    self.pool.install(|| opt.step(params, grads))?;
+                    let mut grads = std::mem::take(&mut self.grads);
+                    self.clip(&mut grads, epoch, b + 1)?;
+                    let (params, opt) = (&mut self.params, &mut self.optimizer);
+                    let stepped = self.pool.install(|| opt.step(params, &grads));
+                    self.grads = grads;
+                    stepped?;
                 }
                 epoch_stats.merge(stats);
                 running += loss;
@@ -266,6 +341,21 @@ impl Trainer {
                     batches,
                 });
             }
+            let mut converged = None;
+            if full_batch {
+                let mut g = std::mem::take(&mut self.full_grad);
+                let norm = self.pool.install(|| grad_norm(&g));
+                match self.cfg.grad_tol {
+                    Some(tol) if norm < tol => converged = Some(norm),
+                    _ => {
+                        self.clip(&mut g, epoch, batches)?;
+                        self.schedule_step()?;
+                        let (params, opt) = (&mut self.params, &mut self.optimizer);
+                        self.pool.install(|| opt.step(params, &g))?;
+                    }
+                }
+                self.full_grad = g;
+            }
             let seconds = start.elapsed().as_secs_f64();
             let test = self.evaluate(eval)?;
             let report = EpochReport {
@@ -276,8 +366,16 @@ impl Trainer {
                 test_acc: test.accuracy(),
                 seconds,
             };
+            if let Some(p) = &mut self.plateau {
+                let lr = p.observe(report.train_loss);
+                self.optimizer.set_lr(lr as f32);
+            }
             on_event(Event::EpochEnd(report.clone()));
             reports.push(report);
+            if let Some(grad_norm) = converged {
+                on_event(Event::Converged { epoch, grad_norm });
+                break;
+            }
         }
         Ok(reports)
     }
@@ -287,6 +385,7 @@ impl Trainer {
 mod tests {
     use super::*;
     use descent_data::{parse_idx, Normalize};
+    use descent_optim::{HyperValue, OptimizerConfig, SgdConfig};
 
     /// A small learnable problem: class = which quarter of the 16 pixels is brightest.
     fn toy(n: usize, seed: u64) -> Dataset {
@@ -313,10 +412,18 @@ mod tests {
         .unwrap()
     }
 
+    fn sgd(lr: f32, momentum: f32) -> OptimizerConfig {
+        OptimizerConfig::Sgd(SgdConfig {
+            lr,
+            momentum,
+            ..SgdConfig::default()
+        })
+    }
+
     fn cfg() -> TrainConfig {
         TrainConfig {
             hidden: vec![32],
-            lr: 0.1,
+            optimizer: sgd(0.1, 0.0),
             batch_size: 16,
             epochs: 3,
             log_every: 10,
@@ -352,8 +459,7 @@ mod tests {
         let (train, test) = (toy(1000, 1), toy(200, 2));
         let mut t = Trainer::new(
             &TrainConfig {
-                momentum: 0.9,
-                lr: 0.01,
+                optimizer: sgd(0.01, 0.9),
                 ..cfg()
             },
             16,
@@ -390,13 +496,127 @@ mod tests {
     #[test]
     fn divergence_stops_with_the_step_and_a_hint() {
         let (train, test) = (toy(500, 3), toy(100, 4));
-        let mut t = Trainer::new(&TrainConfig { lr: 1e30, ..cfg() }, 16, 4).unwrap();
+        let mut t = Trainer::new(
+            &TrainConfig {
+                optimizer: sgd(1e30, 0.0),
+                ..cfg()
+            },
+            16,
+            4,
+        )
+        .unwrap();
         let e = t.run(&train, &test, |_| {}).unwrap_err();
         let msg = e.to_string();
         assert!(matches!(e, TrainError::Diverged { .. }), "{msg}");
         assert!(
             msg.contains("lower the learning rate") && msg.contains("epoch 1"),
             "{msg}"
+        );
+    }
+
+    #[test]
+    fn every_optimizer_trains_the_toy_problem() {
+        let (train, test) = (toy(1000, 1), toy(200, 2));
+        for name in descent_optim::OPTIMIZER_NAMES {
+            let mut optimizer = OptimizerConfig::default_for(name).unwrap();
+            let lr = match name {
+                "gd" => 0.5,
+                "sgd" | "momentum" | "adadelta" => optimizer.lr() as f64 * 10.0,
+                "lion" => 0.003,
+                _ => optimizer.lr() as f64 * 3.0,
+            };
+            optimizer.set("lr", HyperValue::Num(lr)).unwrap();
+            let c = TrainConfig {
+                optimizer,
+                epochs: if name == "gd" { 30 } else { 3 },
+                ..cfg()
+            };
+            let mut t = Trainer::new(&c, 16, 4).unwrap();
+            let reports = t.run(&train, &test, |_| {}).unwrap();
+            let last = reports.last().unwrap();
+            assert!(last.test_acc > 90.0, "{name}: {last:?}");
+            let steps = if name == "gd" { 30 } else { 3 * 63 };
+            assert_eq!(t.steps(), steps, "{name}");
+        }
+    }
+
+    #[test]
+    fn full_batch_descent_stops_at_the_gradient_tolerance() {
+        let (train, test) = (toy(500, 3), toy(100, 4));
+        let c = TrainConfig {
+            optimizer: OptimizerConfig::Gd(SgdConfig {
+                lr: 0.5,
+                ..SgdConfig::default()
+            }),
+            grad_tol: Some(0.05),
+            epochs: 500,
+            ..cfg()
+        };
+        let mut t = Trainer::new(&c, 16, 4).unwrap();
+        let mut stop = None;
+        let reports = t
+            .run(&train, &test, |e| {
+                if let Event::Converged { epoch, grad_norm } = e {
+                    stop = Some((epoch, grad_norm));
+                }
+            })
+            .unwrap();
+        let (epoch, norm) = stop.expect("converged before 500 epochs");
+        assert!(norm < 0.05 && epoch < 500 && reports.len() == epoch);
+        assert_eq!(t.steps() as usize, epoch - 1, "no step after converging");
+    }
+
+    #[test]
+    fn the_schedule_sets_the_rate_of_every_step() {
+        let (train, test) = (toy(320, 3), toy(100, 4));
+        let schedule = Schedule::warmup_then(
+            5,
+            Schedule::Cosine {
+                t_max: 15,
+                eta_min: 0.0,
+            },
+        );
+        let c = TrainConfig {
+            schedule: schedule.clone(),
+            epochs: 1,
+            ..cfg()
+        };
+        // 320 / 16 = 20 steps: the last (step 19) used the schedule's rate of step 19.
+        let mut t = Trainer::new(&c, 16, 4).unwrap();
+        t.run(&train, &test, |_| {}).unwrap();
+        assert_eq!(t.steps(), 20);
+        assert_eq!(t.optimizer().lr(), schedule.lr(19, 0.1) as f32);
+    }
+
+    #[test]
+    fn clipping_keeps_training_and_a_nonfinite_norm_can_stop_it() {
+        let (train, test) = (toy(500, 3), toy(100, 4));
+        let c = TrainConfig {
+            clip_norm: Some(0.5),
+            clip_value: Some(0.1),
+            ..cfg()
+        };
+        let reports = Trainer::new(&c, 16, 4)
+            .unwrap()
+            .run(&train, &test, |_| {})
+            .unwrap();
+        assert!(reports[2].test_acc > 90.0, "{reports:?}");
+        let c = TrainConfig {
+            optimizer: sgd(1e30, 0.0),
+            clip_norm: Some(1.0),
+            clip_error_nonfinite: true,
+            ..cfg()
+        };
+        let e = Trainer::new(&c, 16, 4)
+            .unwrap()
+            .run(&train, &test, |_| {})
+            .unwrap_err();
+        assert!(
+            matches!(
+                e,
+                TrainError::NonFiniteGradient { .. } | TrainError::Diverged { .. }
+            ),
+            "{e}"
         );
     }
 

@@ -6,6 +6,8 @@
 use std::time::Instant;
 
 use anyhow::{ensure, Result};
+use descent_nn::{Activation, Sequential, Workspace};
+use descent_optim::{HyperValue, Optimizer, OptimizerConfig, ParamSpec, OPTIMIZER_NAMES};
 use descent_tensor::{
     matmul, matmul_gemm, matmul_naive, matmul_path, matmul_serial, MatMut, MatRef, Pool, Rng,
 };
@@ -22,6 +24,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
     ensure!(args.runs > 0, "--runs must be at least 1");
     match args.what {
         BenchWhat::Gemm => gemm(&args),
+        BenchWhat::Optim => optim(&args),
         BenchWhat::Epoch => epoch(&args),
     }
 }
@@ -178,6 +181,100 @@ fn gemm(args: &BenchArgs) -> Result<()> {
             serial,
             engine,
             matmul_path(av, bv)
+        );
+    }
+    Ok(())
+}
+
+/// Every optimizer's step on the seed model's parameters, against the training step it
+/// follows (forward and backward of a batch of 64, gradients out) timed in the same run.
+fn optim(args: &BenchArgs) -> Result<()> {
+    let pool = Pool::new(args.threads.unwrap_or(0))?;
+    let net = Sequential::mlp(784, &[512], 10, Activation::Relu)?;
+    let mut rng = Rng::new(1);
+    let params = net.init_params(&mut rng);
+    let n = params.len();
+    let specs: Vec<ParamSpec> = net
+        .layout()
+        .views()
+        .iter()
+        .map(|v| ParamSpec::new(v.name.clone(), &v.shape))
+        .collect();
+    let batch = 64;
+    let x: Vec<f32> = (0..batch * 784).map(|_| rng.uniform(-0.5, 2.5)).collect();
+    let y: Vec<u8> = (0..batch).map(|_| rng.below(10) as u8).collect();
+    let mut ws = Workspace::new(&net, batch);
+    let mut grads = vec![0.0f32; n];
+    let reps = 200;
+    // Median over runs of the mean over `reps` calls, in microseconds.
+    let time = |f: &mut dyn FnMut()| {
+        for _ in 0..10 {
+            f(); // warm up: caches, pool threads, page faults, lazily made state
+        }
+        let runs: Vec<f64> = (0..args.runs)
+            .map(|_| {
+                let t0 = Instant::now();
+                for _ in 0..reps {
+                    f();
+                }
+                t0.elapsed().as_secs_f64() / reps as f64 * 1e6
+            })
+            .collect();
+        median(runs)
+    };
+    let step = time(&mut || {
+        net.train_step_grads(&params, &x, &y, &mut grads, &mut ws, &pool)
+            .expect("shapes fit");
+    });
+    // Gradients of a real step keep the updates realistic (and finite).
+    for g in &mut grads {
+        *g *= 1e-3;
+    }
+    out!(
+        "optimizer step on the seed model ({n} parameters), {} threads, median of {} runs x {reps} steps",
+        pool.threads(),
+        args.runs
+    );
+    out!("training step (batch 64, forward + backward): {step:.1} µs");
+    out!(
+        "{:<18} {:>10} {:>12} {:>9}",
+        "optimizer",
+        "µs/step",
+        "GB/s moved",
+        "% of step"
+    );
+    let mut rows: Vec<(String, OptimizerConfig)> = OPTIMIZER_NAMES
+        .iter()
+        .filter(|&&o| o != "gd")
+        .map(|&o| {
+            (
+                o.to_string(),
+                OptimizerConfig::default_for(o).expect("listed"),
+            )
+        })
+        .collect();
+    let mut sgd_m = OptimizerConfig::default_for("sgd").expect("listed");
+    sgd_m.set("momentum", HyperValue::Num(0.9))?;
+    rows.insert(1, ("sgd momentum".into(), sgd_m));
+    let mut ams = OptimizerConfig::default_for("adam").expect("listed");
+    ams.set("amsgrad", HyperValue::Flag(true))?;
+    rows.push(("adam amsgrad".into(), ams));
+    for (label, cfg) in rows {
+        let mut opt = Optimizer::new(cfg, &specs)?;
+        let mut p = params.clone();
+        let us = time(&mut || {
+            pool.install(|| opt.step(&mut p, &grads))
+                .expect("lengths fit");
+        });
+        // Bytes each step must read and write: params (r+w), grads (r), each buffer (r+w).
+        let buffers = cfg.buffer_names().iter().filter(|b| !b.is_empty()).count();
+        let bytes = (4 * n * (3 + 2 * buffers)) as f64;
+        out!(
+            "{:<18} {:>10.1} {:>12.1} {:>8.1}%",
+            label,
+            us,
+            bytes / us / 1e3,
+            100.0 * us / step
         );
     }
     Ok(())

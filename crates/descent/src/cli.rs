@@ -15,12 +15,21 @@ pub struct Cli {
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Train an MLP on MNIST (defaults: the seed's model and settings).
-    Train(TrainArgs),
+    Train(Box<TrainArgs>),
     /// Manage data sets.
     #[command(subcommand)]
     Data(DataCommand),
-    /// Measure the engine: GEMM throughput on the seed's shapes, or whole epochs.
+    /// List the optimizers: hyperparameters, defaults, update formula, reference.
+    Optimizers(OptimizersArgs),
+    /// Measure the engine: GEMM throughput on the seed's shapes, optimizer steps, or whole
+    /// epochs.
     Bench(BenchArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct OptimizersArgs {
+    /// Show only this optimizer.
+    pub name: Option<String>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -65,15 +74,47 @@ pub struct TrainArgs {
     /// Activation after each hidden layer.
     #[arg(long, value_enum, default_value = "relu")]
     pub activation: ActivationArg,
-    /// Optimizer.
+    /// Optimizer: gd, sgd, momentum, adagrad, rmsprop, adadelta, adam, adamw, adamax, nadam,
+    /// radam, lion, lamb (`descent optimizers` shows each with its settings).
     #[arg(long, default_value = "sgd")]
     pub optimizer: String,
-    /// Learning rate.
-    #[arg(long, default_value_t = 0.01, allow_negative_numbers = true)]
-    pub lr: f32,
-    /// Momentum for SGD (0 = plain SGD).
-    #[arg(long, default_value_t = 0.0, allow_negative_numbers = true)]
-    pub momentum: f32,
+    /// Learning rate (default: the optimizer's; 0.01 for sgd, as in the seed).
+    #[arg(long, allow_negative_numbers = true)]
+    pub lr: Option<f64>,
+    #[command(flatten)]
+    pub hyper: HyperArgs,
+    #[command(flatten)]
+    pub schedule: ScheduleArgs,
+    /// Clip the gradients' global L2 norm to this before each step.
+    #[arg(
+        long,
+        value_name = "MAX",
+        allow_negative_numbers = true,
+        help_heading = "Gradients"
+    )]
+    pub clip_norm: Option<f32>,
+    /// Clamp each gradient to [-V, V] before each step.
+    #[arg(
+        long,
+        value_name = "V",
+        allow_negative_numbers = true,
+        help_heading = "Gradients"
+    )]
+    pub clip_value: Option<f32>,
+    /// Stop with an error when the gradient norm is NaN or infinite (with --clip-norm).
+    #[arg(long, help_heading = "Gradients")]
+    pub clip_error_nonfinite: bool,
+    /// With --optimizer gd: stop once the full gradient's norm is below this.
+    #[arg(
+        long,
+        value_name = "TOL",
+        allow_negative_numbers = true,
+        help_heading = "Gradients"
+    )]
+    pub grad_tol: Option<f32>,
+    /// No weight decay on biases (a parameter group of every `*.bias`).
+    #[arg(long, help_heading = "Optimizer")]
+    pub no_bias_decay: bool,
     /// Examples per batch.
     #[arg(long, default_value_t = 64)]
     pub batch_size: usize,
@@ -106,10 +147,214 @@ pub struct TrainArgs {
     pub no_fetch: bool,
 }
 
+/// Hyperparameters, in PyTorch's names; each optimizer takes the ones it has (`descent
+/// optimizers NAME`), and a flag it does not take is an error.
+#[derive(Args, Debug, Clone, Default)]
+#[command(next_help_heading = "Optimizer")]
+pub struct HyperArgs {
+    /// Momentum factor (sgd, rmsprop).
+    #[arg(long, allow_negative_numbers = true)]
+    pub momentum: Option<f64>,
+    /// Dampening of momentum (sgd).
+    #[arg(long, allow_negative_numbers = true)]
+    pub dampening: Option<f64>,
+    /// Nesterov momentum (sgd; needs --momentum and no dampening).
+    #[arg(long)]
+    pub nesterov: bool,
+    /// Weight decay factor.
+    #[arg(long, allow_negative_numbers = true)]
+    pub weight_decay: Option<f64>,
+    /// Decouple weight decay from the gradient, as AdamW (adam, nadam, radam).
+    #[arg(long)]
+    pub decoupled_weight_decay: bool,
+    /// Ascend instead of descend.
+    #[arg(long)]
+    pub maximize: bool,
+    /// Averaging factor of the seed's momentum (momentum).
+    #[arg(long, allow_negative_numbers = true)]
+    pub beta: Option<f64>,
+    /// First-moment decay (adam family, lion, lamb).
+    #[arg(long, allow_negative_numbers = true)]
+    pub beta1: Option<f64>,
+    /// Second-moment decay (adam family, lion, lamb).
+    #[arg(long, allow_negative_numbers = true)]
+    pub beta2: Option<f64>,
+    /// Term added for numerical stability.
+    #[arg(long, allow_negative_numbers = true)]
+    pub eps: Option<f64>,
+    /// Keep the maximum of the second moment (adam, adamw).
+    #[arg(long)]
+    pub amsgrad: bool,
+    /// Normalize by the gradient's variance (rmsprop).
+    #[arg(long)]
+    pub centered: bool,
+    /// eps inside the square root, the seed's adaptive rule (rmsprop).
+    #[arg(long)]
+    pub eps_inside_sqrt: bool,
+    /// Squared-gradient smoothing (rmsprop).
+    #[arg(long, allow_negative_numbers = true)]
+    pub alpha: Option<f64>,
+    /// Averaging factor (adadelta).
+    #[arg(long, allow_negative_numbers = true)]
+    pub rho: Option<f64>,
+    /// Learning-rate decay per step (adagrad).
+    #[arg(long, allow_negative_numbers = true)]
+    pub lr_decay: Option<f64>,
+    /// Starting sum of squares (adagrad).
+    #[arg(long, allow_negative_numbers = true)]
+    pub initial_accumulator_value: Option<f64>,
+    /// Speed of the momentum schedule (nadam).
+    #[arg(long, allow_negative_numbers = true)]
+    pub momentum_decay: Option<f64>,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ScheduleName {
+    /// The base rate throughout.
+    Constant,
+    /// Multiply by --gamma every --step-size steps.
+    Step,
+    /// Multiply by --gamma at each of --milestones.
+    Multistep,
+    /// Multiply by --gamma every step.
+    Exponential,
+    /// Cosine annealing to --eta-min over --t-max steps.
+    Cosine,
+    /// Cosine annealing restarted after --t0 steps, periods growing by --t-mult.
+    CosineRestarts,
+    /// Linear from --start-factor to --end-factor of the rate over --total-iters steps.
+    Linear,
+    /// (1 - t / --total-iters)^--power.
+    Polynomial,
+    /// One cycle up to --lr and down, momentum cycled the other way.
+    Onecycle,
+    /// Divide by 1/--factor when the epoch's training loss stalls for --patience epochs.
+    Plateau,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AnnealArg {
+    Cos,
+    Linear,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ThresholdMode {
+    Rel,
+    Abs,
+}
+
+/// The learning-rate schedule. Steps are optimizer steps (batches; epochs for gd); lengths
+/// left out default to the whole run after the warmup.
+#[derive(Args, Debug, Clone)]
+#[command(next_help_heading = "Schedule")]
+pub struct ScheduleArgs {
+    /// Learning-rate schedule.
+    #[arg(long, value_enum, default_value = "constant")]
+    pub schedule: ScheduleName,
+    /// Linear warmup from lr/N to lr over the first N steps, then the schedule.
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    pub warmup_steps: u64,
+    /// Steps between decays (step).
+    #[arg(long, value_name = "N")]
+    pub step_size: Option<u64>,
+    /// Decay factor (step, multistep: default 0.1; exponential).
+    #[arg(long, allow_negative_numbers = true)]
+    pub gamma: Option<f64>,
+    /// Steps at which the rate decays (multistep).
+    #[arg(long, value_delimiter = ',', value_name = "N[,N...]")]
+    pub milestones: Option<Vec<u64>>,
+    /// Half period in steps (cosine; default: the rest of the run).
+    #[arg(long, value_name = "N")]
+    pub t_max: Option<u64>,
+    /// Lowest rate (cosine, cosine-restarts; default 0).
+    #[arg(long, allow_negative_numbers = true)]
+    pub eta_min: Option<f64>,
+    /// First period in steps (cosine-restarts).
+    #[arg(long, value_name = "N")]
+    pub t0: Option<u64>,
+    /// Period growth after each restart (cosine-restarts; default 1).
+    #[arg(long, value_name = "N")]
+    pub t_mult: Option<u64>,
+    /// Starting factor (linear; default 1/3).
+    #[arg(long, allow_negative_numbers = true)]
+    pub start_factor: Option<f64>,
+    /// Final factor (linear; default 1).
+    #[arg(long, allow_negative_numbers = true)]
+    pub end_factor: Option<f64>,
+    /// Steps of the ramp (linear, polynomial; default: the rest of the run).
+    #[arg(long, value_name = "N")]
+    pub total_iters: Option<u64>,
+    /// Exponent (polynomial; default 1).
+    #[arg(long, allow_negative_numbers = true)]
+    pub power: Option<f64>,
+    /// Fraction of the cycle spent rising (onecycle; default 0.3).
+    #[arg(long, allow_negative_numbers = true)]
+    pub pct_start: Option<f64>,
+    /// Shape of the phases (onecycle; default cos).
+    #[arg(long, value_enum)]
+    pub anneal: Option<AnnealArg>,
+    /// Peak over starting rate (onecycle; default 25).
+    #[arg(long, allow_negative_numbers = true)]
+    pub div_factor: Option<f64>,
+    /// Starting over final rate (onecycle; default 1e4).
+    #[arg(long, allow_negative_numbers = true)]
+    pub final_div_factor: Option<f64>,
+    /// Rise, fall back, then anneal (onecycle).
+    #[arg(long)]
+    pub three_phase: bool,
+    /// Leave momentum alone (onecycle).
+    #[arg(long)]
+    pub no_cycle_momentum: bool,
+    /// Lowest cycled momentum (onecycle; default 0.85).
+    #[arg(long, allow_negative_numbers = true)]
+    pub base_momentum: Option<f64>,
+    /// Highest cycled momentum (onecycle; default 0.95).
+    #[arg(long, allow_negative_numbers = true)]
+    pub max_momentum: Option<f64>,
+    /// Epochs without improvement before the rate drops (plateau; default 10).
+    #[arg(long, value_name = "N")]
+    pub patience: Option<u64>,
+    /// Factor applied on a plateau (plateau; default 0.1).
+    #[arg(long, allow_negative_numbers = true)]
+    pub factor: Option<f64>,
+    /// Smallest improvement that counts (plateau; default 1e-4).
+    #[arg(long, allow_negative_numbers = true)]
+    pub threshold: Option<f64>,
+    /// Whether --threshold is relative or absolute (plateau; default rel).
+    #[arg(long, value_enum)]
+    pub threshold_mode: Option<ThresholdMode>,
+    /// Epochs to wait after a drop (plateau; default 0).
+    #[arg(long, value_name = "N")]
+    pub cooldown: Option<u64>,
+    /// Lowest rate (plateau; default 0).
+    #[arg(long, allow_negative_numbers = true)]
+    pub min_lr: Option<f64>,
+}
+
+impl TrainArgs {
+    /// The schedule as the run's header names it: `cosine`, `warmup 500 + cosine`.
+    pub fn schedule_label(&self) -> String {
+        let name = self
+            .schedule
+            .schedule
+            .to_possible_value()
+            .map(|v| v.get_name().to_string())
+            .unwrap_or_default();
+        match self.schedule.warmup_steps {
+            0 => name,
+            w => format!("warmup {w} + {name}"),
+        }
+    }
+}
+
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum BenchWhat {
     /// GEMM on the seed model's shapes: naive, one thread, the engine's split.
     Gemm,
+    /// One step of every optimizer on the seed model's 407 050 parameters, against a
+    /// training step.
+    Optim,
     /// Whole epochs of the seed workload on MNIST (median epoch time).
     Epoch,
 }

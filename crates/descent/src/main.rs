@@ -3,8 +3,10 @@
 //! ```text
 //! descent train                      # MLP 784-512-10, SGD lr 0.01, batch 64, 10 epochs
 //! descent train --hidden 256,128 --activation tanh --epochs 3
+//! descent train --optimizer adamw --lr 1e-3 --schedule cosine --warmup-steps 500
+//! descent optimizers [NAME]
 //! descent data fetch mnist [--data-dir DIR]
-//! descent bench gemm | epoch
+//! descent bench gemm | optim | epoch
 //! ```
 
 /// `println!` for the command's output, which stops the program quietly when the reader has
@@ -18,6 +20,7 @@ macro_rules! out {
 mod bench;
 mod cli;
 mod data;
+mod optimizers;
 mod progress;
 mod train;
 
@@ -26,8 +29,9 @@ use clap::Parser;
 fn main() {
     let cli = cli::Cli::parse();
     let result = match cli.command {
-        cli::Command::Train(args) => train::run(args),
+        cli::Command::Train(args) => train::run(*args),
         cli::Command::Data(cli::DataCommand::Fetch(args)) => data::fetch(args),
+        cli::Command::Optimizers(args) => optimizers::run(args),
         cli::Command::Bench(args) => bench::run(args),
     };
     if let Err(e) = result {

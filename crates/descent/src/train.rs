@@ -1,24 +1,264 @@
 //! `descent train`.
 
-use anyhow::Result;
+use anyhow::{anyhow, bail, Result};
 use descent_data::Normalize;
-use descent_nn::Activation;
+use descent_nn::{Activation, Sequential};
+use descent_optim::schedule::{Anneal, PlateauConfig, PlateauMode, Schedule};
+use descent_optim::{HyperValue, OptimizerConfig, ParamGroup, OPTIMIZER_NAMES};
 use descent_train::{Event, TrainConfig, Trainer};
 
-use crate::cli::{ActivationArg, TrainArgs};
+use crate::cli::{ActivationArg, AnnealArg, ScheduleArgs, ScheduleName, ThresholdMode, TrainArgs};
 use crate::progress::Bar;
 
-pub fn config(args: &TrainArgs) -> TrainConfig {
-    TrainConfig {
+/// MNIST's training set, for sizing schedules before the data is loaded.
+const MNIST_TRAIN: usize = 60_000;
+
+/// The optimizer named by `--optimizer` with every hyperparameter flag applied; a flag the
+/// optimizer does not take is an error that lists the ones it does.
+pub fn optimizer(args: &TrainArgs) -> Result<OptimizerConfig> {
+    let mut c = OptimizerConfig::default_for(&args.optimizer).ok_or_else(|| {
+        anyhow!(
+            "invalid --optimizer {}: known optimizers: {} (`descent optimizers` describes them)",
+            args.optimizer,
+            OPTIMIZER_NAMES.join(", ")
+        )
+    })?;
+    let h = &args.hyper;
+    let nums = [
+        ("--lr", "lr", args.lr),
+        ("--momentum", "momentum", h.momentum),
+        ("--dampening", "dampening", h.dampening),
+        ("--weight-decay", "weight_decay", h.weight_decay),
+        ("--beta", "beta", h.beta),
+        ("--beta1", "beta1", h.beta1),
+        ("--beta2", "beta2", h.beta2),
+        ("--eps", "eps", h.eps),
+        ("--alpha", "alpha", h.alpha),
+        ("--rho", "rho", h.rho),
+        ("--lr-decay", "lr_decay", h.lr_decay),
+        (
+            "--initial-accumulator-value",
+            "initial_accumulator_value",
+            h.initial_accumulator_value,
+        ),
+        ("--momentum-decay", "momentum_decay", h.momentum_decay),
+    ];
+    let flags = [
+        ("--nesterov", "nesterov", h.nesterov),
+        (
+            "--decoupled-weight-decay",
+            "decoupled_weight_decay",
+            h.decoupled_weight_decay,
+        ),
+        ("--maximize", "maximize", h.maximize),
+        ("--amsgrad", "amsgrad", h.amsgrad),
+        ("--centered", "centered", h.centered),
+        ("--eps-inside-sqrt", "eps_inside_sqrt", h.eps_inside_sqrt),
+    ];
+    let given = nums
+        .iter()
+        .filter_map(|&(f, n, v)| v.map(|v| (f, n, HyperValue::Num(v))))
+        .chain(
+            flags
+                .iter()
+                .filter(|&&(_, _, on)| on)
+                .map(|&(f, n, _)| (f, n, HyperValue::Flag(true))),
+        );
+    for (flag, name, value) in given {
+        if c.set(name, value).is_err() {
+            let settings: Vec<String> = c
+                .hyperparameters()
+                .iter()
+                .map(|(n, _)| format!("--{}", n.replace('_', "-")))
+                .collect();
+            bail!(
+                "invalid {flag}: {} does not take it (it takes {}; see `descent optimizers {}`)",
+                c.name(),
+                settings.join(", "),
+                c.name()
+            );
+        }
+    }
+    Ok(c)
+}
+
+/// The schedule and plateau settings from the flags, for a run of `total_steps` steps. A
+/// schedule flag that the chosen schedule does not use is an error.
+pub fn schedule(a: &ScheduleArgs, total_steps: u64) -> Result<(Schedule, Option<PlateauConfig>)> {
+    use ScheduleName::*;
+    let uses: &[(&str, bool, &[ScheduleName])] = &[
+        ("--step-size", a.step_size.is_some(), &[Step]),
+        (
+            "--gamma",
+            a.gamma.is_some(),
+            &[Step, Multistep, Exponential],
+        ),
+        ("--milestones", a.milestones.is_some(), &[Multistep]),
+        ("--t-max", a.t_max.is_some(), &[Cosine]),
+        ("--eta-min", a.eta_min.is_some(), &[Cosine, CosineRestarts]),
+        ("--t0", a.t0.is_some(), &[CosineRestarts]),
+        ("--t-mult", a.t_mult.is_some(), &[CosineRestarts]),
+        ("--start-factor", a.start_factor.is_some(), &[Linear]),
+        ("--end-factor", a.end_factor.is_some(), &[Linear]),
+        (
+            "--total-iters",
+            a.total_iters.is_some(),
+            &[Linear, Polynomial],
+        ),
+        ("--power", a.power.is_some(), &[Polynomial]),
+        ("--pct-start", a.pct_start.is_some(), &[Onecycle]),
+        ("--anneal", a.anneal.is_some(), &[Onecycle]),
+        ("--div-factor", a.div_factor.is_some(), &[Onecycle]),
+        (
+            "--final-div-factor",
+            a.final_div_factor.is_some(),
+            &[Onecycle],
+        ),
+        ("--three-phase", a.three_phase, &[Onecycle]),
+        ("--no-cycle-momentum", a.no_cycle_momentum, &[Onecycle]),
+        ("--base-momentum", a.base_momentum.is_some(), &[Onecycle]),
+        ("--max-momentum", a.max_momentum.is_some(), &[Onecycle]),
+        ("--patience", a.patience.is_some(), &[Plateau]),
+        ("--factor", a.factor.is_some(), &[Plateau]),
+        ("--threshold", a.threshold.is_some(), &[Plateau]),
+        ("--threshold-mode", a.threshold_mode.is_some(), &[Plateau]),
+        ("--cooldown", a.cooldown.is_some(), &[Plateau]),
+        ("--min-lr", a.min_lr.is_some(), &[Plateau]),
+    ];
+    let name = |s: ScheduleName| {
+        use clap::ValueEnum;
+        s.to_possible_value().unwrap().get_name().to_string()
+    };
+    for (flag, given, for_) in uses {
+        if *given && !for_.contains(&a.schedule) {
+            let list: Vec<String> = for_.iter().map(|&s| name(s)).collect();
+            bail!(
+                "invalid {flag}: it is a setting of --schedule {}, not {}",
+                list.join(" | "),
+                name(a.schedule)
+            );
+        }
+    }
+    if a.warmup_steps > 0 && matches!(a.schedule, Onecycle | Plateau) {
+        bail!(
+            "invalid --warmup-steps {}: --schedule {} does not follow a warmup{}",
+            a.warmup_steps,
+            name(a.schedule),
+            if a.schedule == Onecycle {
+                " (it rises over --pct-start of the run itself)"
+            } else {
+                ""
+            }
+        );
+    }
+    let rest = total_steps.saturating_sub(a.warmup_steps).max(1);
+    let need = |what: &str, flag: &str| anyhow!("invalid --schedule {what}: it needs {flag}");
+    let main = match a.schedule {
+        Constant | Plateau => Schedule::Constant,
+        Step => Schedule::Step {
+            step_size: a.step_size.ok_or_else(|| need("step", "--step-size N"))?,
+            gamma: a.gamma.unwrap_or(0.1),
+        },
+        Multistep => Schedule::MultiStep {
+            milestones: a
+                .milestones
+                .clone()
+                .ok_or_else(|| need("multistep", "--milestones N,N,..."))?,
+            gamma: a.gamma.unwrap_or(0.1),
+        },
+        Exponential => Schedule::Exponential {
+            gamma: a.gamma.ok_or_else(|| need("exponential", "--gamma G"))?,
+        },
+        Cosine => Schedule::Cosine {
+            t_max: a.t_max.unwrap_or(rest),
+            eta_min: a.eta_min.unwrap_or(0.0),
+        },
+        CosineRestarts => Schedule::CosineWarmRestarts {
+            t_0: a.t0.ok_or_else(|| need("cosine-restarts", "--t0 N"))?,
+            t_mult: a.t_mult.unwrap_or(1),
+            eta_min: a.eta_min.unwrap_or(0.0),
+        },
+        Linear => Schedule::Linear {
+            start_factor: a.start_factor.unwrap_or(1.0 / 3.0),
+            end_factor: a.end_factor.unwrap_or(1.0),
+            total_iters: a.total_iters.unwrap_or(rest),
+        },
+        Polynomial => Schedule::Polynomial {
+            total_iters: a.total_iters.unwrap_or(rest),
+            power: a.power.unwrap_or(1.0),
+        },
+        Onecycle => Schedule::OneCycle {
+            total_steps: rest,
+            pct_start: a.pct_start.unwrap_or(0.3),
+            anneal: match a.anneal {
+                Some(AnnealArg::Linear) => Anneal::Linear,
+                _ => Anneal::Cos,
+            },
+            div_factor: a.div_factor.unwrap_or(25.0),
+            final_div_factor: a.final_div_factor.unwrap_or(1e4),
+            three_phase: a.three_phase,
+            momentum: (!a.no_cycle_momentum).then(|| {
+                (
+                    a.base_momentum.unwrap_or(0.85),
+                    a.max_momentum.unwrap_or(0.95),
+                )
+            }),
+        },
+    };
+    let plateau = (a.schedule == Plateau).then(|| {
+        let d = PlateauConfig::default();
+        PlateauConfig {
+            mode: PlateauMode::Min,
+            factor: a.factor.unwrap_or(d.factor),
+            patience: a.patience.unwrap_or(d.patience),
+            threshold: a.threshold.unwrap_or(d.threshold),
+            relative: a.threshold_mode != Some(ThresholdMode::Abs),
+            cooldown: a.cooldown.unwrap_or(d.cooldown),
+            min_lr: a.min_lr.unwrap_or(d.min_lr),
+            eps: d.eps,
+        }
+    });
+    Ok((Schedule::warmup_then(a.warmup_steps, main), plateau))
+}
+
+/// The whole training configuration for a training set of `train_len` examples.
+pub fn config(args: &TrainArgs, train_len: usize) -> Result<TrainConfig> {
+    let optimizer = optimizer(args)?;
+    let per_epoch = if matches!(optimizer, OptimizerConfig::Gd(_)) {
+        1
+    } else if args.drop_last {
+        train_len / args.batch_size.max(1)
+    } else {
+        train_len.div_ceil(args.batch_size.max(1))
+    };
+    let (schedule, plateau) = schedule(&args.schedule, (per_epoch * args.epochs) as u64)?;
+    let mut groups = Vec::new();
+    if args.no_bias_decay {
+        let layers = args.hidden.len() + 1;
+        groups.push(ParamGroup {
+            params: (1..=layers).map(|i| format!("fc{i}.bias")).collect(),
+            lr: None,
+            weight_decay: Some(0.0),
+        });
+        debug_assert!(Sequential::mlp(2, &args.hidden, 2, Activation::Relu)
+            .map(|n| n.layout().views().len() == 2 * layers)
+            .unwrap_or(true));
+    }
+    let cfg = TrainConfig {
         hidden: args.hidden.clone(),
         activation: match args.activation {
             ActivationArg::Relu => Activation::Relu,
             ActivationArg::Tanh => Activation::Tanh,
             ActivationArg::Sigmoid => Activation::Sigmoid,
         },
-        optimizer: args.optimizer.clone(),
-        lr: args.lr,
-        momentum: args.momentum,
+        optimizer,
+        groups,
+        schedule,
+        plateau,
+        clip_norm: args.clip_norm,
+        clip_value: args.clip_value,
+        clip_error_nonfinite: args.clip_error_nonfinite,
+        grad_tol: args.grad_tol,
         batch_size: args.batch_size,
         epochs: args.epochs,
         seed: args.seed,
@@ -28,18 +268,22 @@ pub fn config(args: &TrainArgs) -> TrainConfig {
         drop_last: args.drop_last,
         normalize: Normalize::default(),
         ..TrainConfig::default()
-    }
+    };
+    cfg.validate()?;
+    Ok(cfg)
 }
 
 pub fn run(args: TrainArgs) -> Result<()> {
-    let cfg = config(&args);
-    cfg.validate()?;
+    // Every setting is checked before the data is fetched; schedules are sized again from
+    // the data once it is loaded.
+    let cfg = config(&args, MNIST_TRAIN)?;
     let (data, _) = crate::data::mnist(
         args.data_dir.as_deref(),
         args.no_fetch,
         cfg.normalize,
         args.quiet,
     )?;
+    let cfg = config(&args, data.train.len())?;
     let mut trainer = Trainer::new(&cfg, data.train.features(), data.train.classes())?;
     if !args.quiet {
         let sizes: Vec<String> = std::iter::once(data.train.features())
@@ -48,12 +292,17 @@ pub fn run(args: TrainArgs) -> Result<()> {
             .map(|s| s.to_string())
             .collect();
         eprintln!(
-            "model {} {} ({} parameters), {} lr {}, batch {}, {} epochs, seed {}, {} threads",
+            "model {} {} ({} parameters), {} lr {}{}, batch {}, {} epochs, seed {}, {} threads",
             sizes.join("-"),
             cfg.activation.name(),
             trainer.params().len(),
-            cfg.optimizer,
-            cfg.lr,
+            cfg.optimizer.name(),
+            cfg.lr(),
+            match (&cfg.schedule, &cfg.plateau) {
+                (_, Some(_)) => " (reduce on plateau)".to_string(),
+                (Schedule::Constant, None) => String::new(),
+                _ => format!(" ({} schedule)", args.schedule_label()),
+            },
             cfg.batch_size,
             cfg.epochs,
             cfg.seed,
@@ -77,6 +326,9 @@ pub fn run(args: TrainArgs) -> Result<()> {
             }
             bar.set(batch as u64);
         }
+        Event::Converged { epoch, grad_norm } => bar.println(&format!(
+            "converged after epoch {epoch}: gradient norm {grad_norm:.3e} < --grad-tol"
+        )),
         Event::EpochEnd(r) => bar.println(&format!(
             "epoch {}: train_loss {:.4} test_acc {:.2}% time {:.2}s",
             r.epoch, r.train_loss, r.test_acc, r.seconds

@@ -60,6 +60,49 @@ fn bad_settings_are_refused_before_any_work() {
         (&["train", "--epochs", "0"], "--epochs"),
         (&["train", "--hidden", "256,0"], "--hidden"),
         (&["train", "--optimizer", "adamx"], "--optimizer"),
+        (
+            &["train", "--amsgrad"],
+            "invalid --amsgrad: sgd does not take it",
+        ),
+        (
+            &["train", "--optimizer", "momentum", "--momentum", "0.9"],
+            "--beta",
+        ),
+        (&["train", "--nesterov"], "nesterov needs momentum > 0"),
+        (
+            &[
+                "train",
+                "--nesterov",
+                "--momentum",
+                "0.9",
+                "--dampening",
+                "0.1",
+            ],
+            "dampening = 0",
+        ),
+        (&["train", "--optimizer", "adam", "--beta1", "1"], "--beta1"),
+        (
+            &["train", "--optimizer", "adamw", "--beta2", "-0.1"],
+            "--beta2",
+        ),
+        (&["train", "--optimizer", "rmsprop", "--eps", "-1"], "--eps"),
+        (&["train", "--weight-decay", "-0.1"], "--weight-decay"),
+        (&["train", "--schedule", "step"], "--step-size"),
+        (
+            &["train", "--schedule", "cosine", "--gamma", "0.5"],
+            "--gamma",
+        ),
+        (
+            &["train", "--schedule", "onecycle", "--warmup-steps", "10"],
+            "--warmup-steps",
+        ),
+        (
+            &["train", "--schedule", "onecycle", "--optimizer", "adagrad"],
+            "--no-cycle-momentum",
+        ),
+        (&["train", "--grad-tol", "0.001"], "--optimizer gd"),
+        (&["train", "--clip-norm", "0"], "--clip-norm"),
+        (&["train", "--clip-error-nonfinite"], "--clip-norm"),
         (&["train", "--activation", "gelu"], "--activation"),
         (&["train", "--lr", "fast"], "--lr"),
     ];
@@ -175,4 +218,40 @@ fn a_closed_stdout_ends_the_program_quietly() {
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(!err.contains("panicked"), "{err}");
     assert_eq!(o.status.code(), Some(141), "{err}");
+}
+
+#[test]
+fn optimizers_lists_every_optimizer_with_defaults_and_formula() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_descent"))
+            .args(args)
+            .env("DESCENT_DATA", dir.path())
+            .output()
+            .unwrap()
+    };
+    let o = run(&["optimizers"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    for name in [
+        "gd", "sgd", "momentum", "adagrad", "rmsprop", "adadelta", "adam", "adamw", "adamax",
+        "nadam", "radam", "lion", "lamb",
+    ] {
+        assert!(
+            out.contains(&format!("\n{name}: ")) || out.starts_with(&format!("{name}: ")),
+            "{name} missing:\n{out}"
+        );
+    }
+    let o = run(&["optimizers", "adamw"]);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        out.contains("--weight-decay 0.01") && out.contains("--lr 0.001"),
+        "{out}"
+    );
+    assert!(out.contains("Loshchilov & Hutter"), "{out}");
+    assert!(
+        !out.contains("--decoupled-weight-decay"),
+        "AdamW always decouples: {out}"
+    );
+    assert_clean_failure(&run(&["optimizers", "adamx"]), "known optimizers");
 }
