@@ -1,12 +1,13 @@
 //! Gradient clipping over the flat gradient buffer, as `torch.nn.utils.clip_grad_norm_` and
 //! `clip_grad_value_`.
 
-use crate::{par::sum_squares, OptimError};
+use crate::par::{sum_squares, RayonPool};
+use crate::OptimError;
 
 /// The global L2 norm of all gradients (summed in f64 in an order fixed by the length, so the
 /// same on any number of threads).
 pub fn grad_norm(grads: &[f32]) -> f32 {
-    sum_squares(grads).sqrt() as f32
+    sum_squares(&RayonPool, grads).sqrt() as f32
 }
 
 /// Scales all gradients by `min(1, max_norm / (norm + 1e-6))` and returns their norm before

@@ -34,6 +34,7 @@ mod state;
 
 pub use clip::{clip_grad_norm, clip_grad_value, grad_norm};
 pub use optimizer::{Optimizer, ParamGroup, ParamSpec};
+pub use par::{Parallel, RayonPool, Serial};
 pub use rules::{
     catalog, AdadeltaConfig, AdagradConfig, AdamConfig, AdamaxConfig, DecayMode, HyperValue,
     LambConfig, LionConfig, MomentumConfig, NAdamConfig, OptimizerConfig, OptimizerInfo,

@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::par::{par_for, par_sum, Bufs};
+use crate::par::{par_for, par_sum, Bufs, Parallel, RayonPool};
 use crate::rules::{Kernel, LambStep, OptimizerConfig};
 use crate::{OptimError, OptimizerState, ParamState};
 
@@ -229,8 +229,19 @@ impl Optimizer {
     }
 
     /// Updates `params` from `grads`, both laid out as the specs say. Large tensors are split
-    /// over rayon's current pool: call it inside `Pool::install` to choose the threads.
+    /// over rayon's current pool.
     pub fn step(&mut self, params: &mut [f32], grads: &[f32]) -> Result<(), OptimError> {
+        self.step_on(&RayonPool, params, grads)
+    }
+
+    /// [`Optimizer::step`] with the pieces of large tensors run by `exec` (descent's engine
+    /// passes its own thread pool, so that two pools do not fight over the cores).
+    pub fn step_on(
+        &mut self,
+        exec: &dyn Parallel,
+        params: &mut [f32],
+        grads: &[f32],
+    ) -> Result<(), OptimError> {
         if params.len() != self.len || grads.len() != self.len {
             return Err(OptimError::LengthMismatch {
                 expected: self.len,
@@ -263,8 +274,8 @@ impl Optimizer {
             ];
             let (p, g) = (&mut params[range.clone()], &grads[range]);
             match &kernel {
-                Kernel::Lamb(k) => lamb_step(k, p, g, bufs),
-                k => par_for(p, g, bufs, &|p, g, b| k.apply(p, g, b)),
+                Kernel::Lamb(k) => lamb_step(exec, k, p, g, bufs),
+                k => par_for(exec, p, g, bufs, &|p, g, b| k.apply(p, g, b)),
             }
         }
         self.step = t;
@@ -418,13 +429,15 @@ fn slice_or_empty<'a>(v: &'a mut [f32], range: &std::ops::Range<usize>) -> &'a m
     }
 }
 
-fn lamb_step(k: &LambStep, p: &mut [f32], g: &[f32], bufs: Bufs<'_>) {
+fn lamb_step(exec: &dyn Parallel, k: &LambStep, p: &mut [f32], g: &[f32], bufs: Bufs<'_>) {
     let [a, b, c] = bufs;
-    let sums = par_sum(p, g, [&mut *a, &mut *b, &mut *c], &|p, g, bf| {
+    let sums = par_sum(exec, p, g, [&mut *a, &mut *b, &mut *c], &|p, g, bf| {
         k.moments_dispatch(p, g, bf)
     });
     let ratio = LambStep::ratio(sums);
-    par_for(p, g, [a, b, c], &|p, _, bf| k.apply_dispatch(ratio, p, bf));
+    par_for(exec, p, g, [a, b, c], &|p, _, bf| {
+        k.apply_dispatch(ratio, p, bf)
+    });
 }
 
 fn names(specs: &[ParamSpec]) -> String {

@@ -22,7 +22,7 @@ mod config;
 mod trainer;
 
 pub use config::TrainConfig;
-pub use trainer::{EpochReport, Event, Trainer};
+pub use trainer::{EpochReport, Event, OnPool, Trainer};
 
 /// Why training could not start or go on.
 #[derive(Debug, thiserror::Error)]

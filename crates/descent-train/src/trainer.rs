@@ -5,7 +5,7 @@ use std::time::Instant;
 use descent_data::{BatchLoader, Dataset};
 use descent_nn::{LossStats, Sequential, Workspace};
 use descent_optim::schedule::{ReduceOnPlateau, Schedule};
-use descent_optim::{clip_grad_norm, clip_grad_value, grad_norm, Optimizer, ParamSpec};
+use descent_optim::{clip_grad_norm, clip_grad_value, grad_norm, Optimizer, Parallel, ParamSpec};
 use descent_tensor::{MatMut, Pool, Rng};
 
 use crate::config::flag_error;
@@ -77,6 +77,16 @@ pub struct Trainer {
     eval_ws: Workspace,
     x: Vec<f32>,
     y: Vec<u8>,
+}
+
+/// Runs an optimizer's pieces on the engine's pool, whose workers are already awake between
+/// the kernels of a training step (a second pool would fight them for the cores).
+pub struct OnPool<'a>(pub &'a Pool);
+
+impl Parallel for OnPool<'_> {
+    fn run(&self, parts: usize, f: &(dyn Fn(usize) + Sync)) {
+        self.0.run(parts, f)
+    }
 }
 
 /// Copies batch `b` into `x` and `y` with the pool's threads (a batch of the seed is 200 KB);
@@ -319,8 +329,9 @@ impl Trainer {
                 } else {
                     let mut grads = std::mem::take(&mut self.grads);
                     self.clip(&mut grads, epoch, b + 1)?;
-                    let (params, opt) = (&mut self.params, &mut self.optimizer);
-                    let stepped = self.pool.install(|| opt.step(params, &grads));
+                    let stepped =
+                        self.optimizer
+                            .step_on(&OnPool(&self.pool), &mut self.params, &grads);
                     self.grads = grads;
                     stepped?;
                 }
@@ -350,8 +361,8 @@ impl Trainer {
                     _ => {
                         self.clip(&mut g, epoch, batches)?;
                         self.schedule_step()?;
-                        let (params, opt) = (&mut self.params, &mut self.optimizer);
-                        self.pool.install(|| opt.step(params, &g))?;
+                        self.optimizer
+                            .step_on(&OnPool(&self.pool), &mut self.params, &g)?;
                     }
                 }
                 self.full_grad = g;

@@ -11,7 +11,7 @@ use descent_optim::{HyperValue, Optimizer, OptimizerConfig, ParamSpec, OPTIMIZER
 use descent_tensor::{
     matmul, matmul_gemm, matmul_naive, matmul_path, matmul_serial, MatMut, MatRef, Pool, Rng,
 };
-use descent_train::{Event, TrainConfig, Trainer};
+use descent_train::{Event, OnPool, TrainConfig, Trainer};
 
 use crate::cli::{BenchArgs, BenchWhat};
 
@@ -263,7 +263,7 @@ fn optim(args: &BenchArgs) -> Result<()> {
         let mut opt = Optimizer::new(cfg, &specs)?;
         let mut p = params.clone();
         let us = time(&mut || {
-            pool.install(|| opt.step(&mut p, &grads))
+            opt.step_on(&OnPool(&pool), &mut p, &grads)
                 .expect("lengths fit");
         });
         // Bytes each step must read and write: params (r+w), grads (r), each buffer (r+w).
@@ -281,7 +281,15 @@ fn optim(args: &BenchArgs) -> Result<()> {
 }
 
 fn epoch(args: &BenchArgs) -> Result<()> {
+    let optimizer = OptimizerConfig::default_for(&args.optimizer).ok_or_else(|| {
+        anyhow::anyhow!(
+            "invalid --optimizer {}: known optimizers: {}",
+            args.optimizer,
+            OPTIMIZER_NAMES.join(", ")
+        )
+    })?;
     let cfg = TrainConfig {
+        optimizer,
         epochs: args.runs,
         threads: args.threads.unwrap_or(0),
         log_every: 0,
@@ -290,7 +298,9 @@ fn epoch(args: &BenchArgs) -> Result<()> {
     let (data, dir) = crate::data::mnist(args.data_dir.as_deref(), false, cfg.normalize, true)?;
     let mut trainer = Trainer::new(&cfg, data.train.features(), data.train.classes())?;
     out!(
-        "seed workload (MLP 784-512-10, SGD lr 0.01, batch 64) on {}, {} threads, {} epochs",
+        "seed workload (MLP 784-512-10, {} lr {}, batch 64) on {}, {} threads, {} epochs",
+        cfg.optimizer.name(),
+        cfg.lr(),
         dir.display(),
         trainer.threads(),
         cfg.epochs

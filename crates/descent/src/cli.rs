@@ -372,4 +372,7 @@ pub struct BenchArgs {
     /// Data root, for `epoch`.
     #[arg(long, value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
+    /// Optimizer for `epoch`, with its defaults (sgd: the seed's plain SGD, fused).
+    #[arg(long, default_value = "sgd")]
+    pub optimizer: String,
 }

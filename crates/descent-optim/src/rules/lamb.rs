@@ -13,7 +13,8 @@
 
 use super::Field;
 use super::{check_beta, check_lr, check_nonneg};
-use crate::{par::Bufs, OptimError};
+use crate::par::{sum_squares4, Bufs};
+use crate::OptimError;
 
 /// The update, as `descent optimizers` prints it.
 pub(crate) const FORMULA: &str = "g = ±grad\nm = beta1 * m + (1 - beta1) * g;   v = beta2 * v + (1 - beta2) * g²\nu = (m / (1 - beta1^t)) / (sqrt(v / (1 - beta2^t)) + eps) + weight_decay * p\nr = ||p|| / ||u||  per tensor (1 when either norm is 0)\np = p - lr * r * u";
@@ -103,37 +104,25 @@ impl LambStep {
         let n = p.len();
         let (p, g, m, v) = (&p[..n], &g[..n], &mut m[..n], &mut v[..n]);
         let (mut pp, mut uu) = ([0.0f64; 4], [0.0f64; 4]);
-        // Four at a time, so that the moments, the directions and the four f64 lanes of
-        // each sum stay in vector registers.
-        let whole = n / 4 * 4;
-        let (m_head, m_tail) = m.split_at_mut(whole);
-        let (v_head, v_tail) = v.split_at_mut(whole);
-        for (((pc, gc), mc), vc) in p[..whole]
-            .chunks_exact(4)
-            .zip(g[..whole].chunks_exact(4))
-            .zip(m_head.chunks_exact_mut(4))
-            .zip(v_head.chunks_exact_mut(4))
-        {
-            let pc: &[f32; 4] = pc.try_into().expect("chunks of 4");
-            let gc: &[f32; 4] = gc.try_into().expect("chunks of 4");
-            let mc: &mut [f32; 4] = mc.try_into().expect("chunks of 4");
-            let vc: &mut [f32; 4] = vc.try_into().expect("chunks of 4");
-            for l in 0..4 {
-                let gi = sign * gc[l];
-                mc[l] = c.beta1 * mc[l] + (1.0 - c.beta1) * gi;
-                vc[l] = c.beta2 * vc[l] + (1.0 - c.beta2) * gi * gi;
-                let u = self.direction(pc[l], mc[l], vc[l]) as f64;
-                pp[l] += (pc[l] as f64) * (pc[l] as f64);
-                uu[l] += u * u;
+        // In blocks: the element-wise update (vectorized like Adam's) writes the directions to
+        // a small buffer, then both sums of squares run over four f64 lanes.
+        const BLOCK: usize = 256;
+        let mut u = [0.0f32; BLOCK];
+        for start in (0..n).step_by(BLOCK) {
+            let k = BLOCK.min(n - start);
+            let (pb, gb) = (&p[start..start + k], &g[start..start + k]);
+            let (mb, vb) = (&mut m[start..start + k], &mut v[start..start + k]);
+            let ub = &mut u[..k];
+            for i in 0..k {
+                let gi = sign * gb[i];
+                let mi = c.beta1 * mb[i] + (1.0 - c.beta1) * gi;
+                let vi = c.beta2 * vb[i] + (1.0 - c.beta2) * gi * gi;
+                ub[i] = self.direction(pb[i], mi, vi);
+                mb[i] = mi;
+                vb[i] = vi;
             }
-        }
-        for (l, i) in (whole..n).enumerate() {
-            let gi = sign * g[i];
-            m_tail[l] = c.beta1 * m_tail[l] + (1.0 - c.beta1) * gi;
-            v_tail[l] = c.beta2 * v_tail[l] + (1.0 - c.beta2) * gi * gi;
-            let u = self.direction(p[i], m_tail[l], v_tail[l]) as f64;
-            pp[l] += (p[i] as f64) * (p[i] as f64);
-            uu[l] += u * u;
+            sum_squares4(pb, &mut pp);
+            sum_squares4(ub, &mut uu);
         }
         [pp.iter().sum(), uu.iter().sum()]
     }

@@ -614,3 +614,53 @@ pub(crate) fn check_beta(name: &'static str, value: f32) -> Result<(), OptimErro
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The AVX2 build of every kernel rounds exactly as the plain build: the loops are
+    /// element-wise, and Rust never fuses a multiply and an add on its own.
+    #[test]
+    fn the_vector_build_matches_the_plain_build_bit_for_bit() {
+        let n = 1003;
+        let wave = |k: usize, s: f32| -> Vec<f32> {
+            (0..n).map(|i| ((i * k) % 97) as f32 / 97.0 * s - s / 2.0).collect()
+        };
+        for name in OPTIMIZER_NAMES {
+            let mut cfg = OptimizerConfig::default_for(name).unwrap();
+            if cfg.momentum() == Some(0.0) {
+                cfg.set_momentum(0.9).unwrap();
+            }
+            let _ = cfg.set("weight_decay", HyperValue::Num(0.01));
+            let _ = cfg.set("centered", HyperValue::Flag(true));
+            let _ = cfg.set("amsgrad", HyperValue::Flag(true));
+            let kernel = cfg.kernel(3, false, 0.7);
+            if matches!(kernel, Kernel::Lamb(_)) {
+                continue;
+            }
+            let (g, p0) = (wave(7, 0.2), wave(13, 2.0));
+            let run = |vector: bool| {
+                let mut p = p0.clone();
+                let (mut a, mut b, mut c) = (wave(3, 0.1), wave(5, 0.1), wave(11, 0.1));
+                for buf in [&mut b, &mut c, &mut a] {
+                    buf.iter_mut().for_each(|x| *x = x.abs());
+                }
+                let bufs = [&mut a[..], &mut b[..], &mut c[..]];
+                if vector {
+                    kernel.apply(&mut p, &g, bufs);
+                } else {
+                    kernel.apply_inline(&mut p, &g, bufs);
+                }
+                [p, a, b, c]
+            };
+            let (v, s) = (run(true), run(false));
+            for (x, y) in v.iter().zip(&s) {
+                assert!(
+                    x.iter().zip(y).all(|(x, y)| x.to_bits() == y.to_bits()),
+                    "{name}: the AVX2 and plain builds differ"
+                );
+            }
+        }
+    }
+}
