@@ -625,7 +625,9 @@ mod tests {
     fn the_vector_build_matches_the_plain_build_bit_for_bit() {
         let n = 1003;
         let wave = |k: usize, s: f32| -> Vec<f32> {
-            (0..n).map(|i| ((i * k) % 97) as f32 / 97.0 * s - s / 2.0).collect()
+            (0..n)
+                .map(|i| ((i * k) % 97) as f32 / 97.0 * s - s / 2.0)
+                .collect()
         };
         for name in OPTIMIZER_NAMES {
             let mut cfg = OptimizerConfig::default_for(name).unwrap();
