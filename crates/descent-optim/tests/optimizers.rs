@@ -74,7 +74,7 @@ const TABLE: &[Row] = {
         ("nadam", "nadam", &[("lr", Num(0.05))], 1_000, 5_000),
         ("radam", "radam", &[("lr", Num(0.05))], 1_000, 30_000),
         ("lion", "lion", &[("lr", Num(0.003))], 2_000, 5_000),
-        ("lamb", "lamb", &[("lr", Num(0.02))], 1_000, 5_000),
+        ("lamb", "lamb", &[("lr", Num(0.02))], 1_000, 20_000),
     ]
 };
 
@@ -146,6 +146,9 @@ fn every_optimizer_walks_down_rosenbrocks_valley() {
             // RAdam takes plain momentum steps until its variance estimate settles: with
             // gradients of ~200 that needs a small rate.
             "radam" => cfg.set_lr(0.001),
+            // LAMB's step is lr * ||p|| whatever the gradient: it settles within ~lr of the
+            // bottom.
+            "lamb" => cfg.set_lr(0.002),
             // Adadelta's steps never shrink below ~sqrt(eps) scale, so it rattles in the valley:
             // it gets within 1/100 of the start, not to the bottom.
             "adadelta" => {

@@ -92,7 +92,9 @@ impl AdamConfig {
 pub(crate) struct AdamStep {
     c: AdamConfig,
     step_size: f32,
-    bc2_sqrt: f32,
+    /// 1 / sqrt(1 - beta2^t): a multiply instead of PyTorch's divide (the divider is the
+    /// bottleneck; the result moves by at most an ulp of the denominator).
+    inv_bc2_sqrt: f32,
     keep: f32,
 }
 
@@ -104,7 +106,7 @@ impl AdamStep {
         Self {
             c,
             step_size: (c.lr as f64 / bc1) as f32,
-            bc2_sqrt: bc2.sqrt() as f32,
+            inv_bc2_sqrt: (1.0 / bc2.sqrt()) as f32,
             keep: (1.0 - c.lr as f64 * c.weight_decay as f64) as f32,
         }
     }
@@ -149,7 +151,7 @@ impl AdamStep {
             } else {
                 vi
             };
-            let den = second.sqrt() / self.bc2_sqrt + c.eps;
+            let den = second.sqrt() * self.inv_bc2_sqrt + c.eps;
             p[i] = pi + -self.step_size * (mi / den);
             m[i] = mi;
             v[i] = vi;

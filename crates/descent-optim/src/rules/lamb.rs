@@ -77,8 +77,9 @@ impl LambConfig {
 /// the second recomputes the update from the moments and applies it scaled by the ratio.
 pub(crate) struct LambStep {
     c: LambConfig,
-    bc1: f32,
-    bc2: f32,
+    /// 1 / (1 - beta1^t) and 1 / (1 - beta2^t), multiplied rather than divided by.
+    inv_bc1: f32,
+    inv_bc2: f32,
 }
 
 impl LambStep {
@@ -86,13 +87,13 @@ impl LambStep {
         let t = t as f64;
         Self {
             c,
-            bc1: (1.0 - (c.beta1 as f64).powf(t)) as f32,
-            bc2: (1.0 - (c.beta2 as f64).powf(t)) as f32,
+            inv_bc1: (1.0 / (1.0 - (c.beta1 as f64).powf(t))) as f32,
+            inv_bc2: (1.0 / (1.0 - (c.beta2 as f64).powf(t))) as f32,
         }
     }
 
     fn direction(&self, p: f32, m: f32, v: f32) -> f32 {
-        (m / self.bc1) / ((v / self.bc2).sqrt() + self.c.eps) + self.c.weight_decay * p
+        (m * self.inv_bc1) / ((v * self.inv_bc2).sqrt() + self.c.eps) + self.c.weight_decay * p
     }
 
     /// First pass: returns (||p||², ||u||²) of this piece, summed in f64 over eight lanes

@@ -89,7 +89,8 @@ impl NAdamConfig {
 
 pub(crate) struct NAdamStep {
     c: NAdamConfig,
-    bc2: f32,
+    /// 1 / (1 - beta2^t), multiplied rather than divided by.
+    inv_bc2: f32,
     keep: f32,
     c_grad: f32,
     c_avg: f32,
@@ -103,7 +104,7 @@ impl NAdamStep {
         let product_next = product * mu_next;
         Self {
             c,
-            bc2: (1.0 - (c.beta2 as f64).powf(t as f64)) as f32,
+            inv_bc2: (1.0 / (1.0 - (c.beta2 as f64).powf(t as f64))) as f32,
             keep: (1.0 - lr * c.weight_decay as f64) as f32,
             c_grad: (-lr * (1.0 - mu) / (1.0 - product)) as f32,
             c_avg: (-lr * mu_next / (1.0 - product_next)) as f32,
@@ -131,7 +132,7 @@ impl NAdamStep {
             let gi = sign * g[i] + l2 * pi;
             let mi = lerp(m[i], gi, w1);
             let vi = c.beta2 * v[i] + w2 * gi * gi;
-            let den = (vi / self.bc2).sqrt() + c.eps;
+            let den = (vi * self.inv_bc2).sqrt() + c.eps;
             let pi = pi + self.c_grad * (gi / den);
             p[i] = pi + self.c_avg * (mi / den);
             m[i] = mi;

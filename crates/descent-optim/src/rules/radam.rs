@@ -78,7 +78,8 @@ impl RAdamConfig {
 
 pub(crate) struct RAdamStep {
     c: RAdamConfig,
-    bc1: f32,
+    /// 1 / (1 - beta1^t), multiplied rather than divided by.
+    inv_bc1: f32,
     bc2_sqrt: f32,
     keep: f32,
     /// The rectification term when the adaptive step is on.
@@ -98,7 +99,7 @@ impl RAdamStep {
         });
         Self {
             c,
-            bc1: (1.0 - b1.powf(tf)) as f32,
+            inv_bc1: (1.0 / (1.0 - b1.powf(tf))) as f32,
             bc2_sqrt: bc2.sqrt() as f32,
             keep: (1.0 - c.lr as f64 * c.weight_decay as f64) as f32,
             rect,
@@ -126,7 +127,7 @@ impl RAdamStep {
             let gi = sign * g[i] + l2 * pi;
             let mi = lerp(m[i], gi, w1);
             let vi = c.beta2 * v[i] + w2 * gi * gi;
-            let mhat = mi / self.bc1;
+            let mhat = mi * self.inv_bc1;
             let u = match self.rect {
                 Some(r) => mhat * c.lr * (self.bc2_sqrt / (vi.sqrt() + c.eps)) * r,
                 None => mhat * c.lr,
