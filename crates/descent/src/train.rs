@@ -234,15 +234,20 @@ pub fn config(args: &TrainArgs, train_len: usize) -> Result<TrainConfig> {
     let (schedule, plateau) = schedule(&args.schedule, (per_epoch * args.epochs) as u64)?;
     let mut groups = Vec::new();
     if args.no_bias_decay {
-        let layers = args.hidden.len() + 1;
-        groups.push(ParamGroup {
-            params: (1..=layers).map(|i| format!("fc{i}.bias")).collect(),
-            lr: None,
-            weight_decay: Some(0.0),
-        });
-        debug_assert!(Sequential::mlp(2, &args.hidden, 2, Activation::Relu)
-            .map(|n| n.layout().views().len() == 2 * layers)
-            .unwrap_or(true));
+        // The model's bias tensors by name (a bad --hidden builds no model: validate says why).
+        if let Ok(net) = Sequential::mlp(784, &args.hidden, 10, Activation::Relu) {
+            groups.push(ParamGroup {
+                params: net
+                    .layout()
+                    .views()
+                    .iter()
+                    .filter(|v| v.name.ends_with(".bias"))
+                    .map(|v| v.name.clone())
+                    .collect(),
+                lr: None,
+                weight_decay: Some(0.0),
+            });
+        }
     }
     let cfg = TrainConfig {
         hidden: args.hidden.clone(),
