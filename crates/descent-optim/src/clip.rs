@@ -1,19 +1,34 @@
 //! Gradient clipping over the flat gradient buffer, as `torch.nn.utils.clip_grad_norm_` and
 //! `clip_grad_value_`.
 
-use crate::par::{sum_squares, RayonPool};
+use crate::par::{sum_squares, Parallel, RayonPool};
 use crate::OptimError;
 
 /// The global L2 norm of all gradients (summed in f64 in an order fixed by the length, so the
 /// same on any number of threads).
 pub fn grad_norm(grads: &[f32]) -> f32 {
-    sum_squares(&RayonPool, grads).sqrt() as f32
+    grad_norm_on(&RayonPool, grads)
+}
+
+/// [`grad_norm`] with the pieces run by `exec`.
+pub fn grad_norm_on(exec: &dyn Parallel, grads: &[f32]) -> f32 {
+    sum_squares(exec, grads).sqrt() as f32
 }
 
 /// Scales all gradients by `min(1, max_norm / (norm + 1e-6))` and returns their norm before
 /// clipping, as PyTorch does. With `error_if_nonfinite`, a NaN or infinite norm is an error and
 /// the gradients are left alone.
 pub fn clip_grad_norm(
+    grads: &mut [f32],
+    max_norm: f32,
+    error_if_nonfinite: bool,
+) -> Result<f32, OptimError> {
+    clip_grad_norm_on(&RayonPool, grads, max_norm, error_if_nonfinite)
+}
+
+/// [`clip_grad_norm`] with the norm's pieces run by `exec`.
+pub fn clip_grad_norm_on(
+    exec: &dyn Parallel,
     grads: &mut [f32],
     max_norm: f32,
     error_if_nonfinite: bool,
@@ -25,7 +40,7 @@ pub fn clip_grad_norm(
             why: "the largest gradient norm must be a finite number > 0",
         });
     }
-    let norm = grad_norm(grads);
+    let norm = grad_norm_on(exec, grads);
     if !norm.is_finite() && error_if_nonfinite {
         return Err(OptimError::NonFiniteGradNorm(norm));
     }

@@ -32,7 +32,7 @@ mod rules;
 pub mod schedule;
 mod state;
 
-pub use clip::{clip_grad_norm, clip_grad_value, grad_norm};
+pub use clip::{clip_grad_norm, clip_grad_norm_on, clip_grad_value, grad_norm, grad_norm_on};
 pub use optimizer::{Optimizer, ParamGroup, ParamSpec};
 pub use par::{Parallel, RayonPool, Serial};
 pub use rules::{

@@ -5,7 +5,9 @@ use std::time::Instant;
 use descent_data::{BatchLoader, Dataset};
 use descent_nn::{LossStats, Sequential, Workspace};
 use descent_optim::schedule::{ReduceOnPlateau, Schedule};
-use descent_optim::{clip_grad_norm, clip_grad_value, grad_norm, Optimizer, Parallel, ParamSpec};
+use descent_optim::{
+    clip_grad_norm_on, clip_grad_value, grad_norm_on, Optimizer, Parallel, ParamSpec,
+};
 use descent_tensor::{MatMut, Pool, Rng};
 
 use crate::config::flag_error;
@@ -194,7 +196,7 @@ impl Trainer {
         if let Some(max) = self.cfg.clip_norm {
             let error = self.cfg.clip_error_nonfinite;
             if let Err(descent_optim::OptimError::NonFiniteGradNorm(norm)) =
-                self.pool.install(|| clip_grad_norm(grads, max, error))
+                clip_grad_norm_on(&OnPool(&self.pool), grads, max, error)
             {
                 return Err(TrainError::NonFiniteGradient {
                     norm,
@@ -355,7 +357,7 @@ impl Trainer {
             let mut converged = None;
             if full_batch {
                 let mut g = std::mem::take(&mut self.full_grad);
-                let norm = self.pool.install(|| grad_norm(&g));
+                let norm = grad_norm_on(&OnPool(&self.pool), &g);
                 match self.cfg.grad_tol {
                     Some(tol) if norm < tol => converged = Some(norm),
                     _ => {
@@ -597,6 +599,28 @@ mod tests {
         t.run(&train, &test, |_| {}).unwrap();
         assert_eq!(t.steps(), 20);
         assert_eq!(t.optimizer().lr(), schedule.lr(19, 0.1) as f32);
+    }
+
+    #[test]
+    fn one_cycle_cycles_adams_beta1() {
+        let (train, test) = (toy(320, 3), toy(100, 4));
+        let schedule = Schedule::one_cycle(20);
+        let c = TrainConfig {
+            optimizer: OptimizerConfig::default_for("adam").unwrap(),
+            schedule: schedule.clone(),
+            epochs: 1,
+            ..cfg()
+        };
+        let mut t = Trainer::new(&c, 16, 4).unwrap();
+        t.run(&train, &test, |_| {}).unwrap();
+        // The last of 20 steps ran with the schedule's momentum and rate of step 19.
+        let beta1 = t.optimizer().config().momentum().unwrap();
+        assert_eq!(beta1, schedule.momentum(19).unwrap() as f32);
+        assert_eq!(t.optimizer().lr(), schedule.lr(19, 1e-3f32 as f64) as f32);
+        assert!(
+            beta1 > 0.9,
+            "momentum rises again as the rate falls: {beta1}"
+        );
     }
 
     #[test]
