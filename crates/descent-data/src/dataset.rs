@@ -1,5 +1,7 @@
 //! An in-memory classification data set of normalized f32 images.
 
+use descent_tensor::Rng;
+
 use crate::{DataError, IdxArray};
 
 /// Per-pixel normalization `(x / 255 - mean) / std`, torchvision's `ToTensor` + `Normalize`.
@@ -106,5 +108,106 @@ impl Dataset {
     /// All labels.
     pub fn labels(&self) -> &[u8] {
         &self.labels
+    }
+
+    /// Holds out `n` examples chosen by a shuffle seeded with `seed` and returns them as a new
+    /// data set (in their original order); `self` keeps the rest, in order, without copying
+    /// the whole set. The same seed always holds out the same examples.
+    pub fn split_off_random(&mut self, n: usize, seed: u64) -> Result<Dataset, DataError> {
+        if n == 0 || n >= self.len() {
+            return Err(DataError::Loader(format!(
+                "cannot hold out {n} of {} examples: keep at least one on each side",
+                self.len()
+            )));
+        }
+        let mut order: Vec<u32> = (0..self.len() as u32).collect();
+        Rng::new(seed ^ 0x005E_ED0F_5A11_D00D).shuffle(&mut order);
+        let mut held = vec![false; self.len()];
+        for &i in &order[..n] {
+            held[i as usize] = true;
+        }
+        let f = self.features;
+        let mut val = Dataset {
+            features: f,
+            classes: self.classes,
+            images: Vec::with_capacity(n * f),
+            labels: Vec::with_capacity(n),
+        };
+        let mut kept = 0;
+        for (i, &is_held) in held.iter().enumerate() {
+            if is_held {
+                val.images
+                    .extend_from_slice(&self.images[i * f..(i + 1) * f]);
+                val.labels.push(self.labels[i]);
+            } else {
+                self.images.copy_within(i * f..(i + 1) * f, kept * f);
+                self.labels[kept] = self.labels[i];
+                kept += 1;
+            }
+        }
+        self.images.truncate(kept * f);
+        self.labels.truncate(kept);
+        Ok(val)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::parse_idx;
+
+    fn numbered(n: usize) -> Dataset {
+        let mut img = vec![0, 0, 8, 2];
+        img.extend((n as u32).to_be_bytes());
+        img.extend(2u32.to_be_bytes());
+        let mut lab = vec![0, 0, 8, 1];
+        lab.extend((n as u32).to_be_bytes());
+        for i in 0..n {
+            img.extend([i as u8, i as u8]);
+            lab.push((i % 10) as u8);
+        }
+        let norm = Normalize {
+            mean: 0.0,
+            std: 1.0,
+        };
+        Dataset::new(
+            &parse_idx(&img, "x").unwrap(),
+            &parse_idx(&lab, "y").unwrap(),
+            norm,
+            10,
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn a_random_split_partitions_the_examples_by_seed() {
+        let mut train = numbered(100);
+        let val = train.split_off_random(10, 7).unwrap();
+        assert_eq!((train.len(), val.len()), (90, 10));
+        let id = |d: &Dataset, i: usize| (d.image(i)[0] * 255.0).round() as usize;
+        let mut all: Vec<usize> = (0..90)
+            .map(|i| id(&train, i))
+            .chain((0..10).map(|i| id(&val, i)))
+            .collect();
+        // Each side keeps its images with their labels, in the original order.
+        for d in [&train, &val] {
+            for i in 0..d.len() {
+                assert_eq!(d.labels()[i] as usize, id(d, i) % 10);
+                assert_eq!(d.image(i)[1], d.image(i)[0]);
+            }
+            assert!((1..d.len()).all(|i| id(d, i - 1) < id(d, i)));
+        }
+        all.sort();
+        assert_eq!(all, (0..100).collect::<Vec<_>>());
+        let mut again = numbered(100);
+        let val2 = again.split_off_random(10, 7).unwrap();
+        assert_eq!(val.images(), val2.images());
+        let mut other = numbered(100);
+        assert_ne!(
+            other.split_off_random(10, 8).unwrap().images(),
+            val.images()
+        );
+        assert!(numbered(5).split_off_random(5, 0).is_err());
+        assert!(numbered(5).split_off_random(0, 0).is_err());
     }
 }

@@ -32,6 +32,14 @@ pub struct TrainConfig {
     pub clip_error_nonfinite: bool,
     /// Full-batch GD only: stop once the gradient's norm falls below this.
     pub grad_tol: Option<f32>,
+    /// Stop after this many optimizer steps (mid-epoch if need be).
+    pub max_steps: Option<u64>,
+    /// Stop after the first epoch whose mean training loss is at or below this.
+    pub target_loss: Option<f64>,
+    /// Stop when a metric stops improving, and keep the best epoch's weights.
+    pub early_stop: Option<EarlyStop>,
+    /// With a validation set: evaluate the test set once, at the end, not after every epoch.
+    pub val_only: bool,
     /// Examples per batch (for GD, per chunk of the full-set gradient).
     pub batch_size: usize,
     /// Passes over the training set.
@@ -65,6 +73,10 @@ impl Default for TrainConfig {
             clip_value: None,
             clip_error_nonfinite: false,
             grad_tol: None,
+            max_steps: None,
+            target_loss: None,
+            early_stop: None,
+            val_only: false,
             batch_size: 64,
             epochs: 10,
             seed: 0,
@@ -76,6 +88,50 @@ impl Default for TrainConfig {
             eval_batch: 1000,
         }
     }
+}
+
+/// A metric the loop can watch (early stopping, reduce-on-plateau).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Monitor {
+    /// Mean loss on the validation set (lower is better).
+    ValLoss,
+    /// Accuracy on the validation set (higher is better).
+    ValAcc,
+    /// Mean training loss of the epoch (lower is better).
+    TrainLoss,
+}
+
+impl Monitor {
+    /// The name used on the command line and in reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::ValLoss => "val_loss",
+            Self::ValAcc => "val_acc",
+            Self::TrainLoss => "train_loss",
+        }
+    }
+
+    /// Whether larger values are better.
+    pub fn higher_is_better(self) -> bool {
+        matches!(self, Self::ValAcc)
+    }
+
+    /// Whether it needs a validation set.
+    pub fn needs_validation(self) -> bool {
+        !matches!(self, Self::TrainLoss)
+    }
+}
+
+/// Early stopping: stop when `monitor` has not improved by more than `min_delta` for
+/// `patience` epochs, and restore the weights of the best epoch.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct EarlyStop {
+    /// The metric watched.
+    pub monitor: Monitor,
+    /// Epochs without improvement before stopping.
+    pub patience: usize,
+    /// Smallest change that counts as an improvement.
+    pub min_delta: f64,
 }
 
 fn bad(flag: impl Into<String>, value: impl ToString, why: impl Into<String>) -> TrainError {
@@ -158,6 +214,23 @@ impl TrainConfig {
             }
             if !(t.is_finite() && t > 0.0) {
                 return Err(bad("--grad-tol", t, "it must be a finite number > 0"));
+            }
+        }
+        if self.max_steps == Some(0) {
+            return Err(bad("--max-steps", 0, "take at least 1 step"));
+        }
+        if let Some(t) = self.target_loss {
+            if !(t.is_finite() && t >= 0.0) {
+                return Err(bad("--target-loss", t, "it must be a finite number >= 0"));
+            }
+        }
+        if let Some(e) = self.early_stop {
+            if !(e.min_delta.is_finite() && e.min_delta >= 0.0) {
+                return Err(bad(
+                    "--min-delta",
+                    e.min_delta,
+                    "it must be a finite number >= 0",
+                ));
             }
         }
         if self.batch_size == 0 {

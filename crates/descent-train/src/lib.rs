@@ -14,15 +14,15 @@
 //! let cfg = TrainConfig { hidden: vec![8], optimizer: OptimizerConfig::Sgd(SgdConfig { lr: 0.5, ..SgdConfig::default() }), batch_size: 2, epochs: 20, log_every: 0, threads: 1, ..TrainConfig::default() };
 //! let mut trainer = Trainer::new(&cfg, 2, 2).unwrap();
 //! let mut last = 0.0;
-//! trainer.run(&data, &data, |e| if let Event::EpochEnd(r) = e { last = r.test_acc }).unwrap();
+//! trainer.run(&data, &data, |e| if let Event::EpochEnd(r) = e { last = r.test_acc.unwrap() }).unwrap();
 //! assert_eq!(last, 100.0);
 //! ```
 
 mod config;
 mod trainer;
 
-pub use config::TrainConfig;
-pub use trainer::{EpochReport, Event, OnPool, Trainer};
+pub use config::{EarlyStop, Monitor, TrainConfig};
+pub use trainer::{EpochReport, Event, Metrics, OnPool, RunSummary, StopReason, Trainer};
 
 /// Why training could not start or go on.
 #[derive(Debug, thiserror::Error)]

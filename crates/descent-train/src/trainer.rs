@@ -13,21 +13,110 @@ use descent_tensor::{MatMut, Pool, Rng};
 use crate::config::flag_error;
 use crate::{TrainConfig, TrainError};
 
+/// Loss and accuracy on one data set.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Metrics {
+    /// Mean loss per example.
+    pub loss: f64,
+    /// Accuracy in percent.
+    pub acc: f64,
+}
+
+impl From<LossStats> for Metrics {
+    fn from(s: LossStats) -> Self {
+        Self {
+            loss: s.mean_loss(),
+            acc: s.accuracy(),
+        }
+    }
+}
+
 /// Results of one epoch.
 #[derive(Clone, Debug, PartialEq)]
 pub struct EpochReport {
     /// Epoch, from 1.
     pub epoch: usize,
+    /// Optimizer steps taken so far.
+    pub steps: u64,
+    /// The learning rate at the end of the epoch.
+    pub lr: f32,
     /// Mean training loss over the epoch's examples (as the weights were when each batch ran).
     pub train_loss: f64,
     /// Training accuracy over the epoch, in percent, on the same terms.
     pub train_acc: f64,
-    /// Mean loss on the evaluation set after the epoch.
-    pub test_loss: f64,
-    /// Accuracy on the evaluation set after the epoch, in percent.
-    pub test_acc: f64,
+    /// Loss and accuracy on the validation set after the epoch, when there is one.
+    pub val: Option<Metrics>,
+    /// Mean loss on the test set after the epoch (`None` when only validating).
+    pub test_loss: Option<f64>,
+    /// Accuracy on the test set after the epoch, in percent (`None` when only validating).
+    pub test_acc: Option<f64>,
     /// Seconds spent training (evaluation excluded).
     pub seconds: f64,
+}
+
+/// Why a run stopped.
+#[derive(Clone, Debug, PartialEq)]
+pub enum StopReason {
+    /// All `epochs` ran.
+    MaxEpochs,
+    /// `max_steps` optimizer steps were taken.
+    MaxSteps(u64),
+    /// The epoch's training loss reached `target_loss`.
+    TargetLoss {
+        /// The loss reached.
+        loss: f64,
+    },
+    /// The monitored metric stopped improving.
+    EarlyStopping {
+        /// The metric.
+        monitor: crate::Monitor,
+        /// The epoch whose weights were kept.
+        best_epoch: usize,
+        /// Its value there.
+        best: f64,
+    },
+    /// Full-batch descent: the gradient norm fell below `grad_tol`.
+    Converged {
+        /// The full-set gradient's norm.
+        grad_norm: f32,
+    },
+}
+
+impl std::fmt::Display for StopReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::MaxEpochs => write!(f, "ran every epoch"),
+            Self::MaxSteps(n) => write!(f, "reached --max-steps {n}"),
+            Self::TargetLoss { loss } => write!(f, "training loss {loss:.4} reached --target-loss"),
+            Self::EarlyStopping {
+                monitor,
+                best_epoch,
+                best,
+            } => write!(
+                f,
+                "early stopping: {} stopped improving; kept epoch {best_epoch} ({} {best:.4})",
+                monitor.name(),
+                monitor.name()
+            ),
+            Self::Converged { grad_norm } => {
+                write!(f, "converged: gradient norm {grad_norm:.3e} < --grad-tol")
+            }
+        }
+    }
+}
+
+/// What a run did.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RunSummary {
+    /// Every epoch's report.
+    pub epochs: Vec<EpochReport>,
+    /// Why it stopped.
+    pub stop: StopReason,
+    /// The epoch whose weights the trainer holds now (the last, or the best with early
+    /// stopping).
+    pub kept_epoch: usize,
+    /// The test set on the weights kept.
+    pub test: Metrics,
 }
 
 /// What the loop tells its caller as it goes.
@@ -53,13 +142,6 @@ pub enum Event {
     },
     /// An epoch finished and was evaluated.
     EpochEnd(EpochReport),
-    /// Full-batch descent stopped because the gradient norm fell below `--grad-tol`.
-    Converged {
-        /// Epoch, from 1.
-        epoch: usize,
-        /// The full-set gradient's norm.
-        grad_norm: f32,
-    },
 }
 
 /// A model, its parameters, an optimizer and the buffers to train them.
@@ -248,10 +330,46 @@ impl Trainer {
         &mut self,
         train: &Dataset,
         eval: &Dataset,
-        mut on_event: impl FnMut(Event),
+        on_event: impl FnMut(Event),
     ) -> Result<Vec<EpochReport>, TrainError> {
+        Ok(self.run_split(train, None, eval, on_event)?.epochs)
+    }
+
+    /// Trains on `train` until a stopping rule fires, evaluating on `val` (when given) and on
+    /// `test` after each epoch (only at the end with `val_only`), and says why it stopped.
+    /// With early stopping, the best epoch's weights are restored at the end.
+    pub fn run_split(
+        &mut self,
+        train: &Dataset,
+        val: Option<&Dataset>,
+        test: &Dataset,
+        mut on_event: impl FnMut(Event),
+    ) -> Result<RunSummary, TrainError> {
         self.check_data(train, "training")?;
-        self.check_data(eval, "evaluation")?;
+        self.check_data(test, "test")?;
+        if let Some(v) = val {
+            self.check_data(v, "validation")?;
+        }
+        if let Some(e) = self.cfg.early_stop {
+            if e.monitor.needs_validation() && val.is_none() {
+                return Err(TrainError::Config {
+                    flag: "--early-stop".into(),
+                    value: e.monitor.name().into(),
+                    why: "it watches the validation set: add --val-split 0.1 (or watch train_loss)"
+                        .into(),
+                });
+            }
+        }
+        if self.cfg.val_only && val.is_none() {
+            return Err(TrainError::Config {
+                flag: "--val-only".into(),
+                value: String::new(),
+                why: "there is no validation set: add --val-split 0.1".into(),
+            });
+        }
+        let mut best: Option<(usize, f64, Vec<f32>)> = None;
+        let mut bad_epochs = 0usize;
+        let mut stop = StopReason::MaxEpochs;
         let full_batch = self.cfg.full_batch();
         let mut loader = BatchLoader::new(
             train.len(),
@@ -262,8 +380,8 @@ impl Trainer {
         )?;
         let batches = loader.num_batches();
         let clipping = self.cfg.clip_norm.is_some() || self.cfg.clip_value.is_some();
-        let mut reports = Vec::with_capacity(self.cfg.epochs);
-        for epoch in 1..=self.cfg.epochs {
+        let mut reports: Vec<EpochReport> = Vec::with_capacity(self.cfg.epochs);
+        'epochs: for epoch in 1..=self.cfg.epochs {
             let start = Instant::now();
             loader.start_epoch(epoch as u64);
             let mut epoch_stats = LossStats::default();
@@ -272,7 +390,15 @@ impl Trainer {
                 self.full_grad.clear();
                 self.full_grad.resize(self.params.len(), 0.0);
             }
+            let mut ran = 0;
             for b in 0..batches {
+                if let Some(max) = self.cfg.max_steps {
+                    if !full_batch && self.optimizer.steps() >= max {
+                        stop = StopReason::MaxSteps(max);
+                        break;
+                    }
+                }
+                ran = b + 1;
                 if !full_batch {
                     self.schedule_step()?;
                 }
@@ -370,27 +496,111 @@ impl Trainer {
                 self.full_grad = g;
             }
             let seconds = start.elapsed().as_secs_f64();
-            let test = self.evaluate(eval)?;
+            if ran == 0 {
+                break; // --max-steps was reached exactly at the end of the last epoch
+            }
+            let val_metrics = match val {
+                Some(v) => Some(Metrics::from(self.evaluate(v)?)),
+                None => None,
+            };
+            let test_metrics = match self.cfg.val_only {
+                true => None,
+                false => Some(Metrics::from(self.evaluate(test)?)),
+            };
             let report = EpochReport {
                 epoch,
+                steps: self.optimizer.steps(),
+                lr: self.optimizer.lr(),
                 train_loss: epoch_stats.mean_loss(),
                 train_acc: epoch_stats.accuracy(),
-                test_loss: test.mean_loss(),
-                test_acc: test.accuracy(),
+                val: val_metrics,
+                test_loss: test_metrics.map(|m| m.loss),
+                test_acc: test_metrics.map(|m| m.acc),
                 seconds,
             };
             if let Some(p) = &mut self.plateau {
-                let lr = p.observe(report.train_loss);
+                let watched = report.val.map_or(report.train_loss, |v| v.loss);
+                let lr = p.observe(watched);
                 self.optimizer.set_lr(lr as f32);
             }
             on_event(Event::EpochEnd(report.clone()));
             reports.push(report);
+            let report = reports.last().expect("just pushed");
+            if let Some(e) = self.cfg.early_stop {
+                let value = match e.monitor {
+                    crate::Monitor::ValLoss => report.val.map_or(f64::NAN, |v| v.loss),
+                    crate::Monitor::ValAcc => report.val.map_or(f64::NAN, |v| v.acc),
+                    crate::Monitor::TrainLoss => report.train_loss,
+                };
+                let better = match &best {
+                    None => true,
+                    Some((_, b, _)) if e.monitor.higher_is_better() => value > b + e.min_delta,
+                    Some((_, b, _)) => value < b - e.min_delta,
+                };
+                if better {
+                    match &mut best {
+                        Some((be, bv, w)) => {
+                            (*be, *bv) = (epoch, value);
+                            w.copy_from_slice(&self.params);
+                        }
+                        None => best = Some((epoch, value, self.params.clone())),
+                    }
+                    bad_epochs = 0;
+                } else {
+                    bad_epochs += 1;
+                    if bad_epochs > e.patience {
+                        let (best_epoch, value, _) = best.as_ref().expect("set on epoch 1");
+                        stop = StopReason::EarlyStopping {
+                            monitor: e.monitor,
+                            best_epoch: *best_epoch,
+                            best: *value,
+                        };
+                        break 'epochs;
+                    }
+                }
+            }
             if let Some(grad_norm) = converged {
-                on_event(Event::Converged { epoch, grad_norm });
+                stop = StopReason::Converged { grad_norm };
                 break;
             }
+            if let Some(target) = self.cfg.target_loss {
+                if report.train_loss <= target {
+                    stop = StopReason::TargetLoss {
+                        loss: report.train_loss,
+                    };
+                    break;
+                }
+            }
+            if let Some(max) = self.cfg.max_steps {
+                if self.optimizer.steps() >= max {
+                    stop = StopReason::MaxSteps(max);
+                    break;
+                }
+            }
         }
-        Ok(reports)
+        let last = reports.last().map_or(0, |r| r.epoch);
+        let mut kept_epoch = last;
+        let mut restored = false;
+        if let Some((best_epoch, _, weights)) = best {
+            if best_epoch != last {
+                self.params.copy_from_slice(&weights);
+                kept_epoch = best_epoch;
+                restored = true;
+            }
+        }
+        let test = match reports.last() {
+            Some(r) if !restored && r.test_loss.is_some() => Metrics {
+                loss: r.test_loss.expect("checked"),
+                acc: r.test_acc.expect("set with the loss"),
+            },
+            _ => Metrics::from(self.evaluate(test)?),
+        };
+        Ok(RunSummary {
+            epochs: reports,
+            stop,
+            kept_epoch,
+            test,
+        })
     }
 }
 
@@ -462,7 +672,7 @@ mod tests {
         assert_eq!(logs.len(), 18);
         assert_eq!(logs[..2], [(1, 10), (1, 20)]);
         assert_eq!(t.steps(), 189);
-        assert!(reports[2].test_acc > 95.0, "{reports:?}");
+        assert!(reports[2].test_acc.unwrap() > 95.0, "{reports:?}");
         assert!(reports[2].train_loss < reports[0].train_loss);
     }
 
@@ -480,7 +690,7 @@ mod tests {
         )
         .unwrap();
         let reports = t.run(&train, &test, |_| {}).unwrap();
-        assert!(reports[2].test_acc > 95.0, "{reports:?}");
+        assert!(reports[2].test_acc.unwrap() > 95.0, "{reports:?}");
     }
 
     #[test]
@@ -547,7 +757,7 @@ mod tests {
             let mut t = Trainer::new(&c, 16, 4).unwrap();
             let reports = t.run(&train, &test, |_| {}).unwrap();
             let last = reports.last().unwrap();
-            assert!(last.test_acc > 90.0, "{name}: {last:?}");
+            assert!(last.test_acc.unwrap() > 90.0, "{name}: {last:?}");
             let steps = if name == "gd" { 30 } else { 3 * 63 };
             assert_eq!(t.steps(), steps, "{name}");
         }
@@ -566,17 +776,96 @@ mod tests {
             ..cfg()
         };
         let mut t = Trainer::new(&c, 16, 4).unwrap();
-        let mut stop = None;
-        let reports = t
-            .run(&train, &test, |e| {
-                if let Event::Converged { epoch, grad_norm } = e {
-                    stop = Some((epoch, grad_norm));
-                }
-            })
-            .unwrap();
-        let (epoch, norm) = stop.expect("converged before 500 epochs");
-        assert!(norm < 0.05 && epoch < 500 && reports.len() == epoch);
+        let summary = t.run_split(&train, None, &test, |_| {}).unwrap();
+        let StopReason::Converged { grad_norm } = summary.stop else {
+            panic!("converged before 500 epochs: {:?}", summary.stop);
+        };
+        let epoch = summary.epochs.len();
+        assert!(grad_norm < 0.05 && epoch < 500);
         assert_eq!(t.steps() as usize, epoch - 1, "no step after converging");
+    }
+
+    #[test]
+    fn max_steps_stops_mid_epoch_and_target_loss_after_the_epoch() {
+        let (train, test) = (toy(500, 3), toy(100, 4));
+        let c = TrainConfig {
+            max_steps: Some(40),
+            ..cfg()
+        };
+        let mut t = Trainer::new(&c, 16, 4).unwrap();
+        let s = t.run_split(&train, None, &test, |_| {}).unwrap();
+        // 32 batches per epoch: the second epoch stops after 8 steps.
+        assert_eq!((t.steps(), s.epochs.len()), (40, 2));
+        assert_eq!(s.stop, StopReason::MaxSteps(40));
+        let c = TrainConfig {
+            target_loss: Some(0.5),
+            epochs: 50,
+            ..cfg()
+        };
+        let mut t = Trainer::new(&c, 16, 4).unwrap();
+        let s = t.run_split(&train, None, &test, |_| {}).unwrap();
+        let last = s.epochs.last().unwrap();
+        assert!(matches!(s.stop, StopReason::TargetLoss { .. }) && last.train_loss <= 0.5);
+        assert!(s.epochs[..s.epochs.len() - 1]
+            .iter()
+            .all(|r| r.train_loss > 0.5));
+    }
+
+    #[test]
+    fn early_stopping_restores_the_best_validation_weights() {
+        let (mut train, test) = (toy(600, 3), toy(100, 4));
+        let val = train.split_off_random(100, 9).unwrap();
+        // A rate that makes validation loss wander, so that it stops improving.
+        let c = TrainConfig {
+            optimizer: sgd(0.8, 0.9),
+            early_stop: Some(crate::EarlyStop {
+                monitor: crate::Monitor::ValLoss,
+                patience: 2,
+                min_delta: 0.0,
+            }),
+            val_only: true,
+            epochs: 40,
+            ..cfg()
+        };
+        let mut t = Trainer::new(&c, 16, 4).unwrap();
+        let s = t.run_split(&train, Some(&val), &test, |_| {}).unwrap();
+        let StopReason::EarlyStopping {
+            best_epoch, best, ..
+        } = s.stop
+        else {
+            panic!("should stop early: {:?}", s.stop);
+        };
+        let best_seen = s
+            .epochs
+            .iter()
+            .map(|r| r.val.unwrap().loss)
+            .fold(f64::INFINITY, f64::min);
+        assert_eq!(best, best_seen);
+        assert_eq!(s.kept_epoch, best_epoch);
+        assert_eq!(
+            s.epochs.len(),
+            best_epoch + 3,
+            "patience 2: three epochs without improvement"
+        );
+        // The weights held now are the best epoch's: their validation loss is the best one.
+        let now = Metrics::from(t.evaluate(&val).unwrap());
+        assert_eq!(now.loss, best);
+        assert!(s.epochs.iter().all(|r| r.test_acc.is_none()), "val_only");
+        assert!(s.test.acc > 0.0);
+    }
+
+    #[test]
+    fn validation_rules_need_a_validation_set() {
+        let (train, test) = (toy(100, 3), toy(50, 4));
+        let c = TrainConfig {
+            val_only: true,
+            ..cfg()
+        };
+        let e = Trainer::new(&c, 16, 4)
+            .unwrap()
+            .run_split(&train, None, &test, |_| {})
+            .unwrap_err();
+        assert!(e.to_string().contains("--val-split"), "{e}");
     }
 
     #[test]
@@ -635,7 +924,7 @@ mod tests {
             .unwrap()
             .run(&train, &test, |_| {})
             .unwrap();
-        assert!(reports[2].test_acc > 90.0, "{reports:?}");
+        assert!(reports[2].test_acc.unwrap() > 90.0, "{reports:?}");
         let c = TrainConfig {
             optimizer: sgd(1e30, 0.0),
             clip_norm: Some(1.0),

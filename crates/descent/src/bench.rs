@@ -312,7 +312,7 @@ fn epoch(args: &BenchArgs) -> Result<()> {
                 "epoch {} time {:.3}s test_acc {:.2}%",
                 r.epoch,
                 r.seconds,
-                r.test_acc
+                r.test_acc.unwrap_or(f64::NAN)
             );
             times.push(r.seconds);
         }

@@ -112,6 +112,56 @@ pub struct TrainArgs {
         help_heading = "Gradients"
     )]
     pub grad_tol: Option<f32>,
+    /// Hold out this fraction of the training set for validation (chosen by --seed).
+    #[arg(
+        long,
+        value_name = "F",
+        conflicts_with = "val_size",
+        allow_negative_numbers = true,
+        help_heading = "Validation and stopping"
+    )]
+    pub val_split: Option<f64>,
+    /// Hold out this many training examples for validation (chosen by --seed).
+    #[arg(long, value_name = "N", help_heading = "Validation and stopping")]
+    pub val_size: Option<usize>,
+    /// Evaluate the test set only at the end (with a validation set).
+    #[arg(long, help_heading = "Validation and stopping")]
+    pub val_only: bool,
+    /// Stop after N optimizer steps.
+    #[arg(long, value_name = "N", help_heading = "Validation and stopping")]
+    pub max_steps: Option<u64>,
+    /// Stop after the first epoch whose mean training loss is at or below this.
+    #[arg(
+        long,
+        value_name = "LOSS",
+        allow_negative_numbers = true,
+        help_heading = "Validation and stopping"
+    )]
+    pub target_loss: Option<f64>,
+    /// Stop when this metric stops improving, keeping the best epoch's weights.
+    #[arg(
+        long,
+        value_enum,
+        value_name = "METRIC",
+        help_heading = "Validation and stopping"
+    )]
+    pub early_stop: Option<MonitorArg>,
+    /// Epochs without improvement before early stopping.
+    #[arg(
+        long,
+        default_value_t = 5,
+        value_name = "N",
+        help_heading = "Validation and stopping"
+    )]
+    pub early_stop_patience: usize,
+    /// Smallest change of the metric that counts as an improvement.
+    #[arg(
+        long,
+        default_value_t = 0.0,
+        allow_negative_numbers = true,
+        help_heading = "Validation and stopping"
+    )]
+    pub min_delta: f64,
     /// No weight decay on biases (a parameter group of every `*.bias`).
     #[arg(long, help_heading = "Optimizer")]
     pub no_bias_decay: bool,
@@ -230,6 +280,16 @@ pub enum ScheduleName {
     Onecycle,
     /// Divide by 1/--factor when the epoch's training loss stalls for --patience epochs.
     Plateau,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MonitorArg {
+    /// Validation loss (lower is better).
+    ValLoss,
+    /// Validation accuracy (higher is better).
+    ValAcc,
+    /// The epoch's training loss (lower is better).
+    TrainLoss,
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]

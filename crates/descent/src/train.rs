@@ -5,9 +5,11 @@ use descent_data::Normalize;
 use descent_nn::{Activation, Sequential};
 use descent_optim::schedule::{Anneal, PlateauConfig, PlateauMode, Schedule};
 use descent_optim::{HyperValue, OptimizerConfig, ParamGroup, OPTIMIZER_NAMES};
-use descent_train::{Event, TrainConfig, Trainer};
+use descent_train::{EarlyStop, Event, Monitor, StopReason, TrainConfig, Trainer};
 
-use crate::cli::{ActivationArg, AnnealArg, ScheduleArgs, ScheduleName, ThresholdMode, TrainArgs};
+use crate::cli::{
+    ActivationArg, AnnealArg, MonitorArg, ScheduleArgs, ScheduleName, ThresholdMode, TrainArgs,
+};
 use crate::progress::Bar;
 
 /// MNIST's training set, for sizing schedules before the data is loaded.
@@ -221,8 +223,32 @@ pub fn schedule(a: &ScheduleArgs, total_steps: u64) -> Result<(Schedule, Option<
     Ok((Schedule::warmup_then(a.warmup_steps, main), plateau))
 }
 
-/// The whole training configuration for a training set of `train_len` examples.
+/// How many training examples `--val-split` or `--val-size` holds out of `len`.
+pub fn val_count(args: &TrainArgs, len: usize) -> Result<usize> {
+    if let Some(f) = args.val_split {
+        if !(f > 0.0 && f < 1.0) {
+            bail!("invalid --val-split {f}: give the fraction to hold out, in (0, 1), e.g. 0.1");
+        }
+        let n = (f * len as f64).round() as usize;
+        if n == 0 || n >= len {
+            bail!("invalid --val-split {f}: it holds out {n} of {len} examples");
+        }
+        return Ok(n);
+    }
+    match args.val_size {
+        Some(n) if n == 0 || n >= len => bail!(
+            "invalid --val-size {n}: hold out between 1 and {} of the {len} training examples",
+            len - 1
+        ),
+        Some(n) => Ok(n),
+        None => Ok(0),
+    }
+}
+
+/// The whole training configuration for a training set of `train_len` examples (before any
+/// validation split).
 pub fn config(args: &TrainArgs, train_len: usize) -> Result<TrainConfig> {
+    let train_len = train_len - val_count(args, train_len)?;
     let optimizer = optimizer(args)?;
     let per_epoch = if matches!(optimizer, OptimizerConfig::Gd(_)) {
         1
@@ -264,6 +290,18 @@ pub fn config(args: &TrainArgs, train_len: usize) -> Result<TrainConfig> {
         clip_value: args.clip_value,
         clip_error_nonfinite: args.clip_error_nonfinite,
         grad_tol: args.grad_tol,
+        max_steps: args.max_steps,
+        target_loss: args.target_loss,
+        early_stop: args.early_stop.map(|m| EarlyStop {
+            monitor: match m {
+                MonitorArg::ValLoss => Monitor::ValLoss,
+                MonitorArg::ValAcc => Monitor::ValAcc,
+                MonitorArg::TrainLoss => Monitor::TrainLoss,
+            },
+            patience: args.early_stop_patience,
+            min_delta: args.min_delta,
+        }),
+        val_only: args.val_only,
         batch_size: args.batch_size,
         epochs: args.epochs,
         seed: args.seed,
@@ -275,6 +313,19 @@ pub fn config(args: &TrainArgs, train_len: usize) -> Result<TrainConfig> {
         ..TrainConfig::default()
     };
     cfg.validate()?;
+    let has_val = args.val_split.is_some() || args.val_size.is_some();
+    if let Some(e) = cfg.early_stop {
+        if e.monitor.needs_validation() && !has_val {
+            bail!(
+                "invalid --early-stop {}: it watches the validation set; add --val-split 0.1 \
+                 (or --early-stop train-loss)",
+                e.monitor.name().replace('_', "-")
+            );
+        }
+    }
+    if cfg.val_only && !has_val {
+        bail!("invalid --val-only: there is no validation set; add --val-split 0.1");
+    }
     Ok(cfg)
 }
 
@@ -282,13 +333,18 @@ pub fn run(args: TrainArgs) -> Result<()> {
     // Every setting is checked before the data is fetched; schedules are sized again from
     // the data once it is loaded.
     let cfg = config(&args, MNIST_TRAIN)?;
-    let (data, _) = crate::data::mnist(
+    let (mut data, _) = crate::data::mnist(
         args.data_dir.as_deref(),
         args.no_fetch,
         cfg.normalize,
         args.quiet,
     )?;
     let cfg = config(&args, data.train.len())?;
+    let n_val = val_count(&args, data.train.len())?;
+    let val = match n_val {
+        0 => None,
+        n => Some(data.train.split_off_random(n, cfg.seed)?),
+    };
     let mut trainer = Trainer::new(&cfg, data.train.features(), data.train.classes())?;
     if !args.quiet {
         let sizes: Vec<String> = std::iter::once(data.train.features())
@@ -316,7 +372,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
     }
     let bar = Bar::new(!args.quiet);
     let quiet = args.quiet;
-    let result = trainer.run(&data.train, &data.test, |e| match e {
+    let result = trainer.run_split(&data.train, val.as_ref(), &data.test, |e| match e {
         Event::Log { epoch, batch, loss } if !quiet => {
             bar.println(&format!("[{}, {:5}] loss: {:.3}", epoch, batch, loss))
         }
@@ -331,15 +387,32 @@ pub fn run(args: TrainArgs) -> Result<()> {
             }
             bar.set(batch as u64);
         }
-        Event::Converged { epoch, grad_norm } => bar.println(&format!(
-            "converged after epoch {epoch}: gradient norm {grad_norm:.3e} < --grad-tol"
-        )),
-        Event::EpochEnd(r) => bar.println(&format!(
-            "epoch {}: train_loss {:.4} test_acc {:.2}% time {:.2}s",
-            r.epoch, r.train_loss, r.test_acc, r.seconds
-        )),
+        Event::EpochEnd(r) => {
+            let mut line = format!("epoch {}: train_loss {:.4}", r.epoch, r.train_loss);
+            if let Some(v) = r.val {
+                line += &format!(
+                    " train_acc {:.2}% val_loss {:.4} val_acc {:.2}%",
+                    r.train_acc, v.loss, v.acc
+                );
+            }
+            if let Some(acc) = r.test_acc {
+                line += &format!(" test_acc {acc:.2}%");
+            }
+            line += &format!(" time {:.2}s", r.seconds);
+            bar.println(&line);
+        }
     });
     bar.finish();
-    result?;
+    let summary = result?;
+    let last = summary.epochs.last().map_or(0, |r| r.epoch);
+    if summary.stop != StopReason::MaxEpochs || summary.kept_epoch != last || val.is_some() {
+        out!(
+            "stopped: {}; test_loss {:.4} test_acc {:.2}% with the weights of epoch {}",
+            summary.stop,
+            summary.test.loss,
+            summary.test.acc,
+            summary.kept_epoch
+        );
+    }
     Ok(())
 }

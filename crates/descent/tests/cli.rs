@@ -103,6 +103,21 @@ fn bad_settings_are_refused_before_any_work() {
         (&["train", "--grad-tol", "0.001"], "--optimizer gd"),
         (&["train", "--clip-norm", "0"], "--clip-norm"),
         (&["train", "--clip-error-nonfinite"], "--clip-norm"),
+        (&["train", "--val-split", "1.5"], "--val-split"),
+        (&["train", "--val-split", "0"], "--val-split"),
+        (&["train", "--val-size", "60000"], "--val-size"),
+        (
+            &["train", "--val-split", "0.1", "--val-size", "10"],
+            "--val-size",
+        ),
+        (&["train", "--early-stop", "val-loss"], "--val-split 0.1"),
+        (&["train", "--val-only"], "--val-split 0.1"),
+        (&["train", "--max-steps", "0"], "--max-steps"),
+        (&["train", "--target-loss", "-1"], "--target-loss"),
+        (
+            &["train", "--early-stop", "train-loss", "--min-delta", "-1"],
+            "--min-delta",
+        ),
         (&["train", "--activation", "gelu"], "--activation"),
         (&["train", "--lr", "fast"], "--lr"),
     ];
