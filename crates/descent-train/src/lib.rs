@@ -18,6 +18,7 @@
 //! assert_eq!(last, 100.0);
 //! ```
 
+pub mod checkpoint;
 mod config;
 mod trainer;
 
@@ -79,6 +80,9 @@ pub enum TrainError {
     /// From the data loader.
     #[error(transparent)]
     Loader(#[from] descent_data::DataError),
+    /// From a checkpoint or weights file.
+    #[error(transparent)]
+    Checkpoint(#[from] checkpoint::CheckpointError),
     /// From the thread pool.
     #[error(transparent)]
     Tensor(#[from] descent_tensor::TensorError),

@@ -244,6 +244,19 @@ impl Trainer {
         &self.params
     }
 
+    /// Replaces the weights (e.g. with ones loaded by [`crate::checkpoint::load_weights`]).
+    pub fn set_params(&mut self, params: &[f32]) -> Result<(), TrainError> {
+        if params.len() != self.params.len() {
+            return Err(TrainError::Data(format!(
+                "{} weights given for a model of {}",
+                params.len(),
+                self.params.len()
+            )));
+        }
+        self.params.copy_from_slice(params);
+        Ok(())
+    }
+
     /// Threads the engine runs on.
     pub fn threads(&self) -> usize {
         self.pool.threads()

@@ -19,11 +19,34 @@ pub enum Command {
     /// Manage data sets.
     #[command(subcommand)]
     Data(DataCommand),
+    /// Evaluate weights on the MNIST test set: loss, accuracy, confusion matrix.
+    Eval(EvalArgs),
     /// List the optimizers: hyperparameters, defaults, update formula, reference.
     Optimizers(OptimizersArgs),
     /// Measure the engine: GEMM throughput on the seed's shapes, optimizer steps, or whole
     /// epochs.
     Bench(BenchArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct EvalArgs {
+    /// A safetensors file of weights (saved by `descent train --save`, or by PyTorch).
+    pub weights: PathBuf,
+    /// Hidden sizes, when the file does not record them (descent's files do).
+    #[arg(long, value_delimiter = ',', value_name = "N[,N...]")]
+    pub hidden: Option<Vec<usize>>,
+    /// Activation, when the file does not record it.
+    #[arg(long, value_enum)]
+    pub activation: Option<ActivationArg>,
+    /// Data root (else $DESCENT_DATA, else ~/.cache/descent).
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Engine threads (default: all cores).
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Never download: fail if the data is not on disk.
+    #[arg(long)]
+    pub no_fetch: bool,
 }
 
 #[derive(Args, Debug)]
@@ -162,6 +185,14 @@ pub struct TrainArgs {
         help_heading = "Validation and stopping"
     )]
     pub min_delta: f64,
+    /// Write the final weights (the kept epoch's) to this safetensors file, with PyTorch's
+    /// tensor names.
+    #[arg(long, value_name = "PATH", help_heading = "Weights")]
+    pub save: Option<PathBuf>,
+    /// Start from the weights in this safetensors file (e.g. saved by PyTorch) instead of a
+    /// fresh initialization.
+    #[arg(long, value_name = "PATH", help_heading = "Weights")]
+    pub init_from: Option<PathBuf>,
     /// No weight decay on biases (a parameter group of every `*.bias`).
     #[arg(long, help_heading = "Optimizer")]
     pub no_bias_decay: bool,

@@ -4,6 +4,8 @@
 //! descent train                      # MLP 784-512-10, SGD lr 0.01, batch 64, 10 epochs
 //! descent train --hidden 256,128 --activation tanh --epochs 3
 //! descent train --optimizer adamw --lr 1e-3 --schedule cosine --warmup-steps 500
+//! descent train --val-split 0.1 --early-stop val-loss --save model.safetensors
+//! descent eval model.safetensors
 //! descent optimizers [NAME]
 //! descent data fetch mnist [--data-dir DIR]
 //! descent bench gemm | optim | epoch
@@ -20,6 +22,7 @@ macro_rules! out {
 mod bench;
 mod cli;
 mod data;
+mod eval;
 mod optimizers;
 mod progress;
 mod train;
@@ -31,6 +34,7 @@ fn main() {
     let result = match cli.command {
         cli::Command::Train(args) => train::run(*args),
         cli::Command::Data(cli::DataCommand::Fetch(args)) => data::fetch(args),
+        cli::Command::Eval(args) => eval::run(args),
         cli::Command::Optimizers(args) => optimizers::run(args),
         cli::Command::Bench(args) => bench::run(args),
     };

@@ -5,6 +5,7 @@ use descent_data::Normalize;
 use descent_nn::{Activation, Sequential};
 use descent_optim::schedule::{Anneal, PlateauConfig, PlateauMode, Schedule};
 use descent_optim::{HyperValue, OptimizerConfig, ParamGroup, OPTIMIZER_NAMES};
+use descent_train::checkpoint::{load_weights, read_metadata, save_weights};
 use descent_train::{EarlyStop, Event, Monitor, StopReason, TrainConfig, Trainer};
 
 use crate::cli::{
@@ -333,6 +334,12 @@ pub fn run(args: TrainArgs) -> Result<()> {
     // Every setting is checked before the data is fetched; schedules are sized again from
     // the data once it is loaded.
     let cfg = config(&args, MNIST_TRAIN)?;
+    if let Some(path) = &args.init_from {
+        read_metadata(path)?; // exists and is a safetensors file; names and shapes come later
+    }
+    if let Some(path) = &args.save {
+        check_writable(path)?; // fail now, not after training
+    }
     let (mut data, _) = crate::data::mnist(
         args.data_dir.as_deref(),
         args.no_fetch,
@@ -346,6 +353,13 @@ pub fn run(args: TrainArgs) -> Result<()> {
         n => Some(data.train.split_off_random(n, cfg.seed)?),
     };
     let mut trainer = Trainer::new(&cfg, data.train.features(), data.train.classes())?;
+    if let Some(path) = &args.init_from {
+        let (weights, _) = load_weights(path, trainer.net().layout())?;
+        trainer.set_params(&weights)?;
+        if !args.quiet {
+            eprintln!("starting from the weights in {}", path.display());
+        }
+    }
     if !args.quiet {
         let sizes: Vec<String> = std::iter::once(data.train.features())
             .chain(cfg.hidden.iter().copied())
@@ -404,6 +418,17 @@ pub fn run(args: TrainArgs) -> Result<()> {
     });
     bar.finish();
     let summary = result?;
+    if let Some(path) = &args.save {
+        let meta = model_metadata(&cfg, &summary);
+        save_weights(path, trainer.net().layout(), trainer.params(), &meta)?;
+        if !args.quiet {
+            eprintln!(
+                "saved the weights of epoch {} to {}",
+                summary.kept_epoch,
+                path.display()
+            );
+        }
+    }
     let last = summary.epochs.last().map_or(0, |r| r.epoch);
     if summary.stop != StopReason::MaxEpochs || summary.kept_epoch != last || val.is_some() {
         out!(
@@ -415,4 +440,45 @@ pub fn run(args: TrainArgs) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// What a weights file records about the model and the run that made it (safetensors
+/// metadata is strings).
+fn model_metadata(
+    cfg: &TrainConfig,
+    summary: &descent_train::RunSummary,
+) -> std::collections::BTreeMap<String, String> {
+    let hidden: Vec<String> = cfg.hidden.iter().map(|h| h.to_string()).collect();
+    [
+        ("format", "pt".to_string()),
+        ("producer", format!("descent {}", env!("CARGO_PKG_VERSION"))),
+        ("hidden", hidden.join(",")),
+        ("activation", cfg.activation.name().to_string()),
+        ("optimizer", cfg.optimizer.name().to_string()),
+        ("epoch", summary.kept_epoch.to_string()),
+        ("seed", cfg.seed.to_string()),
+        ("test_acc", format!("{:.2}", summary.test.acc)),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect()
+}
+
+/// Fails when a file cannot be created next to `path` (missing or read-only folder).
+fn check_writable(path: &std::path::Path) -> Result<()> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => std::path::Path::new("."),
+    };
+    tempfile::Builder::new()
+        .prefix(".descent-write-check.")
+        .tempfile_in(dir)
+        .map(drop)
+        .map_err(|e| {
+            anyhow!(
+                "invalid --save {}: cannot write in {}: {e}",
+                path.display(),
+                dir.display()
+            )
+        })
 }

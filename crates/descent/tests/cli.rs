@@ -270,3 +270,29 @@ fn optimizers_lists_every_optimizer_with_defaults_and_formula() {
     );
     assert_clean_failure(&run(&["optimizers", "adamx"]), "known optimizers");
 }
+
+#[test]
+fn weights_files_that_cannot_be_read_or_written_fail_before_any_work() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("none.safetensors");
+    let o = descent(
+        &["train", "--init-from", missing.to_str().unwrap()],
+        dir.path(),
+    );
+    assert_clean_failure(&o, "reading");
+    let junk = dir.path().join("junk.safetensors");
+    std::fs::write(&junk, b"{not safetensors").unwrap();
+    let o = descent(
+        &["train", "--init-from", junk.to_str().unwrap()],
+        dir.path(),
+    );
+    assert_clean_failure(&o, "is not a readable safetensors file");
+    let nowhere = dir.path().join("no/such/dir/w.safetensors");
+    let o = descent(&["train", "--save", nowhere.to_str().unwrap()], dir.path());
+    assert_clean_failure(&o, "invalid --save");
+    let o = descent(&["eval", junk.to_str().unwrap()], dir.path());
+    assert_clean_failure(&o, "is not a readable safetensors file");
+    let mut left = entries(dir.path());
+    left.retain(|e| !e.ends_with("junk.safetensors"));
+    assert!(left.is_empty(), "nothing written: {left:?}");
+}

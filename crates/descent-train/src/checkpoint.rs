@@ -1,0 +1,317 @@
+//! Model weights as safetensors files, with PyTorch's tensor names and layouts
+//! (`fc1.weight` is `[out, in]` row-major f32), so that `safetensors.torch.load_file` and
+//! `load_state_dict` read them into the seed's `Net`, and weights PyTorch saved load here.
+//!
+//! Files are written atomically: a temporary file in the same folder, synced, then renamed
+//! over the destination. Reading checks every name, shape and dtype against the model.
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use descent_nn::ParamLayout;
+use safetensors::tensor::{Dtype, TensorView};
+use safetensors::SafeTensors;
+
+/// What can go wrong with a weights file.
+#[derive(Debug, thiserror::Error)]
+pub enum CheckpointError {
+    /// Reading or writing failed.
+    #[error("{action} {path}")]
+    Io {
+        /// What was being done.
+        action: &'static str,
+        /// The file or folder.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// Not a safetensors file, or a damaged one.
+    #[error("{path} is not a readable safetensors file ({why}); was it truncated or overwritten?")]
+    Corrupt {
+        /// The file.
+        path: PathBuf,
+        /// The parser's complaint.
+        why: String,
+    },
+    /// A valid file whose tensors do not fit the model.
+    #[error("{path} does not fit the model: {why}")]
+    Mismatch {
+        /// The file.
+        path: PathBuf,
+        /// Which names, shapes or dtypes differ.
+        why: String,
+    },
+}
+
+fn io<'a>(
+    action: &'static str,
+    path: &'a Path,
+) -> impl FnOnce(std::io::Error) -> CheckpointError + 'a {
+    move |source| CheckpointError::Io {
+        action,
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// Writes `bytes` to `path` atomically: nothing is left behind on failure, and a reader sees
+/// either the old file or the whole new one.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), CheckpointError> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let mut tmp = tempfile::Builder::new()
+        .prefix(&format!(".{name}."))
+        .suffix(".tmp")
+        .tempfile_in(dir)
+        .map_err(io("creating a temporary file in", dir))?;
+    tmp.write_all(bytes).map_err(io("writing", tmp.path()))?;
+    tmp.as_file()
+        .sync_all()
+        .map_err(io("syncing", tmp.path()))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let _ = tmp
+            .as_file()
+            .set_permissions(std::fs::Permissions::from_mode(0o644));
+    }
+    tmp.persist(path).map_err(|e| CheckpointError::Io {
+        action: "renaming into",
+        path: path.to_path_buf(),
+        source: e.error,
+    })?;
+    Ok(())
+}
+
+/// Saves `params` (laid out by `layout`) as a safetensors file at `path`, with `metadata`
+/// (strings) in its header.
+pub fn save_weights(
+    path: &Path,
+    layout: &ParamLayout,
+    params: &[f32],
+    metadata: &BTreeMap<String, String>,
+) -> Result<(), CheckpointError> {
+    assert_eq!(
+        params.len(),
+        layout.len(),
+        "parameters laid out by the layout"
+    );
+    let bytes: Vec<Vec<u8>> = layout
+        .views()
+        .iter()
+        .map(|v| {
+            params[v.range()]
+                .iter()
+                .flat_map(|x| x.to_le_bytes())
+                .collect()
+        })
+        .collect();
+    let tensors: Vec<(String, TensorView<'_>)> = layout
+        .views()
+        .iter()
+        .zip(&bytes)
+        .map(|(v, b)| {
+            let view =
+                TensorView::new(Dtype::F32, v.shape.clone(), b).expect("shape fits the data");
+            (v.name.clone(), view)
+        })
+        .collect();
+    let info: HashMap<String, String> = metadata.clone().into_iter().collect();
+    let file =
+        safetensors::serialize(tensors, Some(info)).map_err(|e| CheckpointError::Corrupt {
+            path: path.to_path_buf(),
+            why: e.to_string(),
+        })?;
+    write_atomic(path, &file)
+}
+
+/// The metadata in the header of the safetensors file at `path` (descent records the model's
+/// architecture there), without checking the tensors.
+pub fn read_metadata(path: &Path) -> Result<BTreeMap<String, String>, CheckpointError> {
+    let bytes = std::fs::read(path).map_err(io("reading", path))?;
+    let (_, meta) = SafeTensors::read_metadata(&bytes).map_err(|e| CheckpointError::Corrupt {
+        path: path.to_path_buf(),
+        why: e.to_string(),
+    })?;
+    Ok(meta
+        .metadata()
+        .clone()
+        .unwrap_or_default()
+        .into_iter()
+        .collect())
+}
+
+/// Reads the weights at `path` into a buffer laid out by `layout`, refusing missing or
+/// unexpected names, other shapes and other dtypes. Returns the buffer and the file's
+/// metadata.
+pub fn load_weights(
+    path: &Path,
+    layout: &ParamLayout,
+) -> Result<(Vec<f32>, BTreeMap<String, String>), CheckpointError> {
+    let bytes = std::fs::read(path).map_err(io("reading", path))?;
+    let file = SafeTensors::deserialize(&bytes).map_err(|e| CheckpointError::Corrupt {
+        path: path.to_path_buf(),
+        why: e.to_string(),
+    })?;
+    let mismatch = |why: String| CheckpointError::Mismatch {
+        path: path.to_path_buf(),
+        why,
+    };
+    let names = file.names();
+    let missing: Vec<&str> = layout
+        .views()
+        .iter()
+        .map(|v| v.name.as_str())
+        .filter(|n| !names.contains(n))
+        .collect();
+    let mut unexpected: Vec<&str> = names
+        .iter()
+        .copied()
+        .filter(|n| layout.get(n).is_none())
+        .collect();
+    unexpected.sort();
+    if !missing.is_empty() || !unexpected.is_empty() {
+        let list = |v: &[&str]| {
+            if v.is_empty() {
+                "none".to_string()
+            } else {
+                v.join(", ")
+            }
+        };
+        return Err(mismatch(format!(
+            "missing {}; unexpected {} (the model has {})",
+            list(&missing),
+            list(&unexpected),
+            list(
+                &layout
+                    .views()
+                    .iter()
+                    .map(|v| v.name.as_str())
+                    .collect::<Vec<_>>()
+            )
+        )));
+    }
+    let mut params = vec![0.0f32; layout.len()];
+    for v in layout.views() {
+        let t = file.tensor(&v.name).map_err(|e| mismatch(e.to_string()))?;
+        if t.dtype() != Dtype::F32 {
+            return Err(mismatch(format!(
+                "`{}` is {:?}, not F32 (save it with .float())",
+                v.name,
+                t.dtype()
+            )));
+        }
+        if t.shape() != v.shape.as_slice() {
+            return Err(mismatch(format!(
+                "`{}` has shape {:?} but the model's is {:?} (check --hidden)",
+                v.name,
+                t.shape(),
+                v.shape
+            )));
+        }
+        for (dst, src) in params[v.range()].iter_mut().zip(t.data().chunks_exact(4)) {
+            *dst = f32::from_le_bytes(src.try_into().expect("chunks of 4"));
+        }
+    }
+    let (_, meta) = SafeTensors::read_metadata(&bytes).map_err(|e| CheckpointError::Corrupt {
+        path: path.to_path_buf(),
+        why: e.to_string(),
+    })?;
+    let metadata = meta
+        .metadata()
+        .clone()
+        .unwrap_or_default()
+        .into_iter()
+        .collect();
+    Ok((params, metadata))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use descent_nn::{Activation, Sequential};
+    use descent_tensor::Rng;
+
+    fn net(hidden: usize) -> Sequential {
+        Sequential::mlp(6, &[hidden], 3, Activation::Relu).unwrap()
+    }
+
+    #[test]
+    fn weights_round_trip_with_names_shapes_and_metadata() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("w.safetensors");
+        let n = net(4);
+        let p = n.init_params(&mut Rng::new(3));
+        let meta = BTreeMap::from([("descent".to_string(), "0.1.0".to_string())]);
+        save_weights(&path, n.layout(), &p, &meta).unwrap();
+        let (q, m) = load_weights(&path, n.layout()).unwrap();
+        assert_eq!(p, q);
+        assert_eq!(m["descent"], "0.1.0");
+        let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+        assert_eq!(names.len(), 1, "no temporary file left");
+    }
+
+    #[test]
+    fn other_models_and_damaged_files_are_refused_clearly() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("w.safetensors");
+        let n = net(4);
+        save_weights(
+            &path,
+            n.layout(),
+            &n.init_params(&mut Rng::new(1)),
+            &BTreeMap::new(),
+        )
+        .unwrap();
+        let e = load_weights(&path, net(5).layout())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("`fc1.weight` has shape [4, 6] but the model's is [5, 6]"),
+            "{e}"
+        );
+        let deeper = Sequential::mlp(6, &[4, 4], 3, Activation::Relu).unwrap();
+        let e = load_weights(&path, deeper.layout())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("missing fc3.weight, fc3.bias"), "{e}");
+
+        let bytes = std::fs::read(&path).unwrap();
+        std::fs::write(&path, &bytes[..bytes.len() - 7]).unwrap();
+        let e = load_weights(&path, n.layout()).unwrap_err();
+        assert!(matches!(e, CheckpointError::Corrupt { .. }), "{e}");
+        std::fs::write(&path, b"not a checkpoint at all").unwrap();
+        assert!(matches!(
+            load_weights(&path, n.layout()),
+            Err(CheckpointError::Corrupt { .. })
+        ));
+        let e = load_weights(&dir.path().join("none.safetensors"), n.layout()).unwrap_err();
+        assert!(e.to_string().starts_with("reading "), "{e}");
+    }
+
+    #[test]
+    fn an_unwritable_destination_leaves_nothing_behind() {
+        let dir = tempfile::tempdir().unwrap();
+        let n = net(4);
+        let p = n.init_params(&mut Rng::new(1));
+        let e = save_weights(
+            &dir.path().join("no/such/dir/w.safetensors"),
+            n.layout(),
+            &p,
+            &BTreeMap::new(),
+        )
+        .unwrap_err();
+        assert!(
+            e.to_string().contains("creating a temporary file in"),
+            "{e}"
+        );
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+    }
+}
