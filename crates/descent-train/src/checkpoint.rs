@@ -90,6 +90,72 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), CheckpointError> {
     Ok(())
 }
 
+/// One named f32 tensor to write: name, shape, values.
+pub type Tensor<'a> = (String, Vec<usize>, &'a [f32]);
+
+/// Saves named f32 tensors and string `metadata` as one safetensors file at `path`,
+/// atomically.
+pub fn save_tensors(
+    path: &Path,
+    tensors: &[Tensor<'_>],
+    metadata: &BTreeMap<String, String>,
+) -> Result<(), CheckpointError> {
+    let bytes: Vec<Vec<u8>> = tensors
+        .iter()
+        .map(|(_, _, v)| v.iter().flat_map(|x| x.to_le_bytes()).collect())
+        .collect();
+    let views: Vec<(String, TensorView<'_>)> = tensors
+        .iter()
+        .zip(&bytes)
+        .map(|((name, shape, _), b)| {
+            let view = TensorView::new(Dtype::F32, shape.clone(), b).expect("shape fits the data");
+            (name.clone(), view)
+        })
+        .collect();
+    let info: HashMap<String, String> = metadata.clone().into_iter().collect();
+    let file = safetensors::serialize(views, Some(info)).map_err(|e| CheckpointError::Corrupt {
+        path: path.to_path_buf(),
+        why: e.to_string(),
+    })?;
+    write_atomic(path, &file)
+}
+
+/// Every tensor of a safetensors file (as f32, shape and values) and its metadata.
+pub type Tensors = BTreeMap<String, (Vec<usize>, Vec<f32>)>;
+
+/// Reads every tensor of the file at `path` (all must be F32) and its metadata.
+pub fn load_tensors(path: &Path) -> Result<(Tensors, BTreeMap<String, String>), CheckpointError> {
+    let bytes = std::fs::read(path).map_err(io("reading", path))?;
+    let corrupt = |why: String| CheckpointError::Corrupt {
+        path: path.to_path_buf(),
+        why,
+    };
+    let file = SafeTensors::deserialize(&bytes).map_err(|e| corrupt(e.to_string()))?;
+    let mut out = BTreeMap::new();
+    for (name, t) in file.iter() {
+        if t.dtype() != Dtype::F32 {
+            return Err(CheckpointError::Mismatch {
+                path: path.to_path_buf(),
+                why: format!("`{name}` is {:?}, not F32", t.dtype()),
+            });
+        }
+        let values = t
+            .data()
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes(c.try_into().expect("chunks of 4")))
+            .collect();
+        out.insert(name.to_string(), (t.shape().to_vec(), values));
+    }
+    let (_, meta) = SafeTensors::read_metadata(&bytes).map_err(|e| corrupt(e.to_string()))?;
+    let metadata = meta
+        .metadata()
+        .clone()
+        .unwrap_or_default()
+        .into_iter()
+        .collect();
+    Ok((out, metadata))
+}
+
 /// Saves `params` (laid out by `layout`) as a safetensors file at `path`, with `metadata`
 /// (strings) in its header.
 pub fn save_weights(
@@ -103,33 +169,12 @@ pub fn save_weights(
         layout.len(),
         "parameters laid out by the layout"
     );
-    let bytes: Vec<Vec<u8>> = layout
+    let tensors: Vec<Tensor<'_>> = layout
         .views()
         .iter()
-        .map(|v| {
-            params[v.range()]
-                .iter()
-                .flat_map(|x| x.to_le_bytes())
-                .collect()
-        })
+        .map(|v| (v.name.clone(), v.shape.clone(), &params[v.range()]))
         .collect();
-    let tensors: Vec<(String, TensorView<'_>)> = layout
-        .views()
-        .iter()
-        .zip(&bytes)
-        .map(|(v, b)| {
-            let view =
-                TensorView::new(Dtype::F32, v.shape.clone(), b).expect("shape fits the data");
-            (v.name.clone(), view)
-        })
-        .collect();
-    let info: HashMap<String, String> = metadata.clone().into_iter().collect();
-    let file =
-        safetensors::serialize(tensors, Some(info)).map_err(|e| CheckpointError::Corrupt {
-            path: path.to_path_buf(),
-            why: e.to_string(),
-        })?;
-    write_atomic(path, &file)
+    save_tensors(path, &tensors, metadata)
 }
 
 /// The metadata in the header of the safetensors file at `path` (descent records the model's

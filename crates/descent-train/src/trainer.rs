@@ -1,6 +1,11 @@
 //! Epochs of shuffled batches, the optimizer step, evaluation and events.
 
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Instant;
+
+use serde::{Deserialize, Serialize};
 
 use descent_data::{BatchLoader, Dataset};
 use descent_nn::{LossStats, Sequential, Workspace};
@@ -14,7 +19,7 @@ use crate::config::flag_error;
 use crate::{TrainConfig, TrainError};
 
 /// Loss and accuracy on one data set.
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Metrics {
     /// Mean loss per example.
     pub loss: f64,
@@ -32,7 +37,7 @@ impl From<LossStats> for Metrics {
 }
 
 /// Results of one epoch.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct EpochReport {
     /// Epoch, from 1.
     pub epoch: usize,
@@ -75,6 +80,13 @@ pub enum StopReason {
         /// Its value there.
         best: f64,
     },
+    /// The interrupt flag was raised; the loop state is kept for a checkpoint.
+    Interrupted {
+        /// The epoch in progress.
+        epoch: usize,
+        /// Batches done in it.
+        batch: usize,
+    },
     /// Full-batch descent: the gradient norm fell below `grad_tol`.
     Converged {
         /// The full-set gradient's norm.
@@ -100,6 +112,9 @@ impl std::fmt::Display for StopReason {
             ),
             Self::Converged { grad_norm } => {
                 write!(f, "converged: gradient norm {grad_norm:.3e} < --grad-tol")
+            }
+            Self::Interrupted { epoch, batch } => {
+                write!(f, "interrupted in epoch {epoch} after batch {batch}")
             }
         }
     }
@@ -144,8 +159,40 @@ pub enum Event {
     EpochEnd(EpochReport),
 }
 
+/// Where a run stands, between any two batches: everything besides the weights, the
+/// optimizer and the schedule that the rest of the run depends on. Saved in checkpoints.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct LoopState {
+    /// The epoch in progress, from 1 (0 before the run starts).
+    pub epoch: usize,
+    /// Batches done in it.
+    pub batch: usize,
+    /// The epoch's loss sum, correct answers and examples so far.
+    pub loss_sum: f64,
+    /// See `loss_sum`.
+    pub correct: usize,
+    /// See `loss_sum`.
+    pub count: usize,
+    /// Sum of batch losses since the last log line.
+    pub running: f64,
+    /// Training seconds spent in the epoch so far.
+    pub seconds: f64,
+    /// Reports of the finished epochs.
+    pub epochs: Vec<EpochReport>,
+    /// Early stopping: the best epoch and its value.
+    pub best: Option<(usize, f64)>,
+    /// Early stopping: epochs since the best.
+    pub bad_epochs: usize,
+}
+
 /// A model, its parameters, an optimizer and the buffers to train them.
 pub struct Trainer {
+    pos: LoopState,
+    /// Early stopping: the best epoch's weights.
+    best_weights: Option<Vec<f32>>,
+    interrupt: Option<Arc<AtomicBool>>,
+    /// Write a checkpoint to this file every this many epochs.
+    checkpoints: Option<(std::path::PathBuf, usize)>,
     cfg: TrainConfig,
     net: Sequential,
     params: Vec<f32>,
@@ -219,6 +266,10 @@ impl Trainer {
             None => None,
         };
         Ok(Self {
+            pos: LoopState::default(),
+            best_weights: None,
+            interrupt: None,
+            checkpoints: None,
             grads: Vec::new(),
             full_grad: Vec::new(),
             optimizer,
@@ -380,8 +431,6 @@ impl Trainer {
                 why: "there is no validation set: add --val-split 0.1".into(),
             });
         }
-        let mut best: Option<(usize, f64, Vec<f32>)> = None;
-        let mut bad_epochs = 0usize;
         let mut stop = StopReason::MaxEpochs;
         let full_batch = self.cfg.full_batch();
         let mut loader = BatchLoader::new(
@@ -393,18 +442,30 @@ impl Trainer {
         )?;
         let batches = loader.num_batches();
         let clipping = self.cfg.clip_norm.is_some() || self.cfg.clip_value.is_some();
-        let mut reports: Vec<EpochReport> = Vec::with_capacity(self.cfg.epochs);
-        'epochs: for epoch in 1..=self.cfg.epochs {
+        if self.pos.epoch == 0 {
+            self.pos = LoopState {
+                epoch: 1,
+                ..LoopState::default()
+            };
+        }
+        'epochs: while self.pos.epoch <= self.cfg.epochs {
+            let epoch = self.pos.epoch;
             let start = Instant::now();
             loader.start_epoch(epoch as u64);
-            let mut epoch_stats = LossStats::default();
-            let mut running = 0.0f64;
-            if full_batch {
+            if full_batch && self.pos.batch == 0 {
                 self.full_grad.clear();
                 self.full_grad.resize(self.params.len(), 0.0);
             }
-            let mut ran = 0;
-            for b in 0..batches {
+            let mut ran = self.pos.batch;
+            for b in self.pos.batch..batches {
+                if self
+                    .interrupt
+                    .as_ref()
+                    .is_some_and(|f| f.load(Ordering::SeqCst))
+                {
+                    self.pos.seconds += start.elapsed().as_secs_f64();
+                    return self.finish(StopReason::Interrupted { epoch, batch: b }, test);
+                }
                 if let Some(max) = self.cfg.max_steps {
                     if !full_batch && self.optimizer.steps() >= max {
                         stop = StopReason::MaxSteps(max);
@@ -476,16 +537,19 @@ impl Trainer {
                     self.grads = grads;
                     stepped?;
                 }
-                epoch_stats.merge(stats);
-                running += loss;
+                self.pos.loss_sum += stats.loss_sum;
+                self.pos.correct += stats.correct;
+                self.pos.count += stats.count;
+                self.pos.running += loss;
+                self.pos.batch = b + 1;
                 let done = b + 1;
                 if self.cfg.log_every > 0 && done % self.cfg.log_every == 0 {
                     on_event(Event::Log {
                         epoch,
                         batch: done,
-                        loss: running / self.cfg.log_every as f64,
+                        loss: self.pos.running / self.cfg.log_every as f64,
                     });
-                    running = 0.0;
+                    self.pos.running = 0.0;
                 }
                 on_event(Event::Progress {
                     epoch,
@@ -508,7 +572,7 @@ impl Trainer {
                 }
                 self.full_grad = g;
             }
-            let seconds = start.elapsed().as_secs_f64();
+            let seconds = self.pos.seconds + start.elapsed().as_secs_f64();
             if ran == 0 {
                 break; // --max-steps was reached exactly at the end of the last epoch
             }
@@ -519,6 +583,11 @@ impl Trainer {
             let test_metrics = match self.cfg.val_only {
                 true => None,
                 false => Some(Metrics::from(self.evaluate(test)?)),
+            };
+            let epoch_stats = LossStats {
+                loss_sum: self.pos.loss_sum,
+                correct: self.pos.correct,
+                count: self.pos.count,
             };
             let report = EpochReport {
                 epoch,
@@ -537,40 +606,54 @@ impl Trainer {
                 self.optimizer.set_lr(lr as f32);
             }
             on_event(Event::EpochEnd(report.clone()));
-            reports.push(report);
-            let report = reports.last().expect("just pushed");
+            // The next epoch starts from a clean slate.
+            self.pos = LoopState {
+                epoch: epoch + 1,
+                epochs: std::mem::take(&mut self.pos.epochs),
+                best: self.pos.best,
+                bad_epochs: self.pos.bad_epochs,
+                ..LoopState::default()
+            };
+            self.pos.epochs.push(report.clone());
+            let last_epoch = epoch == self.cfg.epochs;
+            let due = self
+                .checkpoints
+                .as_ref()
+                .filter(|(_, every)| epoch % every == 0 || last_epoch)
+                .map(|(path, _)| path.clone());
             if let Some(e) = self.cfg.early_stop {
                 let value = match e.monitor {
                     crate::Monitor::ValLoss => report.val.map_or(f64::NAN, |v| v.loss),
                     crate::Monitor::ValAcc => report.val.map_or(f64::NAN, |v| v.acc),
                     crate::Monitor::TrainLoss => report.train_loss,
                 };
-                let better = match &best {
+                let better = match self.pos.best {
                     None => true,
-                    Some((_, b, _)) if e.monitor.higher_is_better() => value > b + e.min_delta,
-                    Some((_, b, _)) => value < b - e.min_delta,
+                    Some((_, b)) if e.monitor.higher_is_better() => value > b + e.min_delta,
+                    Some((_, b)) => value < b - e.min_delta,
                 };
                 if better {
-                    match &mut best {
-                        Some((be, bv, w)) => {
-                            (*be, *bv) = (epoch, value);
-                            w.copy_from_slice(&self.params);
-                        }
-                        None => best = Some((epoch, value, self.params.clone())),
+                    self.pos.best = Some((epoch, value));
+                    match &mut self.best_weights {
+                        Some(w) => w.copy_from_slice(&self.params),
+                        None => self.best_weights = Some(self.params.clone()),
                     }
-                    bad_epochs = 0;
+                    self.pos.bad_epochs = 0;
                 } else {
-                    bad_epochs += 1;
-                    if bad_epochs > e.patience {
-                        let (best_epoch, value, _) = best.as_ref().expect("set on epoch 1");
+                    self.pos.bad_epochs += 1;
+                    if self.pos.bad_epochs > e.patience {
+                        let (best_epoch, best) = self.pos.best.expect("set on epoch 1");
                         stop = StopReason::EarlyStopping {
                             monitor: e.monitor,
-                            best_epoch: *best_epoch,
-                            best: *value,
+                            best_epoch,
+                            best,
                         };
                         break 'epochs;
                     }
                 }
+            }
+            if let Some(path) = due {
+                self.save_checkpoint(&path)?;
             }
             if let Some(grad_norm) = converged {
                 stop = StopReason::Converged { grad_norm };
@@ -591,29 +674,228 @@ impl Trainer {
                 }
             }
         }
-        let last = reports.last().map_or(0, |r| r.epoch);
-        let mut kept_epoch = last;
-        let mut restored = false;
-        if let Some((best_epoch, _, weights)) = best {
+        // With early stopping, the best epoch's weights are the ones to keep.
+        let last = self.pos.epochs.last().map_or(0, |r| r.epoch);
+        if let (Some((best_epoch, _)), Some(w)) = (self.pos.best, &self.best_weights) {
             if best_epoch != last {
-                self.params.copy_from_slice(&weights);
-                kept_epoch = best_epoch;
-                restored = true;
+                self.params.copy_from_slice(w);
             }
         }
-        let test = match reports.last() {
-            Some(r) if !restored && r.test_loss.is_some() => Metrics {
-                loss: r.test_loss.expect("checked"),
-                acc: r.test_acc.expect("set with the loss"),
-            },
+        self.finish(stop, test)
+    }
+
+    /// The summary of a run that stopped for `stop`, with the test set on the weights held.
+    fn finish(&mut self, stop: StopReason, test: &Dataset) -> Result<RunSummary, TrainError> {
+        let last = self.pos.epochs.last().map_or(0, |r| r.epoch);
+        let kept_epoch = match (&stop, self.pos.best) {
+            (StopReason::Interrupted { .. }, _) => last,
+            (_, Some((best_epoch, _))) if self.best_weights.is_some() => best_epoch,
+            _ => last,
+        };
+        let test = match self.pos.epochs.last() {
+            Some(r)
+                if kept_epoch == last
+                    && r.test_loss.is_some()
+                    && !matches!(stop, StopReason::Interrupted { .. }) =>
+            {
+                Metrics {
+                    loss: r.test_loss.expect("checked"),
+                    acc: r.test_acc.expect("set with the loss"),
+                }
+            }
             _ => Metrics::from(self.evaluate(test)?),
         };
         Ok(RunSummary {
-            epochs: reports,
+            epochs: self.pos.epochs.clone(),
             stop,
             kept_epoch,
             test,
         })
+    }
+
+    /// Raises an interrupt when `flag` becomes true: the run stops before its next batch with
+    /// [`StopReason::Interrupted`], ready for [`Trainer::save_checkpoint`].
+    pub fn set_interrupt(&mut self, flag: Arc<AtomicBool>) {
+        self.interrupt = Some(flag);
+    }
+
+    /// Writes a checkpoint to `path` after every `every` epochs (and after the last).
+    pub fn checkpoint_every(&mut self, path: &Path, every: usize) {
+        self.checkpoints = Some((path.to_path_buf(), every.max(1)));
+    }
+
+    /// Where the run stands.
+    pub fn loop_state(&self) -> &LoopState {
+        &self.pos
+    }
+
+    /// Writes everything the rest of the run depends on to one safetensors file, atomically:
+    /// the weights (`model.*`, PyTorch's names), the optimizer's buffers
+    /// (`optimizer.<buffer>.<tensor>`), early stopping's best weights (`best.*`), full-batch
+    /// descent's partial gradient (`full_grad.*`), and the loop, optimizer and plateau state as
+    /// JSON in the metadata.
+    pub fn save_checkpoint(&self, path: &Path) -> Result<(), TrainError> {
+        use crate::checkpoint::Tensor;
+        let layout = self.net.layout();
+        let mut tensors: Vec<Tensor<'_>> = Vec::new();
+        let views = layout.views();
+        for v in views {
+            tensors.push((
+                format!("model.{}", v.name),
+                v.shape.clone(),
+                &self.params[v.range()],
+            ));
+        }
+        let opt = self.optimizer.state();
+        for (name, ps) in &opt.params {
+            for (buf, values) in &ps.buffers {
+                tensors.push((format!("optimizer.{buf}.{name}"), ps.shape.clone(), values));
+            }
+        }
+        if let Some(w) = &self.best_weights {
+            for v in views {
+                tensors.push((format!("best.{}", v.name), v.shape.clone(), &w[v.range()]));
+            }
+        }
+        if self.cfg.full_batch() && self.pos.batch > 0 {
+            for v in views {
+                tensors.push((
+                    format!("full_grad.{}", v.name),
+                    v.shape.clone(),
+                    &self.full_grad[v.range()],
+                ));
+            }
+        }
+        let json = |v: serde_json::Result<String>| v.expect("plain data serializes");
+        let head = serde_json::json!({
+            "optimizer": opt.optimizer,
+            "step": opt.step,
+            "scalars": opt.scalars,
+        });
+        let mut meta = std::collections::BTreeMap::new();
+        meta.insert("format".into(), "descent-checkpoint-1".into());
+        meta.insert(
+            "descent.loop".into(),
+            json(serde_json::to_string(&self.pos)),
+        );
+        meta.insert("descent.optimizer".into(), head.to_string());
+        meta.insert(
+            "descent.plateau".into(),
+            json(serde_json::to_string(&self.plateau)),
+        );
+        meta.insert(
+            "descent.rng".into(),
+            json(serde_json::to_string(&self.cfg.seed)),
+        );
+        crate::checkpoint::save_tensors(path, &tensors, &meta)?;
+        Ok(())
+    }
+
+    /// Restores a checkpoint written by [`Trainer::save_checkpoint`] for the same model and
+    /// optimizer; the next [`Trainer::run_split`] continues where it stopped, bit for bit.
+    /// On error nothing changes.
+    pub fn load_checkpoint(&mut self, path: &Path) -> Result<(), TrainError> {
+        use crate::checkpoint::{load_tensors, CheckpointError};
+        use descent_optim::{OptimizerState, ParamState};
+        let (mut tensors, meta) = load_tensors(path)?;
+        let bad = |why: String| {
+            TrainError::Checkpoint(CheckpointError::Mismatch {
+                path: path.to_path_buf(),
+                why,
+            })
+        };
+        if meta.get("format").map(String::as_str) != Some("descent-checkpoint-1") {
+            return Err(bad(
+                "it is not a descent checkpoint (weights alone load with --init-from)".into(),
+            ));
+        }
+        let field = |key: &str| {
+            meta.get(key)
+                .ok_or_else(|| bad(format!("its metadata has no `{key}`")))
+        };
+        let pos: LoopState = serde_json::from_str(field("descent.loop")?)
+            .map_err(|e| bad(format!("descent.loop: {e}")))?;
+        let head: serde_json::Value = serde_json::from_str(field("descent.optimizer")?)
+            .map_err(|e| bad(format!("descent.optimizer: {e}")))?;
+        let plateau: Option<ReduceOnPlateau> = serde_json::from_str(field("descent.plateau")?)
+            .map_err(|e| bad(format!("descent.plateau: {e}")))?;
+        let layout = self.net.layout();
+        let mut take = |prefix: &str, required: bool| -> Result<Option<Vec<f32>>, TrainError> {
+            let mut out = vec![0.0f32; layout.len()];
+            for (i, v) in layout.views().iter().enumerate() {
+                match tensors.remove(&format!("{prefix}.{}", v.name)) {
+                    Some((shape, values)) if shape == v.shape => {
+                        out[v.range()].copy_from_slice(&values)
+                    }
+                    Some((shape, _)) => {
+                        return Err(bad(format!(
+                            "`{prefix}.{}` has shape {shape:?} but the model's is {:?}",
+                            v.name, v.shape
+                        )))
+                    }
+                    None if !required && i == 0 => return Ok(None),
+                    None => return Err(bad(format!("it has no `{prefix}.{}`", v.name))),
+                }
+            }
+            Ok(Some(out))
+        };
+        let params = take("model", true)?.expect("required");
+        let best = take("best", false)?;
+        let full_grad = take("full_grad", false)?;
+        let mut state = OptimizerState {
+            optimizer: head["optimizer"].as_str().unwrap_or_default().to_string(),
+            step: head["step"].as_u64().unwrap_or(0),
+            scalars: serde_json::from_value(head["scalars"].clone()).unwrap_or_default(),
+            params: layout
+                .views()
+                .iter()
+                .map(|v| {
+                    (
+                        v.name.clone(),
+                        ParamState {
+                            shape: v.shape.clone(),
+                            buffers: Default::default(),
+                        },
+                    )
+                })
+                .collect(),
+        };
+        for (name, (shape, values)) in tensors {
+            let Some(rest) = name.strip_prefix("optimizer.") else {
+                return Err(bad(format!("unexpected tensor `{name}`")));
+            };
+            let Some((buf, tensor)) = rest.split_once('.') else {
+                return Err(bad(format!("unexpected tensor `{name}`")));
+            };
+            match state.params.get_mut(tensor) {
+                Some(ps) if ps.shape == shape => {
+                    ps.buffers.insert(buf.to_string(), values);
+                }
+                _ => return Err(bad(format!("`{name}` does not fit the model's `{tensor}`"))),
+            }
+        }
+        let mut optimizer = self.optimizer.clone();
+        optimizer
+            .load_state(&state)
+            .map_err(|e| bad(e.to_string()))?;
+        if plateau.is_some() != self.plateau.is_some() {
+            return Err(bad(
+                "it was saved with another schedule (reduce-on-plateau differs)".into(),
+            ));
+        }
+        // Everything checked: commit.
+        self.optimizer = optimizer;
+        self.params = params;
+        self.best_weights = best;
+        if let Some(g) = full_grad {
+            self.full_grad = g;
+        }
+        self.plateau = plateau;
+        if let Some(p) = &self.plateau {
+            self.optimizer.set_lr(p.lr as f32);
+        }
+        self.pos = pos;
+        Ok(())
     }
 }
 
@@ -865,6 +1147,112 @@ mod tests {
         assert_eq!(now.loss, best);
         assert!(s.epochs.iter().all(|r| r.test_acc.is_none()), "val_only");
         assert!(s.test.acc > 0.0);
+    }
+
+    #[test]
+    fn an_interrupted_run_resumes_bit_identically_from_its_checkpoint() {
+        let (mut train, test) = (toy(600, 3), toy(100, 4));
+        let val = train.split_off_random(100, 9).unwrap();
+        let c = TrainConfig {
+            optimizer: OptimizerConfig::default_for("adam").unwrap(),
+            schedule: Schedule::warmup_then(
+                10,
+                Schedule::Cosine {
+                    t_max: 90,
+                    eta_min: 0.0,
+                },
+            ),
+            early_stop: Some(crate::EarlyStop {
+                monitor: crate::Monitor::ValAcc,
+                patience: 10,
+                min_delta: 0.0,
+            }),
+            epochs: 3,
+            ..cfg()
+        };
+        let mut whole = Trainer::new(&c, 16, 4).unwrap();
+        let want = whole.run_split(&train, Some(&val), &test, |_| {}).unwrap();
+
+        // Interrupt in epoch 2 after batch 10, save, and finish in a fresh trainer.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("checkpoint.safetensors");
+        let flag = Arc::new(AtomicBool::new(false));
+        let mut first = Trainer::new(&c, 16, 4).unwrap();
+        first.set_interrupt(flag.clone());
+        let f2 = flag.clone();
+        let stopped = first
+            .run_split(&train, Some(&val), &test, |e| {
+                if let Event::Progress {
+                    epoch: 2,
+                    batch: 10,
+                    ..
+                } = e
+                {
+                    f2.store(true, Ordering::SeqCst);
+                }
+            })
+            .unwrap();
+        assert_eq!(
+            stopped.stop,
+            StopReason::Interrupted {
+                epoch: 2,
+                batch: 10
+            }
+        );
+        first.save_checkpoint(&path).unwrap();
+        let mut second = Trainer::new(&c, 16, 4).unwrap();
+        second.load_checkpoint(&path).unwrap();
+        let got = second.run_split(&train, Some(&val), &test, |_| {}).unwrap();
+        assert!(
+            whole
+                .params()
+                .iter()
+                .zip(second.params())
+                .all(|(a, b)| a.to_bits() == b.to_bits()),
+            "the resumed run's weights differ"
+        );
+        assert_eq!(want.stop, got.stop);
+        let strip = |r: &EpochReport| EpochReport {
+            seconds: 0.0,
+            ..r.clone()
+        };
+        assert_eq!(
+            want.epochs.iter().map(strip).collect::<Vec<_>>(),
+            got.epochs.iter().map(strip).collect::<Vec<_>>()
+        );
+        assert_eq!(whole.optimizer().state(), second.optimizer().state());
+
+        // Checkpoints of another model, or damaged ones, are refused and change nothing.
+        let other = TrainConfig {
+            hidden: vec![16],
+            ..c.clone()
+        };
+        let mut wrong = Trainer::new(&other, 16, 4).unwrap();
+        let before = wrong.params().to_vec();
+        let e = wrong.load_checkpoint(&path).unwrap_err().to_string();
+        assert!(
+            e.contains("model.fc1.weight") && e.contains("[32, 16]"),
+            "{e}"
+        );
+        assert_eq!(wrong.params(), &before[..]);
+        let bytes = std::fs::read(&path).unwrap();
+        std::fs::write(&path, &bytes[..bytes.len() / 2]).unwrap();
+        let e = Trainer::new(&c, 16, 4)
+            .unwrap()
+            .load_checkpoint(&path)
+            .unwrap_err();
+        assert!(
+            e.to_string().contains("not a readable safetensors file"),
+            "{e}"
+        );
+        let sgd_cfg = TrainConfig {
+            optimizer: sgd(0.1, 0.9),
+            ..c.clone()
+        };
+        let mut t = Trainer::new(&sgd_cfg, 16, 4).unwrap();
+        first.save_checkpoint(&path).unwrap();
+        let e = t.load_checkpoint(&path).unwrap_err().to_string();
+        assert!(e.contains("saved by `adam`"), "{e}");
     }
 
     #[test]

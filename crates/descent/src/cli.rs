@@ -185,6 +185,22 @@ pub struct TrainArgs {
         help_heading = "Validation and stopping"
     )]
     pub min_delta: f64,
+    /// Keep this run in DIR: its command line, metrics.jsonl (every epoch and log line),
+    /// checkpoint.safetensors (every --checkpoint-every epochs and on Ctrl-C) and the final
+    /// weights.safetensors.
+    #[arg(long, value_name = "DIR", help_heading = "Runs")]
+    pub run_dir: Option<PathBuf>,
+    /// Continue the run in DIR from its checkpoint, with its own settings, bit for bit.
+    #[arg(
+        long,
+        value_name = "DIR",
+        conflicts_with = "run_dir",
+        help_heading = "Runs"
+    )]
+    pub resume: Option<PathBuf>,
+    /// Epochs between checkpoints in the run directory.
+    #[arg(long, default_value_t = 1, value_name = "N", help_heading = "Runs")]
+    pub checkpoint_every: usize,
     /// Write the final weights (the kept epoch's) to this safetensors file, with PyTorch's
     /// tensor names.
     #[arg(long, value_name = "PATH", help_heading = "Weights")]

@@ -1,11 +1,17 @@
 //! `descent train`.
 
+use std::io::Write;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
 use anyhow::{anyhow, bail, Result};
+use clap::Parser;
 use descent_data::Normalize;
 use descent_nn::{Activation, Sequential};
 use descent_optim::schedule::{Anneal, PlateauConfig, PlateauMode, Schedule};
 use descent_optim::{HyperValue, OptimizerConfig, ParamGroup, OPTIMIZER_NAMES};
-use descent_train::checkpoint::{load_weights, read_metadata, save_weights};
+use descent_train::checkpoint::{load_weights, read_metadata, save_weights, write_atomic};
 use descent_train::{EarlyStop, Event, Monitor, StopReason, TrainConfig, Trainer};
 
 use crate::cli::{
@@ -330,10 +336,137 @@ pub fn config(args: &TrainArgs, train_len: usize) -> Result<TrainConfig> {
     Ok(cfg)
 }
 
+/// The command line a run directory was started with, plus this invocation's data, thread
+/// and output options.
+fn resumed_args(dir: &Path, now: &TrainArgs) -> Result<TrainArgs> {
+    let file = dir.join(ARGS_FILE);
+    let text = std::fs::read_to_string(&file).map_err(|e| {
+        anyhow!(
+            "invalid --resume {}: cannot read {} ({e}); is it a run directory (--run-dir)?",
+            dir.display(),
+            file.display()
+        )
+    })?;
+    let argv: Vec<String> =
+        serde_json::from_str(&text).map_err(|e| anyhow!("{} is damaged ({e})", file.display()))?;
+    let cli = crate::cli::Cli::try_parse_from(
+        ["descent".to_string(), "train".to_string()]
+            .into_iter()
+            .chain(argv),
+    )
+    .map_err(|e| {
+        anyhow!(
+            "{} holds a command line this version cannot read: {e}",
+            file.display()
+        )
+    })?;
+    let crate::cli::Command::Train(mut args) = cli.command else {
+        bail!("{} does not hold a `train` command line", file.display());
+    };
+    args.run_dir = None;
+    args.resume = Some(dir.to_path_buf());
+    args.data_dir = now.data_dir.clone().or(args.data_dir);
+    args.threads = now.threads.or(args.threads);
+    args.quiet = now.quiet;
+    args.no_fetch = now.no_fetch;
+    Ok(*args)
+}
+
+const ARGS_FILE: &str = "args.json";
+const CHECKPOINT_FILE: &str = "checkpoint.safetensors";
+const METRICS_FILE: &str = "metrics.jsonl";
+const WEIGHTS_FILE: &str = "weights.safetensors";
+
+/// Refuses a run directory that already holds a run, or that cannot be created or written.
+fn check_run_dir(dir: &Path) -> Result<()> {
+    if dir.join(CHECKPOINT_FILE).exists() || dir.join(ARGS_FILE).exists() {
+        bail!(
+            "invalid --run-dir {}: it already holds a run; continue it with --resume {}, or pick another directory",
+            dir.display(),
+            dir.display()
+        );
+    }
+    // The nearest folder that exists must take new files.
+    let mut probe = dir;
+    while !probe.exists() {
+        probe = match probe.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p,
+            _ => Path::new("."),
+        };
+    }
+    if !probe.is_dir() {
+        bail!(
+            "invalid --run-dir {}: {} is not a directory",
+            dir.display(),
+            probe.display()
+        );
+    }
+    tempfile::Builder::new()
+        .prefix(".descent-write-check.")
+        .tempfile_in(probe)
+        .map(drop)
+        .map_err(|e| {
+            anyhow!(
+                "invalid --run-dir {}: cannot write in {}: {e}",
+                dir.display(),
+                probe.display()
+            )
+        })
+}
+
+/// Creates the run directory and records the command line that starts the run.
+fn start_run_dir(dir: &Path) -> Result<()> {
+    std::fs::create_dir_all(dir)
+        .map_err(|e| anyhow!("invalid --run-dir {}: cannot create it: {e}", dir.display()))?;
+    let argv: Vec<String> = std::env::args().skip(2).collect();
+    write_atomic(
+        &dir.join(ARGS_FILE),
+        serde_json::to_string(&argv)?.as_bytes(),
+    )?;
+    let _ = std::fs::remove_file(dir.join(METRICS_FILE));
+    Ok(())
+}
+
+/// Keeps the metrics lines up to where the checkpoint stands (a run killed after its last
+/// checkpoint wrote lines that the resumed run will write again).
+fn trim_metrics(dir: &Path, epoch: usize, batch: usize) -> Result<()> {
+    let path = dir.join(METRICS_FILE);
+    let Ok(text) = std::fs::read_to_string(&path) else {
+        return Ok(());
+    };
+    let keep: String = text
+        .lines()
+        .filter(|line| {
+            let v: serde_json::Value = serde_json::from_str(line).unwrap_or_default();
+            let e = v["epoch"].as_u64().unwrap_or(0) as usize;
+            match v["batch"].as_u64() {
+                Some(b) => e < epoch || (e == epoch && b as usize <= batch),
+                None => e < epoch,
+            }
+        })
+        .map(|l| format!("{l}\n"))
+        .collect();
+    write_atomic(&path, keep.as_bytes())?;
+    Ok(())
+}
+
 pub fn run(args: TrainArgs) -> Result<()> {
+    let args = match &args.resume {
+        Some(dir) => resumed_args(dir, &args)?,
+        None => args,
+    };
+    let run_dir = args.resume.clone().or(args.run_dir.clone());
     // Every setting is checked before the data is fetched; schedules are sized again from
     // the data once it is loaded.
     let cfg = config(&args, MNIST_TRAIN)?;
+    if args.checkpoint_every == 0 {
+        bail!("invalid --checkpoint-every 0: write a checkpoint every 1 or more epochs");
+    }
+    if let Some(dir) = &args.resume {
+        read_metadata(&dir.join(CHECKPOINT_FILE))?;
+    } else if let Some(dir) = &run_dir {
+        check_run_dir(dir)?;
+    }
     if let Some(path) = &args.init_from {
         read_metadata(path)?; // exists and is a safetensors file; names and shapes come later
     }
@@ -360,6 +493,46 @@ pub fn run(args: TrainArgs) -> Result<()> {
             eprintln!("starting from the weights in {}", path.display());
         }
     }
+    if let (Some(dir), None) = (&run_dir, &args.resume) {
+        start_run_dir(dir)?;
+    }
+    let interrupt = Arc::new(AtomicBool::new(false));
+    {
+        let flag = interrupt.clone();
+        // A second Ctrl-C while the checkpoint is written is ignored: nothing is lost.
+        let _ = ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst));
+    }
+    trainer.set_interrupt(interrupt);
+    let mut metrics = None;
+    if let Some(dir) = &run_dir {
+        let checkpoint = dir.join(CHECKPOINT_FILE);
+        if args.resume.is_some() {
+            trainer.load_checkpoint(&checkpoint)?;
+            let pos = trainer.loop_state();
+            trim_metrics(dir, pos.epoch, pos.batch)?;
+            if !args.quiet {
+                eprintln!(
+                    "resuming {} at epoch {} after batch {}",
+                    dir.display(),
+                    pos.epoch,
+                    pos.batch
+                );
+            }
+        }
+        trainer.checkpoint_every(&checkpoint, args.checkpoint_every);
+        let path = dir.join(METRICS_FILE);
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .map_err(|e| anyhow!("opening {}: {e}", path.display()))?;
+        metrics = Some(std::cell::RefCell::new(file));
+    }
+    let record = |line: serde_json::Value| {
+        if let Some(f) = &metrics {
+            let _ = writeln!(f.borrow_mut(), "{line}");
+        }
+    };
     if !args.quiet {
         let sizes: Vec<String> = std::iter::once(data.train.features())
             .chain(cfg.hidden.iter().copied())
@@ -387,10 +560,14 @@ pub fn run(args: TrainArgs) -> Result<()> {
     let bar = Bar::new(!args.quiet);
     let quiet = args.quiet;
     let result = trainer.run_split(&data.train, val.as_ref(), &data.test, |e| match e {
-        Event::Log { epoch, batch, loss } if !quiet => {
-            bar.println(&format!("[{}, {:5}] loss: {:.3}", epoch, batch, loss))
+        Event::Log { epoch, batch, loss } => {
+            record(
+                serde_json::json!({"type": "log", "epoch": epoch, "batch": batch, "loss": loss}),
+            );
+            if !quiet {
+                bar.println(&format!("[{}, {:5}] loss: {:.3}", epoch, batch, loss))
+            }
         }
-        Event::Log { .. } => {}
         Event::Progress {
             epoch,
             batch,
@@ -402,6 +579,9 @@ pub fn run(args: TrainArgs) -> Result<()> {
             bar.set(batch as u64);
         }
         Event::EpochEnd(r) => {
+            let mut json = serde_json::to_value(&r).unwrap_or_default();
+            json["type"] = "epoch".into();
+            record(json);
             let mut line = format!("epoch {}: train_loss {:.4}", r.epoch, r.train_loss);
             if let Some(v) = r.val {
                 line += &format!(
@@ -418,6 +598,30 @@ pub fn run(args: TrainArgs) -> Result<()> {
     });
     bar.finish();
     let summary = result?;
+    if let StopReason::Interrupted { epoch, batch } = summary.stop {
+        match &run_dir {
+            Some(dir) => {
+                trainer.save_checkpoint(&dir.join(CHECKPOINT_FILE))?;
+                eprintln!(
+                    "interrupted in epoch {epoch} after batch {batch}; saved a checkpoint: continue with `descent train --resume {}`",
+                    dir.display()
+                );
+            }
+            None => eprintln!(
+                "interrupted in epoch {epoch} after batch {batch}; nothing saved (no --run-dir)"
+            ),
+        }
+        std::process::exit(130);
+    }
+    if let Some(dir) = &run_dir {
+        let meta = model_metadata(&cfg, &summary);
+        save_weights(
+            &dir.join(WEIGHTS_FILE),
+            trainer.net().layout(),
+            trainer.params(),
+            &meta,
+        )?;
+    }
     if let Some(path) = &args.save {
         let meta = model_metadata(&cfg, &summary);
         save_weights(path, trainer.net().layout(), trainer.params(), &meta)?;

@@ -296,3 +296,34 @@ fn weights_files_that_cannot_be_read_or_written_fail_before_any_work() {
     left.retain(|e| !e.ends_with("junk.safetensors"));
     assert!(left.is_empty(), "nothing written: {left:?}");
 }
+
+#[test]
+fn run_directories_that_cannot_start_or_resume_fail_before_any_work() {
+    let dir = tempfile::tempdir().unwrap();
+    let taken = dir.path().join("taken");
+    std::fs::create_dir(&taken).unwrap();
+    std::fs::write(taken.join("args.json"), "[]").unwrap();
+    let o = descent(&["train", "--run-dir", taken.to_str().unwrap()], dir.path());
+    assert_clean_failure(&o, "already holds a run; continue it with --resume");
+    let o = descent(
+        &["train", "--resume", dir.path().to_str().unwrap()],
+        dir.path(),
+    );
+    assert_clean_failure(&o, "is it a run directory");
+    // A run directory whose checkpoint is damaged.
+    std::fs::write(taken.join("checkpoint.safetensors"), b"\x10\0\0\0\0\0\0\0{").unwrap();
+    let o = descent(&["train", "--resume", taken.to_str().unwrap()], dir.path());
+    assert_clean_failure(&o, "is not a readable safetensors file");
+    let file = dir.path().join("a-file");
+    std::fs::write(&file, "x").unwrap();
+    let o = descent(
+        &["train", "--run-dir", file.join("run").to_str().unwrap()],
+        dir.path(),
+    );
+    assert_clean_failure(&o, "is not a directory");
+    let o = descent(&["train", "--checkpoint-every", "0"], dir.path());
+    assert_clean_failure(&o, "--checkpoint-every");
+    let mut left = entries(dir.path());
+    left.retain(|e| !e.contains("taken") && !e.ends_with("a-file"));
+    assert!(left.is_empty(), "nothing written: {left:?}");
+}
