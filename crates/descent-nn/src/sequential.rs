@@ -5,28 +5,35 @@ use descent_tensor::{MatMut, MatRef, Pool, Rng};
 use crate::{softmax_cross_entropy, Activation, Linear, LossStats, NnError, ParamLayout};
 
 /// One layer of a [`Sequential`].
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub enum Layer {
     /// A fully connected layer; its parameters are named `fc{n}.weight` and `fc{n}.bias`.
     Linear(Linear),
     /// An activation applied to the output of the linear layer before it.
     Activation(Activation),
+    /// Dropout with this probability of zeroing each value (training only).
+    Dropout(f32),
 }
 
 /// One entry of a model description for [`Sequential::new`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq)]
 pub enum LayerSpec {
     /// A fully connected layer with this many output features.
     Linear(usize),
     /// An activation on the output of the linear layer before it.
     Activation(Activation),
+    /// Dropout (Srivastava et al. 2014, as `torch.nn.Dropout`): in training, each value of
+    /// the output before it is zeroed with probability `p` and the rest scaled by
+    /// `1 / (1 - p)`; in evaluation it passes values through.
+    Dropout(f32),
 }
 
-/// A linear layer and the activation fused onto its output, if any.
+/// A linear layer and the activation and dropout fused onto its output, if any.
 #[derive(Clone, Debug)]
 struct Stage {
     linear: Linear,
     act: Option<Activation>,
+    dropout: Option<f32>,
 }
 
 /// Layers applied in order; the last output is the logits of a classifier.
@@ -48,6 +55,12 @@ pub struct Workspace {
     grads: Vec<Vec<f32>>,
     /// The widest layer's bias gradient, for fused SGD steps.
     bias_grad: Vec<f32>,
+    /// Per stage with dropout: the output after dropout (the next layer's input), and the
+    /// scale each value was multiplied by (0 or 1 / (1 - p)); empty for other stages.
+    dropped: Vec<Vec<f32>>,
+    masks: Vec<Vec<f32>>,
+    /// Seeds the dropout masks of the next training step.
+    dropout_seed: u64,
 }
 
 impl Workspace {
@@ -60,12 +73,25 @@ impl Workspace {
             .map(|s| s.linear.out_features)
             .max()
             .unwrap_or(0);
+        let dropout_sizes = net.stages.iter().map(|s| match s.dropout {
+            Some(_) => capacity * s.linear.out_features,
+            None => 0,
+        });
         Self {
             capacity,
             bias_grad: vec![0.0; widest],
             outs: sizes.clone().map(|n| vec![0.0; n]).collect(),
             grads: sizes.map(|n| vec![0.0; n]).collect(),
+            dropped: dropout_sizes.clone().map(|n| vec![0.0; n]).collect(),
+            masks: dropout_sizes.map(|n| vec![0.0; n]).collect(),
+            dropout_seed: 0,
         }
+    }
+
+    /// Seeds the dropout masks of the next training step (the trainer passes a function of
+    /// its seed and the step, so that a resumed run draws the same masks).
+    pub fn set_dropout_seed(&mut self, seed: u64) {
+        self.dropout_seed = seed;
     }
 
     /// Largest batch the workspace holds.
@@ -132,6 +158,7 @@ impl Sequential {
                     stages.push(Stage {
                         linear: l,
                         act: None,
+                        dropout: None,
                     });
                     width = out;
                 }
@@ -147,8 +174,29 @@ impl Sequential {
                     if stage.act.is_some() {
                         return Err(bad("two activations in a row"));
                     }
+                    if stage.dropout.is_some() {
+                        return Err(bad("an activation after dropout: put dropout last"));
+                    }
                     stage.act = Some(a);
                     layers.push(Layer::Activation(a));
+                }
+                LayerSpec::Dropout(p) => {
+                    let bad = |why: &str| NnError::BadStack {
+                        index,
+                        what: format!("dropout {p}"),
+                        why: why.into(),
+                    };
+                    if !(0.0..1.0).contains(&p) {
+                        return Err(bad("the probability must be in [0, 1)"));
+                    }
+                    let stage = stages
+                        .last_mut()
+                        .ok_or_else(|| bad("dropout needs a linear layer before it"))?;
+                    if stage.dropout.is_some() {
+                        return Err(bad("two dropouts in a row"));
+                    }
+                    stage.dropout = Some(p);
+                    layers.push(Layer::Dropout(p));
                 }
             }
         }
@@ -164,6 +212,37 @@ impl Sequential {
             stages,
             layout,
         })
+    }
+
+    /// [`Sequential::mlp`] with dropout of probability `p` after each hidden activation
+    /// (none when `p` is 0).
+    pub fn mlp_dropout(
+        input: usize,
+        hidden: &[usize],
+        output: usize,
+        act: Activation,
+        p: f32,
+    ) -> Result<Self, NnError> {
+        if p == 0.0 {
+            return Self::mlp(input, hidden, output, act);
+        }
+        if let Some(i) = hidden.iter().position(|&h| h == 0) {
+            return Err(NnError::ZeroSize {
+                layer: format!("hidden layer {} (fc{})", i + 1, i + 1),
+            });
+        }
+        let mut spec: Vec<_> = hidden
+            .iter()
+            .flat_map(|&h| {
+                [
+                    LayerSpec::Linear(h),
+                    LayerSpec::Activation(act),
+                    LayerSpec::Dropout(p),
+                ]
+            })
+            .collect();
+        spec.push(LayerSpec::Linear(output));
+        Self::new(input, &spec)
     }
 
     /// A multilayer perceptron: `input -> hidden[0] -> act -> ... -> output`. The seed's model
@@ -264,7 +343,7 @@ impl Sequential {
     ) -> Result<&'w [f32], NnError> {
         let batch = x.len() / self.input_features();
         self.check(params, x, batch, ws)?;
-        self.forward_unchecked(params, x, batch, ws, pool);
+        self.forward_unchecked(params, x, batch, ws, pool, false);
         let last = ws.outs.len() - 1;
         Ok(&ws.outs[last][..batch * self.output_features()])
     }
@@ -276,12 +355,15 @@ impl Sequential {
         batch: usize,
         ws: &mut Workspace,
         pool: &Pool,
+        train: bool,
     ) {
         for (i, stage) in self.stages.iter().enumerate() {
             let (done, rest) = ws.outs.split_at_mut(i);
             let l = &stage.linear;
             let input = if i == 0 {
                 x
+            } else if train && self.stages[i - 1].dropout.is_some() {
+                &ws.dropped[i - 1][..batch * l.in_features]
             } else {
                 &done[i - 1][..batch * l.in_features]
             };
@@ -295,6 +377,23 @@ impl Sequential {
                     }
                 }
             });
+            if let (true, Some(p)) = (train, stage.dropout) {
+                // One seeded stream per step and layer, drawn in order: the same masks on
+                // any number of threads.
+                let n = batch * l.out_features;
+                let mut rng =
+                    Rng::new(ws.dropout_seed ^ (i as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+                let keep = 1.0 / (1.0 - p);
+                let (y, mask, out) = (
+                    &rest[0][..n],
+                    &mut ws.masks[i][..n],
+                    &mut ws.dropped[i][..n],
+                );
+                for ((m, o), &v) in mask.iter_mut().zip(out.iter_mut()).zip(y) {
+                    *m = if rng.uniform(0.0, 1.0) < p { 0.0 } else { keep };
+                    *o = v * *m;
+                }
+            }
         }
     }
 
@@ -352,7 +451,7 @@ impl Sequential {
     ) -> Result<LossStats, NnError> {
         let batch = labels.len();
         self.check(params, x, batch, ws)?;
-        self.forward_unchecked(params, x, batch, ws, pool);
+        self.forward_unchecked(params, x, batch, ws, pool, true);
         let last = self.stages.len() - 1;
         let classes = self.output_features();
         let n = batch * classes;
@@ -383,6 +482,8 @@ impl Sequential {
             let l = &self.stages[i].linear;
             let input = if i == 0 {
                 x
+            } else if self.stages[i - 1].dropout.is_some() {
+                &ws.dropped[i - 1][..batch * l.in_features]
             } else {
                 &ws.outs[i - 1][..batch * l.in_features]
             };
@@ -394,13 +495,28 @@ impl Sequential {
                 // dx (B, in) = dy (B, out) · W (out, in), then through the activation before.
                 let act = self.stages[i - 1].act;
                 let y_prev = &ws.outs[i - 1][..batch * l.in_features];
+                let mask = match self.stages[i - 1].dropout {
+                    Some(_) => Some(&ws.masks[i - 1][..batch * l.in_features]),
+                    None => None,
+                };
                 let dx = MatMut::new(&mut lower[i - 1], batch, l.in_features)
                     .expect("input gradient fits");
                 let params = update.params();
                 pool.split_cols(dx, 16, MIN_FEATURES_PER_THREAD, |j0, mut block| {
                     l.backward_input_block(params, dy, block.rb_mut(), j0);
+                    let w = block.cols();
+                    if let Some(mask) = mask {
+                        // Through the dropout: the kept values' scale, zero for the dropped.
+                        for r in 0..block.rows() {
+                            let m = &mask[r * l.in_features + j0..r * l.in_features + j0 + w];
+                            block
+                                .row_mut(r)
+                                .iter_mut()
+                                .zip(m)
+                                .for_each(|(g, m)| *g *= m);
+                        }
+                    }
                     if let Some(act) = act {
-                        let w = block.cols();
                         for r in 0..block.rows() {
                             let y = &y_prev[r * l.in_features + j0..r * l.in_features + j0 + w];
                             act.backward(y, block.row_mut(r));
@@ -505,6 +621,78 @@ mod tests {
                 );
             }
         }
+    }
+
+    /// With dropout, the training loss for a fixed mask seed is a function of the parameters:
+    /// its gradient against central differences, for every activation.
+    #[test]
+    fn dropout_gradients_match_finite_differences() {
+        for act in [Activation::Relu, Activation::Tanh, Activation::Sigmoid] {
+            let net = Sequential::mlp_dropout(6, &[7, 5], 4, act, 0.4).unwrap();
+            let mut rng = Rng::new(12);
+            let params = net.init_params(&mut rng);
+            let (x, y) = data(&mut rng, 5, 6, 4);
+            let pool = Pool::new(1).unwrap();
+            let mut ws = Workspace::new(&net, 5);
+            let mut grads = vec![0.0; params.len()];
+            let mut scratch = vec![0.0; params.len()];
+            ws.set_dropout_seed(77);
+            net.train_step_grads(&params, &x, &y, &mut grads, &mut ws, &pool)
+                .unwrap();
+            let mut loss = |p: &[f32], ws: &mut Workspace| {
+                ws.set_dropout_seed(77);
+                net.train_step_grads(p, &x, &y, &mut scratch, ws, &pool)
+                    .unwrap()
+                    .mean_loss()
+            };
+            let eps = 1e-2f32;
+            for k in 0..params.len() {
+                let mut p = params.clone();
+                p[k] = params[k] + eps;
+                let lp = loss(&p, &mut ws);
+                p[k] = params[k] - eps;
+                let lm = loss(&p, &mut ws);
+                let num = (lp - lm) / (2.0 * eps as f64);
+                let g = grads[k] as f64;
+                assert!(
+                    (num - g).abs() <= 2e-3 + 2e-2 * g.abs(),
+                    "{act:?} param {k}: analytic {g} numeric {num}"
+                );
+            }
+        }
+    }
+
+    /// Dropout drops about p of the values in training, by seed, and nothing in evaluation.
+    #[test]
+    fn dropout_drops_by_seed_in_training_only() {
+        let p = 0.3;
+        let with = Sequential::mlp_dropout(20, &[400], 3, Activation::Relu, p).unwrap();
+        let without = Sequential::mlp(20, &[400], 3, Activation::Relu).unwrap();
+        let mut rng = Rng::new(5);
+        let params = with.init_params(&mut rng);
+        let (x, y) = data(&mut rng, 50, 20, 3);
+        let pool = Pool::new(2).unwrap();
+        let mut ws = Workspace::new(&with, 50);
+        let mut grads = vec![0.0; params.len()];
+        let mut masks = Vec::new();
+        for seed in [1, 1, 2] {
+            ws.set_dropout_seed(seed);
+            with.train_step_grads(&params, &x, &y, &mut grads, &mut ws, &pool)
+                .unwrap();
+            masks.push(ws.masks[0].clone());
+        }
+        assert_eq!(masks[0], masks[1]);
+        assert_ne!(masks[0], masks[2]);
+        let dropped = masks[0].iter().filter(|&&m| m == 0.0).count() as f64;
+        let frac = dropped / masks[0].len() as f64;
+        assert!((frac - p as f64).abs() < 0.01, "dropped {frac}");
+        assert!(masks[0].iter().all(|&m| m == 0.0 || m == 1.0 / (1.0 - p)));
+        let mut ws2 = Workspace::new(&without, 50);
+        let a = with.evaluate(&params, &x, &y, &mut ws, &pool).unwrap();
+        let b = without.evaluate(&params, &x, &y, &mut ws2, &pool).unwrap();
+        assert_eq!(a, b, "evaluation ignores dropout");
+        assert!(Sequential::new(4, &[LayerSpec::Linear(3), LayerSpec::Dropout(1.0)]).is_err());
+        assert!(Sequential::new(4, &[LayerSpec::Dropout(0.5)]).is_err());
     }
 
     /// One thread and several threads give the same gradients (the split path against the

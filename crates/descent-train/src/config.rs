@@ -15,6 +15,11 @@ pub struct TrainConfig {
     pub hidden: Vec<usize>,
     /// Activation after each hidden layer.
     pub activation: Activation,
+    /// Dropout probability after each hidden activation (0 = none).
+    pub dropout: f32,
+    /// L1 penalty: `l1 * sign(w)` is added to the gradient of every weight matrix (not the
+    /// biases); the reported loss is the data loss.
+    pub l1: f32,
     /// The optimizer and its hyperparameters (`Gd` takes one step per pass over the data).
     pub optimizer: OptimizerConfig,
     /// Tensors with their own learning rate or weight decay (e.g. biases without decay).
@@ -65,6 +70,8 @@ impl Default for TrainConfig {
         Self {
             hidden: vec![512],
             activation: Activation::Relu,
+            dropout: 0.0,
+            l1: 0.0,
             optimizer: OptimizerConfig::Sgd(SgdConfig::default()),
             groups: Vec::new(),
             schedule: Schedule::Constant,
@@ -215,6 +222,16 @@ impl TrainConfig {
             if !(t.is_finite() && t > 0.0) {
                 return Err(bad("--grad-tol", t, "it must be a finite number > 0"));
             }
+        }
+        if !(0.0..1.0).contains(&self.dropout) {
+            return Err(bad(
+                "--dropout",
+                self.dropout,
+                "the probability must be in [0, 1)",
+            ));
+        }
+        if !(self.l1.is_finite() && self.l1 >= 0.0) {
+            return Err(bad("--l1", self.l1, "it must be a finite number >= 0"));
         }
         if self.max_steps == Some(0) {
             return Err(bad("--max-steps", 0, "take at least 1 step"));

@@ -251,7 +251,8 @@ impl Trainer {
     /// freshly initialized weights (seeded by `cfg.seed`).
     pub fn new(cfg: &TrainConfig, inputs: usize, classes: usize) -> Result<Self, TrainError> {
         cfg.validate()?;
-        let net = Sequential::mlp(inputs, &cfg.hidden, classes, cfg.activation)?;
+        let net =
+            Sequential::mlp_dropout(inputs, &cfg.hidden, classes, cfg.activation, cfg.dropout)?;
         let params = net.init_params(&mut Rng::new(cfg.seed));
         let specs: Vec<ParamSpec> = net
             .layout()
@@ -335,6 +336,23 @@ impl Trainer {
             self.optimizer.set_momentum(m as f32)?;
         }
         Ok(())
+    }
+
+    /// Adds the L1 penalty's gradient, `l1 * sign(w)`, for every weight matrix.
+    fn add_l1(&self, grads: &mut [f32]) {
+        if self.cfg.l1 == 0.0 {
+            return;
+        }
+        for v in self.net.layout().views() {
+            if v.name.ends_with(".weight") {
+                let (g, p) = (&mut grads[v.range()], &self.params[v.range()]);
+                for (g, &p) in g.iter_mut().zip(p) {
+                    if p != 0.0 {
+                        *g += self.cfg.l1 * p.signum();
+                    }
+                }
+            }
+        }
     }
 
     /// Clips `grads` as configured; the error names where training stands.
@@ -479,7 +497,15 @@ impl Trainer {
                 let rows = fill_batch(&loader, train, b, &mut self.x, &mut self.y, &self.pool);
                 let features = self.net.input_features();
                 let (x, y) = (&self.x[..rows * features], &self.y[..rows]);
-                let fused_lr = match full_batch || clipping {
+                // Dropout masks are a function of the seed and the step: a resumed run draws
+                // the same ones.
+                let step = match full_batch {
+                    true => self.optimizer.steps() * batches as u64 + b as u64,
+                    false => self.optimizer.steps(),
+                };
+                self.ws
+                    .set_dropout_seed(self.cfg.seed ^ step.wrapping_mul(0xD1B5_4A32_D192_ED03));
+                let fused_lr = match full_batch || clipping || self.cfg.l1 > 0.0 {
                     true => None,
                     false => self.optimizer.plain_sgd_lr(),
                 };
@@ -530,6 +556,7 @@ impl Trainer {
                     self.optimizer.fused_step_done();
                 } else {
                     let mut grads = std::mem::take(&mut self.grads);
+                    self.add_l1(&mut grads);
                     self.clip(&mut grads, epoch, b + 1)?;
                     let stepped =
                         self.optimizer
@@ -564,6 +591,7 @@ impl Trainer {
                 match self.cfg.grad_tol {
                     Some(tol) if norm < tol => converged = Some(norm),
                     _ => {
+                        self.add_l1(&mut g);
                         self.clip(&mut g, epoch, batches)?;
                         self.schedule_step()?;
                         self.optimizer
@@ -1253,6 +1281,54 @@ mod tests {
         first.save_checkpoint(&path).unwrap();
         let e = t.load_checkpoint(&path).unwrap_err().to_string();
         assert!(e.contains("saved by `adam`"), "{e}");
+    }
+
+    #[test]
+    fn dropout_and_l1_train_and_resume_identically() {
+        let (train, test) = (toy(600, 3), toy(100, 4));
+        let c = TrainConfig {
+            dropout: 0.3,
+            l1: 1e-4,
+            optimizer: sgd(0.1, 0.9),
+            epochs: 2,
+            ..cfg()
+        };
+        let mut whole = Trainer::new(&c, 16, 4).unwrap();
+        let s = whole.run_split(&train, None, &test, |_| {}).unwrap();
+        assert!(s.test.acc > 90.0, "{s:?}");
+        let plain = TrainConfig {
+            dropout: 0.0,
+            l1: 0.0,
+            ..c.clone()
+        };
+        let mut other = Trainer::new(&plain, 16, 4).unwrap();
+        other.run_split(&train, None, &test, |_| {}).unwrap();
+        assert_ne!(
+            whole.params(),
+            other.params(),
+            "dropout and L1 change the run"
+        );
+        // Interrupted in epoch 2 and resumed: the same masks, the same weights.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.safetensors");
+        let flag = Arc::new(AtomicBool::new(false));
+        let mut first = Trainer::new(&c, 16, 4).unwrap();
+        first.set_interrupt(flag.clone());
+        first
+            .run_split(&train, None, &test, |e| {
+                if let Event::Progress {
+                    epoch: 2, batch: 5, ..
+                } = e
+                {
+                    flag.store(true, Ordering::SeqCst);
+                }
+            })
+            .unwrap();
+        first.save_checkpoint(&path).unwrap();
+        let mut second = Trainer::new(&c, 16, 4).unwrap();
+        second.load_checkpoint(&path).unwrap();
+        second.run_split(&train, None, &test, |_| {}).unwrap();
+        assert_eq!(whole.params(), second.params());
     }
 
     #[test]

@@ -97,6 +97,22 @@ pub struct TrainArgs {
     /// Activation after each hidden layer.
     #[arg(long, value_enum, default_value = "relu")]
     pub activation: ActivationArg,
+    /// Dropout probability after each hidden activation (training only).
+    #[arg(
+        long,
+        default_value_t = 0.0,
+        value_name = "P",
+        allow_negative_numbers = true
+    )]
+    pub dropout: f32,
+    /// L1 penalty on the weight matrices: adds L1 * sign(w) to their gradients.
+    #[arg(
+        long,
+        default_value_t = 0.0,
+        value_name = "L1",
+        allow_negative_numbers = true
+    )]
+    pub l1: f32,
     /// Optimizer: gd, sgd, momentum, adagrad, rmsprop, adadelta, adam, adamw, adamax, nadam,
     /// radam, lion, lamb (`descent optimizers` shows each with its settings).
     #[arg(long, default_value = "sgd")]

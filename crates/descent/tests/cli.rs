@@ -113,6 +113,9 @@ fn bad_settings_are_refused_before_any_work() {
         (&["train", "--early-stop", "val-loss"], "--val-split 0.1"),
         (&["train", "--val-only"], "--val-split 0.1"),
         (&["train", "--max-steps", "0"], "--max-steps"),
+        (&["train", "--dropout", "1"], "--dropout"),
+        (&["train", "--dropout", "-0.1"], "--dropout"),
+        (&["train", "--l1", "-1"], "--l1"),
         (&["train", "--target-loss", "-1"], "--target-loss"),
         (
             &["train", "--early-stop", "train-loss", "--min-delta", "-1"],
