@@ -6,7 +6,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 /// descent: train neural networks and optimize them, fast, on the CPU.
 #[derive(Parser, Debug)]
-#[command(name = "descent", version, about)]
+#[command(name = "descent", version, about, args_override_self = true)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -201,6 +201,10 @@ pub struct TrainArgs {
         help_heading = "Validation and stopping"
     )]
     pub min_delta: f64,
+    /// Read flags from a TOML file (`lr = 0.001`, `hidden = [256, 128]`, `nesterov = true`);
+    /// flags on the command line win.
+    #[arg(long, value_name = "FILE", help_heading = "Runs")]
+    pub config: Option<PathBuf>,
     /// Keep this run in DIR: its command line, metrics.jsonl (every epoch and log line),
     /// checkpoint.safetensors (every --checkpoint-every epochs and on Ctrl-C) and the final
     /// weights.safetensors.

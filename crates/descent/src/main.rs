@@ -21,6 +21,7 @@ macro_rules! out {
 
 mod bench;
 mod cli;
+mod config_file;
 mod data;
 mod eval;
 mod optimizers;
@@ -30,7 +31,27 @@ mod train;
 use clap::Parser;
 
 fn main() {
-    let cli = cli::Cli::parse();
+    let argv = match config_file::expand(std::env::args().collect()) {
+        Ok(argv) => argv,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::exit(2);
+        }
+    };
+    let _ = ARGV.set(argv.clone());
+    let from_config = std::env::args().any(|a| a == "--config" || a.starts_with("--config="));
+    let cli = match cli::Cli::try_parse_from(argv) {
+        Ok(cli) => cli,
+        Err(e) if from_config && e.use_stderr() => {
+            let _ = e.print();
+            eprintln!(
+                "note: flags were read from the --config file: its keys are `descent train` flag \
+                 names (see descent train --help)"
+            );
+            std::process::exit(2);
+        }
+        Err(e) => e.exit(),
+    };
     let result = match cli.command {
         cli::Command::Train(args) => train::run(*args),
         cli::Command::Data(cli::DataCommand::Fetch(args)) => data::fetch(args),
@@ -42,6 +63,16 @@ fn main() {
         eprintln!("error: {e:#}");
         std::process::exit(1);
     }
+}
+
+/// The command line after `--config` was expanded: what a run directory records.
+static ARGV: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+
+/// The expanded command line (program name first).
+pub fn argv() -> Vec<String> {
+    ARGV.get()
+        .cloned()
+        .unwrap_or_else(|| std::env::args().collect())
 }
 
 /// Writes one line to stdout; on a closed pipe, exits as a process killed by SIGPIPE would.

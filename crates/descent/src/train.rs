@@ -420,7 +420,8 @@ fn check_run_dir(dir: &Path) -> Result<()> {
 fn start_run_dir(dir: &Path) -> Result<()> {
     std::fs::create_dir_all(dir)
         .map_err(|e| anyhow!("invalid --run-dir {}: cannot create it: {e}", dir.display()))?;
-    let argv: Vec<String> = std::env::args().skip(2).collect();
+    // The command line with --config expanded: the run does not depend on the file later.
+    let argv: Vec<String> = crate::argv().into_iter().skip(2).collect();
     write_atomic(
         &dir.join(ARGS_FILE),
         serde_json::to_string(&argv)?.as_bytes(),

@@ -330,3 +330,18 @@ fn run_directories_that_cannot_start_or_resume_fail_before_any_work() {
     left.retain(|e| !e.contains("taken") && !e.ends_with("a-file"));
     assert!(left.is_empty(), "nothing written: {left:?}");
 }
+
+#[test]
+fn a_config_file_sets_flags_and_bad_ones_say_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("run.toml");
+    std::fs::write(&f, "optimizer = \"adam\"\nbeta1 = 1.5\n").unwrap();
+    // The file's value is checked like a flag's, before any work.
+    let o = descent(&["train", "--config", f.to_str().unwrap()], dir.path());
+    assert_clean_failure(&o, "invalid --beta1 1.5");
+    std::fs::write(&f, "optimiser = \"adam\"\n").unwrap();
+    let o = descent(&["train", "--config", f.to_str().unwrap()], dir.path());
+    assert_clean_failure(&o, "flags were read from the --config file");
+    let o = descent(&["train", "--config", "/no/such/run.toml"], dir.path());
+    assert_clean_failure(&o, "cannot read it");
+}
