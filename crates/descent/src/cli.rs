@@ -19,6 +19,10 @@ pub enum Command {
     /// Manage data sets.
     #[command(subcommand)]
     Data(DataCommand),
+    /// Print a run directory's epochs as a table and draw its loss and accuracy curves.
+    Report(ReportArgs),
+    /// Train the seed's model with several optimizers from the same start and compare them.
+    Compare(CompareArgs),
     /// Evaluate weights on the MNIST test set: loss, accuracy, confusion matrix.
     Eval(EvalArgs),
     /// List the optimizers: hyperparameters, defaults, update formula, reference.
@@ -26,6 +30,63 @@ pub enum Command {
     /// Measure the engine: GEMM throughput on the seed's shapes, optimizer steps, or whole
     /// epochs.
     Bench(BenchArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct ReportArgs {
+    /// A run directory (`descent train --run-dir`).
+    pub run_dir: PathBuf,
+    /// Where to write loss.{png,svg} and accuracy.{png,svg} (default: the run directory).
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+pub struct CompareArgs {
+    /// Optimizers to race: sgd, momentum (SGD with momentum 0.9), nesterov, ema (the seed's
+    /// momentum), adagrad, rmsprop, adadelta, adam, adamw, adamax, nadam, radam, lion, lamb;
+    /// each with the learning rate `descent compare --help` lists.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "sgd,momentum,nesterov,rmsprop,adam,adamw"
+    )]
+    pub optimizers: Vec<String>,
+    /// Epochs per optimizer.
+    #[arg(long, default_value_t = 5)]
+    pub epochs: usize,
+    /// Fraction of the training set held out for validation.
+    #[arg(long, default_value_t = 0.1)]
+    pub val_split: f64,
+    /// Validation accuracy (%) whose time to reach the table reports.
+    #[arg(long, default_value_t = 97.0)]
+    pub target_acc: f64,
+    /// Hidden layer sizes.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "512",
+        value_name = "N[,N...]"
+    )]
+    pub hidden: Vec<usize>,
+    /// Examples per batch.
+    #[arg(long, default_value_t = 64)]
+    pub batch_size: usize,
+    /// Seed of the shared initial weights, shuffles and validation split.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Where to write compare.{png,svg}, compare_loss.{png,svg} and compare.csv.
+    #[arg(long, value_name = "DIR", default_value = "compare")]
+    pub out: PathBuf,
+    /// Data root (else $DESCENT_DATA, else ~/.cache/descent).
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Engine threads (default: all cores).
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Never download: fail if the data is not on disk.
+    #[arg(long)]
+    pub no_fetch: bool,
 }
 
 #[derive(Args, Debug)]

@@ -21,11 +21,14 @@ macro_rules! out {
 
 mod bench;
 mod cli;
+mod compare;
 mod config_file;
 mod data;
 mod eval;
 mod optimizers;
+mod plot;
 mod progress;
+mod report;
 mod train;
 
 use clap::Parser;
@@ -56,6 +59,8 @@ fn main() {
         cli::Command::Train(args) => train::run(*args),
         cli::Command::Data(cli::DataCommand::Fetch(args)) => data::fetch(args),
         cli::Command::Eval(args) => eval::run(args),
+        cli::Command::Report(args) => report::run(args),
+        cli::Command::Compare(args) => compare::run(args),
         cli::Command::Optimizers(args) => optimizers::run(args),
         cli::Command::Bench(args) => bench::run(args),
     };

@@ -345,3 +345,43 @@ fn a_config_file_sets_flags_and_bad_ones_say_so() {
     let o = descent(&["train", "--config", "/no/such/run.toml"], dir.path());
     assert_clean_failure(&o, "cannot read it");
 }
+
+#[test]
+fn report_and_compare_refuse_bad_input_before_any_work() {
+    let dir = tempfile::tempdir().unwrap();
+    let report = |d: &std::path::Path| {
+        Command::new(env!("CARGO_BIN_EXE_descent"))
+            .args(["report", d.to_str().unwrap()])
+            .output()
+            .unwrap()
+    };
+    let o = report(dir.path());
+    assert_clean_failure(&o, "a run directory (descent train --run-dir)");
+    let run = dir.path().join("run");
+    std::fs::create_dir(&run).unwrap();
+    std::fs::write(
+        run.join("metrics.jsonl"),
+        "{\"type\":\"log\",\"epoch\":1,\"batch\":100,\"loss\":1.0}\n{broken\n",
+    )
+    .unwrap();
+    let o = report(&run);
+    assert_clean_failure(&o, "metrics.jsonl line 2");
+    let out = dir.path().join("out");
+    for (args, want) in [
+        (
+            vec!["compare", "--optimizers", "sgd,adamx"],
+            "invalid --optimizers adamx",
+        ),
+        (vec!["compare", "--epochs", "0"], "--epochs"),
+        (vec!["compare", "--val-split", "1"], "--val-split"),
+        (
+            vec!["compare", "--optimizers", "gd"],
+            "invalid --optimizers gd",
+        ),
+    ] {
+        let mut a = args.clone();
+        a.extend(["--out", out.to_str().unwrap()]);
+        assert_clean_failure(&descent(&a, dir.path()), want);
+    }
+    assert!(!out.exists(), "no output folder before any work");
+}

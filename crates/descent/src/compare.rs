@@ -1,0 +1,222 @@
+//! `descent compare`: the seed's model trained with several optimizers from the same initial
+//! weights, data order and validation split; a ranked table, a CSV and curves on shared axes.
+
+use std::fmt::Write as _;
+
+use anyhow::{anyhow, bail, Result};
+use descent_data::Normalize;
+use descent_nn::Activation;
+use descent_optim::{HyperValue, OptimizerConfig};
+use descent_train::checkpoint::write_atomic;
+use descent_train::{Event, TrainConfig, Trainer};
+
+use crate::cli::CompareArgs;
+use crate::plot::{Chart, Series};
+use crate::report::write_chart;
+
+/// The optimizers `descent compare` knows, with the settings it races them at.
+fn preset(name: &str) -> Result<OptimizerConfig> {
+    let (base, sets): (&str, &[(&str, HyperValue)]) = match name {
+        "sgd" => ("sgd", &[]),
+        "momentum" => ("sgd", &[("momentum", HyperValue::Num(0.9))]),
+        "nesterov" => (
+            "sgd",
+            &[
+                ("momentum", HyperValue::Num(0.9)),
+                ("nesterov", HyperValue::Flag(true)),
+            ],
+        ),
+        "ema" => ("momentum", &[]),
+        "rmsprop" => ("rmsprop", &[("lr", HyperValue::Num(1e-3))]),
+        "adagrad" | "adadelta" | "adam" | "adamw" | "adamax" | "nadam" | "radam" | "lion"
+        | "lamb" => (name, &[]),
+        other => bail!(
+            "invalid --optimizers {other}: known: sgd, momentum, nesterov, ema, adagrad, rmsprop, \
+             adadelta, adam, adamw, adamax, nadam, radam, lion, lamb"
+        ),
+    };
+    let mut c = OptimizerConfig::default_for(base).expect("a known optimizer");
+    for &(k, v) in sets {
+        c.set(k, v)?;
+    }
+    Ok(c)
+}
+
+struct Outcome {
+    name: String,
+    lr: f32,
+    val_acc: Vec<(usize, f64)>,
+    train_loss: Vec<(usize, f64)>,
+    /// Training seconds at the end of each epoch, accumulated.
+    elapsed: Vec<f64>,
+    test_acc: f64,
+}
+
+pub fn run(args: CompareArgs) -> Result<()> {
+    if args.optimizers.is_empty() {
+        bail!("invalid --optimizers: name at least one");
+    }
+    if args.epochs == 0 {
+        bail!("invalid --epochs 0: train for at least 1 epoch");
+    }
+    if !(args.val_split > 0.0 && args.val_split < 1.0) {
+        bail!(
+            "invalid --val-split {}: give a fraction in (0, 1)",
+            args.val_split
+        );
+    }
+    let configs = args
+        .optimizers
+        .iter()
+        .map(|n| preset(n).map(|c| (n.clone(), c)))
+        .collect::<Result<Vec<_>>>()?;
+    let (mut data, _) = crate::data::mnist(
+        args.data_dir.as_deref(),
+        args.no_fetch,
+        Normalize::default(),
+        false,
+    )?;
+    let n_val = (args.val_split * data.train.len() as f64).round() as usize;
+    let val = data.train.split_off_random(n_val, args.seed)?;
+    std::fs::create_dir_all(&args.out).map_err(|e| {
+        anyhow!(
+            "invalid --out {}: cannot create it: {e}",
+            args.out.display()
+        )
+    })?;
+    let mut outcomes = Vec::new();
+    for (name, optimizer) in configs {
+        let cfg = TrainConfig {
+            hidden: args.hidden.clone(),
+            activation: Activation::Relu,
+            optimizer,
+            batch_size: args.batch_size,
+            epochs: args.epochs,
+            seed: args.seed,
+            threads: args.threads.unwrap_or(0),
+            log_every: 0,
+            val_only: true,
+            ..TrainConfig::default()
+        };
+        let mut trainer = Trainer::new(&cfg, data.train.features(), data.train.classes())?;
+        let mut total = 0.0;
+        let mut o = Outcome {
+            name: name.clone(),
+            lr: cfg.lr(),
+            val_acc: vec![],
+            train_loss: vec![],
+            elapsed: vec![],
+            test_acc: 0.0,
+        };
+        let summary = trainer.run_split(&data.train, Some(&val), &data.test, |e| {
+            if let Event::EpochEnd(r) = e {
+                total += r.seconds;
+                let v = r.val.expect("validating");
+                eprintln!(
+                    "{name:>9} epoch {}: train_loss {:.4} val_acc {:.2}% time {:.2}s",
+                    r.epoch, r.train_loss, v.acc, r.seconds
+                );
+                o.val_acc.push((r.epoch, v.acc));
+                o.train_loss.push((r.epoch, r.train_loss));
+                o.elapsed.push(total);
+            }
+        })?;
+        o.test_acc = summary.test.acc;
+        outcomes.push(o);
+    }
+    // Ranked by the best validation accuracy.
+    let best = |o: &Outcome| {
+        o.val_acc
+            .iter()
+            .copied()
+            .fold((0, f64::MIN), |b, x| if x.1 > b.1 { x } else { b })
+    };
+    outcomes.sort_by(|a, b| best(b).1.total_cmp(&best(a).1));
+    let reach = |o: &Outcome| {
+        o.val_acc
+            .iter()
+            .position(|&(_, a)| a >= args.target_acc)
+            .map(|i| o.elapsed[i])
+    };
+    let target = format!("time to {}%", args.target_acc);
+    out!(
+        "{:<10} {:>8} {:>9} {:>13} {:>10} {:>8} {:>8} {:>16}",
+        "optimizer",
+        "lr",
+        "final val",
+        "best val (ep)",
+        "train_loss",
+        "test",
+        "time",
+        target
+    );
+    let mut csv = String::from(
+        "optimizer,lr,final_val_acc,best_val_acc,best_epoch,final_train_loss,test_acc,train_seconds,seconds_to_target\n",
+    );
+    for o in &outcomes {
+        let (be, bv) = best(o);
+        let (final_val, final_loss) = (o.val_acc.last().unwrap().1, o.train_loss.last().unwrap().1);
+        let time = *o.elapsed.last().unwrap();
+        let to = reach(o);
+        out!(
+            "{:<10} {:>8} {:>8.2}% {:>8.2}% ({:>2}) {:>10.4} {:>7.2}% {:>7.1}s {:>16}",
+            o.name,
+            o.lr,
+            final_val,
+            bv,
+            be,
+            final_loss,
+            o.test_acc,
+            time,
+            to.map_or("-".into(), |t| format!("{t:.1}s"))
+        );
+        let _ = writeln!(
+            csv,
+            "{},{},{final_val:.4},{bv:.4},{be},{final_loss:.6},{:.4},{time:.3},{}",
+            o.name,
+            o.lr,
+            o.test_acc,
+            to.map_or(String::new(), |t| format!("{t:.3}"))
+        );
+    }
+    let to_series = |pick: fn(&Outcome) -> &Vec<(usize, f64)>| -> Vec<Series> {
+        outcomes
+            .iter()
+            .map(|o| Series {
+                name: format!("{} (lr {})", o.name, o.lr),
+                points: pick(o).iter().map(|&(e, v)| (e as f64, v)).collect(),
+            })
+            .collect()
+    };
+    let acc = Chart {
+        title: format!(
+            "validation accuracy, MLP 784-{}-10, seed {}",
+            join(&args.hidden),
+            args.seed
+        ),
+        x_label: "epoch".into(),
+        y_label: "validation accuracy (%)".into(),
+        series: to_series(|o| &o.val_acc),
+    };
+    let loss = Chart {
+        title: "training loss (mean over each epoch)".into(),
+        x_label: "epoch".into(),
+        y_label: "cross-entropy".into(),
+        series: to_series(|o| &o.train_loss),
+    };
+    write_chart(&args.out, "compare", &acc)?;
+    write_chart(&args.out, "compare_loss", &loss)?;
+    write_atomic(&args.out.join("compare.csv"), csv.as_bytes())?;
+    out!(
+        "wrote {0}/compare.png, {0}/compare.svg, {0}/compare_loss.png, {0}/compare_loss.svg, {0}/compare.csv",
+        args.out.display()
+    );
+    Ok(())
+}
+
+fn join(v: &[usize]) -> String {
+    v.iter()
+        .map(|h| h.to_string())
+        .collect::<Vec<_>>()
+        .join("-")
+}
