@@ -23,6 +23,8 @@ pub enum Command {
     Report(ReportArgs),
     /// Train the seed's model with several optimizers from the same start and compare them.
     Compare(CompareArgs),
+    /// Draw the paths optimizers take on a 2-D test function, over its contour lines.
+    Viz(VizArgs),
     /// Evaluate weights on the MNIST test set: loss, accuracy, confusion matrix.
     Eval(EvalArgs),
     /// List the optimizers: hyperparameters, defaults, update formula, reference.
@@ -30,6 +32,38 @@ pub enum Command {
     /// Measure the engine: GEMM throughput on the seed's shapes, optimizer steps, or whole
     /// epochs.
     Bench(BenchArgs),
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum VizFunction {
+    /// (1-x)^2 + 100 (y-x^2)^2: a curved valley.
+    Rosenbrock,
+    /// Beale's function: flat plateaus and steep walls.
+    Beale,
+    /// x^2 - y^2: a saddle point at the origin.
+    Saddle,
+    /// (x^2 + 25 y^2) / 2: an ill-conditioned bowl.
+    Quadratic,
+}
+
+#[derive(Args, Debug)]
+pub struct VizArgs {
+    /// The test function.
+    #[arg(long, value_enum, default_value = "rosenbrock")]
+    pub function: VizFunction,
+    /// Optimizers to draw (see `descent compare --help` for the names).
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "sgd,momentum,nesterov,rmsprop,adam"
+    )]
+    pub optimizers: Vec<String>,
+    /// Steps per optimizer (default: what suits the function).
+    #[arg(long)]
+    pub steps: Option<usize>,
+    /// The image to write: .png or .svg.
+    #[arg(long, value_name = "FILE", default_value = "viz.png")]
+    pub out: PathBuf,
 }
 
 #[derive(Args, Debug)]

@@ -188,22 +188,22 @@ pub fn run(args: CompareArgs) -> Result<()> {
             })
             .collect()
     };
-    let acc = Chart {
-        title: format!(
+    let acc = Chart::lines(
+        format!(
             "validation accuracy, MLP 784-{}-10, seed {}",
             join(&args.hidden),
             args.seed
         ),
-        x_label: "epoch".into(),
-        y_label: "validation accuracy (%)".into(),
-        series: to_series(|o| &o.val_acc),
-    };
-    let loss = Chart {
-        title: "training loss (mean over each epoch)".into(),
-        x_label: "epoch".into(),
-        y_label: "cross-entropy".into(),
-        series: to_series(|o| &o.train_loss),
-    };
+        "epoch",
+        "validation accuracy (%)",
+        to_series(|o| &o.val_acc),
+    );
+    let loss = Chart::lines(
+        "training loss (mean over each epoch)",
+        "epoch",
+        "cross-entropy",
+        to_series(|o| &o.train_loss),
+    );
     write_chart(&args.out, "compare", &acc)?;
     write_chart(&args.out, "compare_loss", &loss)?;
     write_atomic(&args.out.join("compare.csv"), csv.as_bytes())?;

@@ -30,6 +30,7 @@ mod plot;
 mod progress;
 mod report;
 mod train;
+mod viz;
 
 use clap::Parser;
 
@@ -60,6 +61,7 @@ fn main() {
         cli::Command::Data(cli::DataCommand::Fetch(args)) => data::fetch(args),
         cli::Command::Eval(args) => eval::run(args),
         cli::Command::Report(args) => report::run(args),
+        cli::Command::Viz(args) => viz::run(args),
         cli::Command::Compare(args) => compare::run(args),
         cli::Command::Optimizers(args) => optimizers::run(args),
         cli::Command::Bench(args) => bench::run(args),

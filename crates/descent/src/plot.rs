@@ -19,6 +19,26 @@ pub struct Chart {
     pub x_label: String,
     pub y_label: String,
     pub series: Vec<Series>,
+    /// Fixed axis ranges (else fitted to the data).
+    pub x_range: Option<(f64, f64)>,
+    pub y_range: Option<(f64, f64)>,
+    /// Thin grey lines drawn under the curves (contour lines), in data coordinates.
+    pub background: Vec<Vec<(f64, f64)>>,
+}
+
+impl Chart {
+    /// A chart of `series` with axes fitted to them.
+    pub fn lines(title: impl Into<String>, x: &str, y: &str, series: Vec<Series>) -> Self {
+        Self {
+            title: title.into(),
+            x_label: x.into(),
+            y_label: y.into(),
+            series,
+            x_range: None,
+            y_range: None,
+            background: Vec::new(),
+        }
+    }
 }
 
 /// Tableau's ten colours: distinguishable, also in grey.
@@ -98,6 +118,12 @@ impl Chart {
         }
         let pad = ((y1 - y0) * 0.05).max(1e-9);
         (y0, y1) = (y0 - pad, y1 + pad);
+        if let Some(r) = self.x_range {
+            (x0, x1) = r;
+        }
+        if let Some(r) = self.y_range {
+            (y0, y1) = r;
+        }
         let (pw, ph) = (W - LEFT - RIGHT, H - TOP - BOTTOM);
         let sx = |x: f64| LEFT + (x - x0) / (x1 - x0) * pw;
         let sy = |y: f64| TOP + ph - (y - y0) / (y1 - y0) * ph;
@@ -131,6 +157,15 @@ impl Chart {
             black,
             1.5,
         );
+        let inside = |&(x, y): &(f64, f64)| x >= x0 && x <= x1 && y >= y0 && y <= y1;
+        for line in &self.background {
+            let pts: Vec<(f64, f64)> = line
+                .iter()
+                .filter(|p| inside(p))
+                .map(|&(x, y)| (sx(x), sy(y)))
+                .collect();
+            c.line(&pts, (170, 170, 170), 1.0);
+        }
         c.text(LEFT + pw / 2.0, 25.0, &self.title, Anchor::Middle, false);
         c.text(
             LEFT + pw / 2.0,
@@ -146,6 +181,7 @@ impl Chart {
                 .points
                 .iter()
                 .filter(|p| p.0.is_finite() && p.1.is_finite())
+                .take_while(|p| self.x_range.is_none() || inside(p))
                 .map(|&(x, y)| (sx(x), sy(y)))
                 .collect();
             c.line(&path, rgb, 2.5);
@@ -308,11 +344,11 @@ mod tests {
     use super::*;
 
     fn chart() -> Chart {
-        Chart {
-            title: "validation accuracy".into(),
-            x_label: "epoch".into(),
-            y_label: "accuracy (%)".into(),
-            series: vec![
+        Chart::lines(
+            "validation accuracy",
+            "epoch",
+            "accuracy (%)",
+            vec![
                 Series {
                     name: "sgd".into(),
                     points: vec![(1.0, 91.0), (2.0, 93.0), (3.0, 94.5)],
@@ -322,7 +358,7 @@ mod tests {
                     points: vec![(1.0, 96.0), (2.0, 97.2), (3.0, f64::NAN)],
                 },
             ],
-        }
+        )
     }
 
     #[test]

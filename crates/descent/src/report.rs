@@ -99,11 +99,11 @@ pub fn run(args: ReportArgs) -> Result<()> {
             r.seconds
         );
     }
-    let loss = Chart {
-        title: "loss per epoch".into(),
-        x_label: "epoch".into(),
-        y_label: "mean cross-entropy".into(),
-        series: [
+    let loss = Chart::lines(
+        "loss per epoch",
+        "epoch",
+        "mean cross-entropy",
+        [
             series("train", &epochs, |r| Some(r.train_loss)),
             series("validation", &epochs, |r| r.val.map(|v| v.loss)),
             series("test", &epochs, |r| r.test_loss),
@@ -111,12 +111,12 @@ pub fn run(args: ReportArgs) -> Result<()> {
         .into_iter()
         .flatten()
         .collect(),
-    };
-    let acc = Chart {
-        title: "accuracy per epoch".into(),
-        x_label: "epoch".into(),
-        y_label: "accuracy (%)".into(),
-        series: [
+    );
+    let acc = Chart::lines(
+        "accuracy per epoch",
+        "epoch",
+        "accuracy (%)",
+        [
             series("train", &epochs, |r| Some(r.train_acc)),
             series("validation", &epochs, |r| r.val.map(|v| v.acc)),
             series("test", &epochs, |r| r.test_acc),
@@ -124,7 +124,7 @@ pub fn run(args: ReportArgs) -> Result<()> {
         .into_iter()
         .flatten()
         .collect(),
-    };
+    );
     let out = args.out.unwrap_or(args.run_dir);
     write_chart(&out, "loss", &loss)?;
     write_chart(&out, "accuracy", &acc)?;

@@ -385,3 +385,47 @@ fn report_and_compare_refuse_bad_input_before_any_work() {
     }
     assert!(!out.exists(), "no output folder before any work");
 }
+
+#[test]
+fn viz_draws_png_and_svg_and_refuses_bad_names() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_descent"))
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    for ext in ["png", "svg"] {
+        let out = dir.path().join(format!("q.{ext}"));
+        let o = run(&[
+            "viz",
+            "--function",
+            "quadratic",
+            "--out",
+            out.to_str().unwrap(),
+        ]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        let bytes = std::fs::read(&out).unwrap();
+        match ext {
+            "png" => assert_eq!(&bytes[1..4], b"PNG"),
+            _ => assert!(String::from_utf8(bytes).unwrap().contains("adam (lr 0.1)")),
+        }
+    }
+    let bad = dir.path().join("x.jpg");
+    assert_clean_failure(
+        &run(&["viz", "--out", bad.to_str().unwrap()]),
+        "name a .png or .svg",
+    );
+    let out = dir.path().join("y.png");
+    assert_clean_failure(
+        &run(&[
+            "viz",
+            "--optimizers",
+            "adamx",
+            "--out",
+            out.to_str().unwrap(),
+        ]),
+        "invalid --optimizers adamx",
+    );
+    assert!(!bad.exists() && !out.exists());
+}

@@ -1,0 +1,308 @@
+//! `descent viz`: the paths optimizers take on 2-D test functions, over contour lines: the
+//! seed's section on optimization made visible.
+
+use anyhow::{bail, Result};
+use descent_optim::{HyperValue, Optimizer, OptimizerConfig};
+
+use crate::cli::{VizArgs, VizFunction};
+use crate::plot::{Chart, Series};
+
+/// A 2-D test function: value and gradient, the region drawn, a start, and the learning
+/// rates that suit it (plain SGD and momentum; the adaptive methods).
+struct Problem {
+    name: &'static str,
+    f: fn(f64, f64) -> (f64, [f64; 2]),
+    x: (f64, f64),
+    y: (f64, f64),
+    start: (f64, f64),
+    sgd_lr: f64,
+    adaptive_lr: f64,
+    steps: usize,
+    /// Contour levels spaced logarithmically (for functions spanning many magnitudes).
+    log_levels: bool,
+}
+
+fn rosenbrock(x: f64, y: f64) -> (f64, [f64; 2]) {
+    let f = (1.0 - x).powi(2) + 100.0 * (y - x * x).powi(2);
+    (
+        f,
+        [
+            -2.0 * (1.0 - x) - 400.0 * x * (y - x * x),
+            200.0 * (y - x * x),
+        ],
+    )
+}
+
+fn beale(x: f64, y: f64) -> (f64, [f64; 2]) {
+    let a = 1.5 - x + x * y;
+    let b = 2.25 - x + x * y * y;
+    let c = 2.625 - x + x * y * y * y;
+    let f = a * a + b * b + c * c;
+    let gx = 2.0 * a * (y - 1.0) + 2.0 * b * (y * y - 1.0) + 2.0 * c * (y * y * y - 1.0);
+    let gy = 2.0 * a * x + 2.0 * b * 2.0 * x * y + 2.0 * c * 3.0 * x * y * y;
+    (f, [gx, gy])
+}
+
+fn saddle(x: f64, y: f64) -> (f64, [f64; 2]) {
+    (x * x - y * y, [2.0 * x, -2.0 * y])
+}
+
+fn quadratic(x: f64, y: f64) -> (f64, [f64; 2]) {
+    (0.5 * (x * x + 25.0 * y * y), [x, 25.0 * y])
+}
+
+fn problem(f: VizFunction) -> Problem {
+    match f {
+        VizFunction::Rosenbrock => Problem {
+            name: "Rosenbrock (1-x)^2 + 100(y-x^2)^2, minimum at (1, 1)",
+            f: rosenbrock,
+            x: (-2.0, 2.0),
+            y: (-1.0, 3.0),
+            start: (-1.5, 2.5),
+            sgd_lr: 4e-4,
+            adaptive_lr: 0.02,
+            steps: 1500,
+            log_levels: true,
+        },
+        VizFunction::Beale => Problem {
+            name: "Beale, minimum at (3, 0.5)",
+            f: beale,
+            x: (-4.5, 4.5),
+            y: (-4.5, 4.5),
+            start: (1.0, 1.4),
+            sgd_lr: 2e-3,
+            adaptive_lr: 0.02,
+            steps: 1500,
+            log_levels: true,
+        },
+        VizFunction::Saddle => Problem {
+            name: "saddle x^2 - y^2 at (0, 0)",
+            f: saddle,
+            x: (-2.0, 2.0),
+            y: (-2.0, 2.0),
+            start: (-1.8, 0.01),
+            sgd_lr: 0.02,
+            adaptive_lr: 0.02,
+            steps: 300,
+            log_levels: false,
+        },
+        VizFunction::Quadratic => Problem {
+            name: "ill-conditioned quadratic (x^2 + 25 y^2) / 2",
+            f: quadratic,
+            x: (-5.0, 5.0),
+            y: (-2.0, 2.0),
+            start: (-4.5, 1.5),
+            sgd_lr: 0.03,
+            adaptive_lr: 0.1,
+            steps: 150,
+            log_levels: false,
+        },
+    }
+}
+
+/// The optimizers `viz` draws, with their settings for problem `p`.
+fn optimizer(name: &str, p: &Problem) -> Result<OptimizerConfig> {
+    let (base, lr, extra): (&str, f64, &[(&str, HyperValue)]) = match name {
+        "gd" | "sgd" => ("sgd", p.sgd_lr, &[]),
+        "momentum" => ("sgd", p.sgd_lr, &[("momentum", HyperValue::Num(0.9))]),
+        "nesterov" => (
+            "sgd",
+            p.sgd_lr,
+            &[
+                ("momentum", HyperValue::Num(0.9)),
+                ("nesterov", HyperValue::Flag(true)),
+            ],
+        ),
+        "ema" => ("momentum", p.sgd_lr * 10.0, &[]),
+        "adagrad" => ("adagrad", p.adaptive_lr * 10.0, &[]),
+        "adadelta" => ("adadelta", 1.0, &[]),
+        "rmsprop" | "adam" | "adamw" | "adamax" | "nadam" | "radam" | "lamb" => {
+            (name, p.adaptive_lr, &[])
+        }
+        "lion" => ("lion", p.adaptive_lr / 3.0, &[]),
+        other => bail!(
+            "invalid --optimizers {other}: known: sgd, momentum, nesterov, ema, adagrad, \
+             rmsprop, adadelta, adam, adamw, adamax, nadam, radam, lion, lamb"
+        ),
+    };
+    let mut c = OptimizerConfig::default_for(base).expect("a known optimizer");
+    c.set("lr", HyperValue::Num(lr))?;
+    if base == "adamw" {
+        c.set("weight_decay", HyperValue::Num(0.0))?; // decay would pull towards the origin
+    }
+    for &(k, v) in extra {
+        c.set(k, v)?;
+    }
+    Ok(c)
+}
+
+/// The path of `cfg` from the start, `steps` steps (stopping if it leaves the region far
+/// behind or diverges).
+fn path(p: &Problem, cfg: OptimizerConfig, steps: usize) -> Result<Vec<(f64, f64)>> {
+    let mut opt = Optimizer::flat(cfg, 2)?;
+    let mut xy = [p.start.0 as f32, p.start.1 as f32];
+    let mut out = vec![p.start];
+    for _ in 0..steps {
+        let (_, g) = (p.f)(xy[0] as f64, xy[1] as f64);
+        opt.step(&mut xy, &[g[0] as f32, g[1] as f32])?;
+        let (x, y) = (xy[0] as f64, xy[1] as f64);
+        if !x.is_finite() || !y.is_finite() || x.abs() > 1e3 || y.abs() > 1e3 {
+            break;
+        }
+        out.push((x, y));
+    }
+    Ok(out)
+}
+
+/// Contour lines of `f` over the region at `levels`, by marching squares on an n x n grid.
+fn contours(p: &Problem, levels: &[f64], n: usize) -> Vec<Vec<(f64, f64)>> {
+    let (x0, x1, y0, y1) = (p.x.0, p.x.1, p.y.0, p.y.1);
+    let px = |i: usize| x0 + (x1 - x0) * i as f64 / n as f64;
+    let py = |j: usize| y0 + (y1 - y0) * j as f64 / n as f64;
+    let v: Vec<Vec<f64>> = (0..=n)
+        .map(|j| (0..=n).map(|i| (p.f)(px(i), py(j)).0).collect())
+        .collect();
+    let mut segs = Vec::new();
+    for &level in levels {
+        for j in 0..n {
+            for i in 0..n {
+                // Corners counter-clockwise from bottom-left, and the crossing on each edge.
+                let c = [
+                    (px(i), py(j), v[j][i]),
+                    (px(i + 1), py(j), v[j][i + 1]),
+                    (px(i + 1), py(j + 1), v[j + 1][i + 1]),
+                    (px(i), py(j + 1), v[j + 1][i]),
+                ];
+                let mut cross = Vec::with_capacity(4);
+                for e in 0..4 {
+                    let (a, b) = (c[e], c[(e + 1) % 4]);
+                    if (a.2 < level) != (b.2 < level) {
+                        let t = (level - a.2) / (b.2 - a.2);
+                        cross.push((a.0 + t * (b.0 - a.0), a.1 + t * (b.1 - a.1)));
+                    }
+                }
+                // Two crossings: one segment; four (a saddle cell): two, paired in order.
+                for pair in cross.chunks_exact(2) {
+                    segs.push(vec![pair[0], pair[1]]);
+                }
+            }
+        }
+    }
+    segs
+}
+
+pub fn run(args: VizArgs) -> Result<()> {
+    let p = problem(args.function);
+    let steps = args.steps.unwrap_or(p.steps);
+    if steps == 0 {
+        bail!("invalid --steps 0: take at least one step");
+    }
+    let ext = args
+        .out
+        .extension()
+        .and_then(|e| e.to_str())
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    if ext != "png" && ext != "svg" {
+        bail!(
+            "invalid --out {}: name a .png or .svg file",
+            args.out.display()
+        );
+    }
+    let mut series = Vec::new();
+    for name in &args.optimizers {
+        let cfg = optimizer(name, &p)?;
+        let points = path(&p, cfg, steps)?;
+        let (last_x, last_y) = *points.last().expect("the start");
+        out!(
+            "{name:>9} (lr {}): {} steps, ends at ({last_x:.4}, {last_y:.4}), f = {:.3e}",
+            cfg.lr(),
+            points.len() - 1,
+            (p.f)(last_x, last_y).0
+        );
+        series.push(Series {
+            name: format!("{name} (lr {})", cfg.lr()),
+            points,
+        });
+    }
+    // Levels: evenly spaced, or logarithmically for functions spanning many magnitudes.
+    let samples: Vec<f64> = (0..=40)
+        .flat_map(|j| (0..=40).map(move |i| (i, j)))
+        .map(|(i, j)| {
+            let x = p.x.0 + (p.x.1 - p.x.0) * i as f64 / 40.0;
+            let y = p.y.0 + (p.y.1 - p.y.0) * j as f64 / 40.0;
+            (p.f)(x, y).0
+        })
+        .collect();
+    let (lo, hi) = samples
+        .iter()
+        .fold((f64::MAX, f64::MIN), |(a, b), &v| (a.min(v), b.max(v)));
+    let levels: Vec<f64> = if p.log_levels {
+        let (a, b) = ((lo.max(1e-3)).ln(), hi.ln());
+        (1..16)
+            .map(|k| (a + (b - a) * k as f64 / 16.0).exp())
+            .collect()
+    } else {
+        (1..16).map(|k| lo + (hi - lo) * k as f64 / 16.0).collect()
+    };
+    let mut chart = Chart::lines(p.name, "x", "y", series);
+    chart.x_range = Some(p.x);
+    chart.y_range = Some(p.y);
+    chart.background = contours(&p, &levels, 120);
+    let bytes = if ext == "png" {
+        chart.png()
+    } else {
+        chart.svg().into_bytes()
+    };
+    descent_train::checkpoint::write_atomic(&args.out, &bytes)?;
+    out!("wrote {}", args.out.display());
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gradients_match_finite_differences() {
+        for f in [rosenbrock, beale, saddle, quadratic] {
+            for &(x, y) in &[(0.3, -0.7), (1.2, 0.4), (-1.1, 1.3)] {
+                let (_, g) = f(x, y);
+                let h = 1e-6;
+                let nx = (f(x + h, y).0 - f(x - h, y).0) / (2.0 * h);
+                let ny = (f(x, y + h).0 - f(x, y - h).0) / (2.0 * h);
+                assert!((g[0] - nx).abs() < 1e-4 * (1.0 + nx.abs()), "{g:?} vs {nx}");
+                assert!((g[1] - ny).abs() < 1e-4 * (1.0 + ny.abs()), "{g:?} vs {ny}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_circle_has_one_closed_contour() {
+        let p = Problem {
+            name: "bowl",
+            f: |x, y| (x * x + y * y, [2.0 * x, 2.0 * y]),
+            x: (-2.0, 2.0),
+            y: (-2.0, 2.0),
+            start: (1.0, 1.0),
+            sgd_lr: 0.1,
+            adaptive_lr: 0.1,
+            steps: 10,
+            log_levels: false,
+        };
+        let segs = contours(&p, &[1.0], 40);
+        assert!(segs.len() > 20);
+        for s in &segs {
+            for &(x, y) in s {
+                assert!(
+                    ((x * x + y * y).sqrt() - 1.0).abs() < 0.02,
+                    "({x}, {y}) is off the circle"
+                );
+            }
+        }
+        // Adam reaches the bowl's bottom.
+        let cfg = optimizer("adam", &p).unwrap();
+        let end = *path(&p, cfg, 500).unwrap().last().unwrap();
+        assert!(end.0.abs() < 0.05 && end.1.abs() < 0.05, "{end:?}");
+    }
+}
