@@ -25,6 +25,8 @@ pub enum Command {
     Compare(CompareArgs),
     /// Draw the paths optimizers take on a 2-D test function, over its contour lines.
     Viz(VizArgs),
+    /// The most likely digits of an image (28x28 PNG) or of the images of an IDX file.
+    Predict(PredictArgs),
     /// Evaluate weights on the MNIST test set: loss, accuracy, confusion matrix.
     Eval(EvalArgs),
     /// List the optimizers: hyperparameters, defaults, update formula, reference.
@@ -121,6 +123,23 @@ pub struct CompareArgs {
     /// Never download: fail if the data is not on disk.
     #[arg(long)]
     pub no_fetch: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct PredictArgs {
+    /// A safetensors weights file (`descent train --save`, a run's weights.safetensors).
+    pub weights: PathBuf,
+    /// A 28x28 PNG (white digit on black, as MNIST; see --invert) or an IDX image file.
+    pub input: PathBuf,
+    /// Classes to show per image, most likely first.
+    #[arg(long, default_value_t = 3)]
+    pub top: usize,
+    /// Images to show from an IDX file.
+    #[arg(long, default_value_t = 10)]
+    pub limit: usize,
+    /// Invert the pixels (for a dark digit on a light background).
+    #[arg(long)]
+    pub invert: bool,
 }
 
 #[derive(Args, Debug)]

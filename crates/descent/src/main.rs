@@ -27,6 +27,7 @@ mod data;
 mod eval;
 mod optimizers;
 mod plot;
+mod predict;
 mod progress;
 mod report;
 mod train;
@@ -60,6 +61,7 @@ fn main() {
         cli::Command::Train(args) => train::run(*args),
         cli::Command::Data(cli::DataCommand::Fetch(args)) => data::fetch(args),
         cli::Command::Eval(args) => eval::run(args),
+        cli::Command::Predict(args) => predict::run(args),
         cli::Command::Report(args) => report::run(args),
         cli::Command::Viz(args) => viz::run(args),
         cli::Command::Compare(args) => compare::run(args),

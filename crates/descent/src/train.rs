@@ -416,8 +416,22 @@ fn check_run_dir(dir: &Path) -> Result<()> {
         })
 }
 
-/// Creates the run directory and records the command line that starts the run.
-fn start_run_dir(dir: &Path) -> Result<()> {
+/// The CPU's model name, where the system says.
+fn cpu_model() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|t| {
+            t.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|m| m.trim().to_string())
+        })
+        .unwrap_or_else(|| std::env::consts::ARCH.to_string())
+}
+
+/// Creates the run directory and records the command line that starts the run, and in
+/// run.json the effective configuration, descent's version and the machine.
+fn start_run_dir(dir: &Path, cfg: &TrainConfig, threads: usize) -> Result<()> {
     std::fs::create_dir_all(dir)
         .map_err(|e| anyhow!("invalid --run-dir {}: cannot create it: {e}", dir.display()))?;
     // The command line with --config expanded: the run does not depend on the file later.
@@ -425,6 +439,26 @@ fn start_run_dir(dir: &Path) -> Result<()> {
     write_atomic(
         &dir.join(ARGS_FILE),
         serde_json::to_string(&argv)?.as_bytes(),
+    )?;
+    let started = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let info = serde_json::json!({
+        "descent": env!("CARGO_PKG_VERSION"),
+        "command": format!("descent train {}", argv.join(" ")),
+        "config": format!("{cfg:#?}"),
+        "machine": {
+            "cpu": cpu_model(),
+            "cores": std::thread::available_parallelism().map_or(1, |n| n.get()),
+            "threads_used": threads,
+            "os": std::env::consts::OS,
+            "arch": std::env::consts::ARCH,
+        },
+        "started_unix": started,
+    });
+    write_atomic(
+        &dir.join("run.json"),
+        serde_json::to_string_pretty(&info)?.as_bytes(),
     )?;
     let _ = std::fs::remove_file(dir.join(METRICS_FILE));
     Ok(())
@@ -497,7 +531,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
         }
     }
     if let (Some(dir), None) = (&run_dir, &args.resume) {
-        start_run_dir(dir)?;
+        start_run_dir(dir, &cfg, trainer.threads())?;
     }
     let interrupt = Arc::new(AtomicBool::new(false));
     {

@@ -429,3 +429,66 @@ fn viz_draws_png_and_svg_and_refuses_bad_names() {
     );
     assert!(!bad.exists() && !out.exists());
 }
+
+#[test]
+fn predict_reads_a_png_and_refuses_other_sizes() {
+    use descent_nn::{Activation, Sequential};
+    let dir = tempfile::tempdir().unwrap();
+    let net = Sequential::mlp(784, &[16], 10, Activation::Relu).unwrap();
+    let params = net.init_params(&mut descent_tensor::Rng::new(1));
+    let weights = dir.path().join("w.safetensors");
+    let meta = std::collections::BTreeMap::from([("hidden".to_string(), "16".to_string())]);
+    descent_train::checkpoint::save_weights(&weights, net.layout(), &params, &meta).unwrap();
+    let png_of = |w: u32, h: u32, path: &std::path::Path| {
+        let mut out = Vec::new();
+        let mut enc = png::Encoder::new(&mut out, w, h);
+        enc.set_color(png::ColorType::Grayscale);
+        enc.set_depth(png::BitDepth::Eight);
+        let mut wr = enc.write_header().unwrap();
+        let pixels: Vec<u8> = (0..w * h).map(|i| (i % 251) as u8).collect();
+        wr.write_image_data(&pixels).unwrap();
+        drop(wr);
+        std::fs::write(path, out).unwrap();
+    };
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_descent"))
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let good = dir.path().join("digit.png");
+    png_of(28, 28, &good);
+    let o = run(&[
+        "predict",
+        weights.to_str().unwrap(),
+        good.to_str().unwrap(),
+        "--top",
+        "2",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = String::from_utf8_lossy(&o.stdout).to_string();
+    assert!(
+        text.starts_with("image 0: ") && text.matches('%').count() == 2,
+        "{text}"
+    );
+    let small = dir.path().join("small.png");
+    png_of(20, 20, &small);
+    let o = run(&[
+        "predict",
+        weights.to_str().unwrap(),
+        small.to_str().unwrap(),
+    ]);
+    assert_clean_failure(&o, "is 20x20 pixels");
+    let junk = dir.path().join("junk.bin");
+    std::fs::write(&junk, b"nothing").unwrap();
+    let o = run(&["predict", weights.to_str().unwrap(), junk.to_str().unwrap()]);
+    assert_clean_failure(&o, "junk.bin");
+    let o = run(&[
+        "predict",
+        weights.to_str().unwrap(),
+        good.to_str().unwrap(),
+        "--top",
+        "0",
+    ]);
+    assert_clean_failure(&o, "--top");
+}
