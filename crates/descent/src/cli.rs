@@ -88,6 +88,10 @@ pub struct CompareArgs {
         default_value = "sgd,momentum,nesterov,rmsprop,adam,adamw"
     )]
     pub optimizers: Vec<String>,
+    /// A TOML file listing the runs instead: `[[run]]` tables with a `name`, an `optimizer`
+    /// and any of its hyperparameters (`lr = 0.05`, `momentum = 0.9`, `nesterov = true`).
+    #[arg(long, value_name = "FILE", conflicts_with = "optimizers")]
+    pub runs: Option<PathBuf>,
     /// Epochs per optimizer.
     #[arg(long, default_value_t = 5)]
     pub epochs: usize,

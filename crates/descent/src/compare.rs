@@ -42,6 +42,55 @@ fn preset(name: &str) -> Result<OptimizerConfig> {
     Ok(c)
 }
 
+/// Runs listed in a TOML file: `[[run]]` tables with `name`, `optimizer` and hyperparameters
+/// in PyTorch's names.
+fn runs_from_file(path: &std::path::Path) -> Result<Vec<(String, OptimizerConfig)>> {
+    let bad = |why: String| anyhow!("invalid --runs {}: {why}", path.display());
+    let text = std::fs::read_to_string(path).map_err(|e| bad(format!("cannot read it: {e}")))?;
+    let table: toml::Table = text.parse().map_err(|e| bad(format!("{e}")))?;
+    let Some(toml::Value::Array(runs)) = table.get("run") else {
+        return Err(bad("it lists no [[run]] tables".into()));
+    };
+    let mut out = Vec::new();
+    for (i, run) in runs.iter().enumerate() {
+        let toml::Value::Table(t) = run else {
+            return Err(bad(format!("run {} is not a table", i + 1)));
+        };
+        let optimizer = t
+            .get("optimizer")
+            .and_then(toml::Value::as_str)
+            .ok_or_else(|| bad(format!("run {} has no `optimizer = \"...\"`", i + 1)))?;
+        let mut cfg = OptimizerConfig::default_for(optimizer)
+            .ok_or_else(|| bad(format!("run {}: unknown optimizer `{optimizer}`", i + 1)))?;
+        let name = t
+            .get("name")
+            .and_then(toml::Value::as_str)
+            .unwrap_or(optimizer)
+            .to_string();
+        for (k, v) in t {
+            if k == "name" || k == "optimizer" {
+                continue;
+            }
+            let value = match v {
+                toml::Value::Boolean(b) => HyperValue::Flag(*b),
+                toml::Value::Integer(n) => HyperValue::Num(*n as f64),
+                toml::Value::Float(x) => HyperValue::Num(*x),
+                other => {
+                    return Err(bad(format!(
+                        "run `{name}`: `{k}` = {other:?} is not a number or switch"
+                    )))
+                }
+            };
+            cfg.set(k, value)
+                .map_err(|e| bad(format!("run `{name}`: {e}")))?;
+        }
+        cfg.validate()
+            .map_err(|e| bad(format!("run `{name}`: {e}")))?;
+        out.push((name, cfg));
+    }
+    Ok(out)
+}
+
 struct Outcome {
     name: String,
     lr: f32,
@@ -65,11 +114,14 @@ pub fn run(args: CompareArgs) -> Result<()> {
             args.val_split
         );
     }
-    let configs = args
-        .optimizers
-        .iter()
-        .map(|n| preset(n).map(|c| (n.clone(), c)))
-        .collect::<Result<Vec<_>>>()?;
+    let configs = match &args.runs {
+        Some(path) => runs_from_file(path)?,
+        None => args
+            .optimizers
+            .iter()
+            .map(|n| preset(n).map(|c| (n.clone(), c)))
+            .collect::<Result<Vec<_>>>()?,
+    };
     let (mut data, _) = crate::data::mnist(
         args.data_dir.as_deref(),
         args.no_fetch,

@@ -383,6 +383,32 @@ fn report_and_compare_refuse_bad_input_before_any_work() {
         a.extend(["--out", out.to_str().unwrap()]);
         assert_clean_failure(&descent(&a, dir.path()), want);
     }
+    let runs = dir.path().join("runs.toml");
+    for (text, want) in [
+        ("[[run]]\nname = \"fast\"\n", "has no `optimizer"),
+        (
+            "[[run]]\noptimizer = \"sgd\"\namsgrad = true\n",
+            "sgd has no setting `amsgrad`",
+        ),
+        (
+            "[[run]]\noptimizer = \"adam\"\nbeta1 = 2.0\n",
+            "invalid beta1",
+        ),
+        ("lr = 1\n", "no [[run]] tables"),
+    ] {
+        std::fs::write(&runs, text).unwrap();
+        let o = descent(
+            &[
+                "compare",
+                "--runs",
+                runs.to_str().unwrap(),
+                "--out",
+                out.to_str().unwrap(),
+            ],
+            dir.path(),
+        );
+        assert_clean_failure(&o, want);
+    }
     assert!(!out.exists(), "no output folder before any work");
 }
 
