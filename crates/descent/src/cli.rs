@@ -98,6 +98,10 @@ pub struct CompareArgs {
     /// Fraction of the training set held out for validation.
     #[arg(long, default_value_t = 0.1)]
     pub val_split: f64,
+    /// Runs trained at the same time, sharing the threads (1: one after the other, which
+    /// suits two cores best).
+    #[arg(long, default_value_t = 1)]
+    pub jobs: usize,
     /// Validation accuracy (%) whose time to reach the table reports.
     #[arg(long, default_value_t = 97.0)]
     pub target_acc: f64,

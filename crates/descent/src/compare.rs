@@ -122,6 +122,9 @@ pub fn run(args: CompareArgs) -> Result<()> {
             .map(|n| preset(n).map(|c| (n.clone(), c)))
             .collect::<Result<Vec<_>>>()?,
     };
+    if configs.is_empty() {
+        bail!("nothing to compare: name at least one optimizer or run");
+    }
     let (mut data, _) = crate::data::mnist(
         args.data_dir.as_deref(),
         args.no_fetch,
@@ -136,8 +139,12 @@ pub fn run(args: CompareArgs) -> Result<()> {
             args.out.display()
         )
     })?;
-    let mut outcomes = Vec::new();
-    for (name, optimizer) in configs {
+    // `--jobs` runs at a time, the threads shared among them; each run's result does not
+    // depend on how many run beside it.
+    let jobs = args.jobs.clamp(1, configs.len());
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let threads = (args.threads.unwrap_or(cores) / jobs).max(1);
+    let train_one = |name: &str, optimizer: OptimizerConfig| -> Result<Outcome> {
         let cfg = TrainConfig {
             hidden: args.hidden.clone(),
             activation: Activation::Relu,
@@ -145,7 +152,7 @@ pub fn run(args: CompareArgs) -> Result<()> {
             batch_size: args.batch_size,
             epochs: args.epochs,
             seed: args.seed,
-            threads: args.threads.unwrap_or(0),
+            threads,
             log_every: 0,
             val_only: true,
             ..TrainConfig::default()
@@ -153,7 +160,7 @@ pub fn run(args: CompareArgs) -> Result<()> {
         let mut trainer = Trainer::new(&cfg, data.train.features(), data.train.classes())?;
         let mut total = 0.0;
         let mut o = Outcome {
-            name: name.clone(),
+            name: name.to_string(),
             lr: cfg.lr(),
             val_acc: vec![],
             train_loss: vec![],
@@ -174,7 +181,26 @@ pub fn run(args: CompareArgs) -> Result<()> {
             }
         })?;
         o.test_acc = summary.test.acc;
-        outcomes.push(o);
+        Ok(o)
+    };
+    let mut outcomes = Vec::new();
+    for batch in configs.chunks(jobs) {
+        let results: Vec<Result<Outcome>> = std::thread::scope(|scope| {
+            let handles: Vec<_> = batch
+                .iter()
+                .map(|(name, cfg)| {
+                    let train_one = &train_one;
+                    scope.spawn(move || train_one(name, *cfg))
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().unwrap_or_else(|_| Err(anyhow!("a run panicked"))))
+                .collect()
+        });
+        for r in results {
+            outcomes.push(r?);
+        }
     }
     // Ranked by the best validation accuracy.
     let best = |o: &Outcome| {
