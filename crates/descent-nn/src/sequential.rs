@@ -590,6 +590,29 @@ mod tests {
         (x, y)
     }
 
+    /// Every gradient against central differences of `loss` (steps of 1e-2).
+    fn check_against_differences(
+        params: &[f32],
+        grads: &[f32],
+        mut loss: impl FnMut(&[f32]) -> f64,
+        what: &str,
+    ) {
+        let eps = 1e-2f32;
+        for k in 0..params.len() {
+            let mut p = params.to_vec();
+            p[k] = params[k] + eps;
+            let lp = loss(&p);
+            p[k] = params[k] - eps;
+            let lm = loss(&p);
+            let num = (lp - lm) / (2.0 * eps as f64);
+            let g = grads[k] as f64;
+            assert!(
+                (num - g).abs() <= 2e-3 + 2e-2 * g.abs(),
+                "{what} param {k}: analytic {g} numeric {num}"
+            );
+        }
+    }
+
     /// Every parameter of a deep net, for every activation, against central differences.
     #[test]
     fn gradients_match_finite_differences() {
@@ -606,20 +629,7 @@ mod tests {
             let loss = |p: &[f32], ws: &mut Workspace| {
                 net.evaluate(p, &x, &y, ws, &pool).unwrap().mean_loss()
             };
-            let eps = 1e-2f32;
-            for k in 0..params.len() {
-                let mut p = params.clone();
-                p[k] = params[k] + eps;
-                let lp = loss(&p, &mut ws);
-                p[k] = params[k] - eps;
-                let lm = loss(&p, &mut ws);
-                let num = (lp - lm) / (2.0 * eps as f64);
-                let g = grads[k] as f64;
-                assert!(
-                    (num - g).abs() <= 2e-3 + 2e-2 * g.abs(),
-                    "{act:?} param {k}: analytic {g} numeric {num}"
-                );
-            }
+            check_against_differences(&params, &grads, |p| loss(p, &mut ws), &format!("{act:?}"));
         }
     }
 
@@ -645,20 +655,7 @@ mod tests {
                     .unwrap()
                     .mean_loss()
             };
-            let eps = 1e-2f32;
-            for k in 0..params.len() {
-                let mut p = params.clone();
-                p[k] = params[k] + eps;
-                let lp = loss(&p, &mut ws);
-                p[k] = params[k] - eps;
-                let lm = loss(&p, &mut ws);
-                let num = (lp - lm) / (2.0 * eps as f64);
-                let g = grads[k] as f64;
-                assert!(
-                    (num - g).abs() <= 2e-3 + 2e-2 * g.abs(),
-                    "{act:?} param {k}: analytic {g} numeric {num}"
-                );
-            }
+            check_against_differences(&params, &grads, |p| loss(p, &mut ws), &format!("{act:?}"));
         }
     }
 

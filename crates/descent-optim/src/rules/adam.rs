@@ -96,6 +96,7 @@ pub(crate) struct AdamStep {
     /// bottleneck; the result moves by at most an ulp of the denominator).
     inv_bc2_sqrt: f32,
     keep: f32,
+    l2: f32,
 }
 
 impl AdamStep {
@@ -107,7 +108,8 @@ impl AdamStep {
             c,
             step_size: (c.lr as f64 / bc1) as f32,
             inv_bc2_sqrt: (1.0 / bc2.sqrt()) as f32,
-            keep: (1.0 - c.lr as f64 * c.weight_decay as f64) as f32,
+            keep: c.decay.terms(c.lr, c.weight_decay).0,
+            l2: c.decay.terms(c.lr, c.weight_decay).1,
         }
     }
 
@@ -135,10 +137,7 @@ impl AdamStep {
         let vmax = if AMSGRAD { &mut vmax[..n] } else { vmax };
         let sign = if c.maximize { -1.0 } else { 1.0 };
         let (w1, w2) = (1.0 - c.beta1, 1.0 - c.beta2);
-        let (l2, keep) = match c.decay {
-            DecayMode::L2 => (c.weight_decay, 1.0),
-            DecayMode::Decoupled => (0.0, self.keep),
-        };
+        let (keep, l2) = (self.keep, self.l2);
         for i in 0..n {
             // p * 1.0 is exact: no decoupled decay leaves p as it is.
             let pi = p[i] * keep;

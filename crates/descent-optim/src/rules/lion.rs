@@ -74,7 +74,7 @@ impl LionStep {
     pub(crate) fn new(c: LionConfig) -> Self {
         Self {
             c,
-            keep: (1.0 - c.lr as f64 * c.weight_decay as f64) as f32,
+            keep: super::decay_factor(c.lr, c.weight_decay),
         }
     }
 

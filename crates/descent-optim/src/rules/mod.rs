@@ -43,6 +43,23 @@ pub enum DecayMode {
     Decoupled,
 }
 
+impl DecayMode {
+    /// One step's decay terms for rate `lr` and factor `wd`: what the weights are multiplied
+    /// by before the update (`1 - lr * wd` when decoupled, else exactly 1) and the L2
+    /// coefficient added to the gradient (`wd` for L2, else 0).
+    pub(crate) fn terms(self, lr: f32, wd: f32) -> (f32, f32) {
+        match self {
+            DecayMode::L2 => (1.0, wd),
+            DecayMode::Decoupled => (decay_factor(lr, wd), 0.0),
+        }
+    }
+}
+
+/// `1 - lr * wd`, worked out in f64 as PyTorch does in Python.
+pub(crate) fn decay_factor(lr: f32, wd: f32) -> f32 {
+    (1.0 - lr as f64 * wd as f64) as f32
+}
+
 /// An optimizer and its hyperparameters.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum OptimizerConfig {

@@ -92,6 +92,7 @@ pub(crate) struct NAdamStep {
     /// 1 / (1 - beta2^t), multiplied rather than divided by.
     inv_bc2: f32,
     keep: f32,
+    l2: f32,
     c_grad: f32,
     c_avg: f32,
 }
@@ -105,7 +106,8 @@ impl NAdamStep {
         Self {
             c,
             inv_bc2: (1.0 / (1.0 - (c.beta2 as f64).powf(t as f64))) as f32,
-            keep: (1.0 - lr * c.weight_decay as f64) as f32,
+            keep: c.decay.terms(c.lr, c.weight_decay).0,
+            l2: c.decay.terms(c.lr, c.weight_decay).1,
             c_grad: (-lr * (1.0 - mu) / (1.0 - product)) as f32,
             c_avg: (-lr * mu_next / (1.0 - product_next)) as f32,
         }
@@ -116,15 +118,7 @@ impl NAdamStep {
         let c = self.c;
         let sign = if c.maximize { -1.0 } else { 1.0 };
         let (w1, w2) = (1.0 - c.beta1, 1.0 - c.beta2);
-        let l2 = if c.decay == DecayMode::L2 {
-            c.weight_decay
-        } else {
-            0.0
-        };
-        let keep = match c.decay {
-            DecayMode::L2 => 1.0,
-            DecayMode::Decoupled => self.keep,
-        };
+        let (keep, l2) = (self.keep, self.l2);
         let n = p.len();
         let (g, m, v) = (&g[..n], &mut m[..n], &mut v[..n]);
         for i in 0..n {

@@ -82,6 +82,7 @@ pub(crate) struct RAdamStep {
     inv_bc1: f32,
     bc2_sqrt: f32,
     keep: f32,
+    l2: f32,
     /// The rectification term when the adaptive step is on.
     rect: Option<f32>,
 }
@@ -101,7 +102,8 @@ impl RAdamStep {
             c,
             inv_bc1: (1.0 / (1.0 - b1.powf(tf))) as f32,
             bc2_sqrt: bc2.sqrt() as f32,
-            keep: (1.0 - c.lr as f64 * c.weight_decay as f64) as f32,
+            keep: c.decay.terms(c.lr, c.weight_decay).0,
+            l2: c.decay.terms(c.lr, c.weight_decay).1,
             rect,
         }
     }
@@ -111,15 +113,7 @@ impl RAdamStep {
         let c = self.c;
         let sign = if c.maximize { -1.0 } else { 1.0 };
         let (w1, w2) = (1.0 - c.beta1, 1.0 - c.beta2);
-        let l2 = if c.decay == DecayMode::L2 {
-            c.weight_decay
-        } else {
-            0.0
-        };
-        let keep = match c.decay {
-            DecayMode::L2 => 1.0,
-            DecayMode::Decoupled => self.keep,
-        };
+        let (keep, l2) = (self.keep, self.l2);
         let n = p.len();
         let (g, m, v) = (&g[..n], &mut m[..n], &mut v[..n]);
         for i in 0..n {
