@@ -546,6 +546,15 @@ pub fn run(args: TrainArgs) -> Result<()> {
         if args.resume.is_some() {
             trainer.load_checkpoint(&checkpoint)?;
             let pos = trainer.loop_state();
+            if pos.epoch > cfg.epochs {
+                eprintln!(
+                    "the run in {} already finished its {} epochs; its weights are in {}",
+                    dir.display(),
+                    cfg.epochs,
+                    dir.join(WEIGHTS_FILE).display()
+                );
+                return Ok(());
+            }
             trim_metrics(dir, pos.epoch, pos.batch)?;
             if !args.quiet {
                 eprintln!(
