@@ -206,6 +206,16 @@ pub enum ActivationArg {
     Sigmoid,
 }
 
+impl From<ActivationArg> for descent_nn::Activation {
+    fn from(a: ActivationArg) -> Self {
+        match a {
+            ActivationArg::Relu => Self::Relu,
+            ActivationArg::Tanh => Self::Tanh,
+            ActivationArg::Sigmoid => Self::Sigmoid,
+        }
+    }
+}
+
 #[derive(Args, Debug, Clone)]
 pub struct TrainArgs {
     /// Hidden layer sizes, comma-separated: 512, or 256,128 for a deeper MLP.

@@ -5,16 +5,22 @@ use anyhow::{anyhow, Result};
 use descent_data::Normalize;
 use descent_nn::{softmax_cross_entropy, Activation, LossStats, Sequential, Workspace};
 use descent_tensor::Pool;
+use std::path::Path;
+
 use descent_train::checkpoint::{load_weights, read_metadata};
 
 use crate::cli::{ActivationArg, EvalArgs};
 
-/// Reads the file's metadata for the architecture (descent writes it); flags fill in or
-/// override it; the seed's model otherwise.
-fn architecture(args: &EvalArgs) -> Result<(Vec<usize>, Activation)> {
-    let meta = read_metadata(&args.weights)?;
-    let hidden = match (&args.hidden, meta.get("hidden")) {
-        (Some(h), _) => h.clone(),
+/// The architecture of the weights at `path`: from the file's metadata (descent writes it),
+/// with `hidden` and `activation` filling in or overriding it; the seed's model otherwise.
+pub fn architecture(
+    path: &Path,
+    hidden: Option<&[usize]>,
+    activation: Option<ActivationArg>,
+) -> Result<(Vec<usize>, Activation)> {
+    let meta = read_metadata(path)?;
+    let hidden = match (hidden, meta.get("hidden")) {
+        (Some(h), _) => h.to_vec(),
         (None, Some(h)) => h
             .split(',')
             .map(|s| s.parse::<usize>())
@@ -22,19 +28,17 @@ fn architecture(args: &EvalArgs) -> Result<(Vec<usize>, Activation)> {
             .map_err(|_| {
                 anyhow!(
                     "{}: bad `hidden` metadata {h:?}; pass --hidden",
-                    args.weights.display()
+                    path.display()
                 )
             })?,
         (None, None) => vec![512],
     };
-    let activation = match (args.activation, meta.get("activation")) {
-        (Some(ActivationArg::Relu), _) => Activation::Relu,
-        (Some(ActivationArg::Tanh), _) => Activation::Tanh,
-        (Some(ActivationArg::Sigmoid), _) => Activation::Sigmoid,
+    let activation = match (activation, meta.get("activation")) {
+        (Some(a), _) => a.into(),
         (None, Some(a)) => Activation::from_name(a).ok_or_else(|| {
             anyhow!(
                 "{}: unknown activation {a:?}; pass --activation",
-                args.weights.display()
+                path.display()
             )
         })?,
         (None, None) => Activation::Relu,
@@ -43,7 +47,8 @@ fn architecture(args: &EvalArgs) -> Result<(Vec<usize>, Activation)> {
 }
 
 pub fn run(args: EvalArgs) -> Result<()> {
-    let (hidden, activation) = architecture(&args)?;
+    let (hidden, activation) =
+        architecture(&args.weights, args.hidden.as_deref(), args.activation)?;
     let (data, _) = crate::data::mnist(
         args.data_dir.as_deref(),
         args.no_fetch,

@@ -5,9 +5,9 @@ use std::path::Path;
 
 use anyhow::{anyhow, bail, Result};
 use descent_data::{read_idx, Normalize};
-use descent_nn::{Activation, Sequential, Workspace};
+use descent_nn::{Sequential, Workspace};
 use descent_tensor::Pool;
-use descent_train::checkpoint::{load_weights, read_metadata};
+use descent_train::checkpoint::load_weights;
 
 use crate::cli::PredictArgs;
 
@@ -75,19 +75,7 @@ fn images(input: &Path, features: usize, invert: bool) -> Result<Vec<Vec<u8>>> {
 }
 
 pub fn run(args: PredictArgs) -> Result<()> {
-    let meta = read_metadata(&args.weights)?;
-    let hidden: Vec<usize> = match meta.get("hidden") {
-        Some(h) => h
-            .split(',')
-            .map(str::parse)
-            .collect::<Result<_, _>>()
-            .map_err(|_| anyhow!("{}: bad `hidden` metadata {h:?}", args.weights.display()))?,
-        None => vec![512],
-    };
-    let activation = meta
-        .get("activation")
-        .and_then(|a| Activation::from_name(a))
-        .unwrap_or(Activation::Relu);
+    let (hidden, activation) = crate::eval::architecture(&args.weights, None, None)?;
     let (features, classes) = (784, 10);
     let net = Sequential::mlp(features, &hidden, classes, activation)?;
     let (params, _) = load_weights(&args.weights, net.layout())?;

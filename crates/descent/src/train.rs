@@ -14,9 +14,7 @@ use descent_optim::{HyperValue, OptimizerConfig, ParamGroup, OPTIMIZER_NAMES};
 use descent_train::checkpoint::{load_weights, read_metadata, save_weights, write_atomic};
 use descent_train::{EarlyStop, Event, Monitor, StopReason, TrainConfig, Trainer};
 
-use crate::cli::{
-    ActivationArg, AnnealArg, MonitorArg, ScheduleArgs, ScheduleName, ThresholdMode, TrainArgs,
-};
+use crate::cli::{AnnealArg, MonitorArg, ScheduleArgs, ScheduleName, ThresholdMode, TrainArgs};
 use crate::progress::Bar;
 
 /// MNIST's training set, for sizing schedules before the data is loaded.
@@ -284,11 +282,7 @@ pub fn config(args: &TrainArgs, train_len: usize) -> Result<TrainConfig> {
     }
     let cfg = TrainConfig {
         hidden: args.hidden.clone(),
-        activation: match args.activation {
-            ActivationArg::Relu => Activation::Relu,
-            ActivationArg::Tanh => Activation::Tanh,
-            ActivationArg::Sigmoid => Activation::Sigmoid,
-        },
+        activation: args.activation.into(),
         dropout: args.dropout,
         l1: args.l1,
         optimizer,
