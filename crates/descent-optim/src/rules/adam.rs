@@ -10,8 +10,8 @@
 //! p  = p - lr / (1 - beta1^t) * m / (sqrt(v̂) / sqrt(1 - beta2^t) + eps)
 //! ```
 
-use super::Field;
-use super::{check_beta, check_lr, check_nonneg, lerp, DecayMode};
+use super::{check_beta, check_lr, check_nonneg, DecayMode};
+use super::{Field, Moments};
 use crate::{par::Bufs, OptimError};
 
 /// The update, as `descent optimizers` prints it.
@@ -95,8 +95,7 @@ pub(crate) struct AdamStep {
     /// 1 / sqrt(1 - beta2^t): a multiply instead of PyTorch's divide (the divider is the
     /// bottleneck; the result moves by at most an ulp of the denominator).
     inv_bc2_sqrt: f32,
-    keep: f32,
-    l2: f32,
+    mo: Moments,
 }
 
 impl AdamStep {
@@ -108,8 +107,7 @@ impl AdamStep {
             c,
             step_size: (c.lr as f64 / bc1) as f32,
             inv_bc2_sqrt: (1.0 / bc2.sqrt()) as f32,
-            keep: c.decay.terms(c.lr, c.weight_decay).0,
-            l2: c.decay.terms(c.lr, c.weight_decay).1,
+            mo: Moments::new(c.maximize, c.decay, c.lr, c.weight_decay, c.beta1, c.beta2),
         }
     }
 
@@ -135,15 +133,8 @@ impl AdamStep {
         let n = p.len();
         let (g, m, v) = (&g[..n], &mut m[..n], &mut v[..n]);
         let vmax = if AMSGRAD { &mut vmax[..n] } else { vmax };
-        let sign = if c.maximize { -1.0 } else { 1.0 };
-        let (w1, w2) = (1.0 - c.beta1, 1.0 - c.beta2);
-        let (keep, l2) = (self.keep, self.l2);
         for i in 0..n {
-            // p * 1.0 is exact: no decoupled decay leaves p as it is.
-            let pi = p[i] * keep;
-            let gi = sign * g[i] + l2 * pi;
-            let mi = lerp(m[i], gi, w1);
-            let vi = c.beta2 * v[i] + w2 * gi * gi;
+            let [pi, _, mi, vi] = self.mo.update(p[i], g[i], m[i], v[i]);
             let second = if AMSGRAD {
                 vmax[i] = vmax[i].max(vi);
                 vmax[i]

@@ -55,6 +55,50 @@ impl DecayMode {
     }
 }
 
+/// The part of a step that Adam, NAdam and RAdam share, for one value: decoupled decay of
+/// the weight, the signed gradient plus L2 decay, and the two moments (PyTorch's `lerp` for the
+/// first, `mul_` + `addcmul_` for the second).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Moments {
+    sign: f32,
+    keep: f32,
+    l2: f32,
+    w1: f32,
+    beta2: f32,
+    w2: f32,
+}
+
+impl Moments {
+    pub(crate) fn new(
+        maximize: bool,
+        decay: DecayMode,
+        lr: f32,
+        wd: f32,
+        beta1: f32,
+        beta2: f32,
+    ) -> Self {
+        let (keep, l2) = decay.terms(lr, wd);
+        Self {
+            sign: if maximize { -1.0 } else { 1.0 },
+            keep,
+            l2,
+            w1: 1.0 - beta1,
+            beta2,
+            w2: 1.0 - beta2,
+        }
+    }
+
+    /// `(p, g, m, v)` after the shared part: the decayed weight, the gradient the update
+    /// uses, and the new moments.
+    #[inline(always)]
+    pub(crate) fn update(&self, p: f32, g: f32, m: f32, v: f32) -> [f32; 4] {
+        // p * 1.0 is exact: without decoupled decay the weight is unchanged.
+        let p = p * self.keep;
+        let g = self.sign * g + self.l2 * p;
+        [p, g, lerp(m, g, self.w1), self.beta2 * v + self.w2 * g * g]
+    }
+}
+
 /// `1 - lr * wd`, worked out in f64 as PyTorch does in Python.
 pub(crate) fn decay_factor(lr: f32, wd: f32) -> f32 {
     (1.0 - lr as f64 * wd as f64) as f32

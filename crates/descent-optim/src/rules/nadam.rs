@@ -12,8 +12,8 @@
 //!
 //! The product `P_t` is kept in f32 and saved with the state, as PyTorch keeps `mu_product`.
 
-use super::Field;
-use super::{check_beta, check_lr, check_nonneg, lerp, DecayMode};
+use super::{check_beta, check_lr, check_nonneg, DecayMode};
+use super::{Field, Moments};
 use crate::{par::Bufs, OptimError};
 
 /// The update, as `descent optimizers` prints it.
@@ -91,8 +91,7 @@ pub(crate) struct NAdamStep {
     c: NAdamConfig,
     /// 1 / (1 - beta2^t), multiplied rather than divided by.
     inv_bc2: f32,
-    keep: f32,
-    l2: f32,
+    mo: Moments,
     c_grad: f32,
     c_avg: f32,
 }
@@ -106,8 +105,7 @@ impl NAdamStep {
         Self {
             c,
             inv_bc2: (1.0 / (1.0 - (c.beta2 as f64).powf(t as f64))) as f32,
-            keep: c.decay.terms(c.lr, c.weight_decay).0,
-            l2: c.decay.terms(c.lr, c.weight_decay).1,
+            mo: Moments::new(c.maximize, c.decay, c.lr, c.weight_decay, c.beta1, c.beta2),
             c_grad: (-lr * (1.0 - mu) / (1.0 - product)) as f32,
             c_avg: (-lr * mu_next / (1.0 - product_next)) as f32,
         }
@@ -116,16 +114,10 @@ impl NAdamStep {
     #[inline(always)]
     pub(crate) fn apply(&self, p: &mut [f32], g: &[f32], [m, v, _]: Bufs<'_>) {
         let c = self.c;
-        let sign = if c.maximize { -1.0 } else { 1.0 };
-        let (w1, w2) = (1.0 - c.beta1, 1.0 - c.beta2);
-        let (keep, l2) = (self.keep, self.l2);
         let n = p.len();
         let (g, m, v) = (&g[..n], &mut m[..n], &mut v[..n]);
         for i in 0..n {
-            let pi = p[i] * keep;
-            let gi = sign * g[i] + l2 * pi;
-            let mi = lerp(m[i], gi, w1);
-            let vi = c.beta2 * v[i] + w2 * gi * gi;
+            let [pi, gi, mi, vi] = self.mo.update(p[i], g[i], m[i], v[i]);
             let den = (vi * self.inv_bc2).sqrt() + c.eps;
             let pi = pi + self.c_grad * (gi / den);
             p[i] = pi + self.c_avg * (mi / den);

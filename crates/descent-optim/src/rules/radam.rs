@@ -11,8 +11,8 @@
 //! r_t   = sqrt((rho_t - 4)(rho_t - 2) rho_∞ / ((rho_∞ - 4)(rho_∞ - 2) rho_t))
 //! ```
 
-use super::Field;
-use super::{check_beta, check_lr, check_nonneg, lerp, DecayMode};
+use super::{check_beta, check_lr, check_nonneg, DecayMode};
+use super::{Field, Moments};
 use crate::{par::Bufs, OptimError};
 
 /// The update, as `descent optimizers` prints it.
@@ -81,8 +81,7 @@ pub(crate) struct RAdamStep {
     /// 1 / (1 - beta1^t), multiplied rather than divided by.
     inv_bc1: f32,
     bc2_sqrt: f32,
-    keep: f32,
-    l2: f32,
+    mo: Moments,
     /// The rectification term when the adaptive step is on.
     rect: Option<f32>,
 }
@@ -102,8 +101,7 @@ impl RAdamStep {
             c,
             inv_bc1: (1.0 / (1.0 - b1.powf(tf))) as f32,
             bc2_sqrt: bc2.sqrt() as f32,
-            keep: c.decay.terms(c.lr, c.weight_decay).0,
-            l2: c.decay.terms(c.lr, c.weight_decay).1,
+            mo: Moments::new(c.maximize, c.decay, c.lr, c.weight_decay, c.beta1, c.beta2),
             rect,
         }
     }
@@ -111,16 +109,10 @@ impl RAdamStep {
     #[inline(always)]
     pub(crate) fn apply(&self, p: &mut [f32], g: &[f32], [m, v, _]: Bufs<'_>) {
         let c = self.c;
-        let sign = if c.maximize { -1.0 } else { 1.0 };
-        let (w1, w2) = (1.0 - c.beta1, 1.0 - c.beta2);
-        let (keep, l2) = (self.keep, self.l2);
         let n = p.len();
         let (g, m, v) = (&g[..n], &mut m[..n], &mut v[..n]);
         for i in 0..n {
-            let pi = p[i] * keep;
-            let gi = sign * g[i] + l2 * pi;
-            let mi = lerp(m[i], gi, w1);
-            let vi = c.beta2 * v[i] + w2 * gi * gi;
+            let [pi, _, mi, vi] = self.mo.update(p[i], g[i], m[i], v[i]);
             let mhat = mi * self.inv_bc1;
             let u = match self.rect {
                 Some(r) => mhat * c.lr * (self.bc2_sqrt / (vi.sqrt() + c.eps)) * r,
