@@ -616,4 +616,52 @@ mod tests {
             .sum();
         assert!((total - 1.0).abs() < 1e-6, "{total}");
     }
+
+    /// The mixture's log density on fixed observations and points equals Optuna's
+    /// (`tools/tpe_reference.py` wrote the fixture with Optuna 5.0.0).
+    #[test]
+    fn log_densities_match_optuna() {
+        let text = include_str!("../../tests/fixtures/optuna_parzen.json");
+        let fixture: serde_json::Value = serde_json::from_str(text).unwrap();
+        let cfg = TpeConfig::default();
+        for case in fixture["cases"].as_array().unwrap() {
+            let name = case["name"].as_str().unwrap();
+            let space = case["space"].as_object().unwrap();
+            let dists: Vec<Distribution> = space
+                .values()
+                .map(|d| serde_json::from_value(d.clone()).unwrap())
+                .collect();
+            let dims: Vec<Dim> = dists.iter().map(Dim::new).collect();
+            let column = |key: &str, p: &str| -> Vec<f64> {
+                case[key][p]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|v| v.as_f64().unwrap())
+                    .collect()
+            };
+            let obs: Vec<Vec<f64>> = space
+                .keys()
+                .zip(&dims)
+                .map(|(p, d)| column("observations", p).iter().map(|&v| d.transform(v)).collect())
+                .collect();
+            let pts: Vec<Vec<f64>> = space
+                .keys()
+                .zip(&dims)
+                .map(|(p, d)| column("points", p).iter().map(|&v| d.transform(v)).collect())
+                .collect();
+            let parzen = Parzen::fit(&dims, &obs, &cfg);
+            let want = case["log_pdf"].as_array().unwrap();
+            let mut acc = Vec::new();
+            for (i, w) in want.iter().enumerate() {
+                let x: Vec<f64> = pts.iter().map(|c| c[i]).collect();
+                let got = parzen.log_pdf(&dims, &x, &mut acc);
+                let w = w.as_f64().unwrap();
+                assert!(
+                    (got - w).abs() <= 1e-9 * w.abs().max(1.0),
+                    "{name} point {i}: {got} vs optuna {w}"
+                );
+            }
+        }
+    }
 }
