@@ -306,7 +306,7 @@ mod x86 {
                 4 => tn_rows::<4>(o, panel, i),
                 _ => tn_rows::<5>(o, panel, i),
             }
-            if o.n % 16 != 0 {
+            if !o.n.is_multiple_of(16) {
                 tn_scalar(o, o.n / 16 * 16);
             }
         })

@@ -647,7 +647,7 @@ impl Trainer {
             let due = self
                 .checkpoints
                 .as_ref()
-                .filter(|(_, every)| epoch % every == 0 || last_epoch)
+                .filter(|(_, every)| epoch.is_multiple_of(*every) || last_epoch)
                 .map(|(path, _)| path.clone());
             if let Some(e) = self.cfg.early_stop {
                 let value = match e.monitor {

@@ -34,6 +34,89 @@ pub enum Command {
     /// Measure the engine: GEMM throughput on the seed's shapes, optimizer steps, or whole
     /// epochs.
     Bench(BenchArgs),
+    /// Search training hyperparameters (TPE, pruning on validation accuracy) in a SQLite
+    /// study; `descent tune show` prints and draws the results.
+    Tune(TuneArgs),
+}
+
+/// `descent tune`.
+#[derive(Args, Debug)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct TuneArgs {
+    #[command(subcommand)]
+    pub command: Option<TuneCommand>,
+    /// Where the study lives (several processes may share it).
+    #[arg(long, default_value = "sqlite:tune.db")]
+    pub storage: String,
+    /// The study's name: an existing study is resumed.
+    #[arg(long, default_value = "mnist")]
+    pub study: String,
+    /// Run until the study holds this many trials (counting earlier runs).
+    #[arg(long, default_value_t = 30)]
+    pub trials: u64,
+    /// Trials run side by side (threads are shared among them).
+    #[arg(long, default_value_t = 1)]
+    pub jobs: usize,
+    /// Start no new trial after this many seconds.
+    #[arg(long, value_name = "SECS")]
+    pub timeout: Option<f64>,
+    /// Epochs per trial (validation accuracy is reported after each).
+    #[arg(long, default_value_t = 3)]
+    pub epochs: usize,
+    /// tpe or random.
+    #[arg(long, default_value = "tpe")]
+    pub sampler: String,
+    /// median, percentile:P, sh (successive halving), hyperband or none.
+    #[arg(long, default_value = "median")]
+    pub pruner: String,
+    /// The sampler's seed.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// A search-space parameter: NAME=float:LOW:HIGH[:log|:step=S], NAME=int:LOW:HIGH[:log],
+    /// NAME=cat:A,B,C; NAME is a `descent train` flag (lr, batch-size, hidden, momentum, ...).
+    #[arg(long, value_name = "SPEC")]
+    pub param: Vec<String>,
+    /// A TOML file with [params.NAME] tables (type, low, high, log, step, choices) and a
+    /// [fixed] table of train flags.
+    #[arg(long, value_name = "FILE")]
+    pub space: Option<PathBuf>,
+    /// A `descent train` flag every trial uses: KEY=VALUE (e.g. --fixed hidden=256).
+    #[arg(long, value_name = "KEY=VALUE")]
+    pub fixed: Vec<String>,
+    /// Fraction of the training set held out to score trials.
+    #[arg(long, default_value_t = 0.1)]
+    pub val_split: f64,
+    /// Where MNIST is (default: the cache directory).
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// Threads per trial (default: the cores divided among the jobs).
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Fail instead of downloading MNIST.
+    #[arg(long)]
+    pub no_fetch: bool,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum TuneCommand {
+    /// The best trial, a top-k table, parameter importances, and charts (history,
+    /// intermediate values, importances, parallel coordinates) as PNG and SVG.
+    Show(TuneShowArgs),
+}
+
+/// `descent tune show`.
+#[derive(Args, Debug)]
+pub struct TuneShowArgs {
+    #[arg(long, default_value = "sqlite:tune.db")]
+    pub storage: String,
+    #[arg(long, default_value = "mnist")]
+    pub study: String,
+    /// Rows of the top table.
+    #[arg(long, default_value_t = 10)]
+    pub top: usize,
+    /// Where the charts go (default: tune-STUDY).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -337,6 +420,10 @@ pub struct TrainArgs {
     /// flags on the command line win.
     #[arg(long, value_name = "FILE", help_heading = "Runs")]
     pub config: Option<PathBuf>,
+    /// Train the best configuration of a `descent tune` study (sqlite:PATH:STUDY); flags on
+    /// the command line win.
+    #[arg(long, value_name = "STORAGE:STUDY", help_heading = "Runs")]
+    pub from_study: Option<String>,
     /// Keep this run in DIR: its command line, metrics.jsonl (every epoch and log line),
     /// checkpoint.safetensors (every --checkpoint-every epochs and on Ctrl-C) and the final
     /// weights.safetensors.

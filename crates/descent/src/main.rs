@@ -9,6 +9,8 @@
 //! descent optimizers [NAME]
 //! descent data fetch mnist [--data-dir DIR]
 //! descent bench gemm | optim | epoch
+//! descent tune --trials 30 --epochs 3 && descent tune show
+//! descent train --from-study sqlite:tune.db:mnist
 //! ```
 
 /// `println!` for the command's output, which stops the program quietly when the reader has
@@ -31,18 +33,20 @@ mod predict;
 mod progress;
 mod report;
 mod train;
+mod tune;
 mod viz;
 
 use clap::Parser;
 
 fn main() {
-    let argv = match config_file::expand(std::env::args().collect()) {
-        Ok(argv) => argv,
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            std::process::exit(2);
-        }
-    };
+    let argv =
+        match config_file::expand(std::env::args().collect()).and_then(tune::expand_from_study) {
+            Ok(argv) => argv,
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                std::process::exit(2);
+            }
+        };
     let _ = ARGV.set(argv.clone());
     let from_config = std::env::args().any(|a| a == "--config" || a.starts_with("--config="));
     let cli = match cli::Cli::try_parse_from(argv) {
@@ -67,6 +71,7 @@ fn main() {
         cli::Command::Compare(args) => compare::run(args),
         cli::Command::Optimizers(args) => optimizers::run(args),
         cli::Command::Bench(args) => bench::run(args),
+        cli::Command::Tune(args) => tune::run(args),
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");

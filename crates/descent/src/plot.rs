@@ -24,6 +24,22 @@ pub struct Chart {
     pub y_range: Option<(f64, f64)>,
     /// Thin grey lines drawn under the curves (contour lines), in data coordinates.
     pub background: Vec<Vec<(f64, f64)>>,
+    /// Sets of lines or markers sharing one colour and one legend entry (many trials).
+    pub groups: Vec<Group>,
+    /// Names for the x ticks at 0, 1, 2, ... (parallel coordinates), instead of numbers.
+    pub x_names: Option<Vec<String>>,
+}
+
+/// Lines (or markers) drawn alike under one legend entry.
+pub struct Group {
+    pub name: String,
+    pub lines: Vec<Vec<(f64, f64)>>,
+    /// Draw each point as a small cross instead of joining them.
+    pub markers: bool,
+    /// Line width in pixels.
+    pub width: f64,
+    /// An RGB colour (`None`: the next palette colour).
+    pub rgb: Option<(u8, u8, u8)>,
 }
 
 impl Chart {
@@ -37,6 +53,8 @@ impl Chart {
             x_range: None,
             y_range: None,
             background: Vec::new(),
+            groups: Vec::new(),
+            x_names: None,
         }
     }
 }
@@ -105,7 +123,11 @@ fn label(v: f64) -> String {
 
 impl Chart {
     fn draw(&self, c: &mut dyn Canvas) {
-        let pts = self.series.iter().flat_map(|s| s.points.iter());
+        let pts = self
+            .series
+            .iter()
+            .flat_map(|s| s.points.iter())
+            .chain(self.groups.iter().flat_map(|g| g.lines.iter().flatten()));
         let (mut x0, mut x1, mut y0, mut y1) = (f64::MAX, f64::MIN, f64::MAX, f64::MIN);
         for &(x, y) in pts.filter(|p| p.0.is_finite() && p.1.is_finite()) {
             (x0, x1, y0, y1) = (x0.min(x), x1.max(x), y0.min(y), y1.max(y));
@@ -135,12 +157,24 @@ impl Chart {
             .iter()
             .flat_map(|s| &s.points)
             .all(|p| p.0.fract() == 0.0);
-        for t in ticks(x0, x1)
-            .into_iter()
-            .filter(|t| !whole || t.fract() == 0.0)
-        {
-            c.line(&[(sx(t), TOP), (sx(t), TOP + ph)], grey, 1.0);
-            c.text(sx(t), TOP + ph + 18.0, &label(t), Anchor::Middle, false);
+        match &self.x_names {
+            Some(names) => {
+                for (i, n) in names.iter().enumerate() {
+                    let t = i as f64;
+                    c.line(&[(sx(t), TOP), (sx(t), TOP + ph)], grey, 1.0);
+                    let y = TOP + ph + 14.0 + 12.0 * (i % 2) as f64;
+                    c.text(sx(t), y, n, Anchor::Middle, false);
+                }
+            }
+            None => {
+                for t in ticks(x0, x1)
+                    .into_iter()
+                    .filter(|t| !whole || t.fract() == 0.0)
+                {
+                    c.line(&[(sx(t), TOP), (sx(t), TOP + ph)], grey, 1.0);
+                    c.text(sx(t), TOP + ph + 18.0, &label(t), Anchor::Middle, false);
+                }
+            }
         }
         for t in ticks(y0, y1) {
             c.line(&[(LEFT, sy(t)), (LEFT + pw, sy(t))], grey, 1.0);
@@ -175,7 +209,32 @@ impl Chart {
             false,
         );
         c.text(22.0, TOP + ph / 2.0, &self.y_label, Anchor::Middle, true);
-        for (i, s) in self.series.iter().enumerate() {
+        let mut legend = 0usize;
+        for g in &self.groups {
+            let rgb = g.rgb.unwrap_or(PALETTE[legend % PALETTE.len()]);
+            for line in &g.lines {
+                let pts: Vec<(f64, f64)> = line
+                    .iter()
+                    .filter(|p| p.0.is_finite() && p.1.is_finite() && inside(p))
+                    .map(|&(x, y)| (sx(x), sy(y)))
+                    .collect();
+                if g.markers || pts.len() == 1 {
+                    for &(x, y) in &pts {
+                        c.line(&[(x - 3.0, y - 3.0), (x + 3.0, y + 3.0)], rgb, g.width);
+                        c.line(&[(x - 3.0, y + 3.0), (x + 3.0, y - 3.0)], rgb, g.width);
+                    }
+                } else {
+                    c.line(&pts, rgb, g.width);
+                }
+            }
+            let ly = TOP + 10.0 + 22.0 * legend as f64;
+            let lx = LEFT + pw + 15.0;
+            c.line(&[(lx, ly), (lx + 25.0, ly)], rgb, 4.0);
+            c.text(lx + 32.0, ly + 4.0, &g.name, Anchor::Start, false);
+            legend += 1;
+        }
+        for (j, s) in self.series.iter().enumerate() {
+            let i = legend + j;
             let rgb = PALETTE[i % PALETTE.len()];
             let path: Vec<(f64, f64)> = s
                 .points

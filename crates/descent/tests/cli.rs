@@ -518,3 +518,111 @@ fn predict_reads_a_png_and_refuses_other_sizes() {
     ]);
     assert_clean_failure(&o, "--top");
 }
+
+#[test]
+fn tune_refuses_bad_search_spaces_and_storage_before_any_work() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite:{}", dir.path().join("t.db").display());
+    let cases: Vec<(Vec<String>, &str)> = vec![
+        (
+            vec!["--param".into(), "lr=float:1:0:log".into()],
+            "low 1 > high 0",
+        ),
+        (
+            vec!["--param".into(), "lr=float:0:1:log".into()],
+            "log scale needs low > 0",
+        ),
+        (
+            vec!["--param".into(), "hidden=int:0:512:log".into()],
+            "log scale needs low >= 1",
+        ),
+        (
+            vec!["--param".into(), "optimizer=cat:".into()],
+            "no choices",
+        ),
+        (
+            vec!["--param".into(), "lr=gauss:0:1".into()],
+            "unknown kind `gauss`",
+        ),
+        (
+            vec!["--param".into(), "foo=float:0:1".into()],
+            "`foo` is not a usable `descent train` flag",
+        ),
+        (
+            vec!["--sampler".into(), "cmaes".into()],
+            "invalid --sampler cmaes",
+        ),
+        (
+            vec!["--pruner".into(), "percentile:x".into()],
+            "invalid --pruner",
+        ),
+        (
+            vec!["--storage".into(), "postgres://x".into()],
+            "give sqlite:PATH",
+        ),
+        (
+            vec![
+                "--storage".into(),
+                format!("sqlite:{}", dir.path().display()),
+            ],
+            "is a directory",
+        ),
+        (
+            vec![
+                "--storage".into(),
+                format!("sqlite:{}/no/t.db", dir.path().display()),
+            ],
+            "does not exist",
+        ),
+    ];
+    for (extra, needle) in cases {
+        let mut args: Vec<String> = vec!["tune".into(), "--no-fetch".into()];
+        if !extra.contains(&"--storage".to_string()) {
+            args.extend(["--storage".into(), db.clone()]);
+        }
+        args.extend(extra);
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        assert_clean_failure(&descent(&refs, dir.path()), needle);
+    }
+    // A file that is not a database.
+    let junk = dir.path().join("junk.db");
+    std::fs::write(&junk, vec![b'x'; 4096]).unwrap();
+    let spec = format!("sqlite:{}", junk.display());
+    assert_clean_failure(
+        &descent(&["tune", "--storage", &spec, "--no-fetch"], dir.path()),
+        "is not a SQLite database",
+    );
+    // A TOML space with a broken parameter.
+    let space = dir.path().join("space.toml");
+    std::fs::write(
+        &space,
+        "[params.lr]\ntype = \"float\"\nlow = 0.5\nhigh = 0.1\n",
+    )
+    .unwrap();
+    let s = space.display().to_string();
+    assert_clean_failure(
+        &descent(
+            &["tune", "--storage", &db, "--space", &s, "--no-fetch"],
+            dir.path(),
+        ),
+        "low 0.5 > high 0.1",
+    );
+    // show and --from-study on a study that is not there.
+    let show = Command::new(env!("CARGO_BIN_EXE_descent"))
+        .args(["tune", "show", "--storage", &db, "--study", "nope"])
+        .output()
+        .unwrap();
+    assert_clean_failure(&show, "no study named `nope`");
+    let spec = format!("{db}:nope");
+    assert_clean_failure(
+        &descent(&["train", "--from-study", &spec, "--no-fetch"], dir.path()),
+        "no study named `nope`",
+    );
+    assert_clean_failure(
+        &descent(
+            &["train", "--from-study", "tune.db", "--no-fetch"],
+            dir.path(),
+        ),
+        "give sqlite:PATH:STUDY",
+    );
+}

@@ -643,12 +643,22 @@ mod tests {
             let obs: Vec<Vec<f64>> = space
                 .keys()
                 .zip(&dims)
-                .map(|(p, d)| column("observations", p).iter().map(|&v| d.transform(v)).collect())
+                .map(|(p, d)| {
+                    column("observations", p)
+                        .iter()
+                        .map(|&v| d.transform(v))
+                        .collect()
+                })
                 .collect();
             let pts: Vec<Vec<f64>> = space
                 .keys()
                 .zip(&dims)
-                .map(|(p, d)| column("points", p).iter().map(|&v| d.transform(v)).collect())
+                .map(|(p, d)| {
+                    column("points", p)
+                        .iter()
+                        .map(|&v| d.transform(v))
+                        .collect()
+                })
                 .collect();
             let parzen = Parzen::fit(&dims, &obs, &cfg);
             let want = case["log_pdf"].as_array().unwrap();

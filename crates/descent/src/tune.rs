@@ -1,0 +1,916 @@
+//! `descent tune`: a hyperparameter search over `descent train`'s flags, stored in a SQLite
+//! study; `descent tune show`: its results and charts; `descent train --from-study`: the
+//! best configuration, retrained.
+//!
+//! A search-space parameter is named after a `descent train` flag (`lr`, `batch-size`,
+//! `hidden`, `momentum`, ...). Optimizer hyperparameters are suggested only for optimizers
+//! that take them (define-by-run: `momentum` for SGD, `beta1` for Adam). Each trial trains
+//! for `--epochs` on the training set less a validation split (the same split for every
+//! trial), reports validation accuracy after each epoch, and is pruned when the pruner says
+//! so; its value is its best validation accuracy.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use anyhow::{anyhow, bail, Context, Result};
+use clap::Parser;
+use descent_data::Normalize;
+use descent_optim::{HyperValue, OptimizerConfig};
+use descent_train::checkpoint::write_atomic;
+use descent_train::{Event, Trainer};
+use descent_tune::importance::importances;
+use descent_tune::{
+    trials_table, Distribution, FrozenTrial, HyperbandPruner, NopPruner, OptimizeOptions,
+    ParamValue, PercentilePruner, Pruner, RandomSampler, Sampler, SqliteStorage, Storage, Study,
+    SuccessiveHalvingPruner, TpeSampler, TrialError, TrialState,
+};
+
+use crate::cli::{Cli, Command, TuneArgs, TuneShowArgs};
+use crate::plot::{Chart, Group, Series};
+use crate::report::write_chart;
+
+/// Set by Ctrl-C: no new trial starts.
+static STOP: AtomicBool = AtomicBool::new(false);
+/// The running trials' interrupt flags, so that Ctrl-C stops them mid-epoch.
+static RUNNING: Mutex<Vec<Arc<AtomicBool>>> = Mutex::new(Vec::new());
+
+/// One parameter of the search space.
+#[derive(Clone, Debug)]
+struct SpaceParam {
+    /// The train flag without dashes (`batch-size`).
+    flag: String,
+    distribution: Distribution,
+}
+
+/// Opens `sqlite:PATH` (the one storage so far; PostgreSQL will be `postgresql://...`).
+pub fn open_storage(spec: &str) -> Result<Arc<dyn Storage>> {
+    match spec.strip_prefix("sqlite:") {
+        Some(path) if !path.is_empty() => Ok(Arc::new(SqliteStorage::open(path)?)),
+        _ => bail!("invalid --storage {spec}: give sqlite:PATH (e.g. sqlite:tune.db)"),
+    }
+}
+
+/// A value as a flag's text.
+fn flag_value(v: &ParamValue) -> String {
+    match v {
+        ParamValue::Float(x) => format!("{x}"),
+        other => other.to_string(),
+    }
+}
+
+/// A `cat:` or TOML choice: integer, float, switch or string.
+fn parse_choice(s: &str) -> ParamValue {
+    if let Ok(i) = s.parse::<i64>() {
+        ParamValue::Int(i)
+    } else if let Ok(x) = s.parse::<f64>() {
+        ParamValue::Float(x)
+    } else if let Ok(b) = s.parse::<bool>() {
+        ParamValue::Bool(b)
+    } else {
+        ParamValue::Str(s.to_string())
+    }
+}
+
+/// `NAME=float:LOW:HIGH[:log|:step=S]`, `NAME=int:LOW:HIGH[:log|:step=S]` or
+/// `NAME=cat:A,B,C`.
+fn parse_param(spec: &str) -> Result<SpaceParam> {
+    let bad = |why: &str| {
+        anyhow!(
+            "invalid --param {spec}: {why}; write NAME=float:LOW:HIGH[:log|:step=S], \
+             NAME=int:LOW:HIGH[:log|:step=S] or NAME=cat:A,B,C"
+        )
+    };
+    let (name, rest) = spec.split_once('=').ok_or_else(|| bad("no `=`"))?;
+    let flag = name.trim().trim_start_matches("--").replace('_', "-");
+    let (kind, args) = rest.split_once(':').ok_or_else(|| bad("no kind"))?;
+    let distribution = match kind {
+        "cat" | "categorical" => Distribution::categorical(
+            args.split(',')
+                .filter(|c| !c.trim().is_empty())
+                .map(parse_choice),
+        ),
+        "float" | "int" => {
+            let parts: Vec<&str> = args.split(':').collect();
+            if parts.len() < 2 {
+                return Err(bad("give LOW:HIGH"));
+            }
+            let mut log = false;
+            let mut step = None;
+            for opt in &parts[2..] {
+                match opt.strip_prefix("step=") {
+                    Some(s) => step = Some(s.parse::<f64>().map_err(|_| bad("bad step"))?),
+                    None if *opt == "log" => log = true,
+                    None => return Err(bad(&format!("unknown option `{opt}`"))),
+                }
+            }
+            if kind == "float" {
+                let lo = parts[0].parse().map_err(|_| bad("LOW is not a number"))?;
+                let hi = parts[1].parse().map_err(|_| bad("HIGH is not a number"))?;
+                Distribution::Float {
+                    low: lo,
+                    high: hi,
+                    log,
+                    step,
+                }
+            } else {
+                let lo = parts[0].parse().map_err(|_| bad("LOW is not an integer"))?;
+                let hi = parts[1]
+                    .parse()
+                    .map_err(|_| bad("HIGH is not an integer"))?;
+                Distribution::Int {
+                    low: lo,
+                    high: hi,
+                    log,
+                    step: step.map_or(1, |s| s as i64),
+                }
+            }
+        }
+        other => return Err(bad(&format!("unknown kind `{other}`"))),
+    };
+    Ok(SpaceParam {
+        distribution: distribution
+            .validated(&flag)
+            .map_err(|e| anyhow!("invalid --param {spec}: {e}"))?,
+        flag,
+    })
+}
+
+/// `[params.NAME]` tables (type, low, high, log, step, choices) and a `[fixed]` table of
+/// train flags.
+fn parse_space_file(path: &Path) -> Result<(Vec<SpaceParam>, Vec<String>)> {
+    let bad = |why: String| anyhow!("invalid --space {}: {why}", path.display());
+    let text = std::fs::read_to_string(path).map_err(|e| bad(format!("cannot read it: {e}")))?;
+    let table: toml::Table = text.parse().map_err(|e| bad(format!("{e}")))?;
+    let mut params = Vec::new();
+    if let Some(p) = table.get("params") {
+        let p = p
+            .as_table()
+            .ok_or_else(|| bad("`params` is not a table".into()))?;
+        for (name, def) in p {
+            let t = def
+                .as_table()
+                .ok_or_else(|| bad(format!("params.{name} is not a table")))?;
+            let kind = t.get("type").and_then(|v| v.as_str()).unwrap_or("float");
+            let num = |k: &str| -> Result<f64> {
+                t.get(k)
+                    .and_then(|v| v.as_float().or(v.as_integer().map(|i| i as f64)))
+                    .ok_or_else(|| bad(format!("params.{name} needs a number `{k}`")))
+            };
+            let log = t.get("log").and_then(|v| v.as_bool()).unwrap_or(false);
+            let step = t
+                .get("step")
+                .and_then(|v| v.as_float().or(v.as_integer().map(|i| i as f64)));
+            let flag = name.replace('_', "-");
+            let distribution = match kind {
+                "float" => Distribution::Float {
+                    low: num("low")?,
+                    high: num("high")?,
+                    log,
+                    step,
+                },
+                "int" => Distribution::Int {
+                    low: num("low")? as i64,
+                    high: num("high")? as i64,
+                    log,
+                    step: step.map_or(1, |s| s as i64),
+                },
+                "categorical" | "cat" => {
+                    let choices = t
+                        .get("choices")
+                        .and_then(|v| v.as_array())
+                        .ok_or_else(|| bad(format!("params.{name} needs `choices = [...]`")))?;
+                    Distribution::categorical(choices.iter().map(|c| match c {
+                        toml::Value::String(s) => parse_choice(s),
+                        toml::Value::Integer(i) => ParamValue::Int(*i),
+                        toml::Value::Float(x) => ParamValue::Float(*x),
+                        toml::Value::Boolean(b) => ParamValue::Bool(*b),
+                        other => ParamValue::Str(format!("{other:?}")),
+                    }))
+                }
+                other => {
+                    return Err(bad(format!(
+                        "params.{name}: unknown type `{other}` (float, int or categorical)"
+                    )))
+                }
+            };
+            params.push(SpaceParam {
+                distribution: distribution
+                    .validated(&flag)
+                    .map_err(|e| bad(e.to_string()))?,
+                flag,
+            });
+        }
+    }
+    let mut fixed = Vec::new();
+    if let Some(f) = table.get("fixed") {
+        let f = f
+            .as_table()
+            .ok_or_else(|| bad("`fixed` is not a table".into()))?;
+        for (k, v) in f {
+            fixed.extend(fixed_flag(&format!("{k}={}", toml_scalar(v))));
+        }
+    }
+    Ok((params, fixed))
+}
+
+fn toml_scalar(v: &toml::Value) -> String {
+    match v {
+        toml::Value::String(s) => s.clone(),
+        toml::Value::Array(a) => a.iter().map(toml_scalar).collect::<Vec<_>>().join(","),
+        toml::Value::Integer(i) => i.to_string(),
+        toml::Value::Float(x) => x.to_string(),
+        toml::Value::Boolean(b) => b.to_string(),
+        other => format!("{other:?}"),
+    }
+}
+
+/// `--fixed KEY=VALUE` as train flags (`true` gives a bare switch).
+fn fixed_flag(kv: &str) -> Vec<String> {
+    let (k, v) = kv.split_once('=').unwrap_or((kv, "true"));
+    let flag = format!("--{}", k.trim().trim_start_matches("--").replace('_', "-"));
+    match v {
+        "true" => vec![flag],
+        "false" => vec![],
+        v => vec![flag, v.to_string()],
+    }
+}
+
+/// The search space `descent tune` uses when none is given: the seed's knobs.
+fn default_space() -> Vec<SpaceParam> {
+    [
+        "optimizer=cat:sgd,adam",
+        "lr=float:0.0001:0.3:log",
+        "momentum=float:0.0:0.99",
+        "batch-size=cat:32,64,128,256",
+        "hidden=int:64:1024:log",
+        "dropout=float:0.0:0.4",
+        "schedule=cat:constant,cosine",
+    ]
+    .iter()
+    .map(|s| parse_param(s).expect("the default space is valid"))
+    .collect()
+}
+
+/// Whether `flag` names an optimizer hyperparameter (then it applies only to optimizers that
+/// take it).
+fn is_hyper(flag: &str) -> bool {
+    let name = flag.replace('-', "_");
+    descent_optim::catalog()
+        .iter()
+        .filter_map(|i| OptimizerConfig::default_for(i.name))
+        .any(|c| c.clone().set(&name, HyperValue::Num(0.5)).is_ok())
+        || matches!(name.as_str(), "beta1" | "beta2" | "nesterov" | "amsgrad")
+}
+
+/// Whether optimizer `opt` takes hyperparameter `flag`.
+fn takes(opt: &str, flag: &str) -> bool {
+    let name = flag.replace('-', "_");
+    OptimizerConfig::default_for(opt).is_some_and(|mut c| {
+        c.set(&name, HyperValue::Num(0.5)).is_ok() || c.set(&name, HyperValue::Flag(true)).is_ok()
+    })
+}
+
+/// Parses `descent train` flags into its arguments.
+fn train_args(flags: &[String]) -> Result<crate::cli::TrainArgs> {
+    let argv = ["descent", "train"]
+        .iter()
+        .map(|s| s.to_string())
+        .chain(flags.iter().cloned());
+    match Cli::try_parse_from(argv) {
+        Ok(Cli {
+            command: Command::Train(a),
+        }) => Ok(*a),
+        Ok(_) => bail!("not a train command"),
+        Err(e) => bail!("{}", e.to_string().lines().next().unwrap_or("bad flags")),
+    }
+}
+
+pub fn run(args: TuneArgs) -> Result<()> {
+    if let Some(crate::cli::TuneCommand::Show(show)) = args.command {
+        return run_show(show);
+    }
+    if args.trials == 0 {
+        bail!("invalid --trials 0: run at least 1 trial");
+    }
+    if args.epochs == 0 {
+        bail!("invalid --epochs 0: train each trial for at least 1 epoch");
+    }
+    if !(args.val_split > 0.0 && args.val_split < 1.0) {
+        bail!(
+            "invalid --val-split {}: give a fraction in (0, 1)",
+            args.val_split
+        );
+    }
+    let (mut space, mut fixed) = match &args.space {
+        Some(p) => parse_space_file(p)?,
+        None => (Vec::new(), Vec::new()),
+    };
+    for p in &args.param {
+        let p = parse_param(p)?;
+        space.retain(|q| q.flag != p.flag);
+        space.push(p);
+    }
+    if space.is_empty() {
+        space = default_space();
+    }
+    for f in &args.fixed {
+        fixed.extend(fixed_flag(f));
+    }
+    // The optimizer first: what else is suggested depends on it.
+    space.sort_by_key(|p| p.flag != "optimizer");
+    // Every flag must be one `descent train` knows, with values it accepts: check each
+    // parameter at its low end now rather than in every trial.
+    for p in &space {
+        let probe = p.distribution.to_external(p.distribution.from_unit(0.0));
+        let mut flags = fixed.clone();
+        if !matches!(probe, ParamValue::Bool(false)) {
+            flags.push(format!("--{}", p.flag));
+        }
+        if !matches!(probe, ParamValue::Bool(_)) {
+            flags.push(flag_value(&probe));
+        }
+        train_args(&flags).map_err(|e| {
+            anyhow!(
+                "search-space parameter `{}` is not a usable `descent train` flag: {e}",
+                p.flag
+            )
+        })?;
+    }
+    let base = train_args(&fixed).context("invalid --fixed flags")?;
+    let storage = open_storage(&args.storage)?;
+    let sampler: Box<dyn Sampler> = match args.sampler.as_str() {
+        "tpe" => Box::new(TpeSampler::new(args.seed)),
+        "random" => Box::new(RandomSampler::new(args.seed)),
+        other => bail!("invalid --sampler {other}: tpe or random"),
+    };
+    let pruner: Box<dyn Pruner> = match args.pruner.as_str() {
+        "median" => Box::new(PercentilePruner::median()),
+        "none" => Box::new(NopPruner),
+        "sh" | "successive-halving" => Box::new(SuccessiveHalvingPruner::new(1, 3, 0)?),
+        "hyperband" => Box::new(HyperbandPruner::new(1, args.epochs as u64, 3)?),
+        other => match other.strip_prefix("percentile:").map(str::parse::<f64>) {
+            Some(Ok(p)) => Box::new(PercentilePruner::new(p)?),
+            _ => bail!("invalid --pruner {other}: median, percentile:P, sh, hyperband or none"),
+        },
+    };
+    let study = Study::builder(&args.study)
+        .maximize()
+        .storage(storage.clone())
+        .sampler(sampler)
+        .pruner(pruner)
+        .load_if_exists(true)
+        .build()?;
+    let before = study.trials()?;
+    if before.is_empty() {
+        // The seed's settings run first, so the study shows what tuning gained.
+        let defaults = [
+            ("optimizer", ParamValue::from("sgd")),
+            ("lr", ParamValue::Float(0.01)),
+            ("momentum", ParamValue::Float(0.0)),
+            ("batch-size", ParamValue::Int(64)),
+            ("hidden", ParamValue::Int(512)),
+            ("dropout", ParamValue::Float(0.0)),
+            ("schedule", ParamValue::from("constant")),
+        ];
+        let mut fixed_params = BTreeMap::new();
+        for (name, v) in defaults {
+            if let Some(p) = space.iter().find(|p| p.flag == name) {
+                if p.distribution.to_internal(&v).is_some() {
+                    fixed_params.insert(name.to_string(), v);
+                }
+            }
+        }
+        if !fixed_params.is_empty() {
+            study.enqueue(fixed_params)?;
+        }
+    }
+    let started = before
+        .iter()
+        .filter(|t| t.state != TrialState::Waiting)
+        .count() as u64;
+    if started >= args.trials {
+        eprintln!(
+            "study `{}` in {} already has {started} trials (--trials {}); raise --trials to run more",
+            args.study, args.storage, args.trials
+        );
+        return Ok(());
+    }
+    let (mut data, _) = crate::data::mnist(
+        args.data_dir.as_deref(),
+        args.no_fetch,
+        Normalize::default(),
+        false,
+    )?;
+    let n_val = (args.val_split * data.train.len() as f64).round() as usize;
+    let val = data.train.split_off_random(n_val, base.seed)?;
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let threads = args.threads.unwrap_or((cores / args.jobs.max(1)).max(1));
+    eprintln!(
+        "study `{}` in {}: {started} trials so far, running until {}; {} epochs per trial, \
+         {} sampler, {} pruner, {} job(s) x {threads} thread(s)",
+        args.study, args.storage, args.trials, args.epochs, args.sampler, args.pruner, args.jobs
+    );
+    let _ = ctrlc::set_handler(|| {
+        STOP.store(true, Ordering::SeqCst);
+        for f in RUNNING.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+            f.store(true, Ordering::SeqCst);
+        }
+    });
+    let stop = Arc::new(AtomicBool::new(false));
+    let stop_watch = stop.clone();
+    let opts = OptimizeOptions {
+        max_study_trials: Some(args.trials),
+        timeout: args.timeout.map(std::time::Duration::from_secs_f64),
+        n_jobs: args.jobs.max(1),
+        stop: Some(stop.clone()),
+        ..Default::default()
+    };
+    let epochs = args.epochs;
+    let seed = base.seed;
+    let summary = study.optimize_with_callback(
+        |trial| {
+            if STOP.load(Ordering::SeqCst) {
+                stop_watch.store(true, Ordering::SeqCst);
+            }
+            let mut flags = fixed.clone();
+            let mut optimizer = base.optimizer.clone();
+            for p in &space {
+                if p.flag != "optimizer" && is_hyper(&p.flag) && !takes(&optimizer, &p.flag) {
+                    continue;
+                }
+                let v = trial.suggest(&p.flag, p.distribution.clone())?;
+                if p.flag == "optimizer" {
+                    optimizer = v.to_string();
+                }
+                match v {
+                    ParamValue::Bool(true) => flags.push(format!("--{}", p.flag)),
+                    ParamValue::Bool(false) => {}
+                    v => {
+                        flags.push(format!("--{}", p.flag));
+                        flags.push(flag_value(&v));
+                    }
+                }
+            }
+            trial.set_user_attr("train_flags", &flags)?;
+            let mut all = flags.clone();
+            all.extend([
+                "--quiet".to_string(),
+                "--epochs".into(),
+                epochs.to_string(),
+                "--threads".into(),
+                threads.to_string(),
+            ]);
+            let targs = train_args(&all).map_err(TrialError::msg)?;
+            let mut cfg =
+                crate::train::config(&targs, data.train.len()).map_err(TrialError::msg)?;
+            cfg.val_only = true;
+            cfg.seed = seed;
+            let mut trainer = Trainer::new(&cfg, data.train.features(), data.train.classes())
+                .map_err(TrialError::msg)?;
+            let flag = Arc::new(AtomicBool::new(STOP.load(Ordering::SeqCst)));
+            RUNNING
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(flag.clone());
+            trainer.set_interrupt(flag.clone());
+            let mut best = f64::NAN;
+            let mut pruned = false;
+            let mut failure: Option<TrialError> = None;
+            let result = trainer.run_split(&data.train, Some(&val), &data.test, |e| {
+                if let Event::EpochEnd(r) = e {
+                    let acc = r.val.map_or(f64::NAN, |m| m.acc);
+                    if best.is_nan() || acc > best {
+                        best = acc;
+                    }
+                    let report = trial.report(acc, r.epoch as u64);
+                    match report.and_then(|()| trial.should_prune()) {
+                        Ok(true) => {
+                            pruned = true;
+                            flag.store(true, Ordering::SeqCst);
+                        }
+                        Ok(false) => {}
+                        Err(e) => {
+                            failure = Some(e.into());
+                            flag.store(true, Ordering::SeqCst);
+                        }
+                    }
+                }
+            });
+            RUNNING
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .retain(|f| !Arc::ptr_eq(f, &flag));
+            let summary = result.map_err(TrialError::msg)?;
+            if let Some(f) = failure {
+                return Err(f);
+            }
+            if pruned {
+                return Err(TrialError::Pruned);
+            }
+            if STOP.load(Ordering::SeqCst) {
+                stop_watch.store(true, Ordering::SeqCst);
+                return Err(TrialError::msg("interrupted by Ctrl-C"));
+            }
+            trial.set_user_attr("epochs", summary.epochs.len())?;
+            Ok(best)
+        },
+        &opts,
+        |t| {
+            if STOP.load(Ordering::SeqCst) {
+                stop.store(true, Ordering::SeqCst);
+            }
+            print_trial(t);
+        },
+    )?;
+    let best = study.best_trial()?;
+    if summary.stopped || STOP.load(Ordering::SeqCst) {
+        eprintln!(
+            "interrupted: study `{}` in {} keeps its finished trials; run the same command to \
+             continue",
+            args.study, args.storage
+        );
+        std::process::exit(130);
+    }
+    out!(
+        "{} complete, {} pruned, {} failed in this run",
+        summary.complete,
+        summary.pruned,
+        summary.failed
+    );
+    if let Some(b) = best {
+        out!(
+            "best: trial {} val_acc {:.2}% with {}",
+            b.number,
+            b.value.unwrap_or(f64::NAN),
+            flags_of(&b).join(" ")
+        );
+        out!(
+            "retrain it: descent train --from-study {}:{}",
+            args.storage,
+            args.study
+        );
+    }
+    Ok(())
+}
+
+fn flags_of(t: &FrozenTrial) -> Vec<String> {
+    t.user_attrs
+        .get("train_flags")
+        .and_then(|v| v.as_array())
+        .map(|a| {
+            a.iter()
+                .filter_map(|s| s.as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn print_trial(t: &FrozenTrial) {
+    let value = match t.state {
+        TrialState::Complete => format!("val_acc {:.2}%", t.value.unwrap_or(f64::NAN)),
+        TrialState::Pruned => format!(
+            "pruned after epoch {} at {:.2}%",
+            t.last_step().map_or(0, |s| s.0),
+            t.value.unwrap_or(f64::NAN)
+        ),
+        _ => format!("failed: {}", t.message.as_deref().unwrap_or("no message")),
+    };
+    out!(
+        "trial {:3} {value} ({:.1}s): {}",
+        t.number,
+        t.duration().unwrap_or(0.0),
+        flags_of(t).join(" ")
+    );
+}
+
+/// `descent train --from-study STORAGE:NAME`: the flags of the study's best trial go before
+/// the command line's (which win).
+pub fn expand_from_study(argv: Vec<String>) -> Result<Vec<String>> {
+    let Some(i) = argv
+        .iter()
+        .position(|a| a == "--from-study" || a.starts_with("--from-study="))
+    else {
+        return Ok(argv);
+    };
+    if argv.get(1).map(String::as_str) != Some("train") {
+        bail!("--from-study is a setting of `descent train`");
+    }
+    let (spec, used) = match argv[i].strip_prefix("--from-study=") {
+        Some(s) => (s.to_string(), 1),
+        None => (
+            argv.get(i + 1)
+                .cloned()
+                .ok_or_else(|| anyhow!("--from-study needs sqlite:PATH:STUDY"))?,
+            2,
+        ),
+    };
+    let (storage, name) = spec
+        .rsplit_once(':')
+        .filter(|(s, n)| s.starts_with("sqlite:") && !n.is_empty())
+        .ok_or_else(|| {
+            anyhow!(
+                "invalid --from-study {spec}: give sqlite:PATH:STUDY (e.g. sqlite:tune.db:mnist)"
+            )
+        })?;
+    if !Path::new(storage.trim_start_matches("sqlite:")).exists() {
+        bail!(
+            "invalid --from-study {spec}: {} does not exist",
+            &storage[7..]
+        );
+    }
+    let study = Study::load(name, open_storage(storage)?)?;
+    let best = study
+        .best_trial()?
+        .ok_or_else(|| anyhow!("study `{name}` has no complete trial yet"))?;
+    let flags = flags_of(&best);
+    eprintln!(
+        "training trial {} of study `{name}` (val_acc {:.2}%): {}",
+        best.number,
+        best.value.unwrap_or(f64::NAN),
+        flags.join(" ")
+    );
+    let mut out: Vec<String> = argv[..2].to_vec();
+    out.extend(flags);
+    out.extend(argv[2..i].iter().cloned());
+    out.extend(argv[i + used..].iter().cloned());
+    Ok(out)
+}
+
+fn run_show(args: TuneShowArgs) -> Result<()> {
+    let path = args
+        .storage
+        .strip_prefix("sqlite:")
+        .ok_or_else(|| anyhow!("invalid --storage {}: give sqlite:PATH", args.storage))?;
+    if !Path::new(path).exists() {
+        bail!("invalid --storage {}: {path} does not exist", args.storage);
+    }
+    let study = Study::load(&args.study, open_storage(&args.storage)?)?;
+    let trials = study.trials()?;
+    let count = |s: TrialState| trials.iter().filter(|t| t.state == s).count();
+    out!(
+        "study `{}` ({}): {} trials: {} complete, {} pruned, {} failed, {} running",
+        args.study,
+        study.direction(),
+        trials.len(),
+        count(TrialState::Complete),
+        count(TrialState::Pruned),
+        count(TrialState::Fail),
+        count(TrialState::Running)
+    );
+    let Some(best) = study.best_trial()? else {
+        out!("no complete trial yet");
+        return Ok(());
+    };
+    out!(
+        "best: trial {} value {:.4}: {}",
+        best.number,
+        best.value.unwrap_or(f64::NAN),
+        flags_of(&best).join(" ")
+    );
+    let mut ranked: Vec<Arc<FrozenTrial>> = trials
+        .iter()
+        .filter(|t| t.state == TrialState::Complete)
+        .cloned()
+        .collect();
+    let d = study.direction();
+    ranked.sort_by(|a, b| {
+        d.loss(a.value.unwrap_or(f64::NAN))
+            .total_cmp(&d.loss(b.value.unwrap_or(f64::NAN)))
+    });
+    ranked.truncate(args.top);
+    out!("\ntop {}:\n{}", ranked.len(), trials_table(&ranked));
+    let imp = importances(&trials);
+    if !imp.is_empty() {
+        out!("parameter importances (share of variance explained, main effects):");
+        for (n, v) in &imp {
+            out!("  {n:<14} {v:.3}");
+        }
+    }
+    let out_dir = args
+        .out
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(format!("tune-{}", args.study)));
+    std::fs::create_dir_all(&out_dir)
+        .map_err(|e| anyhow!("invalid --out {}: cannot create it: {e}", out_dir.display()))?;
+    for (name, chart) in charts(&trials, d, &imp) {
+        write_chart(&out_dir, name, &chart)?;
+    }
+    write_atomic(
+        &out_dir.join("trials.txt"),
+        trials_table(&trials).as_bytes(),
+    )
+    .map_err(|e| anyhow!("writing trials.txt: {e}"))?;
+    out!(
+        "wrote history, intermediate, importances and parallel (PNG and SVG) and trials.txt to {}",
+        out_dir.display()
+    );
+    Ok(())
+}
+
+/// The four charts of `tune show`.
+fn charts(
+    trials: &[Arc<FrozenTrial>],
+    d: descent_tune::Direction,
+    imp: &[(String, f64)],
+) -> Vec<(&'static str, Chart)> {
+    let point = |t: &FrozenTrial| (t.number as f64, t.value.unwrap_or(f64::NAN));
+    let complete: Vec<(f64, f64)> = trials
+        .iter()
+        .filter(|t| t.state == TrialState::Complete)
+        .map(|t| point(t))
+        .collect();
+    let pruned: Vec<(f64, f64)> = trials
+        .iter()
+        .filter(|t| t.state == TrialState::Pruned)
+        .map(|t| point(t))
+        .collect();
+    let mut best = Vec::new();
+    let mut b = f64::NAN;
+    for &(x, y) in &complete {
+        if b.is_nan() || d.better(y, b) {
+            b = y;
+        }
+        best.push((x, b));
+    }
+    let mut history = Chart::lines(
+        "Optimization history",
+        "trial",
+        "objective",
+        vec![Series {
+            name: "best so far".into(),
+            points: best,
+        }],
+    );
+    history.groups = vec![
+        Group {
+            name: "complete".into(),
+            lines: vec![complete],
+            markers: true,
+            width: 1.5,
+            rgb: Some((31, 119, 180)),
+        },
+        Group {
+            name: "pruned".into(),
+            lines: vec![pruned],
+            markers: true,
+            width: 1.5,
+            rgb: Some((170, 170, 170)),
+        },
+    ];
+    let curve = |t: &FrozenTrial| -> Vec<(f64, f64)> {
+        t.intermediate
+            .iter()
+            .map(|(s, v)| (*s as f64, *v))
+            .collect()
+    };
+    let mut inter = Chart::lines(
+        "Intermediate values",
+        "step (epoch)",
+        "reported value",
+        vec![],
+    );
+    let lines_of = |state: TrialState| -> Vec<Vec<(f64, f64)>> {
+        trials
+            .iter()
+            .filter(|t| t.state == state)
+            .map(|t| curve(t))
+            .collect()
+    };
+    inter.groups = vec![
+        Group {
+            name: "complete".into(),
+            lines: lines_of(TrialState::Complete),
+            markers: false,
+            width: 1.5,
+            rgb: Some((31, 119, 180)),
+        },
+        Group {
+            name: "pruned".into(),
+            lines: lines_of(TrialState::Pruned),
+            markers: false,
+            width: 1.5,
+            rgb: Some((214, 39, 40)),
+        },
+    ];
+    let last = trials
+        .iter()
+        .filter_map(|t| t.last_step())
+        .map(|s| s.0)
+        .max()
+        .unwrap_or(1);
+    inter.x_range = Some((0.5, last as f64 + 0.5));
+    let mut importance = Chart::lines("Parameter importances", "importance", "", vec![]);
+    importance.groups = imp
+        .iter()
+        .enumerate()
+        .map(|(i, (n, v))| Group {
+            name: format!("{n} {v:.2}"),
+            lines: vec![vec![(0.0, -(i as f64)), (*v, -(i as f64))]],
+            markers: false,
+            width: 12.0,
+            rgb: None,
+        })
+        .collect();
+    importance.x_range = Some((0.0, 1.0));
+    importance.y_range = Some((-(imp.len() as f64), 1.0));
+    // Parallel coordinates: each complete trial across its parameters, scaled to [0, 1]
+    // (log parameters on a log scale), then its value; the best tenth highlighted.
+    let mut names: Vec<String> = Vec::new();
+    let mut dists: BTreeMap<String, Distribution> = BTreeMap::new();
+    for t in trials {
+        for (n, p) in &t.params {
+            if !names.contains(n) {
+                names.push(n.clone());
+            }
+            dists
+                .entry(n.clone())
+                .or_insert_with(|| p.distribution.clone());
+        }
+    }
+    let values: Vec<f64> = trials
+        .iter()
+        .filter(|t| t.state == TrialState::Complete)
+        .filter_map(|t| t.value)
+        .collect();
+    let (vmin, vmax) = values
+        .iter()
+        .fold((f64::MAX, f64::MIN), |(a, b), &v| (a.min(v), b.max(v)));
+    let mut sorted = values.clone();
+    sorted.sort_by(|a, b| d.loss(*a).total_cmp(&d.loss(*b)));
+    let cut = sorted
+        .get((sorted.len() / 10).max(1) - 1)
+        .copied()
+        .unwrap_or(f64::NAN);
+    let scale = |dist: &Distribution, x: f64| -> f64 {
+        match *dist {
+            Distribution::Float { low, high, log, .. } => {
+                if log {
+                    (x.ln() - low.ln()) / (high.ln() - low.ln()).max(1e-300)
+                } else {
+                    (x - low) / (high - low).max(1e-300)
+                }
+            }
+            Distribution::Int { low, high, log, .. } => {
+                let (l, h) = (low as f64, high as f64);
+                if log {
+                    (x.ln() - l.ln()) / (h.ln() - l.ln()).max(1e-300)
+                } else {
+                    (x - l) / (h - l).max(1e-300)
+                }
+            }
+            Distribution::Categorical { ref choices } => x / (choices.len().max(2) - 1) as f64,
+        }
+    };
+    let mut top = Vec::new();
+    let mut rest = Vec::new();
+    for t in trials.iter().filter(|t| t.state == TrialState::Complete) {
+        let Some(v) = t.value else { continue };
+        let mut line: Vec<(f64, f64)> = Vec::new();
+        for (i, n) in names.iter().enumerate() {
+            if let Some(p) = t.params.get(n) {
+                line.push((i as f64, scale(&dists[n], p.internal).clamp(0.0, 1.0)));
+            }
+        }
+        line.push((names.len() as f64, (v - vmin) / (vmax - vmin).max(1e-300)));
+        if !d.better(cut, v) {
+            top.push(line);
+        } else {
+            rest.push(line);
+        }
+    }
+    let mut parallel = Chart::lines(
+        "Parallel coordinates (scaled to [0, 1])",
+        "",
+        "scaled value",
+        vec![],
+    );
+    parallel.groups = vec![
+        Group {
+            name: "other trials".into(),
+            lines: rest,
+            markers: false,
+            width: 1.0,
+            rgb: Some((180, 180, 180)),
+        },
+        Group {
+            name: "best tenth".into(),
+            lines: top,
+            markers: false,
+            width: 2.0,
+            rgb: Some((214, 39, 40)),
+        },
+    ];
+    let mut axis = names.clone();
+    axis.push("objective".into());
+    parallel.x_names = Some(axis);
+    parallel.x_range = Some((-0.2, names.len() as f64 + 0.2));
+    parallel.y_range = Some((-0.05, 1.05));
+    vec![
+        ("history", history),
+        ("intermediate", inter),
+        ("importances", importance),
+        ("parallel", parallel),
+    ]
+}
