@@ -55,5 +55,10 @@ fn main() -> descent_tune::Result<()> {
             );
         }
     }
+    let (_, t) = run(&HARTMANN6, TpeSampler::new(0), 1000)?;
+    println!(
+        "hartmann6 tpe, one 1000-trial study: {:.3} ms per trial",
+        t * 1e3
+    );
     Ok(())
 }

@@ -13,6 +13,18 @@ pub fn norm_cdf(x: f64) -> f64 {
 
 /// `Phi(b) - Phi(a)` for `a <= b`, accurate in both tails.
 pub fn norm_mass(a: f64, b: f64) -> f64 {
+    // Beyond 8.3 sigma a tail holds less than 1e-16: skip its erfc (most kernels of a large
+    // mixture sit that far from at least one bound).
+    const FAR: f64 = 8.3;
+    if a < -FAR && b > FAR {
+        return 1.0;
+    }
+    if a < -FAR && b >= 0.0 {
+        return 1.0 - 0.5 * libm::erfc(b * FRAC_1_SQRT_2);
+    }
+    if b > FAR && a <= 0.0 {
+        return 1.0 - 0.5 * libm::erfc(-a * FRAC_1_SQRT_2);
+    }
     if a > 0.0 {
         0.5 * (libm::erfc(a * FRAC_1_SQRT_2) - libm::erfc(b * FRAC_1_SQRT_2))
     } else if b < 0.0 {

@@ -30,7 +30,15 @@ struct Inner {
     pruner: Box<dyn Pruner>,
     /// Distributions seen by this process, so that two threads cannot define one parameter
     /// two ways before either has stored a trial.
-    known: Mutex<BTreeMap<String, Distribution>>,
+    known: Mutex<Known>,
+}
+
+/// The distributions of the study's parameters, and which finished trials were read for them
+/// (finished trials never change, so each is read once).
+#[derive(Default)]
+struct Known {
+    distributions: BTreeMap<String, Distribution>,
+    read: std::collections::HashSet<u64>,
 }
 
 /// Builds a [`Study`]: `Study::builder("name").maximize().sampler(...).build()`.
@@ -125,7 +133,7 @@ impl StudyBuilder {
                 storage,
                 sampler: self.sampler.unwrap_or_else(|| Box::new(TpeSampler::new(0))),
                 pruner: self.pruner.unwrap_or_else(|| Box::new(NopPruner)),
-                known: Mutex::new(BTreeMap::new()),
+                known: Mutex::new(Known::default()),
             }),
         })
     }
@@ -251,11 +259,17 @@ impl Study {
         {
             // Record what earlier trials defined, for the compatibility check.
             let mut known = self.inner.known.lock().unwrap_or_else(|e| e.into_inner());
+            let known = &mut *known;
             for t in &history.trials {
+                if t.state.is_finished() && !known.read.insert(t.id) {
+                    continue;
+                }
                 for (name, p) in &t.params {
-                    known
-                        .entry(name.clone())
-                        .or_insert_with(|| p.distribution.clone());
+                    if !known.distributions.contains_key(name) {
+                        known
+                            .distributions
+                            .insert(name.clone(), p.distribution.clone());
+                    }
                 }
             }
         }
@@ -524,7 +538,7 @@ impl Trial {
                 .known
                 .lock()
                 .unwrap_or_else(|e| e.into_inner());
-            match known.get(name) {
+            match known.distributions.get(name) {
                 Some(before) if !before.compatible(&d) => {
                     return Err(TuneError::IncompatibleDistribution {
                         name: name.into(),
@@ -534,7 +548,7 @@ impl Trial {
                 }
                 Some(_) => {}
                 None => {
-                    known.insert(name.into(), d.clone());
+                    known.distributions.insert(name.into(), d.clone());
                 }
             }
         }

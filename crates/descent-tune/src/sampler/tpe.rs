@@ -10,7 +10,8 @@
 //! mixture of truncated normals (categoricals: smoothed histograms) to each, draw candidates
 //! from the good mixture `l`, and keep the candidate with the largest `l(x) / g(x)`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Mutex;
 
 use super::Sampler;
 use crate::distribution::Distribution;
@@ -54,9 +55,36 @@ impl Default for TpeConfig {
 }
 
 /// The TPE sampler.
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 pub struct TpeSampler {
     cfg: TpeConfig,
+    /// Each parameter's model-space value per finished trial (by trial number): finished
+    /// trials never change, so a 1000-trial study reads each value once, not every trial.
+    columns: Mutex<HashMap<String, Column>>,
+    /// The relative search space so far and the complete trials it was narrowed by.
+    intersection: Mutex<Intersection>,
+}
+
+/// The parameters (with their distribution) that every complete trial read so far has.
+#[derive(Debug, Default)]
+struct Intersection {
+    space: Option<Vec<(String, Distribution)>>,
+    read: std::collections::HashSet<u64>,
+}
+
+/// One parameter's cached values, valid for one distribution.
+#[derive(Debug)]
+struct Column {
+    distribution: Distribution,
+    /// `Some(Some(x))`: the trial has the parameter in the space, at `x`; `Some(None)`: it
+    /// has not; `None`: not read yet.
+    values: Vec<Option<Option<f64>>>,
+}
+
+impl Clone for TpeSampler {
+    fn clone(&self) -> Self {
+        TpeSampler::with_config(self.cfg.clone())
+    }
 }
 
 impl TpeSampler {
@@ -70,7 +98,11 @@ impl TpeSampler {
 
     /// A TPE sampler with these settings.
     pub fn with_config(cfg: TpeConfig) -> Self {
-        TpeSampler { cfg }
+        TpeSampler {
+            cfg,
+            columns: Mutex::new(HashMap::new()),
+            intersection: Mutex::new(Intersection::default()),
+        }
     }
 
     /// The settings.
@@ -105,15 +137,56 @@ impl TpeSampler {
         let dims: Vec<Dim> = space.iter().map(|(_, d)| Dim::new(d)).collect();
         let mut below: Vec<Vec<f64>> = vec![Vec::new(); dims.len()];
         let mut above: Vec<Vec<f64>> = vec![Vec::new(); dims.len()];
+        let mut columns = self.columns.lock().unwrap_or_else(|e| e.into_inner());
+        let mut cols: Vec<&mut Column> = Vec::with_capacity(space.len());
+        {
+            // Reset the columns whose distribution changed (new bounds); then borrow each.
+            for (name, dist) in space {
+                let stale = columns.get(*name).is_none_or(|c| &c.distribution != *dist);
+                if stale {
+                    columns.insert(
+                        name.to_string(),
+                        Column {
+                            distribution: (*dist).clone(),
+                            values: Vec::new(),
+                        },
+                    );
+                }
+            }
+            let mut by_name: HashMap<&str, &mut Column> =
+                columns.iter_mut().map(|(n, c)| (n.as_str(), c)).collect();
+            for (name, _) in space {
+                cols.push(by_name.remove(*name).expect("inserted above"));
+            }
+        }
         let mut row = vec![0.0; dims.len()];
         'trials: for (t, flag) in history.trials.iter().zip(&is_below) {
             let Some(b) = flag else { continue };
+            let number = t.number as usize;
             for (k, (name, dist)) in space.iter().enumerate() {
-                match t.params.get(*name) {
-                    Some(p) if p.distribution.compatible(dist) && dist.contains(p.internal) => {
-                        row[k] = dims[k].transform(p.internal)
+                let col = &mut cols[k];
+                if col.values.len() <= number {
+                    col.values.resize(number + 1, None);
+                }
+                let value = match col.values[number] {
+                    Some(v) => v,
+                    None => {
+                        let v = t
+                            .params
+                            .get(*name)
+                            .filter(|p| {
+                                p.distribution.compatible(dist) && dist.contains(p.internal)
+                            })
+                            .map(|p| dims[k].transform(p.internal));
+                        if t.state.is_finished() {
+                            col.values[number] = Some(v);
+                        }
+                        v
                     }
-                    _ => continue 'trials,
+                };
+                match value {
+                    Some(v) => row[k] = v,
+                    None => continue 'trials,
                 }
             }
             let side = if *b { &mut below } else { &mut above };
@@ -121,6 +194,8 @@ impl TpeSampler {
                 side[k].push(*v);
             }
         }
+        drop(cols);
+        drop(columns);
         let l = Parzen::fit(&dims, &below, &self.cfg);
         let g = Parzen::fit(&dims, &above, &self.cfg);
         let n_cand = self.cfg.n_ei_candidates.max(1);
@@ -146,23 +221,36 @@ impl Sampler for TpeSampler {
         if !self.cfg.multivariate || history.ranked().len() < self.cfg.n_startup_trials {
             return BTreeMap::new();
         }
-        // The parameters every complete trial has, with one distribution.
-        let mut space: Option<BTreeMap<&str, &Distribution>> = None;
+        // The parameters every complete trial has, with one distribution (complete trials
+        // never change: each narrows the space once).
+        let mut inter = self.intersection.lock().unwrap_or_else(|e| e.into_inner());
+        let inter = &mut *inter;
         for t in history.with_state(TrialState::Complete) {
-            let here: BTreeMap<&str, &Distribution> = t
-                .params
-                .iter()
-                .map(|(n, p)| (n.as_str(), &p.distribution))
-                .collect();
-            space = Some(match space {
-                None => here,
-                Some(s) => s
-                    .into_iter()
-                    .filter(|(n, d)| here.get(n) == Some(d))
-                    .collect(),
-            });
+            if !inter.read.insert(t.id) {
+                continue;
+            }
+            match &mut inter.space {
+                None => {
+                    inter.space = Some(
+                        t.params
+                            .iter()
+                            .map(|(n, p)| (n.clone(), p.distribution.clone()))
+                            .collect(),
+                    )
+                }
+                Some(space) => {
+                    space.retain(|(n, d)| t.params.get(n).is_some_and(|p| &p.distribution == d))
+                }
+            }
         }
-        let space: Vec<(&str, &Distribution)> = space.unwrap_or_default().into_iter().collect();
+        let mut space: Vec<(&str, &Distribution)> = inter
+            .space
+            .iter()
+            .flatten()
+            .map(|(n, d)| (n.as_str(), d))
+            .collect();
+        // A parameter with one possible value needs no model.
+        space.retain(|(_, d)| d.cardinality() != Some(1));
         if space.is_empty() {
             return BTreeMap::new();
         }
@@ -339,7 +427,17 @@ impl Parzen {
         weights.push(if n == 0 { 1.0 } else { cfg.prior_weight });
         let total: f64 = weights.iter().sum();
         weights.iter_mut().for_each(|w| *w /= total);
-        let log_weights = weights.iter().map(|w| w.ln()).collect();
+        // Most weights are equal (the newest 25 and the flat part): one log each run of them.
+        let mut last = (f64::NAN, f64::NAN);
+        let log_weights = weights
+            .iter()
+            .map(|&w| {
+                if w != last.0 {
+                    last = (w, w.ln());
+                }
+                last.1
+            })
+            .collect();
         let kernels = dims
             .iter()
             .zip(obs)
@@ -390,11 +488,11 @@ impl Parzen {
                     .iter()
                     .zip(&sigmas)
                     .map(|(&mu, &sg)| {
-                        let z = norm_mass((a - mu) / sg, (b - mu) / sg).max(1e-300).ln();
+                        let z = norm_mass((a - mu) / sg, (b - mu) / sg).max(1e-300);
                         if step.is_some() {
-                            -z
+                            -z.ln()
                         } else {
-                            -sg.ln() - LN_SQRT_2PI - z
+                            -(sg * z).ln() - LN_SQRT_2PI
                         }
                     })
                     .collect();
@@ -418,7 +516,7 @@ impl Parzen {
             return Vec::new();
         }
         let mut order: Vec<(f64, usize)> = obs.iter().copied().zip(0..).collect();
-        order.sort_unstable_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+        order.sort_unstable_by(|a, b| a.0.total_cmp(&b.0));
         let at = |i: usize| -> f64 {
             if i == 0 {
                 low - s / 2.0
@@ -529,11 +627,33 @@ impl Parzen {
                 _ => unreachable!("kernels are fitted per dimension"),
             }
         }
-        let m = acc.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        // Four independent lanes so that the max and the exponentials vectorize.
+        let mut mx = [f64::NEG_INFINITY; 4];
+        let chunks = acc.chunks_exact(4);
+        let tail = chunks.remainder();
+        for c in chunks {
+            for j in 0..4 {
+                mx[j] = if c[j] > mx[j] { c[j] } else { mx[j] };
+            }
+        }
+        let mut m = mx[0].max(mx[1]).max(mx[2].max(mx[3]));
+        for &v in tail {
+            m = m.max(v);
+        }
         if m == f64::NEG_INFINITY {
             return m;
         }
-        let s: f64 = acc.iter().map(|&v| exp_nonpos(v - m)).sum();
+        let mut sums = [0.0f64; 4];
+        let chunks = acc.chunks_exact(4);
+        for c in chunks {
+            for j in 0..4 {
+                sums[j] += exp_nonpos(c[j] - m);
+            }
+        }
+        let mut s = (sums[0] + sums[1]) + (sums[2] + sums[3]);
+        for &v in tail {
+            s += exp_nonpos(v - m);
+        }
         m + s.ln()
     }
 }
