@@ -46,6 +46,9 @@ fn main() -> descent_tune::Result<()> {
                 regrets.push(r);
                 times.push(t);
             }
+            if std::env::var("REGRETS").is_ok() {
+                eprintln!("{} {name} {regrets:?}", f.name);
+            }
             println!(
                 "{:<10} {:<16} {:>14.4} {:>16.3}",
                 f.name,

@@ -801,20 +801,21 @@ fn charts(
         .max()
         .unwrap_or(1);
     inter.x_range = Some((0.5, last as f64 + 0.5));
-    let mut importance = Chart::lines("Parameter importances", "importance", "", vec![]);
+    let mut importance = Chart::lines("Parameter importances", "", "share of variance", vec![]);
     importance.groups = imp
         .iter()
         .enumerate()
         .map(|(i, (n, v))| Group {
             name: format!("{n} {v:.2}"),
-            lines: vec![vec![(0.0, -(i as f64)), (*v, -(i as f64))]],
+            lines: vec![vec![(i as f64, 0.0), (i as f64, *v)]],
             markers: false,
-            width: 12.0,
+            width: 24.0,
             rgb: None,
         })
         .collect();
-    importance.x_range = Some((0.0, 1.0));
-    importance.y_range = Some((-(imp.len() as f64), 1.0));
+    importance.x_names = Some(imp.iter().map(|(n, _)| n.clone()).collect());
+    importance.x_range = Some((-0.6, imp.len() as f64 - 0.4));
+    importance.y_range = Some((0.0, 1.0));
     // Parallel coordinates: each complete trial across its parameters, scaled to [0, 1]
     // (log parameters on a log scale), then its value; the best tenth highlighted.
     let mut names: Vec<String> = Vec::new();
