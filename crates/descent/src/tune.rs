@@ -31,8 +31,6 @@ use crate::cli::{Cli, Command, TuneArgs, TuneShowArgs};
 use crate::plot::{Chart, Group, Series};
 use crate::report::write_chart;
 
-/// Set by Ctrl-C: no new trial starts.
-static STOP: AtomicBool = AtomicBool::new(false);
 /// The running trials' interrupt flags, so that Ctrl-C stops them mid-epoch.
 static RUNNING: Mutex<Vec<Arc<AtomicBool>>> = Mutex::new(Vec::new());
 
@@ -318,6 +316,40 @@ pub fn run(args: TuneArgs) -> Result<()> {
     for f in &args.fixed {
         fixed.extend(fixed_flag(f));
     }
+    // Flags `descent tune` sets itself, or that make no sense per trial.
+    const RESERVED: [&str; 13] = [
+        "epochs",
+        "quiet",
+        "threads",
+        "data-dir",
+        "no-fetch",
+        "resume",
+        "run-dir",
+        "config",
+        "from-study",
+        "save",
+        "val-split",
+        "val-size",
+        "val-only",
+    ];
+    let named = space.iter().map(|p| p.flag.clone()).chain(
+        fixed
+            .iter()
+            .filter_map(|f| f.strip_prefix("--").map(str::to_string)),
+    );
+    for name in named {
+        if RESERVED.contains(&name.as_str()) {
+            bail!(
+                "`{name}` cannot be searched or fixed: descent tune sets it (use `descent tune \
+                 --{}` where there is such a flag)",
+                if name == "val-size" || name == "val-only" {
+                    "val-split"
+                } else {
+                    name.as_str()
+                }
+            );
+        }
+    }
     // The optimizer first: what else is suggested depends on it.
     space.sort_by_key(|p| p.flag != "optimizer");
     // Every flag must be one `descent train` knows, with values it accepts: check each
@@ -412,14 +444,18 @@ pub fn run(args: TuneArgs) -> Result<()> {
          {} sampler, {} pruner, {} job(s) x {threads} thread(s)",
         args.study, args.storage, args.trials, args.epochs, args.sampler, args.pruner, args.jobs
     );
-    let _ = ctrlc::set_handler(|| {
-        STOP.store(true, Ordering::SeqCst);
-        for f in RUNNING.lock().unwrap_or_else(|e| e.into_inner()).iter() {
-            f.store(true, Ordering::SeqCst);
-        }
-    });
+    // Ctrl-C: no new trial starts, and the running ones stop mid-epoch.
     let stop = Arc::new(AtomicBool::new(false));
-    let stop_watch = stop.clone();
+    {
+        let stop = stop.clone();
+        let _ = ctrlc::set_handler(move || {
+            stop.store(true, Ordering::SeqCst);
+            for f in RUNNING.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+                f.store(true, Ordering::SeqCst);
+            }
+        });
+    }
+    let stopped = || stop.load(Ordering::SeqCst);
     let opts = OptimizeOptions {
         max_study_trials: Some(args.trials),
         timeout: args.timeout.map(std::time::Duration::from_secs_f64),
@@ -431,9 +467,6 @@ pub fn run(args: TuneArgs) -> Result<()> {
     let seed = base.seed;
     let summary = study.optimize_with_callback(
         |trial| {
-            if STOP.load(Ordering::SeqCst) {
-                stop_watch.store(true, Ordering::SeqCst);
-            }
             let mut flags = fixed.clone();
             let mut optimizer = base.optimizer.clone();
             for p in &space {
@@ -469,11 +502,15 @@ pub fn run(args: TuneArgs) -> Result<()> {
             cfg.seed = seed;
             let mut trainer = Trainer::new(&cfg, data.train.features(), data.train.classes())
                 .map_err(TrialError::msg)?;
-            let flag = Arc::new(AtomicBool::new(STOP.load(Ordering::SeqCst)));
+            let flag = Arc::new(AtomicBool::new(false));
             RUNNING
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
                 .push(flag.clone());
+            if stopped() {
+                // Ctrl-C came before this trial registered its flag.
+                flag.store(true, Ordering::SeqCst);
+            }
             trainer.set_interrupt(flag.clone());
             let mut best = f64::NAN;
             let mut pruned = false;
@@ -509,23 +546,17 @@ pub fn run(args: TuneArgs) -> Result<()> {
             if pruned {
                 return Err(TrialError::Pruned);
             }
-            if STOP.load(Ordering::SeqCst) {
-                stop_watch.store(true, Ordering::SeqCst);
+            if stopped() {
                 return Err(TrialError::msg("interrupted by Ctrl-C"));
             }
             trial.set_user_attr("epochs", summary.epochs.len())?;
             Ok(best)
         },
         &opts,
-        |t| {
-            if STOP.load(Ordering::SeqCst) {
-                stop.store(true, Ordering::SeqCst);
-            }
-            print_trial(t);
-        },
+        print_trial,
     )?;
     let best = study.best_trial()?;
-    if summary.stopped || STOP.load(Ordering::SeqCst) {
+    if summary.stopped || stopped() {
         eprintln!(
             "interrupted: study `{}` in {} keeps its finished trials; run the same command to \
              continue",

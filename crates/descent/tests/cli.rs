@@ -553,6 +553,10 @@ fn tune_refuses_bad_search_spaces_and_storage_before_any_work() {
             "invalid --sampler cmaes",
         ),
         (
+            vec!["--fixed".into(), "epochs=5".into()],
+            "`epochs` cannot be searched or fixed",
+        ),
+        (
             vec!["--pruner".into(), "percentile:x".into()],
             "invalid --pruner",
         ),
