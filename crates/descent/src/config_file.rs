@@ -42,27 +42,35 @@ fn flags_from_file(path: &Path) -> Result<Vec<String>> {
     let table: toml::Table = text
         .parse()
         .map_err(|e| anyhow!("invalid --config {}: {e}", path.display()))?;
-    let mut flags = Vec::new();
-    for (key, value) in table {
-        let flag = format!("--{}", key.replace('_', "-"));
-        if matches!(key.as_str(), "config" | "resume") {
+    for key in ["config", "resume"] {
+        if table.contains_key(key) {
             bail!(
                 "invalid --config {}: `{key}` cannot be set in a config file",
                 path.display()
             );
         }
+    }
+    table_flags(&table, &format!("--config {}", path.display()))
+}
+
+/// `descent train` flags from a TOML table: each key a flag's name (`warmup_steps` or
+/// `warmup-steps`), `true` a bare switch, `false` nothing, a list its items joined by commas.
+/// `origin` names where the table came from, for errors.
+pub fn table_flags(table: &toml::Table, origin: &str) -> Result<Vec<String>> {
+    let mut flags = Vec::new();
+    for (key, value) in table {
+        let flag = format!("--{}", key.replace('_', "-"));
         let scalar = |v: &toml::Value| -> Result<String> {
             match v {
                 toml::Value::String(s) => Ok(s.clone()),
                 toml::Value::Integer(n) => Ok(n.to_string()),
                 toml::Value::Float(x) => Ok(x.to_string()),
                 other => bail!(
-                    "invalid --config {}: `{key}` = {other:?} is not a number, string or list of them",
-                    path.display()
+                    "invalid {origin}: `{key}` = {other:?} is not a number, string or list of them"
                 ),
             }
         };
-        match &value {
+        match value {
             toml::Value::Boolean(true) => flags.push(flag),
             toml::Value::Boolean(false) => {}
             toml::Value::Array(items) => {

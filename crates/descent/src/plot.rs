@@ -42,6 +42,35 @@ pub struct Group {
     pub rgb: Option<(u8, u8, u8)>,
 }
 
+impl Group {
+    /// Lines `width` pixels wide.
+    pub fn lines(
+        name: impl Into<String>,
+        lines: Vec<Vec<(f64, f64)>>,
+        width: f64,
+        rgb: Option<(u8, u8, u8)>,
+    ) -> Self {
+        Group {
+            name: name.into(),
+            lines,
+            markers: false,
+            width,
+            rgb,
+        }
+    }
+
+    /// A cross at each point.
+    pub fn markers(name: impl Into<String>, points: Vec<(f64, f64)>, rgb: (u8, u8, u8)) -> Self {
+        Group {
+            name: name.into(),
+            lines: vec![points],
+            markers: true,
+            width: 1.5,
+            rgb: Some(rgb),
+        }
+    }
+}
+
 impl Chart {
     /// A chart of `series` with axes fitted to them.
     pub fn lines(title: impl Into<String>, x: &str, y: &str, series: Vec<Series>) -> Self {

@@ -201,27 +201,14 @@ fn parse_space_file(path: &Path) -> Result<(Vec<SpaceParam>, Vec<String>)> {
             });
         }
     }
-    let mut fixed = Vec::new();
-    if let Some(f) = table.get("fixed") {
-        let f = f
-            .as_table()
-            .ok_or_else(|| bad("`fixed` is not a table".into()))?;
-        for (k, v) in f {
-            fixed.extend(fixed_flag(&format!("{k}={}", toml_scalar(v))));
+    let fixed = match table.get("fixed") {
+        Some(toml::Value::Table(f)) => {
+            crate::config_file::table_flags(f, &format!("--space {} [fixed]", path.display()))?
         }
-    }
+        Some(_) => return Err(bad("`fixed` is not a table".into())),
+        None => Vec::new(),
+    };
     Ok((params, fixed))
-}
-
-fn toml_scalar(v: &toml::Value) -> String {
-    match v {
-        toml::Value::String(s) => s.clone(),
-        toml::Value::Array(a) => a.iter().map(toml_scalar).collect::<Vec<_>>().join(","),
-        toml::Value::Integer(i) => i.to_string(),
-        toml::Value::Float(x) => x.to_string(),
-        toml::Value::Boolean(b) => b.to_string(),
-        other => format!("{other:?}"),
-    }
 }
 
 /// `--fixed KEY=VALUE` as train flags (`true` gives a bare switch).
@@ -775,20 +762,8 @@ fn charts(
         }],
     );
     history.groups = vec![
-        Group {
-            name: "complete".into(),
-            lines: vec![complete],
-            markers: true,
-            width: 1.5,
-            rgb: Some((31, 119, 180)),
-        },
-        Group {
-            name: "pruned".into(),
-            lines: vec![pruned],
-            markers: true,
-            width: 1.5,
-            rgb: Some((170, 170, 170)),
-        },
+        Group::markers("complete", complete, (31, 119, 180)),
+        Group::markers("pruned", pruned, (170, 170, 170)),
     ];
     let curve = |t: &FrozenTrial| -> Vec<(f64, f64)> {
         t.intermediate
@@ -810,20 +785,18 @@ fn charts(
             .collect()
     };
     inter.groups = vec![
-        Group {
-            name: "complete".into(),
-            lines: lines_of(TrialState::Complete),
-            markers: false,
-            width: 1.5,
-            rgb: Some((31, 119, 180)),
-        },
-        Group {
-            name: "pruned".into(),
-            lines: lines_of(TrialState::Pruned),
-            markers: false,
-            width: 1.5,
-            rgb: Some((214, 39, 40)),
-        },
+        Group::lines(
+            "complete",
+            lines_of(TrialState::Complete),
+            1.5,
+            Some((31, 119, 180)),
+        ),
+        Group::lines(
+            "pruned",
+            lines_of(TrialState::Pruned),
+            1.5,
+            Some((214, 39, 40)),
+        ),
     ];
     let last = trials
         .iter()
@@ -836,12 +809,13 @@ fn charts(
     importance.groups = imp
         .iter()
         .enumerate()
-        .map(|(i, (n, v))| Group {
-            name: format!("{n} {v:.2}"),
-            lines: vec![vec![(i as f64, 0.0), (i as f64, *v)]],
-            markers: false,
-            width: 24.0,
-            rgb: None,
+        .map(|(i, (n, v))| {
+            Group::lines(
+                format!("{n} {v:.2}"),
+                vec![vec![(i as f64, 0.0), (i as f64, *v)]],
+                24.0,
+                None,
+            )
         })
         .collect();
     importance.x_names = Some(imp.iter().map(|(n, _)| n.clone()).collect());
@@ -919,20 +893,8 @@ fn charts(
         vec![],
     );
     parallel.groups = vec![
-        Group {
-            name: "other trials".into(),
-            lines: rest,
-            markers: false,
-            width: 1.0,
-            rgb: Some((180, 180, 180)),
-        },
-        Group {
-            name: "best tenth".into(),
-            lines: top,
-            markers: false,
-            width: 2.0,
-            rgb: Some((214, 39, 40)),
-        },
+        Group::lines("other trials", rest, 1.0, Some((180, 180, 180))),
+        Group::lines("best tenth", top, 2.0, Some((214, 39, 40))),
     ];
     let mut axis = names.clone();
     axis.push("objective".into());

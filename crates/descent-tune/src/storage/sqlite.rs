@@ -213,6 +213,22 @@ impl SqliteStorage {
         Ok(out)
     }
 
+    /// One statement on a running trial's rows, in a write transaction that first checks the
+    /// trial is still running.
+    fn update_running(
+        &self,
+        doing: &str,
+        trial: u64,
+        sql: &str,
+        params: impl rusqlite::Params,
+    ) -> Result<()> {
+        self.write(doing, |tx| {
+            self.check_running(tx, trial)?;
+            tx.execute(sql, params).map_err(|e| self.error(doing, e))?;
+            Ok(())
+        })
+    }
+
     /// Checks that a trial is running, inside a write transaction.
     fn check_running(&self, tx: &rusqlite::Transaction<'_>, trial: u64) -> Result<()> {
         let row: Option<(u64, String)> = tx
@@ -488,40 +504,31 @@ impl Storage for SqliteStorage {
     fn set_param(&self, trial: u64, name: &str, param: &Param) -> Result<()> {
         let dist = serde_json::to_string(&param.distribution)
             .map_err(|e| TuneError::InvalidValue(format!("distribution of `{name}`: {e}")))?;
-        self.write("recording a parameter", |tx| {
-            self.check_running(tx, trial)?;
-            tx.execute(
-                "INSERT OR REPLACE INTO params (trial_id, name, distribution, internal) \
-                 VALUES (?1, ?2, ?3, ?4)",
-                params![trial, name, dist, param.internal],
-            )
-            .map_err(|e| self.error("recording a parameter", e))?;
-            Ok(())
-        })
+        self.update_running(
+            "recording a parameter",
+            trial,
+            "INSERT OR REPLACE INTO params (trial_id, name, distribution, internal) \
+             VALUES (?1, ?2, ?3, ?4)",
+            params![trial, name, dist, param.internal],
+        )
     }
 
     fn report(&self, trial: u64, step: u64, value: f64) -> Result<()> {
-        self.write("recording an intermediate value", |tx| {
-            self.check_running(tx, trial)?;
-            tx.execute(
-                "INSERT OR REPLACE INTO intermediate (trial_id, step, value) VALUES (?1, ?2, ?3)",
-                params![trial, step, (!value.is_nan()).then_some(value)],
-            )
-            .map_err(|e| self.error("recording an intermediate value", e))?;
-            Ok(())
-        })
+        self.update_running(
+            "recording an intermediate value",
+            trial,
+            "INSERT OR REPLACE INTO intermediate (trial_id, step, value) VALUES (?1, ?2, ?3)",
+            params![trial, step, (!value.is_nan()).then_some(value)],
+        )
     }
 
     fn set_user_attr(&self, trial: u64, key: &str, value: &serde_json::Value) -> Result<()> {
-        self.write("recording a user attribute", |tx| {
-            self.check_running(tx, trial)?;
-            tx.execute(
-                "INSERT OR REPLACE INTO user_attrs (trial_id, key, value) VALUES (?1, ?2, ?3)",
-                params![trial, key, value.to_string()],
-            )
-            .map_err(|e| self.error("recording a user attribute", e))?;
-            Ok(())
-        })
+        self.update_running(
+            "recording a user attribute",
+            trial,
+            "INSERT OR REPLACE INTO user_attrs (trial_id, key, value) VALUES (?1, ?2, ?3)",
+            params![trial, key, value.to_string()],
+        )
     }
 
     fn finish_trial(
@@ -531,22 +538,19 @@ impl Storage for SqliteStorage {
         value: Option<f64>,
         message: Option<&str>,
     ) -> Result<()> {
-        self.write("finishing a trial", |tx| {
-            self.check_running(tx, trial)?;
-            tx.execute(
-                "UPDATE trials SET state = ?2, value = ?3, message = ?4, finished = ?5 \
-                 WHERE trial_id = ?1",
-                params![
-                    trial,
-                    state.as_str(),
-                    value.filter(|v| !v.is_nan()),
-                    message,
-                    now()
-                ],
-            )
-            .map_err(|e| self.error("finishing a trial", e))?;
-            Ok(())
-        })
+        self.update_running(
+            "finishing a trial",
+            trial,
+            "UPDATE trials SET state = ?2, value = ?3, message = ?4, finished = ?5 \
+             WHERE trial_id = ?1",
+            params![
+                trial,
+                state.as_str(),
+                value.filter(|v| !v.is_nan()),
+                message,
+                now()
+            ],
+        )
     }
 
     fn trial(&self, trial: u64) -> Result<Arc<FrozenTrial>> {
