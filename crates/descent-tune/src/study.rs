@@ -463,12 +463,12 @@ impl Trial {
 
     /// A float in `[low, high]`.
     pub fn suggest_float(&mut self, name: &str, low: f64, high: f64) -> Result<f64> {
-        self.suggest_number(name, Distribution::float(low, high))
+        self.suggest_internal(name, Distribution::float(low, high))
     }
 
     /// A float in `[low, high]` on a log scale.
     pub fn suggest_float_log(&mut self, name: &str, low: f64, high: f64) -> Result<f64> {
-        self.suggest_number(name, Distribution::float_log(low, high))
+        self.suggest_internal(name, Distribution::float_log(low, high))
     }
 
     /// A float `low + k * step` in `[low, high]`.
@@ -479,22 +479,22 @@ impl Trial {
         high: f64,
         step: f64,
     ) -> Result<f64> {
-        self.suggest_number(name, Distribution::float_step(low, high, step))
+        self.suggest_internal(name, Distribution::float_step(low, high, step))
     }
 
     /// An integer in `[low, high]`.
     pub fn suggest_int(&mut self, name: &str, low: i64, high: i64) -> Result<i64> {
-        Ok(self.suggest_number(name, Distribution::int(low, high))? as i64)
+        Ok(self.suggest_internal(name, Distribution::int(low, high))? as i64)
     }
 
     /// An integer in `[low, high]` on a log scale.
     pub fn suggest_int_log(&mut self, name: &str, low: i64, high: i64) -> Result<i64> {
-        Ok(self.suggest_number(name, Distribution::int_log(low, high))? as i64)
+        Ok(self.suggest_internal(name, Distribution::int_log(low, high))? as i64)
     }
 
     /// An integer `low + k * step` in `[low, high]`.
     pub fn suggest_int_step(&mut self, name: &str, low: i64, high: i64, step: i64) -> Result<i64> {
-        Ok(self.suggest_number(name, Distribution::int_step(low, high, step))? as i64)
+        Ok(self.suggest_internal(name, Distribution::int_step(low, high, step))? as i64)
     }
 
     /// One of `choices`.
@@ -513,10 +513,6 @@ impl Trial {
         let d = distribution.clone();
         let i = self.suggest_internal(name, distribution)?;
         Ok(d.to_external(i))
-    }
-
-    fn suggest_number(&mut self, name: &str, d: Distribution) -> Result<f64> {
-        self.suggest_internal(name, d)
     }
 
     fn suggest_internal(&mut self, name: &str, d: Distribution) -> Result<f64> {
