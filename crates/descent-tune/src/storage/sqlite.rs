@@ -106,7 +106,18 @@ impl SqliteStorage {
             conn: Mutex::new(conn),
             cache: Mutex::new(HashMap::new()),
         };
-        storage.init()?;
+        // Processes opening a new file together race to switch it to WAL and create the
+        // schema; SQLite answers the loser "busy" at once (without waiting, to avoid a
+        // deadlock), so the whole set-up is retried until the busy timeout.
+        let start = std::time::Instant::now();
+        loop {
+            match storage.init() {
+                Err(TuneError::Locked { .. }) if start.elapsed() < busy => {
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                other => break other?,
+            }
+        }
         Ok(storage)
     }
 
