@@ -244,6 +244,44 @@ impl Study {
         self.inner.storage.enqueue_trial(self.inner.id, &params)
     }
 
+    /// Marks as failed the running trials whose process has ended: trials started on this
+    /// machine (`host:pid` owner) by a process that no longer exists, say after `kill -9`.
+    /// Returns their numbers. Where processes cannot be looked up (no `/proc`), does nothing.
+    /// [`Study::optimize`] does this before it starts.
+    pub fn fail_stale_trials(&self) -> Result<Vec<u64>> {
+        if !std::path::Path::new("/proc/self").exists() {
+            return Ok(Vec::new());
+        }
+        let host = hostname();
+        let mut failed = Vec::new();
+        for t in self.trials()? {
+            if t.state != TrialState::Running {
+                continue;
+            }
+            let Some((h, pid)) = t.owner.as_deref().and_then(|o| o.rsplit_once(':')) else {
+                continue;
+            };
+            if h != host || pid == std::process::id().to_string() {
+                continue;
+            }
+            if process_alive(pid) {
+                continue;
+            }
+            let why = format!("stale: its process ({pid} on {h}) ended while it ran");
+            match self
+                .inner
+                .storage
+                .finish_trial(t.id, TrialState::Fail, None, Some(&why))
+            {
+                Ok(()) => failed.push(t.number),
+                // Another process got there first.
+                Err(TuneError::TrialFinished { .. }) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(failed)
+    }
+
     /// Starts a trial.
     pub fn ask(&self) -> Result<Trial> {
         self.ask_limited(None)?
@@ -252,7 +290,12 @@ impl Study {
 
     /// Starts a trial unless the study already holds `limit` started trials.
     pub fn ask_limited(&self, limit: Option<u64>) -> Result<Option<Trial>> {
-        let Some(frozen) = self.inner.storage.start_trial(self.inner.id, limit)? else {
+        let owner = owner();
+        let Some(frozen) = self
+            .inner
+            .storage
+            .start_trial(self.inner.id, limit, &owner)?
+        else {
             return Ok(None);
         };
         let history = Arc::new(self.history()?);
@@ -329,6 +372,7 @@ impl Study {
         F: Fn(&mut Trial) -> Result<f64, TrialError> + Sync,
         C: Fn(&FrozenTrial) + Sync,
     {
+        self.fail_stale_trials()?;
         let started = Instant::now();
         let launched = AtomicU64::new(0);
         let counts = [AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0)];
@@ -646,4 +690,35 @@ pub fn trials_table(trials: &[Arc<FrozenTrial>]) -> String {
         let _ = writeln!(out, "{}", cells.join("  ").trim_end());
     }
     out
+}
+
+/// This machine's name (for trial owners).
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".into())
+}
+
+/// `host:pid` of this process.
+fn owner() -> String {
+    static OWNER: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    OWNER
+        .get_or_init(|| format!("{}:{}", hostname(), std::process::id()))
+        .clone()
+}
+
+/// Whether process `pid` is running (a zombie, ended but not yet reaped, is not).
+fn process_alive(pid: &str) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        // The state follows the parenthesised command name: `123 (name) S ...`.
+        Ok(stat) => !matches!(
+            stat.rsplit_once(')')
+                .and_then(|(_, rest)| rest.trim_start().chars().next()),
+            Some('Z' | 'X')
+        ),
+        Err(_) => false,
+    }
 }

@@ -155,6 +155,9 @@ pub struct FrozenTrial {
     pub started: Option<f64>,
     /// Unix time it finished (seconds).
     pub finished: Option<f64>,
+    /// Who runs it: `host:pid` of the process that started it.
+    #[serde(default)]
+    pub owner: Option<String>,
 }
 
 impl FrozenTrial {
@@ -172,6 +175,7 @@ impl FrozenTrial {
             message: None,
             started: None,
             finished: None,
+            owner: None,
         }
     }
 

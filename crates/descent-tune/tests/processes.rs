@@ -107,3 +107,58 @@ fn worker() {
         .unwrap();
     println!("worker ran {}", s.complete + s.pruned + s.failed);
 }
+
+const HANG_ENV: &str = "DESCENT_TUNE_HANG_DB";
+
+#[test]
+fn a_trial_whose_process_was_killed_is_failed_and_the_study_goes_on() {
+    use std::io::{BufRead, BufReader};
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("killed.db");
+    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "hanging_worker", "--ignored", "--nocapture"])
+        .env(HANG_ENV, &db)
+        .output_spawn();
+    let out = child.stdout.take().unwrap();
+    let mut lines = BufReader::new(out).lines();
+    assert!(
+        lines.any(|l| l.is_ok_and(|l| l.contains("trial started"))),
+        "the worker did not start its trial"
+    );
+    child.kill().unwrap(); // SIGKILL: no chance to record anything
+    child.wait().unwrap();
+    let storage: Arc<dyn Storage> = Arc::new(SqliteStorage::open(&db).unwrap());
+    let study = Study::load("killed", storage).unwrap();
+    assert_eq!(study.trials().unwrap()[0].state, TrialState::Running);
+    assert_eq!(study.fail_stale_trials().unwrap(), vec![0]);
+    let t = &study.trials().unwrap()[0];
+    assert_eq!(t.state, TrialState::Fail);
+    assert!(t.message.as_deref().unwrap().contains("stale"), "{t:?}");
+    assert!(study.fail_stale_trials().unwrap().is_empty());
+    let opts = OptimizeOptions {
+        max_study_trials: Some(3),
+        ..Default::default()
+    };
+    study
+        .optimize(|t| Ok(t.suggest_float("x", 0.0, 1.0)?), &opts)
+        .unwrap();
+    let states: Vec<TrialState> = study.trials().unwrap().iter().map(|t| t.state).collect();
+    assert_eq!(
+        states,
+        [TrialState::Fail, TrialState::Complete, TrialState::Complete]
+    );
+}
+
+#[test]
+#[ignore = "run as a child process by the test above"]
+fn hanging_worker() {
+    let Ok(db) = std::env::var(HANG_ENV) else {
+        return;
+    };
+    let storage: Arc<dyn Storage> = Arc::new(SqliteStorage::open(&db).unwrap());
+    let study = Study::builder("killed").storage(storage).build().unwrap();
+    let mut trial = study.ask().unwrap();
+    trial.suggest_float("x", 0.0, 1.0).unwrap();
+    println!("trial started");
+    std::thread::sleep(std::time::Duration::from_secs(120));
+}

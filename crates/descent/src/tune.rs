@@ -381,6 +381,9 @@ pub fn run(args: TuneArgs) -> Result<()> {
         .pruner(pruner)
         .load_if_exists(true)
         .build()?;
+    for n in study.fail_stale_trials()? {
+        eprintln!("trial {n} was left running by a process that has ended: marked failed");
+    }
     let before = study.trials()?;
     if before.is_empty() {
         // The seed's settings run first, so the study shows what tuning gained.

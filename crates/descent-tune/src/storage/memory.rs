@@ -101,7 +101,12 @@ impl Storage for InMemoryStorage {
         Ok(number)
     }
 
-    fn start_trial(&self, study: u64, limit: Option<u64>) -> Result<Option<FrozenTrial>> {
+    fn start_trial(
+        &self,
+        study: u64,
+        limit: Option<u64>,
+        owner: &str,
+    ) -> Result<Option<FrozenTrial>> {
         let mut g = self.lock();
         let ids = g.study(study)?.clone();
         let started = ids
@@ -131,6 +136,7 @@ impl Storage for InMemoryStorage {
         let t = Arc::make_mut(&mut g.trials[id as usize]);
         t.state = TrialState::Running;
         t.started = Some(now());
+        t.owner = Some(owner.to_string());
         Ok(Some(t.clone()))
     }
 

@@ -46,10 +46,15 @@ pub trait Storage: Send + Sync {
     /// Adds a waiting trial whose parameters are fixed to `params`; returns its number.
     fn enqueue_trial(&self, study: u64, params: &BTreeMap<String, ParamValue>) -> Result<u64>;
 
-    /// Starts a trial: claims the oldest waiting one or numbers a new one, in one transaction.
-    /// With `limit`, returns `None` instead when the study already has `limit` trials that are
-    /// not waiting.
-    fn start_trial(&self, study: u64, limit: Option<u64>) -> Result<Option<FrozenTrial>>;
+    /// Starts a trial for `owner` (`host:pid`): claims the oldest waiting one or numbers a new
+    /// one, in one transaction. With `limit`, returns `None` instead when the study already
+    /// has `limit` trials that are not waiting.
+    fn start_trial(
+        &self,
+        study: u64,
+        limit: Option<u64>,
+        owner: &str,
+    ) -> Result<Option<FrozenTrial>>;
 
     /// Records a parameter of a running trial.
     fn set_param(&self, trial: u64, name: &str, param: &Param) -> Result<()>;

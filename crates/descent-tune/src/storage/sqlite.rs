@@ -39,6 +39,7 @@ CREATE TABLE IF NOT EXISTS trials (
     message TEXT,
     started REAL,
     finished REAL,
+    owner TEXT,
     UNIQUE (study_id, number)
 );
 CREATE INDEX IF NOT EXISTS trials_by_state ON trials (study_id, state);
@@ -276,40 +277,26 @@ impl SqliteStorage {
     /// Reads one trial's rows.
     fn load(&self, conn: &Connection, trial: u64) -> Result<FrozenTrial> {
         let e = |err| self.error("reading a trial", err);
-        #[allow(clippy::type_complexity)]
-        let row: (
-            u64,
-            String,
-            Option<f64>,
-            String,
-            Option<String>,
-            Option<f64>,
-            Option<f64>,
-        ) = conn
+        let (mut t, state, fixed) = conn
             .prepare_cached(
-                "SELECT number, state, value, fixed, message, started, finished FROM trials \
-                 WHERE trial_id = ?1",
+                "SELECT number, state, value, fixed, message, started, finished, owner \
+                 FROM trials WHERE trial_id = ?1",
             )
             .map_err(e)?
             .query_row([trial], |r| {
-                Ok((
-                    r.get(0)?,
-                    r.get(1)?,
-                    r.get(2)?,
-                    r.get(3)?,
-                    r.get(4)?,
-                    r.get(5)?,
-                    r.get(6)?,
-                ))
+                let mut t = FrozenTrial::new(trial, r.get(0)?, TrialState::Waiting);
+                t.value = r.get(2)?;
+                t.message = r.get(4)?;
+                t.started = r.get(5)?;
+                t.finished = r.get(6)?;
+                t.owner = r.get(7)?;
+                Ok((t, r.get::<_, String>(1)?, r.get::<_, String>(3)?))
             })
             .map_err(e)?;
-        let mut t = FrozenTrial::new(trial, row.0, self.state(&row.1)?);
-        t.value = row.2;
-        t.fixed = serde_json::from_str(&row.3)
-            .map_err(|err| self.damaged(format!("fixed parameters of trial {}: {err}", row.0)))?;
-        t.message = row.4;
-        t.started = row.5;
-        t.finished = row.6;
+        t.state = self.state(&state)?;
+        t.fixed = serde_json::from_str(&fixed).map_err(|err| {
+            self.damaged(format!("fixed parameters of trial {}: {err}", t.number))
+        })?;
         let mut st = conn
             .prepare_cached("SELECT name, distribution, internal FROM params WHERE trial_id = ?1")
             .map_err(e)?;
@@ -460,7 +447,12 @@ impl Storage for SqliteStorage {
         })
     }
 
-    fn start_trial(&self, study: u64, limit: Option<u64>) -> Result<Option<FrozenTrial>> {
+    fn start_trial(
+        &self,
+        study: u64,
+        limit: Option<u64>,
+        owner: &str,
+    ) -> Result<Option<FrozenTrial>> {
         let id = self.write("starting a trial", |tx| {
             let e = |err| self.error("starting a trial", err);
             if let Some(limit) = limit {
@@ -487,18 +479,19 @@ impl Storage for SqliteStorage {
             let id = match waiting {
                 Some(id) => {
                     tx.execute(
-                        "UPDATE trials SET state = 'running', started = ?2 WHERE trial_id = ?1",
-                        params![id, now()],
+                        "UPDATE trials SET state = 'running', started = ?2, owner = ?3 \
+                         WHERE trial_id = ?1",
+                        params![id, now(), owner],
                     )
                     .map_err(e)?;
                     id
                 }
                 None => {
                     tx.execute(
-                        "INSERT INTO trials (study_id, number, state, started) VALUES (?1, \
-                         (SELECT COALESCE(MAX(number) + 1, 0) FROM trials WHERE study_id = ?1), \
-                         'running', ?2)",
-                        params![study, now()],
+                        "INSERT INTO trials (study_id, number, state, started, owner) VALUES \
+                         (?1, (SELECT COALESCE(MAX(number) + 1, 0) FROM trials WHERE study_id = \
+                         ?1), 'running', ?2, ?3)",
+                        params![study, now(), owner],
                     )
                     .map_err(e)?;
                     tx.last_insert_rowid() as u64
