@@ -108,12 +108,8 @@ pub fn run(args: CompareArgs) -> Result<()> {
     if args.epochs == 0 {
         bail!("invalid --epochs 0: train for at least 1 epoch");
     }
-    if !(args.val_split > 0.0 && args.val_split < 1.0) {
-        bail!(
-            "invalid --val-split {}: give a fraction in (0, 1)",
-            args.val_split
-        );
-    }
+    // Checked now, before any work; counted again once the data is loaded.
+    crate::train::val_split_count(args.val_split, crate::train::MNIST_TRAIN)?;
     let configs = match &args.runs {
         Some(path) => runs_from_file(path)?,
         None => args
@@ -131,7 +127,7 @@ pub fn run(args: CompareArgs) -> Result<()> {
         Normalize::default(),
         false,
     )?;
-    let n_val = (args.val_split * data.train.len() as f64).round() as usize;
+    let n_val = crate::train::val_split_count(args.val_split, data.train.len())?;
     let val = data.train.split_off_random(n_val, args.seed)?;
     std::fs::create_dir_all(&args.out).map_err(|e| {
         anyhow!(

@@ -18,7 +18,7 @@ use crate::cli::{AnnealArg, MonitorArg, ScheduleArgs, ScheduleName, ThresholdMod
 use crate::progress::Bar;
 
 /// MNIST's training set, for sizing schedules before the data is loaded.
-const MNIST_TRAIN: usize = 60_000;
+pub const MNIST_TRAIN: usize = 60_000;
 
 /// The optimizer named by `--optimizer` with every hyperparameter flag applied; a flag the
 /// optimizer does not take is an error that lists the ones it does.
@@ -229,16 +229,22 @@ pub fn schedule(a: &ScheduleArgs, total_steps: u64) -> Result<(Schedule, Option<
 }
 
 /// How many training examples `--val-split` or `--val-size` holds out of `len`.
+/// How many of `len` examples a `--val-split` fraction holds out; refuses fractions outside
+/// (0, 1) and ones that round to none or all of them.
+pub fn val_split_count(f: f64, len: usize) -> Result<usize> {
+    if !(f > 0.0 && f < 1.0) {
+        bail!("invalid --val-split {f}: give the fraction to hold out, in (0, 1), e.g. 0.1");
+    }
+    let n = (f * len as f64).round() as usize;
+    if n == 0 || n >= len {
+        bail!("invalid --val-split {f}: it holds out {n} of {len} examples");
+    }
+    Ok(n)
+}
+
 pub fn val_count(args: &TrainArgs, len: usize) -> Result<usize> {
     if let Some(f) = args.val_split {
-        if !(f > 0.0 && f < 1.0) {
-            bail!("invalid --val-split {f}: give the fraction to hold out, in (0, 1), e.g. 0.1");
-        }
-        let n = (f * len as f64).round() as usize;
-        if n == 0 || n >= len {
-            bail!("invalid --val-split {f}: it holds out {n} of {len} examples");
-        }
-        return Ok(n);
+        return val_split_count(f, len);
     }
     match args.val_size {
         Some(n) if n == 0 || n >= len => bail!(

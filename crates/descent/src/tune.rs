@@ -50,6 +50,18 @@ pub fn open_storage(spec: &str) -> Result<Arc<dyn Storage>> {
     }
 }
 
+/// Opens the study file of `spec` for reading results: unlike [`open_storage`], a missing
+/// file is an error (`flag` names the setting) rather than a new, empty study file.
+fn open_existing_storage(spec: &str, flag: &str) -> Result<Arc<dyn Storage>> {
+    let path = spec
+        .strip_prefix("sqlite:")
+        .ok_or_else(|| anyhow!("invalid {flag} {spec}: give sqlite:PATH"))?;
+    if !Path::new(path).exists() {
+        bail!("invalid {flag} {spec}: {path} does not exist");
+    }
+    open_storage(spec)
+}
+
 /// A value as a flag's text.
 fn flag_value(v: &ParamValue) -> String {
     match v {
@@ -282,12 +294,8 @@ pub fn run(args: TuneArgs) -> Result<()> {
     if args.epochs == 0 {
         bail!("invalid --epochs 0: train each trial for at least 1 epoch");
     }
-    if !(args.val_split > 0.0 && args.val_split < 1.0) {
-        bail!(
-            "invalid --val-split {}: give a fraction in (0, 1)",
-            args.val_split
-        );
-    }
+    // Checked now, before any work; counted again once the data is loaded.
+    crate::train::val_split_count(args.val_split, crate::train::MNIST_TRAIN)?;
     let (mut space, mut fixed) = match &args.space {
         Some(p) => parse_space_file(p)?,
         None => (Vec::new(), Vec::new()),
@@ -425,7 +433,7 @@ pub fn run(args: TuneArgs) -> Result<()> {
         Normalize::default(),
         false,
     )?;
-    let n_val = (args.val_split * data.train.len() as f64).round() as usize;
+    let n_val = crate::train::val_split_count(args.val_split, data.train.len())?;
     let val = data.train.split_off_random(n_val, base.seed)?;
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let threads = args.threads.unwrap_or((cores / args.jobs.max(1)).max(1));
@@ -635,13 +643,7 @@ pub fn expand_from_study(argv: Vec<String>) -> Result<Vec<String>> {
                 "invalid --from-study {spec}: give sqlite:PATH:STUDY (e.g. sqlite:tune.db:mnist)"
             )
         })?;
-    if !Path::new(storage.trim_start_matches("sqlite:")).exists() {
-        bail!(
-            "invalid --from-study {spec}: {} does not exist",
-            &storage[7..]
-        );
-    }
-    let study = Study::load(name, open_storage(storage)?)?;
+    let study = Study::load(name, open_existing_storage(storage, "--from-study")?)?;
     let best = study
         .best_trial()?
         .ok_or_else(|| anyhow!("study `{name}` has no complete trial yet"))?;
@@ -660,14 +662,10 @@ pub fn expand_from_study(argv: Vec<String>) -> Result<Vec<String>> {
 }
 
 fn run_show(args: TuneShowArgs) -> Result<()> {
-    let path = args
-        .storage
-        .strip_prefix("sqlite:")
-        .ok_or_else(|| anyhow!("invalid --storage {}: give sqlite:PATH", args.storage))?;
-    if !Path::new(path).exists() {
-        bail!("invalid --storage {}: {path} does not exist", args.storage);
-    }
-    let study = Study::load(&args.study, open_storage(&args.storage)?)?;
+    let study = Study::load(
+        &args.study,
+        open_existing_storage(&args.storage, "--storage")?,
+    )?;
     let trials = study.trials()?;
     let count = |s: TrialState| trials.iter().filter(|t| t.state == s).count();
     out!(
