@@ -26,6 +26,8 @@ impl Default for Normalize {
 /// Images (each `features` f32 values, normalized) and their labels.
 #[derive(Clone, Debug)]
 pub struct Dataset {
+    /// Shape of one example: `[1, 28, 28]` for MNIST (a channel axis is added to 2-D images).
+    shape: Vec<usize>,
     features: usize,
     classes: usize,
     images: Vec<f32>,
@@ -62,12 +64,18 @@ impl Dataset {
             });
         }
         let features = images.dims[1..].iter().product();
+        let shape = match &images.dims[1..] {
+            [h, w] => vec![1, *h, *w],
+            [] => vec![1],
+            dims => dims.to_vec(),
+        };
         let images = images
             .data
             .iter()
             .map(|&b| (b as f32 / 255.0 - norm.mean) / norm.std)
             .collect();
         Ok(Self {
+            shape,
             features,
             classes,
             images,
@@ -83,6 +91,11 @@ impl Dataset {
     /// Whether there is no example.
     pub fn is_empty(&self) -> bool {
         self.labels.is_empty()
+    }
+
+    /// Shape of one example (`[1, 28, 28]` for MNIST: channels, height, width).
+    pub fn shape(&self) -> &[usize] {
+        &self.shape
     }
 
     /// Values per image (784 for MNIST).
@@ -128,6 +141,7 @@ impl Dataset {
         }
         let f = self.features;
         let mut val = Dataset {
+            shape: self.shape.clone(),
             features: f,
             classes: self.classes,
             images: Vec::with_capacity(n * f),

@@ -19,6 +19,24 @@ pub enum NnError {
         /// Why.
         why: String,
     },
+    /// A layer of a model description that cannot be built where it stands.
+    #[error("{at} ({what}): {why}")]
+    BadLayer {
+        /// Where: `layer 3`, or `layer 2 (residual `block`) body layer 1`.
+        at: String,
+        /// The layer's type.
+        what: String,
+        /// What was expected.
+        why: String,
+    },
+    /// A model description that cannot be read.
+    #[error("model description, {at}: {why}")]
+    Spec {
+        /// Where in the description.
+        at: String,
+        /// What is wrong and what is expected.
+        why: String,
+    },
     /// A label outside the classes the model predicts.
     #[error("label {label} at batch position {index} is outside the model's {classes} classes (0..{classes})")]
     LabelOutOfRange {

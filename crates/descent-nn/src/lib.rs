@@ -1,38 +1,61 @@
-//! Layers, losses and parameter stores of descent.
+//! Layers, models, losses and parameter stores of descent.
 //!
-//! Every layer's forward and backward pass sit side by side in one file. Parameters and
-//! gradients live in flat `Vec<f32>` buffers described by a [`ParamLayout`] that names each
-//! tensor as PyTorch does (`fc1.weight` is `out x in` row-major, then `fc1.bias`, `fc2.weight`,
-//! ...), so an optimizer step is one pass over one array and checkpoints map one-to-one onto
-//! a PyTorch `state_dict`.
+//! A model is described by a [`ModelSpec`] (an input shape and a list of [`LayerSpec`]s,
+//! read from TOML or JSON, or a preset) and built into a [`Model`]: [`Layer`]s run in order,
+//! each with its forward and backward pass side by side in one file. Parameters and buffers
+//! live in one flat `Vec<f32>` described by a [`ParamLayout`] that names each tensor as
+//! PyTorch does (`conv1.weight` is `[out, in, kh, kw]`, `bn1.running_mean`, ...), trainable
+//! parameters first, so an optimizer step is one pass over one array and weights map
+//! one-to-one onto a PyTorch `state_dict`.
 //!
 //! ```
-//! use descent_nn::{Activation, Sequential, Workspace};
+//! use descent_nn::{Activation, Model, Workspace};
 //! use descent_tensor::{Pool, Rng};
 //!
-//! let net = Sequential::mlp(4, &[8], 3, Activation::Relu).unwrap();
-//! let params = net.init_params(&mut Rng::new(0));
-//! let mut grads = vec![0.0; params.len()];
-//! let mut ws = Workspace::new(&net, 2);
+//! let net = Model::mlp(4, &[8], 3, Activation::Relu, 0.0).unwrap();
+//! let mut params = net.init_params(&mut Rng::new(0));
+//! let mut grads = vec![0.0; net.param_count()];
 //! let pool = Pool::new(1).unwrap();
+//! let mut ws = Workspace::new(&net, 2, pool.threads());
 //! let x = [0.1, 0.2, 0.3, 0.4, -0.1, -0.2, -0.3, -0.4];
-//! let loss = net.train_step_grads(&params, &x, &[0, 2], &mut grads, &mut ws, &pool).unwrap();
+//! let loss = net.train_step_grads(&mut params, &x, &[0, 2], &mut grads, &mut ws, &pool).unwrap();
 //! assert!(loss.mean_loss().is_finite() && grads.iter().any(|g| *g != 0.0));
 //! ```
 //!
-//! References: PyTorch's `nn.Linear` initialization (`reset_parameters`), and the fused
-//! softmax + cross-entropy backward of karpathy/llm.c.
+//! References: PyTorch's `torch.nn` (semantics, defaults, initialization and parameter
+//! names of every layer), karpathy/llm.c (forward/backward pairs over one flat buffer, the
+//! fused softmax + cross-entropy backward), im2col lowering of convolutions (Chellapilla et
+//! al. 2006).
 
 mod activation;
+mod chain;
+mod conv;
+mod dropout;
 mod error;
+mod layer;
 mod layout;
 mod linear;
 mod loss;
-mod sequential;
+mod model;
+mod norm;
+mod par;
+mod pool2d;
+mod presets;
+mod residual;
+mod spec;
 
-pub use activation::Activation;
+pub use activation::{Activation, ActivationLayer};
+pub use chain::Chain;
+pub use conv::{conv2d_backward_naive, conv2d_naive, Conv2d, Window};
+pub use dropout::{Dropout, Flatten};
 pub use error::NnError;
-pub use layout::{ParamLayout, ParamView};
+pub use layer::{mix_seed, numel, Backward, Forward, Layer, Sink};
+pub use layout::{LayoutBuilder, ParamLayout, ParamView};
 pub use linear::Linear;
 pub use loss::{softmax_cross_entropy, LossStats};
-pub use sequential::{Layer, LayerSpec, Sequential, Workspace};
+pub use model::{Model, Workspace};
+pub use norm::{BatchNorm, LayerNorm};
+pub use pool2d::{Pool2d, PoolKind};
+pub use presets::PRESETS;
+pub use residual::Residual;
+pub use spec::{GeluApprox, LayerSpec, ModelSpec, Pair, LAYER_TYPES};

@@ -4,7 +4,7 @@
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use descent_nn::{Activation, Sequential, Workspace};
+use descent_nn::{Activation, Model, ModelSpec, Workspace};
 use descent_tensor::{Pool, Rng};
 
 struct Counting;
@@ -32,32 +32,64 @@ unsafe impl GlobalAlloc for Counting {
 #[global_allocator]
 static GLOBAL: Counting = Counting;
 
+fn cnn() -> Model {
+    let v = serde_json::json!({
+        "input": [1, 12, 12],
+        "layers": [
+            {"type": "conv2d", "name": "conv1", "out_channels": 4, "kernel": 3},
+            {"type": "relu"},
+            {"type": "residual", "name": "block", "body": [
+                {"type": "conv2d", "name": "conv", "out_channels": 4, "kernel": 3, "padding": 1},
+                {"type": "batch_norm2d", "name": "bn"},
+                {"type": "gelu"},
+            ]},
+            {"type": "max_pool2d", "kernel": 2},
+            {"type": "dropout2d", "p": 0.25},
+            {"type": "flatten"},
+            {"type": "linear", "name": "fc1", "out_features": 16},
+            {"type": "layer_norm", "name": "norm"},
+            {"type": "relu"},
+            {"type": "linear", "name": "fc2", "out_features": 10},
+        ]
+    });
+    ModelSpec::from_toml_value(v).unwrap().build().unwrap()
+}
+
 #[test]
 fn training_steps_do_not_allocate() {
-    let net = Sequential::mlp(784, &[512], 10, Activation::Relu).unwrap();
+    for net in [
+        Model::mlp(784, &[512], 10, Activation::Relu, 0.0).unwrap(),
+        cnn(),
+    ] {
+        steps_do_not_allocate(&net);
+    }
+}
+
+fn steps_do_not_allocate(net: &Model) {
     let mut rng = Rng::new(0);
     let mut params = net.init_params(&mut rng);
-    let x: Vec<f32> = (0..64 * 784).map(|_| rng.uniform(-1.0, 1.0)).collect();
+    let f = net.input_features();
+    let x: Vec<f32> = (0..64 * f).map(|_| rng.uniform(-1.0, 1.0)).collect();
     let y: Vec<u8> = (0..64).map(|i| (i % 10) as u8).collect();
-    let mut grads = vec![0.0; params.len()];
+    let mut grads = vec![0.0; net.param_count()];
     for threads in [1, 2] {
         let pool = Pool::new(threads).unwrap();
-        let mut ws = Workspace::new(&net, 64);
+        let mut ws = Workspace::new(net, 64, threads);
         // Warm up: per-thread scratch grows to its size once.
         for _ in 0..3 {
             net.train_step_sgd(&mut params, 0.01, &x, &y, &mut ws, &pool)
                 .unwrap();
-            net.train_step_grads(&params, &x, &y, &mut grads, &mut ws, &pool)
+            net.train_step_grads(&mut params, &x, &y, &mut grads, &mut ws, &pool)
                 .unwrap();
         }
         let before = ALLOCS.load(Ordering::SeqCst);
         for _ in 0..20 {
             net.train_step_sgd(&mut params, 0.01, &x, &y, &mut ws, &pool)
                 .unwrap();
-            net.train_step_grads(&params, &x, &y, &mut grads, &mut ws, &pool)
+            net.train_step_grads(&mut params, &x, &y, &mut grads, &mut ws, &pool)
                 .unwrap();
             // The last, partial batch of an epoch too.
-            net.train_step_sgd(&mut params, 0.01, &x[..32 * 784], &y[..32], &mut ws, &pool)
+            net.train_step_sgd(&mut params, 0.01, &x[..32 * f], &y[..32], &mut ws, &pool)
                 .unwrap();
         }
         let after = ALLOCS.load(Ordering::SeqCst);

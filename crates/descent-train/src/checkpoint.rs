@@ -90,6 +90,32 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), CheckpointError> {
     Ok(())
 }
 
+/// Whether a tensor is a count that PyTorch keeps as int64 (BatchNorm's
+/// `num_batches_tracked`); descent holds it as f32 (exact up to 2^24 batches) and writes it
+/// as I64.
+fn is_count(name: &str) -> bool {
+    name.ends_with("num_batches_tracked")
+}
+
+/// The values of a tensor as f32: F32 as they are, a count (I64) converted.
+fn f32_values(name: &str, t: &TensorView<'_>) -> Result<Vec<f32>, String> {
+    match t.dtype() {
+        Dtype::F32 => Ok(t
+            .data()
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes(c.try_into().expect("chunks of 4")))
+            .collect()),
+        Dtype::I64 if is_count(name) => Ok(t
+            .data()
+            .chunks_exact(8)
+            .map(|c| i64::from_le_bytes(c.try_into().expect("chunks of 8")) as f32)
+            .collect()),
+        other => Err(format!(
+            "`{name}` is {other:?}, not F32 (save it with .float())"
+        )),
+    }
+}
+
 /// One named f32 tensor to write: name, shape, values.
 pub type Tensor<'a> = (String, Vec<usize>, &'a [f32]);
 
@@ -102,13 +128,21 @@ pub fn save_tensors(
 ) -> Result<(), CheckpointError> {
     let bytes: Vec<Vec<u8>> = tensors
         .iter()
-        .map(|(_, _, v)| v.iter().flat_map(|x| x.to_le_bytes()).collect())
+        .map(|(name, _, v)| match is_count(name) {
+            true => v.iter().flat_map(|x| (*x as i64).to_le_bytes()).collect(),
+            false => v.iter().flat_map(|x| x.to_le_bytes()).collect(),
+        })
         .collect();
     let views: Vec<(String, TensorView<'_>)> = tensors
         .iter()
         .zip(&bytes)
         .map(|((name, shape, _), b)| {
-            let view = TensorView::new(Dtype::F32, shape.clone(), b).expect("shape fits the data");
+            let dtype = if is_count(name) {
+                Dtype::I64
+            } else {
+                Dtype::F32
+            };
+            let view = TensorView::new(dtype, shape.clone(), b).expect("shape fits the data");
             (name.clone(), view)
         })
         .collect();
@@ -133,17 +167,10 @@ pub fn load_tensors(path: &Path) -> Result<(Tensors, BTreeMap<String, String>), 
     let file = SafeTensors::deserialize(&bytes).map_err(|e| corrupt(e.to_string()))?;
     let mut out = BTreeMap::new();
     for (name, t) in file.iter() {
-        if t.dtype() != Dtype::F32 {
-            return Err(CheckpointError::Mismatch {
-                path: path.to_path_buf(),
-                why: format!("`{name}` is {:?}, not F32", t.dtype()),
-            });
-        }
-        let values = t
-            .data()
-            .chunks_exact(4)
-            .map(|c| f32::from_le_bytes(c.try_into().expect("chunks of 4")))
-            .collect();
+        let values = f32_values(name, &t).map_err(|why| CheckpointError::Mismatch {
+            path: path.to_path_buf(),
+            why,
+        })?;
         out.insert(name.to_string(), (t.shape().to_vec(), values));
     }
     let (_, meta) = SafeTensors::read_metadata(&bytes).map_err(|e| corrupt(e.to_string()))?;
@@ -246,24 +273,15 @@ pub fn load_weights(
     let mut params = vec![0.0f32; layout.len()];
     for v in layout.views() {
         let t = file.tensor(&v.name).map_err(|e| mismatch(e.to_string()))?;
-        if t.dtype() != Dtype::F32 {
-            return Err(mismatch(format!(
-                "`{}` is {:?}, not F32 (save it with .float())",
-                v.name,
-                t.dtype()
-            )));
-        }
         if t.shape() != v.shape.as_slice() {
             return Err(mismatch(format!(
-                "`{}` has shape {:?} but the model's is {:?} (check --hidden)",
+                "`{}` has shape {:?} but the model's is {:?}",
                 v.name,
                 t.shape(),
                 v.shape
             )));
         }
-        for (dst, src) in params[v.range()].iter_mut().zip(t.data().chunks_exact(4)) {
-            *dst = f32::from_le_bytes(src.try_into().expect("chunks of 4"));
-        }
+        params[v.range()].copy_from_slice(&f32_values(&v.name, &t).map_err(mismatch)?);
     }
     let (_, meta) = SafeTensors::read_metadata(&bytes).map_err(|e| CheckpointError::Corrupt {
         path: path.to_path_buf(),
@@ -281,11 +299,11 @@ pub fn load_weights(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use descent_nn::{Activation, Sequential};
+    use descent_nn::{Activation, Model};
     use descent_tensor::Rng;
 
-    fn net(hidden: usize) -> Sequential {
-        Sequential::mlp(6, &[hidden], 3, Activation::Relu).unwrap()
+    fn net(hidden: usize) -> Model {
+        Model::mlp(6, &[hidden], 3, Activation::Relu, 0.0).unwrap()
     }
 
     #[test]
@@ -322,7 +340,7 @@ mod tests {
             e.contains("`fc1.weight` has shape [4, 6] but the model's is [5, 6]"),
             "{e}"
         );
-        let deeper = Sequential::mlp(6, &[4, 4], 3, Activation::Relu).unwrap();
+        let deeper = Model::mlp(6, &[4, 4], 3, Activation::Relu, 0.0).unwrap();
         let e = load_weights(&path, deeper.layout())
             .unwrap_err()
             .to_string();

@@ -1,22 +1,15 @@
 //! Training settings, with the seed's defaults, checked before any work.
 
 use descent_data::Normalize;
-use descent_nn::Activation;
 use descent_optim::schedule::{PlateauConfig, ReduceOnPlateau, Schedule};
 use descent_optim::{OptimError, OptimizerConfig, ParamGroup, SgdConfig};
 
 use crate::TrainError;
 
-/// Everything a training run depends on. `TrainConfig::default()` is the seed's program:
-/// MLP 784-512-10 with ReLU, SGD lr 0.01, batch 64, shuffled, 10 epochs, seed 0.
+/// How a model is trained (the model itself is built by the caller). `TrainConfig::default()`
+/// is the seed's program: SGD lr 0.01, batch 64, shuffled, 10 epochs, seed 0.
 #[derive(Clone, Debug, PartialEq)]
 pub struct TrainConfig {
-    /// Hidden layer sizes (`[512]`; `[256, 128]` for a deeper MLP).
-    pub hidden: Vec<usize>,
-    /// Activation after each hidden layer.
-    pub activation: Activation,
-    /// Dropout probability after each hidden activation (0 = none).
-    pub dropout: f32,
     /// L1 penalty: `l1 * sign(w)` is added to the gradient of every weight matrix (not the
     /// biases); the reported loss is the data loss.
     pub l1: f32,
@@ -68,9 +61,6 @@ pub struct TrainConfig {
 impl Default for TrainConfig {
     fn default() -> Self {
         Self {
-            hidden: vec![512],
-            activation: Activation::Relu,
-            dropout: 0.0,
             l1: 0.0,
             optimizer: OptimizerConfig::Sgd(SgdConfig::default()),
             groups: Vec::new(),
@@ -223,13 +213,6 @@ impl TrainConfig {
                 return Err(bad("--grad-tol", t, "it must be a finite number > 0"));
             }
         }
-        if !(0.0..1.0).contains(&self.dropout) {
-            return Err(bad(
-                "--dropout",
-                self.dropout,
-                "the probability must be in [0, 1)",
-            ));
-        }
         if !(self.l1.is_finite() && self.l1 >= 0.0) {
             return Err(bad("--l1", self.l1, "it must be a finite number >= 0"));
         }
@@ -255,19 +238,6 @@ impl TrainConfig {
         }
         if self.epochs == 0 {
             return Err(bad("--epochs", 0, "train for at least 1 epoch"));
-        }
-        if self.hidden.contains(&0) {
-            let list = self
-                .hidden
-                .iter()
-                .map(|h| h.to_string())
-                .collect::<Vec<_>>()
-                .join(",");
-            return Err(bad(
-                "--hidden",
-                list,
-                "every hidden layer needs at least 1 unit (e.g. 512 or 256,128)",
-            ));
         }
         if !(self.normalize.std.is_finite()
             && self.normalize.std > 0.0
@@ -298,10 +268,7 @@ mod tests {
     #[test]
     fn the_default_is_the_seed_and_valid() {
         let c = TrainConfig::default();
-        assert_eq!(
-            (c.hidden.as_slice(), c.lr(), c.batch_size, c.epochs, c.seed),
-            (&[512][..], 0.01, 64, 10, 0)
-        );
+        assert_eq!((c.lr(), c.batch_size, c.epochs, c.seed), (0.01, 64, 10, 0));
         assert_eq!(c.optimizer.name(), "sgd");
         c.validate().unwrap();
     }
@@ -371,13 +338,6 @@ mod tests {
                     ..TrainConfig::default()
                 },
                 "--epochs",
-            ),
-            (
-                TrainConfig {
-                    hidden: vec![256, 0],
-                    ..TrainConfig::default()
-                },
-                "--hidden",
             ),
         ];
         for (c, flag) in cases {

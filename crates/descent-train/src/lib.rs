@@ -1,9 +1,11 @@
-//! The training loop of descent: builds the model, the optimizer and the batches from a
-//! [`TrainConfig`], runs epochs, reports [`Event`]s (the seed's log lines, per-epoch results)
-//! and stops with a clear error when the loss diverges.
+//! The training loop of descent: trains a [`descent_nn::Model`] the caller built, with the
+//! optimizer, schedule and batches a [`TrainConfig`] describes; runs epochs, reports
+//! [`Event`]s (the seed's log lines, per-epoch results) and stops with a clear error when the
+//! loss diverges.
 //!
 //! ```
 //! use descent_data::{parse_idx, Dataset, Normalize};
+//! use descent_nn::{Activation, Model};
 //! use descent_optim::{OptimizerConfig, SgdConfig};
 //! use descent_train::{Event, TrainConfig, Trainer};
 //!
@@ -11,8 +13,9 @@
 //! let img = parse_idx(&[0, 0, 8, 2, 0, 0, 0, 4, 0, 0, 0, 2, 255, 0, 0, 255, 255, 0, 0, 255], "x").unwrap();
 //! let lab = parse_idx(&[0, 0, 8, 1, 0, 0, 0, 4, 0, 1, 0, 1], "y").unwrap();
 //! let data = Dataset::new(&img, &lab, Normalize::default(), 2).unwrap();
-//! let cfg = TrainConfig { hidden: vec![8], optimizer: OptimizerConfig::Sgd(SgdConfig { lr: 0.5, ..SgdConfig::default() }), batch_size: 2, epochs: 20, log_every: 0, threads: 1, ..TrainConfig::default() };
-//! let mut trainer = Trainer::new(&cfg, 2, 2).unwrap();
+//! let cfg = TrainConfig { optimizer: OptimizerConfig::Sgd(SgdConfig { lr: 0.5, ..SgdConfig::default() }), batch_size: 2, epochs: 20, log_every: 0, threads: 1, ..TrainConfig::default() };
+//! let model = Model::mlp(2, &[8], 2, Activation::Relu, 0.0).unwrap();
+//! let mut trainer = Trainer::new(model, &cfg).unwrap();
 //! let mut last = 0.0;
 //! trainer.run(&data, &data, |e| if let Event::EpochEnd(r) = e { last = r.test_acc.unwrap() }).unwrap();
 //! assert_eq!(last, 100.0);

@@ -8,7 +8,7 @@ use std::time::Instant;
 use serde::{Deserialize, Serialize};
 
 use descent_data::{BatchLoader, Dataset};
-use descent_nn::{LossStats, Sequential, Workspace};
+use descent_nn::{LossStats, Model, Workspace};
 use descent_optim::schedule::{ReduceOnPlateau, Schedule};
 use descent_optim::{
     clip_grad_norm_on, clip_grad_value, grad_norm_on, Optimizer, Parallel, ParamSpec,
@@ -194,10 +194,11 @@ pub struct Trainer {
     /// Write a checkpoint to this file every this many epochs.
     checkpoints: Option<(std::path::PathBuf, usize)>,
     cfg: TrainConfig,
-    net: Sequential,
+    net: Model,
+    /// Parameters, then buffers (layout: `net.layout()`).
     params: Vec<f32>,
-    /// The batch gradient; allocated on the first step that needs it (plain SGD is fused
-    /// into the backward pass and never does).
+    /// The batch gradient of the trainable parameters; allocated on the first step that
+    /// needs it (plain SGD is fused into the backward pass and never does).
     grads: Vec<f32>,
     /// Full-batch descent: the gradient summed over the epoch.
     full_grad: Vec<f32>,
@@ -247,17 +248,14 @@ fn fill_batch(
 }
 
 impl Trainer {
-    /// Checks `cfg` and builds an MLP from `inputs` features to `classes` outputs with
-    /// freshly initialized weights (seeded by `cfg.seed`).
-    pub fn new(cfg: &TrainConfig, inputs: usize, classes: usize) -> Result<Self, TrainError> {
+    /// Checks `cfg` and prepares to train `net` from freshly initialized weights (seeded by
+    /// `cfg.seed`); the optimizer sees the trainable parameters only.
+    pub fn new(net: Model, cfg: &TrainConfig) -> Result<Self, TrainError> {
         cfg.validate()?;
-        let net =
-            Sequential::mlp_dropout(inputs, &cfg.hidden, classes, cfg.activation, cfg.dropout)?;
         let params = net.init_params(&mut Rng::new(cfg.seed));
         let specs: Vec<ParamSpec> = net
             .layout()
-            .views()
-            .iter()
+            .params()
             .map(|v| ParamSpec::new(v.name.clone(), &v.shape))
             .collect();
         let optimizer =
@@ -266,6 +264,8 @@ impl Trainer {
             Some(p) => Some(ReduceOnPlateau::new(p, cfg.lr() as f64).map_err(flag_error)?),
             None => None,
         };
+        let pool = Pool::new(cfg.threads)?;
+        let inputs = net.input_features();
         Ok(Self {
             pos: LoopState::default(),
             best_weights: None,
@@ -275,9 +275,9 @@ impl Trainer {
             full_grad: Vec::new(),
             optimizer,
             plateau,
-            pool: Pool::new(cfg.threads)?,
-            ws: Workspace::new(&net, cfg.batch_size),
-            eval_ws: Workspace::new(&net, cfg.eval_batch),
+            ws: Workspace::new(&net, cfg.batch_size, pool.threads()),
+            eval_ws: Workspace::new(&net, cfg.eval_batch, pool.threads()),
+            pool,
             x: vec![0.0; cfg.batch_size * inputs],
             y: vec![0; cfg.batch_size],
             cfg: cfg.clone(),
@@ -287,11 +287,11 @@ impl Trainer {
     }
 
     /// The model.
-    pub fn net(&self) -> &Sequential {
+    pub fn net(&self) -> &Model {
         &self.net
     }
 
-    /// The flat parameters (layout: `self.net().layout()`).
+    /// The flat parameters and buffers (layout: `self.net().layout()`).
     pub fn params(&self) -> &[f32] {
         &self.params
     }
@@ -343,7 +343,7 @@ impl Trainer {
         if self.cfg.l1 == 0.0 {
             return;
         }
-        for v in self.net.layout().views() {
+        for v in self.net.layout().params() {
             if v.name.ends_with(".weight") {
                 let (g, p) = (&mut grads[v.range()], &self.params[v.range()]);
                 for (g, &p) in g.iter_mut().zip(p) {
@@ -472,7 +472,7 @@ impl Trainer {
             loader.start_epoch(epoch as u64);
             if full_batch && self.pos.batch == 0 {
                 self.full_grad.clear();
-                self.full_grad.resize(self.params.len(), 0.0);
+                self.full_grad.resize(self.net.param_count(), 0.0);
             }
             let mut ran = self.pos.batch;
             for b in self.pos.batch..batches {
@@ -509,8 +509,9 @@ impl Trainer {
                     true => None,
                     false => self.optimizer.plain_sgd_lr(),
                 };
-                if fused_lr.is_none() && self.grads.len() != self.params.len() {
-                    self.grads = vec![0.0; self.params.len()];
+                let trainable = self.net.param_count();
+                if fused_lr.is_none() && self.grads.len() != trainable {
+                    self.grads = vec![0.0; trainable];
                 }
                 let stats = match fused_lr {
                     // Plain SGD is applied inside the backward pass: no gradient buffer.
@@ -523,7 +524,7 @@ impl Trainer {
                         &self.pool,
                     )?,
                     None => self.net.train_step_grads(
-                        &self.params,
+                        &mut self.params,
                         x,
                         y,
                         &mut self.grads,
@@ -558,9 +559,11 @@ impl Trainer {
                     let mut grads = std::mem::take(&mut self.grads);
                     self.add_l1(&mut grads);
                     self.clip(&mut grads, epoch, b + 1)?;
-                    let stepped =
-                        self.optimizer
-                            .step_on(&OnPool(&self.pool), &mut self.params, &grads);
+                    let stepped = self.optimizer.step_on(
+                        &OnPool(&self.pool),
+                        &mut self.params[..trainable],
+                        &grads,
+                    );
                     self.grads = grads;
                     stepped?;
                 }
@@ -594,8 +597,12 @@ impl Trainer {
                         self.add_l1(&mut g);
                         self.clip(&mut g, epoch, batches)?;
                         self.schedule_step()?;
-                        self.optimizer
-                            .step_on(&OnPool(&self.pool), &mut self.params, &g)?;
+                        let trainable = self.net.param_count();
+                        self.optimizer.step_on(
+                            &OnPool(&self.pool),
+                            &mut self.params[..trainable],
+                            &g,
+                        )?;
                     }
                 }
                 self.full_grad = g;
@@ -786,7 +793,7 @@ impl Trainer {
             }
         }
         if self.cfg.full_batch() && self.pos.batch > 0 {
-            for v in views {
+            for v in layout.params() {
                 tensors.push((
                     format!("full_grad.{}", v.name),
                     v.shape.clone(),
@@ -802,6 +809,7 @@ impl Trainer {
         });
         let mut meta = std::collections::BTreeMap::new();
         meta.insert("format".into(), "descent-checkpoint-1".into());
+        meta.insert("descent.model".into(), self.net.spec().to_json());
         meta.insert(
             "descent.loop".into(),
             json(serde_json::to_string(&self.pos)),
@@ -848,9 +856,16 @@ impl Trainer {
         let plateau: Option<ReduceOnPlateau> = serde_json::from_str(field("descent.plateau")?)
             .map_err(|e| bad(format!("descent.plateau: {e}")))?;
         let layout = self.net.layout();
-        let mut take = |prefix: &str, required: bool| -> Result<Option<Vec<f32>>, TrainError> {
-            let mut out = vec![0.0f32; layout.len()];
-            for (i, v) in layout.views().iter().enumerate() {
+        // Weights are parameters and buffers; a gradient covers the parameters only.
+        let mut take = |prefix: &str, required: bool, all: bool| {
+            let n = if all {
+                layout.len()
+            } else {
+                layout.trainable_len()
+            };
+            let mut out = vec![0.0f32; n];
+            let views = layout.views().iter().filter(|v| all || v.trainable);
+            for (i, v) in views.enumerate() {
                 match tensors.remove(&format!("{prefix}.{}", v.name)) {
                     Some((shape, values)) if shape == v.shape => {
                         out[v.range()].copy_from_slice(&values)
@@ -865,18 +880,17 @@ impl Trainer {
                     None => return Err(bad(format!("it has no `{prefix}.{}`", v.name))),
                 }
             }
-            Ok(Some(out))
+            Ok::<_, TrainError>(Some(out))
         };
-        let params = take("model", true)?.expect("required");
-        let best = take("best", false)?;
-        let full_grad = take("full_grad", false)?;
+        let params = take("model", true, true)?.expect("required");
+        let best = take("best", false, true)?;
+        let full_grad = take("full_grad", false, false)?;
         let mut state = OptimizerState {
             optimizer: head["optimizer"].as_str().unwrap_or_default().to_string(),
             step: head["step"].as_u64().unwrap_or(0),
             scalars: serde_json::from_value(head["scalars"].clone()).unwrap_or_default(),
             params: layout
-                .views()
-                .iter()
+                .params()
                 .map(|v| {
                     (
                         v.name.clone(),
@@ -966,9 +980,13 @@ mod tests {
         })
     }
 
+    /// An MLP from `inputs` features through `hidden` units to the toy problem's 4 classes.
+    fn mlp(inputs: usize, hidden: usize, dropout: f32) -> Model {
+        Model::mlp(inputs, &[hidden], 4, descent_nn::Activation::Relu, dropout).unwrap()
+    }
+
     fn cfg() -> TrainConfig {
         TrainConfig {
-            hidden: vec![32],
             optimizer: sgd(0.1, 0.0),
             batch_size: 16,
             epochs: 3,
@@ -982,7 +1000,7 @@ mod tests {
     #[test]
     fn learns_and_logs_like_the_seed() {
         let (train, test) = (toy(1000, 1), toy(200, 2));
-        let mut t = Trainer::new(&cfg(), 16, 4).unwrap();
+        let mut t = Trainer::new(mlp(16, 32, 0.0), &cfg()).unwrap();
         let mut logs = Vec::new();
         let reports = t
             .run(&train, &test, |e| {
@@ -1004,12 +1022,11 @@ mod tests {
     fn the_unfused_optimizer_path_learns() {
         let (train, test) = (toy(1000, 1), toy(200, 2));
         let mut t = Trainer::new(
+            mlp(16, 32, 0.0),
             &TrainConfig {
                 optimizer: sgd(0.01, 0.9),
                 ..cfg()
             },
-            16,
-            4,
         )
         .unwrap();
         let reports = t.run(&train, &test, |_| {}).unwrap();
@@ -1020,7 +1037,7 @@ mod tests {
     fn same_seed_and_threads_repeat_exactly() {
         let (train, test) = (toy(500, 3), toy(100, 4));
         let run = |seed| {
-            let mut t = Trainer::new(&TrainConfig { seed, ..cfg() }, 16, 4).unwrap();
+            let mut t = Trainer::new(mlp(16, 32, 0.0), &TrainConfig { seed, ..cfg() }).unwrap();
             let mut events = Vec::new();
             t.run(&train, &test, |e| events.push(format!("{e:?}")))
                 .unwrap();
@@ -1043,12 +1060,11 @@ mod tests {
     fn divergence_stops_with_the_step_and_a_hint() {
         let (train, test) = (toy(500, 3), toy(100, 4));
         let mut t = Trainer::new(
+            mlp(16, 32, 0.0),
             &TrainConfig {
                 optimizer: sgd(1e30, 0.0),
                 ..cfg()
             },
-            16,
-            4,
         )
         .unwrap();
         let e = t.run(&train, &test, |_| {}).unwrap_err();
@@ -1077,7 +1093,7 @@ mod tests {
                 epochs: if name == "gd" { 30 } else { 3 },
                 ..cfg()
             };
-            let mut t = Trainer::new(&c, 16, 4).unwrap();
+            let mut t = Trainer::new(mlp(16, 32, 0.0), &c).unwrap();
             let reports = t.run(&train, &test, |_| {}).unwrap();
             let last = reports.last().unwrap();
             assert!(last.test_acc.unwrap() > 90.0, "{name}: {last:?}");
@@ -1098,7 +1114,7 @@ mod tests {
             epochs: 500,
             ..cfg()
         };
-        let mut t = Trainer::new(&c, 16, 4).unwrap();
+        let mut t = Trainer::new(mlp(16, 32, 0.0), &c).unwrap();
         let summary = t.run_split(&train, None, &test, |_| {}).unwrap();
         let StopReason::Converged { grad_norm } = summary.stop else {
             panic!("converged before 500 epochs: {:?}", summary.stop);
@@ -1115,7 +1131,7 @@ mod tests {
             max_steps: Some(40),
             ..cfg()
         };
-        let mut t = Trainer::new(&c, 16, 4).unwrap();
+        let mut t = Trainer::new(mlp(16, 32, 0.0), &c).unwrap();
         let s = t.run_split(&train, None, &test, |_| {}).unwrap();
         // 32 batches per epoch: the second epoch stops after 8 steps.
         assert_eq!((t.steps(), s.epochs.len()), (40, 2));
@@ -1125,7 +1141,7 @@ mod tests {
             epochs: 50,
             ..cfg()
         };
-        let mut t = Trainer::new(&c, 16, 4).unwrap();
+        let mut t = Trainer::new(mlp(16, 32, 0.0), &c).unwrap();
         let s = t.run_split(&train, None, &test, |_| {}).unwrap();
         let last = s.epochs.last().unwrap();
         assert!(matches!(s.stop, StopReason::TargetLoss { .. }) && last.train_loss <= 0.5);
@@ -1150,7 +1166,7 @@ mod tests {
             epochs: 40,
             ..cfg()
         };
-        let mut t = Trainer::new(&c, 16, 4).unwrap();
+        let mut t = Trainer::new(mlp(16, 32, 0.0), &c).unwrap();
         let s = t.run_split(&train, Some(&val), &test, |_| {}).unwrap();
         let StopReason::EarlyStopping {
             best_epoch, best, ..
@@ -1198,14 +1214,14 @@ mod tests {
             epochs: 3,
             ..cfg()
         };
-        let mut whole = Trainer::new(&c, 16, 4).unwrap();
+        let mut whole = Trainer::new(mlp(16, 32, 0.0), &c).unwrap();
         let want = whole.run_split(&train, Some(&val), &test, |_| {}).unwrap();
 
         // Interrupt in epoch 2 after batch 10, save, and finish in a fresh trainer.
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("checkpoint.safetensors");
         let flag = Arc::new(AtomicBool::new(false));
-        let mut first = Trainer::new(&c, 16, 4).unwrap();
+        let mut first = Trainer::new(mlp(16, 32, 0.0), &c).unwrap();
         first.set_interrupt(flag.clone());
         let f2 = flag.clone();
         let stopped = first
@@ -1228,7 +1244,7 @@ mod tests {
             }
         );
         first.save_checkpoint(&path).unwrap();
-        let mut second = Trainer::new(&c, 16, 4).unwrap();
+        let mut second = Trainer::new(mlp(16, 32, 0.0), &c).unwrap();
         second.load_checkpoint(&path).unwrap();
         let got = second.run_split(&train, Some(&val), &test, |_| {}).unwrap();
         assert!(
@@ -1251,11 +1267,7 @@ mod tests {
         assert_eq!(whole.optimizer().state(), second.optimizer().state());
 
         // Checkpoints of another model, or damaged ones, are refused and change nothing.
-        let other = TrainConfig {
-            hidden: vec![16],
-            ..c.clone()
-        };
-        let mut wrong = Trainer::new(&other, 16, 4).unwrap();
+        let mut wrong = Trainer::new(mlp(16, 16, 0.0), &c).unwrap();
         let before = wrong.params().to_vec();
         let e = wrong.load_checkpoint(&path).unwrap_err().to_string();
         assert!(
@@ -1265,7 +1277,7 @@ mod tests {
         assert_eq!(wrong.params(), &before[..]);
         let bytes = std::fs::read(&path).unwrap();
         std::fs::write(&path, &bytes[..bytes.len() / 2]).unwrap();
-        let e = Trainer::new(&c, 16, 4)
+        let e = Trainer::new(mlp(16, 32, 0.0), &c)
             .unwrap()
             .load_checkpoint(&path)
             .unwrap_err();
@@ -1277,7 +1289,7 @@ mod tests {
             optimizer: sgd(0.1, 0.9),
             ..c.clone()
         };
-        let mut t = Trainer::new(&sgd_cfg, 16, 4).unwrap();
+        let mut t = Trainer::new(mlp(16, 32, 0.0), &sgd_cfg).unwrap();
         first.save_checkpoint(&path).unwrap();
         let e = t.load_checkpoint(&path).unwrap_err().to_string();
         assert!(e.contains("saved by `adam`"), "{e}");
@@ -1287,21 +1299,19 @@ mod tests {
     fn dropout_and_l1_train_and_resume_identically() {
         let (train, test) = (toy(600, 3), toy(100, 4));
         let c = TrainConfig {
-            dropout: 0.3,
             l1: 1e-4,
             optimizer: sgd(0.1, 0.9),
             epochs: 2,
             ..cfg()
         };
-        let mut whole = Trainer::new(&c, 16, 4).unwrap();
+        let mut whole = Trainer::new(mlp(16, 32, 0.3), &c).unwrap();
         let s = whole.run_split(&train, None, &test, |_| {}).unwrap();
         assert!(s.test.acc > 90.0, "{s:?}");
         let plain = TrainConfig {
-            dropout: 0.0,
             l1: 0.0,
             ..c.clone()
         };
-        let mut other = Trainer::new(&plain, 16, 4).unwrap();
+        let mut other = Trainer::new(mlp(16, 32, 0.0), &plain).unwrap();
         other.run_split(&train, None, &test, |_| {}).unwrap();
         assert_ne!(
             whole.params(),
@@ -1312,7 +1322,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("c.safetensors");
         let flag = Arc::new(AtomicBool::new(false));
-        let mut first = Trainer::new(&c, 16, 4).unwrap();
+        let mut first = Trainer::new(mlp(16, 32, 0.3), &c).unwrap();
         first.set_interrupt(flag.clone());
         first
             .run_split(&train, None, &test, |e| {
@@ -1325,7 +1335,7 @@ mod tests {
             })
             .unwrap();
         first.save_checkpoint(&path).unwrap();
-        let mut second = Trainer::new(&c, 16, 4).unwrap();
+        let mut second = Trainer::new(mlp(16, 32, 0.3), &c).unwrap();
         second.load_checkpoint(&path).unwrap();
         second.run_split(&train, None, &test, |_| {}).unwrap();
         assert_eq!(whole.params(), second.params());
@@ -1338,7 +1348,7 @@ mod tests {
             val_only: true,
             ..cfg()
         };
-        let e = Trainer::new(&c, 16, 4)
+        let e = Trainer::new(mlp(16, 32, 0.0), &c)
             .unwrap()
             .run_split(&train, None, &test, |_| {})
             .unwrap_err();
@@ -1361,7 +1371,7 @@ mod tests {
             ..cfg()
         };
         // 320 / 16 = 20 steps: the last (step 19) used the schedule's rate of step 19.
-        let mut t = Trainer::new(&c, 16, 4).unwrap();
+        let mut t = Trainer::new(mlp(16, 32, 0.0), &c).unwrap();
         t.run(&train, &test, |_| {}).unwrap();
         assert_eq!(t.steps(), 20);
         assert_eq!(t.optimizer().lr(), schedule.lr(19, 0.1) as f32);
@@ -1377,7 +1387,7 @@ mod tests {
             epochs: 1,
             ..cfg()
         };
-        let mut t = Trainer::new(&c, 16, 4).unwrap();
+        let mut t = Trainer::new(mlp(16, 32, 0.0), &c).unwrap();
         t.run(&train, &test, |_| {}).unwrap();
         // The last of 20 steps ran with the schedule's momentum and rate of step 19.
         let beta1 = t.optimizer().config().momentum().unwrap();
@@ -1397,7 +1407,7 @@ mod tests {
             clip_value: Some(0.1),
             ..cfg()
         };
-        let reports = Trainer::new(&c, 16, 4)
+        let reports = Trainer::new(mlp(16, 32, 0.0), &c)
             .unwrap()
             .run(&train, &test, |_| {})
             .unwrap();
@@ -1408,7 +1418,7 @@ mod tests {
             clip_error_nonfinite: true,
             ..cfg()
         };
-        let e = Trainer::new(&c, 16, 4)
+        let e = Trainer::new(mlp(16, 32, 0.0), &c)
             .unwrap()
             .run(&train, &test, |_| {})
             .unwrap_err();
@@ -1423,7 +1433,7 @@ mod tests {
 
     #[test]
     fn data_that_does_not_fit_the_model_is_refused() {
-        let mut t = Trainer::new(&cfg(), 8, 4).unwrap();
+        let mut t = Trainer::new(mlp(8, 32, 0.0), &cfg()).unwrap();
         let d = toy(10, 1);
         assert!(matches!(t.run(&d, &d, |_| {}), Err(TrainError::Data(_))));
     }

@@ -6,7 +6,7 @@
 use std::time::Instant;
 
 use anyhow::{ensure, Result};
-use descent_nn::{Activation, Sequential, Workspace};
+use descent_nn::{Activation, Model, Workspace};
 use descent_optim::{HyperValue, Optimizer, OptimizerConfig, ParamSpec, OPTIMIZER_NAMES};
 use descent_tensor::{
     matmul, matmul_gemm, matmul_naive, matmul_path, matmul_serial, MatMut, MatRef, Pool, Rng,
@@ -190,20 +190,19 @@ fn gemm(args: &BenchArgs) -> Result<()> {
 /// follows (forward and backward of a batch of 64, gradients out) timed in the same run.
 fn optim(args: &BenchArgs) -> Result<()> {
     let pool = Pool::new(args.threads.unwrap_or(0))?;
-    let net = Sequential::mlp(784, &[512], 10, Activation::Relu)?;
+    let net = Model::mlp(784, &[512], 10, Activation::Relu, 0.0)?;
     let mut rng = Rng::new(1);
-    let params = net.init_params(&mut rng);
+    let mut params = net.init_params(&mut rng);
     let n = params.len();
     let specs: Vec<ParamSpec> = net
         .layout()
-        .views()
-        .iter()
+        .params()
         .map(|v| ParamSpec::new(v.name.clone(), &v.shape))
         .collect();
     let batch = 64;
     let x: Vec<f32> = (0..batch * 784).map(|_| rng.uniform(-0.5, 2.5)).collect();
     let y: Vec<u8> = (0..batch).map(|_| rng.below(10) as u8).collect();
-    let mut ws = Workspace::new(&net, batch);
+    let mut ws = Workspace::new(&net, batch, pool.threads());
     let mut grads = vec![0.0f32; n];
     let reps = 200;
     // Median over runs of the mean over `reps` calls, in microseconds.
@@ -223,7 +222,7 @@ fn optim(args: &BenchArgs) -> Result<()> {
         median(runs)
     };
     let step = time(&mut || {
-        net.train_step_grads(&params, &x, &y, &mut grads, &mut ws, &pool)
+        net.train_step_grads(&mut params, &x, &y, &mut grads, &mut ws, &pool)
             .expect("shapes fit");
     });
     // Gradients of a real step keep the updates realistic (and finite).
@@ -293,14 +292,29 @@ fn epoch(args: &BenchArgs) -> Result<()> {
         epochs: args.runs,
         threads: args.threads.unwrap_or(0),
         log_every: 0,
+        batch_size: args.batch_size,
         ..TrainConfig::default()
     };
+    let spec = crate::models::spec(
+        crate::models::ModelArgs {
+            model: args.model.as_deref(),
+            ..Default::default()
+        },
+        &crate::models::MNIST_SHAPE,
+        10,
+    )?;
+    let model = crate::models::build(&spec)?;
+    // Forward and backward: about 3x the forward's products (the first layer's input
+    // gradient is not computed, so this slightly overcounts).
+    let gflop = 3.0 * model.flops() as f64 * 60_000.0 / 1e9;
     let (data, dir) = crate::data::mnist(args.data_dir.as_deref(), false, cfg.normalize, true)?;
-    let mut trainer = Trainer::new(&cfg, data.train.features(), data.train.classes())?;
+    let name = crate::models::describe(args.model.as_deref(), &model);
+    let mut trainer = Trainer::new(model, &cfg)?;
     out!(
-        "seed workload (MLP 784-512-10, {} lr {}, batch 64) on {}, {} threads, {} epochs",
+        "model {name}, {} lr {}, batch {} on {}, {} threads, {} epochs",
         cfg.optimizer.name(),
         cfg.lr(),
+        cfg.batch_size,
         dir.display(),
         trainer.threads(),
         cfg.epochs
@@ -317,10 +331,9 @@ fn epoch(args: &BenchArgs) -> Result<()> {
             times.push(r.seconds);
         }
     })?;
-    let gflop = 98.5;
     let med = median(times);
     out!(
-        "median epoch {:.3}s ({:.0} GFLOP/s on ~{gflop} GFLOP per epoch)",
+        "median epoch {:.3}s ({:.0} GFLOP/s on ~{gflop:.0} GFLOP per epoch)",
         med,
         gflop / med
     );

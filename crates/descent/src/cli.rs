@@ -188,14 +188,12 @@ pub struct CompareArgs {
     /// Validation accuracy (%) whose time to reach the table reports.
     #[arg(long, default_value_t = 97.0)]
     pub target_acc: f64,
-    /// Hidden layer sizes.
-    #[arg(
-        long,
-        value_delimiter = ',',
-        default_value = "512",
-        value_name = "N[,N...]"
-    )]
-    pub hidden: Vec<usize>,
+    /// The model every run trains: a preset (mlp, cnn, lenet5, resnet) or a TOML model file.
+    #[arg(long, value_name = "NAME|FILE")]
+    pub model: Option<String>,
+    /// Hidden layer sizes of --model mlp (default 512).
+    #[arg(long, value_delimiter = ',', value_name = "N[,N...]")]
+    pub hidden: Option<Vec<usize>>,
     /// Examples per batch.
     #[arg(long, default_value_t = 64)]
     pub batch_size: usize,
@@ -287,6 +285,8 @@ pub enum ActivationArg {
     Relu,
     Tanh,
     Sigmoid,
+    Gelu,
+    Silu,
 }
 
 impl From<ActivationArg> for descent_nn::Activation {
@@ -295,31 +295,27 @@ impl From<ActivationArg> for descent_nn::Activation {
             ActivationArg::Relu => Self::Relu,
             ActivationArg::Tanh => Self::Tanh,
             ActivationArg::Sigmoid => Self::Sigmoid,
+            ActivationArg::Gelu => Self::Gelu,
+            ActivationArg::Silu => Self::Silu,
         }
     }
 }
 
 #[derive(Args, Debug, Clone)]
 pub struct TrainArgs {
-    /// Hidden layer sizes, comma-separated: 512, or 256,128 for a deeper MLP.
-    #[arg(
-        long,
-        value_delimiter = ',',
-        default_value = "512",
-        value_name = "N[,N...]"
-    )]
-    pub hidden: Vec<usize>,
-    /// Activation after each hidden layer.
-    #[arg(long, value_enum, default_value = "relu")]
-    pub activation: ActivationArg,
-    /// Dropout probability after each hidden activation (training only).
-    #[arg(
-        long,
-        default_value_t = 0.0,
-        value_name = "P",
-        allow_negative_numbers = true
-    )]
-    pub dropout: f32,
+    /// The model: a preset (mlp, cnn, lenet5, resnet) or a TOML model file
+    /// (docs/models.md). Default: mlp, or the model recorded in --init-from's file.
+    #[arg(long, value_name = "NAME|FILE")]
+    pub model: Option<String>,
+    /// Hidden layer sizes of --model mlp, comma-separated: 512 (the default), or 256,128.
+    #[arg(long, value_delimiter = ',', value_name = "N[,N...]")]
+    pub hidden: Option<Vec<usize>>,
+    /// Activation after each hidden layer of --model mlp (default relu).
+    #[arg(long, value_enum)]
+    pub activation: Option<ActivationArg>,
+    /// Dropout probability after each hidden activation of --model mlp (default 0).
+    #[arg(long, value_name = "P", allow_negative_numbers = true)]
+    pub dropout: Option<f32>,
     /// L1 penalty on the weight matrices: adds L1 * sign(w) to their gradients.
     #[arg(
         long,
@@ -721,4 +717,10 @@ pub struct BenchArgs {
     /// Optimizer for `epoch`, with its defaults (sgd: the seed's plain SGD, fused).
     #[arg(long, default_value = "sgd")]
     pub optimizer: String,
+    /// Model for `epoch` and `layers`: a preset (mlp, cnn, lenet5, resnet) or a model file.
+    #[arg(long, value_name = "NAME|FILE")]
+    pub model: Option<String>,
+    /// Examples per batch for `epoch` and `layers`.
+    #[arg(long, default_value_t = 64)]
+    pub batch_size: usize,
 }

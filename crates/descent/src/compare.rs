@@ -5,7 +5,6 @@ use std::fmt::Write as _;
 
 use anyhow::{anyhow, bail, Result};
 use descent_data::Normalize;
-use descent_nn::Activation;
 use descent_optim::{HyperValue, OptimizerConfig};
 use descent_train::checkpoint::write_atomic;
 use descent_train::{Event, TrainConfig, Trainer};
@@ -140,10 +139,18 @@ pub fn run(args: CompareArgs) -> Result<()> {
     let jobs = args.jobs.clamp(1, configs.len());
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let threads = (args.threads.unwrap_or(cores) / jobs).max(1);
+    let spec = crate::models::spec(
+        crate::models::ModelArgs {
+            model: args.model.as_deref(),
+            hidden: args.hidden.as_deref(),
+            ..Default::default()
+        },
+        data.train.shape(),
+        data.train.classes(),
+    )?;
+    let model_name = crate::models::describe(args.model.as_deref(), &crate::models::build(&spec)?);
     let train_one = |name: &str, optimizer: OptimizerConfig| -> Result<Outcome> {
         let cfg = TrainConfig {
-            hidden: args.hidden.clone(),
-            activation: Activation::Relu,
             optimizer,
             batch_size: args.batch_size,
             epochs: args.epochs,
@@ -153,7 +160,7 @@ pub fn run(args: CompareArgs) -> Result<()> {
             val_only: true,
             ..TrainConfig::default()
         };
-        let mut trainer = Trainer::new(&cfg, data.train.features(), data.train.classes())?;
+        let mut trainer = Trainer::new(crate::models::build(&spec)?, &cfg)?;
         let mut total = 0.0;
         let mut o = Outcome {
             name: name.to_string(),
@@ -263,11 +270,7 @@ pub fn run(args: CompareArgs) -> Result<()> {
             .collect()
     };
     let acc = Chart::lines(
-        format!(
-            "validation accuracy, MLP 784-{}-10, seed {}",
-            join(&args.hidden),
-            args.seed
-        ),
+        format!("validation accuracy, {model_name}, seed {}", args.seed),
         "epoch",
         "validation accuracy (%)",
         to_series(|o| &o.val_acc),
@@ -286,11 +289,4 @@ pub fn run(args: CompareArgs) -> Result<()> {
         args.out.display()
     );
     Ok(())
-}
-
-fn join(v: &[usize]) -> String {
-    v.iter()
-        .map(|h| h.to_string())
-        .collect::<Vec<_>>()
-        .join("-")
 }

@@ -125,7 +125,7 @@ mod tests {
         };
         assert_eq!(
             (t.lr, t.hidden.clone(), t.optimizer.as_str()),
-            (Some(0.01), vec![256, 128], "adamw")
+            (Some(0.01), Some(vec![256, 128]), "adamw")
         );
     }
 

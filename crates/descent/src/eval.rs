@@ -1,9 +1,9 @@
 //! `descent eval WEIGHTS`: loss, accuracy and the confusion matrix of a weights file on the
 //! MNIST test set.
 
-use anyhow::{anyhow, Result};
+use anyhow::{Context, Result};
 use descent_data::Normalize;
-use descent_nn::{softmax_cross_entropy, Activation, LossStats, Sequential, Workspace};
+use descent_nn::{softmax_cross_entropy, LossStats, ModelSpec, Workspace};
 use descent_tensor::Pool;
 use std::path::Path;
 
@@ -11,44 +11,19 @@ use descent_train::checkpoint::{load_weights, read_metadata};
 
 use crate::cli::{ActivationArg, EvalArgs};
 
-/// The architecture of the weights at `path`: from the file's metadata (descent writes it),
-/// with `hidden` and `activation` filling in or overriding it; the seed's model otherwise.
+/// The model of the weights at `path`: the description the file records, or (for files
+/// without one) the MLP that `hidden` and `activation` describe.
 pub fn architecture(
     path: &Path,
     hidden: Option<&[usize]>,
     activation: Option<ActivationArg>,
-) -> Result<(Vec<usize>, Activation)> {
+) -> Result<ModelSpec> {
     let meta = read_metadata(path)?;
-    let hidden = match (hidden, meta.get("hidden")) {
-        (Some(h), _) => h.to_vec(),
-        (None, Some(h)) => h
-            .split(',')
-            .map(|s| s.parse::<usize>())
-            .collect::<Result<_, _>>()
-            .map_err(|_| {
-                anyhow!(
-                    "{}: bad `hidden` metadata {h:?}; pass --hidden",
-                    path.display()
-                )
-            })?,
-        (None, None) => vec![512],
-    };
-    let activation = match (activation, meta.get("activation")) {
-        (Some(a), _) => a.into(),
-        (None, Some(a)) => Activation::from_name(a).ok_or_else(|| {
-            anyhow!(
-                "{}: unknown activation {a:?}; pass --activation",
-                path.display()
-            )
-        })?,
-        (None, None) => Activation::Relu,
-    };
-    Ok((hidden, activation))
+    crate::models::recorded(path, &meta, hidden, activation)
 }
 
 pub fn run(args: EvalArgs) -> Result<()> {
-    let (hidden, activation) =
-        architecture(&args.weights, args.hidden.as_deref(), args.activation)?;
+    let spec = architecture(&args.weights, args.hidden.as_deref(), args.activation)?;
     let (data, _) = crate::data::mnist(
         args.data_dir.as_deref(),
         args.no_fetch,
@@ -56,11 +31,13 @@ pub fn run(args: EvalArgs) -> Result<()> {
         false,
     )?;
     let test = &data.test;
-    let net = Sequential::mlp(test.features(), &hidden, test.classes(), activation)?;
+    crate::models::fits(&spec, test.shape(), test.classes())
+        .with_context(|| format!("{}", args.weights.display()))?;
+    let net = crate::models::build(&spec)?;
     let (params, _) = load_weights(&args.weights, net.layout())?;
     let pool = Pool::new(args.threads.unwrap_or(0))?;
     let batch = 1000;
-    let mut ws = Workspace::new(&net, batch);
+    let mut ws = Workspace::new(&net, batch, pool.threads());
     let classes = test.classes();
     let mut confusion = vec![vec![0usize; classes]; classes];
     let mut total = LossStats::default();

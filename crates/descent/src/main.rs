@@ -27,6 +27,7 @@ mod compare;
 mod config_file;
 mod data;
 mod eval;
+mod models;
 mod optimizers;
 mod plot;
 mod predict;

@@ -3,9 +3,9 @@
 
 use std::path::Path;
 
-use anyhow::{anyhow, bail, Result};
+use anyhow::{anyhow, bail, Context, Result};
 use descent_data::{read_idx, Normalize};
-use descent_nn::{Sequential, Workspace};
+use descent_nn::Workspace;
 use descent_tensor::Pool;
 use descent_train::checkpoint::load_weights;
 
@@ -75,9 +75,11 @@ fn images(input: &Path, features: usize, invert: bool) -> Result<Vec<Vec<u8>>> {
 }
 
 pub fn run(args: PredictArgs) -> Result<()> {
-    let (hidden, activation) = crate::eval::architecture(&args.weights, None, None)?;
+    let spec = crate::eval::architecture(&args.weights, None, None)?;
     let (features, classes) = (784, 10);
-    let net = Sequential::mlp(features, &hidden, classes, activation)?;
+    crate::models::fits(&spec, &crate::models::MNIST_SHAPE, classes)
+        .with_context(|| format!("{}", args.weights.display()))?;
+    let net = crate::models::build(&spec)?;
     let (params, _) = load_weights(&args.weights, net.layout())?;
     if args.top == 0 || args.top > classes {
         bail!(
@@ -88,7 +90,7 @@ pub fn run(args: PredictArgs) -> Result<()> {
     let imgs = images(&args.input, features, args.invert)?;
     let norm = Normalize::default();
     let pool = Pool::new(1)?;
-    let mut ws = Workspace::new(&net, 1);
+    let mut ws = Workspace::new(&net, 1, 1);
     for (i, img) in imgs.iter().take(args.limit).enumerate() {
         let x: Vec<f32> = img
             .iter()

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use anyhow::{anyhow, bail, Result};
 use clap::Parser;
 use descent_data::Normalize;
-use descent_nn::{Activation, Sequential};
+use descent_nn::{ModelSpec, ParamLayout};
 use descent_optim::schedule::{Anneal, PlateauConfig, PlateauMode, Schedule};
 use descent_optim::{HyperValue, OptimizerConfig, ParamGroup, OPTIMIZER_NAMES};
 use descent_train::checkpoint::{load_weights, read_metadata, save_weights, write_atomic};
@@ -256,9 +256,29 @@ pub fn val_count(args: &TrainArgs, len: usize) -> Result<usize> {
     }
 }
 
+/// The model the flags name, for MNIST-shaped data (a weights file's own model when
+/// starting from one without --model).
+pub fn model_spec(args: &TrainArgs) -> Result<ModelSpec> {
+    let margs = crate::models::ModelArgs {
+        model: args.model.as_deref(),
+        hidden: args.hidden.as_deref(),
+        activation: args.activation,
+        dropout: args.dropout,
+    };
+    if let (Some(path), None, None, None) =
+        (&args.init_from, &args.model, &args.hidden, &args.activation)
+    {
+        let meta = read_metadata(path)?;
+        if meta.contains_key("model") && args.dropout.is_none() {
+            return crate::models::recorded(path, &meta, None, None);
+        }
+    }
+    crate::models::spec(margs, &crate::models::MNIST_SHAPE, 10)
+}
+
 /// The whole training configuration for a training set of `train_len` examples (before any
-/// validation split).
-pub fn config(args: &TrainArgs, train_len: usize) -> Result<TrainConfig> {
+/// validation split), for a model laid out as `layout`.
+pub fn config(args: &TrainArgs, train_len: usize, layout: &ParamLayout) -> Result<TrainConfig> {
     let train_len = train_len - val_count(args, train_len)?;
     let optimizer = optimizer(args)?;
     let per_epoch = if matches!(optimizer, OptimizerConfig::Gd(_)) {
@@ -271,25 +291,18 @@ pub fn config(args: &TrainArgs, train_len: usize) -> Result<TrainConfig> {
     let (schedule, plateau) = schedule(&args.schedule, (per_epoch * args.epochs) as u64)?;
     let mut groups = Vec::new();
     if args.no_bias_decay {
-        // The model's bias tensors by name (a bad --hidden builds no model: validate says why).
-        if let Ok(net) = Sequential::mlp(784, &args.hidden, 10, Activation::Relu) {
-            groups.push(ParamGroup {
-                params: net
-                    .layout()
-                    .views()
-                    .iter()
-                    .filter(|v| v.name.ends_with(".bias"))
-                    .map(|v| v.name.clone())
-                    .collect(),
-                lr: None,
-                weight_decay: Some(0.0),
-            });
-        }
+        // The model's bias tensors (and normalization weights, which are not matrices).
+        groups.push(ParamGroup {
+            params: layout
+                .params()
+                .filter(|v| v.name.ends_with(".bias") || v.shape.len() == 1)
+                .map(|v| v.name.clone())
+                .collect(),
+            lr: None,
+            weight_decay: Some(0.0),
+        });
     }
     let cfg = TrainConfig {
-        hidden: args.hidden.clone(),
-        activation: args.activation.into(),
-        dropout: args.dropout,
         l1: args.l1,
         optimizer,
         groups,
@@ -494,8 +507,21 @@ pub fn run(args: TrainArgs) -> Result<()> {
     };
     let run_dir = args.resume.clone().or(args.run_dir.clone());
     // Every setting is checked before the data is fetched; schedules are sized again from
-    // the data once it is loaded.
-    let cfg = config(&args, MNIST_TRAIN)?;
+    // the data once it is loaded. A resumed run rebuilds the model its checkpoint records.
+    let spec = match &args.resume {
+        Some(dir) => {
+            let meta = read_metadata(&dir.join(CHECKPOINT_FILE))?;
+            match meta.get("descent.model") {
+                Some(json) => ModelSpec::from_json(json).map_err(|e| {
+                    anyhow!("{}: its recorded model cannot be read: {e}", dir.display())
+                })?,
+                None => model_spec(&args)?,
+            }
+        }
+        None => model_spec(&args)?,
+    };
+    let model = crate::models::build(&spec)?;
+    let cfg = config(&args, MNIST_TRAIN, model.layout())?;
     if args.checkpoint_every == 0 {
         bail!("invalid --checkpoint-every 0: write a checkpoint every 1 or more epochs");
     }
@@ -516,13 +542,14 @@ pub fn run(args: TrainArgs) -> Result<()> {
         cfg.normalize,
         args.quiet,
     )?;
-    let cfg = config(&args, data.train.len())?;
+    crate::models::fits(&spec, data.train.shape(), data.train.classes())?;
+    let cfg = config(&args, data.train.len(), model.layout())?;
     let n_val = val_count(&args, data.train.len())?;
     let val = match n_val {
         0 => None,
         n => Some(data.train.split_off_random(n, cfg.seed)?),
     };
-    let mut trainer = Trainer::new(&cfg, data.train.features(), data.train.classes())?;
+    let mut trainer = Trainer::new(model, &cfg)?;
     if let Some(path) = &args.init_from {
         let (weights, _) = load_weights(path, trainer.net().layout())?;
         trainer.set_params(&weights)?;
@@ -580,16 +607,10 @@ pub fn run(args: TrainArgs) -> Result<()> {
         }
     };
     if !args.quiet {
-        let sizes: Vec<String> = std::iter::once(data.train.features())
-            .chain(cfg.hidden.iter().copied())
-            .chain(std::iter::once(data.train.classes()))
-            .map(|s| s.to_string())
-            .collect();
         eprintln!(
-            "model {} {} ({} parameters), {} lr {}{}, batch {}, {} epochs, seed {}, {} threads",
-            sizes.join("-"),
-            cfg.activation.name(),
-            trainer.params().len(),
+            "model {} ({} parameters), {} lr {}{}, batch {}, {} epochs, seed {}, {} threads",
+            crate::models::describe(args.model.as_deref(), trainer.net()),
+            trainer.net().param_count(),
             cfg.optimizer.name(),
             cfg.lr(),
             match (&cfg.schedule, &cfg.plateau) {
@@ -660,7 +681,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
         std::process::exit(130);
     }
     if let Some(dir) = &run_dir {
-        let meta = model_metadata(&cfg, &summary);
+        let meta = model_metadata(trainer.net(), &cfg, &summary);
         save_weights(
             &dir.join(WEIGHTS_FILE),
             trainer.net().layout(),
@@ -669,7 +690,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
         )?;
     }
     if let Some(path) = &args.save {
-        let meta = model_metadata(&cfg, &summary);
+        let meta = model_metadata(trainer.net(), &cfg, &summary);
         save_weights(path, trainer.net().layout(), trainer.params(), &meta)?;
         if !args.quiet {
             eprintln!(
@@ -694,17 +715,15 @@ pub fn run(args: TrainArgs) -> Result<()> {
 
 /// What a weights file records about the model and the run that made it (safetensors
 /// metadata is strings).
-fn model_metadata(
+pub fn model_metadata(
+    model: &descent_nn::Model,
     cfg: &TrainConfig,
     summary: &descent_train::RunSummary,
 ) -> std::collections::BTreeMap<String, String> {
-    let hidden: Vec<String> = cfg.hidden.iter().map(|h| h.to_string()).collect();
     [
         ("format", "pt".to_string()),
         ("producer", format!("descent {}", env!("CARGO_PKG_VERSION"))),
-        ("hidden", hidden.join(",")),
-        ("activation", cfg.activation.name().to_string()),
-        ("dropout", cfg.dropout.to_string()),
+        ("model", model.spec().to_json()),
         ("optimizer", cfg.optimizer.name().to_string()),
         ("epoch", summary.kept_epoch.to_string()),
         ("seed", cfg.seed.to_string()),

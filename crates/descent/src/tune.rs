@@ -494,12 +494,13 @@ pub fn run(args: TuneArgs) -> Result<()> {
                 threads.to_string(),
             ]);
             let targs = train_args(&all).map_err(TrialError::msg)?;
-            let mut cfg =
-                crate::train::config(&targs, data.train.len()).map_err(TrialError::msg)?;
+            let spec = crate::train::model_spec(&targs).map_err(TrialError::msg)?;
+            let model = crate::models::build(&spec).map_err(TrialError::msg)?;
+            let mut cfg = crate::train::config(&targs, data.train.len(), model.layout())
+                .map_err(TrialError::msg)?;
             cfg.val_only = true;
             cfg.seed = seed;
-            let mut trainer = Trainer::new(&cfg, data.train.features(), data.train.classes())
-                .map_err(TrialError::msg)?;
+            let mut trainer = Trainer::new(model, &cfg).map_err(TrialError::msg)?;
             let flag = Arc::new(AtomicBool::new(false));
             RUNNING
                 .lock()

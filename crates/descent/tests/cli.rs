@@ -121,7 +121,12 @@ fn bad_settings_are_refused_before_any_work() {
             &["train", "--early-stop", "train-loss", "--min-delta", "-1"],
             "--min-delta",
         ),
-        (&["train", "--activation", "gelu"], "--activation"),
+        (&["train", "--activation", "swish"], "--activation"),
+        (&["train", "--model", "vgg"], "invalid --model vgg: not a preset"),
+        (
+            &["train", "--model", "cnn", "--hidden", "128"],
+            "invalid --hidden: it shapes --model mlp, not --model cnn",
+        ),
         (&["train", "--lr", "fast"], "--lr"),
     ];
     for (args, flag) in cases {
@@ -456,11 +461,63 @@ fn viz_draws_png_and_svg_and_refuses_bad_names() {
     assert!(!bad.exists() && !out.exists());
 }
 
+/// A model file with an error is refused before any data is read, naming the layer and
+/// what was expected.
+#[test]
+fn model_files_are_checked_before_any_work() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = |name: &str, text: &str| {
+        let p = dir.path().join(name);
+        std::fs::write(&p, text).unwrap();
+        p.to_str().unwrap().to_string()
+    };
+    let cases = [
+        (
+            file("unknown.toml", "input = [1, 28, 28]\n[[layers]]\ntype = \"conv3d\"\n"),
+            "layer 1: unknown layer type `conv3d`",
+        ),
+        (
+            file(
+                "mismatch.toml",
+                "input = [1, 28, 28]\n[[layers]]\ntype = \"conv2d\"\nout_channels = 4\nkernel = 3\n\
+                 [[layers]]\ntype = \"linear\"\nin_features = 2704\nout_features = 10\n",
+            ),
+            "layer 2 (linear): it expects 2704 input features, but the layer before gives (4, 26, 26); add a flatten",
+        ),
+        (
+            file(
+                "param.toml",
+                "input = [1, 28, 28]\n[[layers]]\ntype = \"conv2d\"\nout_channels = 4\nkernal = 3\n",
+            ),
+            "unknown field `kernal`",
+        ),
+        (
+            file(
+                "classes.toml",
+                "input = [784]\n[[layers]]\ntype = \"linear\"\nout_features = 7\n",
+            ),
+            "the model gives 7 outputs",
+        ),
+        (
+            file(
+                "input.toml",
+                "input = [3, 32, 32]\n[[layers]]\ntype = \"flatten\"\n[[layers]]\ntype = \"linear\"\nout_features = 10\n",
+            ),
+            "the model takes inputs of shape [3, 32, 32]",
+        ),
+    ];
+    for (path, want) in &cases {
+        let o = descent(&["train", "--model", path, "--no-fetch"], dir.path());
+        assert_clean_failure(&o, want);
+        assert!(!stderr(&o).contains("MNIST"), "refused before the data: {}", stderr(&o));
+    }
+}
+
 #[test]
 fn predict_reads_a_png_and_refuses_other_sizes() {
-    use descent_nn::{Activation, Sequential};
+    use descent_nn::{Activation, Model};
     let dir = tempfile::tempdir().unwrap();
-    let net = Sequential::mlp(784, &[16], 10, Activation::Relu).unwrap();
+    let net = Model::mlp(784, &[16], 10, Activation::Relu, 0.0).unwrap();
     let params = net.init_params(&mut descent_tensor::Rng::new(1));
     let weights = dir.path().join("w.safetensors");
     let meta = std::collections::BTreeMap::from([("hidden".to_string(), "16".to_string())]);

@@ -1,0 +1,216 @@
+//! Layers run in order over one arena of activations: the body of a model and of a residual
+//! block.
+//!
+//! The arena holds, per layer, its output (`cap x out`), the gradient w.r.t. that output
+//! (same size) and the layer's workspace, back to back. Offsets are computed as the passes
+//! walk the layers, so nothing is allocated during a step.
+
+use descent_tensor::Rng;
+
+use crate::layer::{mix_seed, numel, Backward, Forward, Layer};
+
+/// A sequence of layers from an input shape.
+#[derive(Debug)]
+pub struct Chain {
+    input: Vec<usize>,
+    layers: Vec<Box<dyn Layer>>,
+}
+
+impl Chain {
+    /// An empty chain (the identity) on inputs of `input` shape.
+    pub fn new(input: Vec<usize>) -> Self {
+        Self {
+            input,
+            layers: Vec::new(),
+        }
+    }
+
+    /// Appends a layer built for the current output shape.
+    pub fn push(&mut self, layer: Box<dyn Layer>) {
+        self.layers.push(layer);
+    }
+
+    /// The last layer, to fuse an activation onto.
+    pub fn last_mut(&mut self) -> Option<&mut Box<dyn Layer>> {
+        self.layers.last_mut()
+    }
+
+    /// The layers in order.
+    pub fn layers(&self) -> &[Box<dyn Layer>] {
+        &self.layers
+    }
+
+    /// Shape of one input example.
+    pub fn input_shape(&self) -> &[usize] {
+        &self.input
+    }
+
+    /// Shape of one output example (the input's for an empty chain).
+    pub fn output_shape(&self) -> &[usize] {
+        self.layers.last().map_or(&self.input, |l| l.output_shape())
+    }
+
+    /// Trainable values of every layer.
+    pub fn param_count(&self) -> usize {
+        self.layers.iter().map(|l| l.param_count()).sum()
+    }
+
+    /// Forward FLOPs per example (see [`Layer::flops`]).
+    pub fn flops(&self) -> u64 {
+        self.layers.iter().map(|l| l.flops()).sum()
+    }
+
+    fn region(&self, i: usize, cap: usize, threads: usize) -> usize {
+        let l = &self.layers[i];
+        2 * cap * numel(l.output_shape()) + l.workspace_len(cap, threads)
+    }
+
+    /// Arena values for batches of up to `cap` rows on `threads` threads.
+    pub fn arena_len(&self, cap: usize, threads: usize) -> usize {
+        (0..self.layers.len())
+            .map(|i| self.region(i, cap, threads))
+            .sum()
+    }
+
+    /// Initializes every layer's parameters and buffers in order.
+    pub fn init(&self, params: &mut [f32], buffers: &mut [f32], rng: &mut Rng) {
+        for l in &self.layers {
+            l.init(params, buffers, rng);
+        }
+    }
+
+    fn offset_of(&self, i: usize, cap: usize, threads: usize) -> usize {
+        (0..i).map(|j| self.region(j, cap, threads)).sum()
+    }
+
+    /// The output of the last forward pass on `batch` rows (`x` itself for an empty chain),
+    /// in an arena made for `cap` rows and `threads` threads.
+    pub fn output<'a>(
+        &self,
+        arena: &'a [f32],
+        x: &'a [f32],
+        batch: usize,
+        cap: usize,
+        threads: usize,
+    ) -> &'a [f32] {
+        let n = batch * numel(self.output_shape());
+        match self.layers.len() {
+            0 => &x[..n],
+            k => {
+                let start = self.offset_of(k - 1, cap, threads);
+                &arena[start..start + n]
+            }
+        }
+    }
+
+    /// The output of the last layer after a forward pass on `batch` rows. Panics on an
+    /// empty chain.
+    pub fn last_output<'a>(
+        &self,
+        arena: &'a [f32],
+        batch: usize,
+        cap: usize,
+        threads: usize,
+    ) -> &'a [f32] {
+        let k = self.layers.len();
+        assert!(k > 0, "an empty chain has no output of its own");
+        let start = self.offset_of(k - 1, cap, threads);
+        &arena[start..start + batch * numel(self.output_shape())]
+    }
+
+    /// The gradient slot of the output (where the loss gradient goes before `backward`).
+    /// Panics on an empty chain.
+    pub fn output_grad<'a>(
+        &self,
+        arena: &'a mut [f32],
+        batch: usize,
+        cap: usize,
+        threads: usize,
+    ) -> &'a mut [f32] {
+        let k = self.layers.len();
+        assert!(k > 0, "an empty chain has no gradient slot");
+        let start = self.offset_of(k - 1, cap, threads);
+        let out = numel(self.layers[k - 1].output_shape());
+        &mut arena[start + cap * out..start + cap * out + batch * out]
+    }
+
+    /// The output of the last layer and its gradient slot, together (a loss reads the one
+    /// and writes the other). Panics on an empty chain.
+    pub fn output_and_grad<'a>(
+        &self,
+        arena: &'a mut [f32],
+        batch: usize,
+        cap: usize,
+        threads: usize,
+    ) -> (&'a [f32], &'a mut [f32]) {
+        let k = self.layers.len();
+        assert!(k > 0, "an empty chain has no gradient slot");
+        let start = self.offset_of(k - 1, cap, threads);
+        let out = numel(self.layers[k - 1].output_shape());
+        let (y, g) = arena[start..start + 2 * cap * out].split_at_mut(cap * out);
+        (&y[..batch * out], &mut g[..batch * out])
+    }
+
+    // x is (B, *input); each layer's output lands in its region of the arena.
+    /// Runs every layer forward.
+    pub fn forward(&self, f: &mut Forward<'_>, x: &[f32], arena: &mut [f32]) {
+        let base_seed = f.seed;
+        let mut start = 0;
+        let mut prev: Option<(usize, usize)> = None; // (offset, len) of the previous output
+        for (i, l) in self.layers.iter().enumerate() {
+            let out_n = f.cap * numel(l.output_shape());
+            let ws_n = l.workspace_len(f.cap, f.threads);
+            let (before, rest) = arena.split_at_mut(start);
+            let input = match prev {
+                None => x,
+                Some((off, len)) => &before[off..off + len],
+            };
+            let (y, rest) = rest.split_at_mut(out_n);
+            let ws = &mut rest[out_n..out_n + ws_n];
+            f.seed = mix_seed(base_seed, i);
+            l.forward(f, input, y, ws);
+            prev = Some((start, out_n));
+            start += 2 * out_n + ws_n;
+        }
+        f.seed = base_seed;
+    }
+
+    // x is (B, *input); dx, when given, is (B, *input).
+    /// Runs every layer backward from the gradient in the last layer's slot (see
+    /// [`Chain::output_grad`]). The input gradient of a layer is computed only where it is
+    /// needed: for `dx`, or for a layer before it that has parameters.
+    pub fn backward(
+        &self,
+        b: &mut Backward<'_>,
+        x: &[f32],
+        arena: &mut [f32],
+        mut dx: Option<&mut [f32]>,
+    ) {
+        let (cap, threads) = (b.cap, b.threads);
+        let mut end: usize = (0..self.layers.len())
+            .map(|i| self.region(i, cap, threads))
+            .sum();
+        let wants_dx = dx.is_some();
+        for i in (0..self.layers.len()).rev() {
+            let l = &self.layers[i];
+            let start = end - self.region(i, cap, threads);
+            let out_n = cap * numel(l.output_shape());
+            let (before, rest) = arena.split_at_mut(start);
+            let (y, rest) = rest.split_at_mut(out_n);
+            let (dy, rest) = rest.split_at_mut(out_n);
+            let ws = &mut rest[..l.workspace_len(cap, threads)];
+            let needed = wants_dx || self.layers[..i].iter().any(|p| p.param_count() > 0);
+            if i == 0 {
+                let dx = if needed { dx.as_deref_mut() } else { None };
+                l.backward(b, x, y, dy, dx, ws);
+            } else {
+                let p = &self.layers[i - 1];
+                let p_n = cap * numel(p.output_shape());
+                let p_start = start - self.region(i - 1, cap, threads);
+                let (px, pdx) = before[p_start..p_start + 2 * p_n].split_at_mut(p_n);
+                l.backward(b, px, y, dy, needed.then_some(pdx), ws);
+            }
+            end = start;
+        }
+    }
+}

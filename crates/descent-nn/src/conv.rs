@@ -1,0 +1,531 @@
+//! 2-D convolution, PyTorch's `nn.Conv2d` (kernel, stride, padding, dilation, groups, bias),
+//! with an optional activation fused onto its output.
+//!
+//! The fast path lowers each image to columns (im2col) and multiplies them with the engine's
+//! GEMM, images split over the threads; [`conv2d_naive`] and [`conv2d_backward_naive`] are the
+//! direct loops it is tested against.
+
+use descent_tensor::{matmul_serial, MatMut, MatRef, Rng};
+
+use crate::layer::{Backward, Forward, Layer};
+use crate::par::{images, Scratch};
+use crate::{Activation, LayoutBuilder};
+
+/// The geometry of a 2-D convolution or pooling window.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Window {
+    /// Kernel height and width.
+    pub kernel: (usize, usize),
+    /// Step between windows.
+    pub stride: (usize, usize),
+    /// Zeros added on each side.
+    pub padding: (usize, usize),
+    /// Spacing between kernel taps.
+    pub dilation: (usize, usize),
+}
+
+impl Window {
+    /// Output size along one axis, `None` when the window does not fit.
+    fn out_len(len: usize, k: usize, s: usize, p: usize, d: usize) -> Option<usize> {
+        let span = d * (k - 1) + 1;
+        let padded = len + 2 * p;
+        (padded >= span && s > 0).then(|| (padded - span) / s + 1)
+    }
+
+    /// Output height and width for an `h x w` input, `None` when the window is larger than
+    /// the padded input.
+    pub fn output(&self, h: usize, w: usize) -> Option<(usize, usize)> {
+        Some((
+            Self::out_len(
+                h,
+                self.kernel.0,
+                self.stride.0,
+                self.padding.0,
+                self.dilation.0,
+            )?,
+            Self::out_len(
+                w,
+                self.kernel.1,
+                self.stride.1,
+                self.padding.1,
+                self.dilation.1,
+            )?,
+        ))
+    }
+}
+
+/// A convolution layer; weight `[out, in / groups, kh, kw]` and bias `[out]` in the flat
+/// buffer.
+#[derive(Clone, Debug)]
+pub struct Conv2d {
+    /// Input channels.
+    pub in_channels: usize,
+    /// Output channels.
+    pub out_channels: usize,
+    /// Kernel, stride, padding, dilation.
+    pub window: Window,
+    /// Channel groups.
+    pub groups: usize,
+    /// Offset of the weight.
+    pub weight: usize,
+    /// Offset of the bias (when it has one).
+    pub bias: Option<usize>,
+    /// Activation fused onto the output.
+    pub act: Option<Activation>,
+    /// Input height and width.
+    pub input_hw: (usize, usize),
+    shape: Vec<usize>,
+}
+
+/// Shapes of one image's products, per group.
+#[derive(Clone, Copy)]
+struct Dims {
+    c: usize,
+    h: usize,
+    w: usize,
+    o: usize,
+    oh: usize,
+    ow: usize,
+    /// Input and output channels per group.
+    cg: usize,
+    og: usize,
+    /// Rows of the columns matrix: cg x kh x kw.
+    k: usize,
+    groups: usize,
+}
+
+impl Dims {
+    fn hw(&self) -> usize {
+        self.oh * self.ow
+    }
+}
+
+impl Conv2d {
+    /// Declares `name.weight` (and `name.bias`) for `(C, H, W)` inputs. The caller has
+    /// checked the channel counts against `groups` and that the window fits.
+    #[allow(clippy::too_many_arguments)]
+    pub fn build(
+        b: &mut LayoutBuilder,
+        name: &str,
+        input: &[usize],
+        out_channels: usize,
+        window: Window,
+        groups: usize,
+        bias: bool,
+    ) -> Self {
+        let (c, h, w) = (input[0], input[1], input[2]);
+        let (oh, ow) = window.output(h, w).expect("checked by the caller");
+        let weight = b.param(
+            b.qualify(&format!("{name}.weight")),
+            vec![out_channels, c / groups, window.kernel.0, window.kernel.1],
+        );
+        let bias = bias.then(|| b.param(b.qualify(&format!("{name}.bias")), vec![out_channels]));
+        Self {
+            in_channels: c,
+            out_channels,
+            window,
+            groups,
+            weight,
+            bias,
+            act: None,
+            input_hw: (h, w),
+            shape: vec![out_channels, oh, ow],
+        }
+    }
+
+    fn dims(&self) -> Dims {
+        let (kh, kw) = self.window.kernel;
+        let cg = self.in_channels / self.groups;
+        Dims {
+            c: self.in_channels,
+            h: self.input_hw.0,
+            w: self.input_hw.1,
+            o: self.out_channels,
+            oh: self.shape[1],
+            ow: self.shape[2],
+            cg,
+            og: self.out_channels / self.groups,
+            k: cg * kh * kw,
+            groups: self.groups,
+        }
+    }
+
+    fn weight_len(&self) -> usize {
+        let d = self.dims();
+        d.o * d.k
+    }
+
+    /// Per-thread scratch: columns, column gradients, and the weight and bias gradients.
+    fn per_thread(&self) -> usize {
+        let d = self.dims();
+        2 * d.k * d.hw() + self.weight_len() + d.o
+    }
+
+    /// Writes the columns of group `g` of one image `x` (`c x h x w`) into `cols`
+    /// (`k x oh·ow`): row `(ci, ki, kj)` holds the input under tap `(ki, kj)` of channel
+    /// `ci` at every output position, zero where the tap falls in the padding.
+    fn im2col(&self, x: &[f32], g: usize, cols: &mut [f32]) {
+        let d = self.dims();
+        let Window {
+            kernel: (kh, kw),
+            stride: (sh, sw),
+            padding: (ph, pw),
+            dilation: (dh, dw),
+        } = self.window;
+        let mut row = 0;
+        for ci in 0..d.cg {
+            let plane = &x[(g * d.cg + ci) * d.h * d.w..][..d.h * d.w];
+            for ki in 0..kh {
+                for kj in 0..kw {
+                    let dst = &mut cols[row * d.hw()..(row + 1) * d.hw()];
+                    // Output columns whose tap lands inside the input: ow in lo..hi.
+                    let off = kj * dw;
+                    let lo = pw.saturating_sub(off).div_ceil(sw).min(d.ow);
+                    let hi = ((d.w + pw).saturating_sub(off))
+                        .div_ceil(sw)
+                        .min(d.ow)
+                        .max(lo);
+                    for oh in 0..d.oh {
+                        let out = &mut dst[oh * d.ow..(oh + 1) * d.ow];
+                        let ih = (oh * sh + ki * dh) as isize - ph as isize;
+                        if ih < 0 || ih >= d.h as isize {
+                            out.fill(0.0);
+                            continue;
+                        }
+                        let src = &plane[ih as usize * d.w..(ih as usize + 1) * d.w];
+                        out[..lo].fill(0.0);
+                        out[hi..].fill(0.0);
+                        let first = lo * sw + off - pw;
+                        if sw == 1 {
+                            out[lo..hi].copy_from_slice(&src[first..first + hi - lo]);
+                        } else {
+                            for (j, o) in out[lo..hi].iter_mut().enumerate() {
+                                *o = src[first + j * sw];
+                            }
+                        }
+                    }
+                    row += 1;
+                }
+            }
+        }
+    }
+
+    /// Adds the column gradients `cols` of group `g` back onto the image gradient `dx`
+    /// (the transpose of [`Conv2d::im2col`]).
+    fn col2im(&self, cols: &[f32], g: usize, dx: &mut [f32]) {
+        let d = self.dims();
+        let Window {
+            kernel: (kh, kw),
+            stride: (sh, sw),
+            padding: (ph, pw),
+            dilation: (dh, dw),
+        } = self.window;
+        let mut row = 0;
+        for ci in 0..d.cg {
+            let plane = &mut dx[(g * d.cg + ci) * d.h * d.w..][..d.h * d.w];
+            for ki in 0..kh {
+                for kj in 0..kw {
+                    let src = &cols[row * d.hw()..(row + 1) * d.hw()];
+                    let off = kj * dw;
+                    let lo = pw.saturating_sub(off).div_ceil(sw).min(d.ow);
+                    let hi = ((d.w + pw).saturating_sub(off))
+                        .div_ceil(sw)
+                        .min(d.ow)
+                        .max(lo);
+                    for oh in 0..d.oh {
+                        let ih = (oh * sh + ki * dh) as isize - ph as isize;
+                        if ih < 0 || ih >= d.h as isize {
+                            continue;
+                        }
+                        let dst = &mut plane[ih as usize * d.w..(ih as usize + 1) * d.w];
+                        let s = &src[oh * d.ow..(oh + 1) * d.ow];
+                        let first = lo * sw + off - pw;
+                        for (j, v) in s[lo..hi].iter().enumerate() {
+                            dst[first + j * sw] += v;
+                        }
+                    }
+                    row += 1;
+                }
+            }
+        }
+    }
+
+    /// Forward of one image: `y` (`o x oh·ow`) from `x` (`c x h x w`).
+    fn forward_image(&self, params: &[f32], x: &[f32], y: &mut [f32], cols: &mut [f32]) {
+        let d = self.dims();
+        let w_all = &params[self.weight..self.weight + self.weight_len()];
+        for g in 0..d.groups {
+            self.im2col(x, g, cols);
+            let yg = &mut y[g * d.og * d.hw()..(g + 1) * d.og * d.hw()];
+            let beta = match self.bias {
+                Some(b) => {
+                    for (row, &bv) in yg.chunks_exact_mut(d.hw()).zip(&params[b + g * d.og..]) {
+                        row.fill(bv);
+                    }
+                    1.0
+                }
+                None => 0.0,
+            };
+            let wg = MatRef::new(&w_all[g * d.og * d.k..(g + 1) * d.og * d.k], d.og, d.k)
+                .expect("weight fits");
+            let c = MatRef::new(&cols[..d.k * d.hw()], d.k, d.hw()).expect("columns fit");
+            matmul_serial(
+                MatMut::new(yg, d.og, d.hw()).expect("output fits"),
+                wg,
+                c,
+                1.0,
+                beta,
+            );
+        }
+        if let Some(act) = self.act {
+            act.forward(y);
+        }
+    }
+}
+
+impl Layer for Conv2d {
+    fn kind(&self) -> &'static str {
+        "Conv2d"
+    }
+
+    fn output_shape(&self) -> &[usize] {
+        &self.shape
+    }
+
+    fn workspace_len(&self, _cap: usize, threads: usize) -> usize {
+        threads * self.per_thread()
+    }
+
+    fn flops(&self) -> u64 {
+        let d = self.dims();
+        (2 * d.o * d.k * d.hw()) as u64
+    }
+
+    fn param_count(&self) -> usize {
+        self.weight_len() + self.bias.map_or(0, |_| self.out_channels)
+    }
+
+    /// PyTorch's default: weight and bias uniform in ±1/sqrt(fan_in), fan_in = in / groups
+    /// x kh x kw.
+    fn init(&self, params: &mut [f32], _buffers: &mut [f32], rng: &mut Rng) {
+        let bound = 1.0 / (self.dims().k as f32).sqrt();
+        for v in &mut params[self.weight..self.weight + self.weight_len()] {
+            *v = rng.uniform(-bound, bound);
+        }
+        if let Some(b) = self.bias {
+            for v in &mut params[b..b + self.out_channels] {
+                *v = rng.uniform(-bound, bound);
+            }
+        }
+    }
+
+    // x is (B, C, H, W), y is (B, O, OH, OW); images split over the threads.
+    fn forward(&self, f: &mut Forward<'_>, x: &[f32], y: &mut [f32], ws: &mut [f32]) {
+        let d = self.dims();
+        let (in_n, out_n) = (d.c * d.h * d.w, d.o * d.hw());
+        let parts = f.threads.min(f.batch).max(1);
+        let per_thread = self.per_thread();
+        let (scratch, out) = (Scratch::new(ws), Scratch::new(&mut y[..f.batch * out_n]));
+        let (params, batch) = (f.params, f.batch);
+        f.pool.run(parts, |p| {
+            let (start, end) = images(batch, parts, p);
+            // SAFETY: part p uses its own scratch block and its own images' outputs.
+            let (cols, ys) = unsafe {
+                (
+                    scratch.part(p * per_thread, d.k * d.hw()),
+                    out.part(start * out_n, (end - start) * out_n),
+                )
+            };
+            for (n, yn) in (start..end).zip(ys.chunks_exact_mut(out_n)) {
+                self.forward_image(params, &x[n * in_n..(n + 1) * in_n], yn, cols);
+            }
+        });
+    }
+
+    // dy is (B, O, OH, OW); dx is (B, C, H, W). Each thread sums the weight gradient of its
+    // images; the sums are added in thread order (the same bits for the same thread count).
+    fn backward(
+        &self,
+        b: &mut Backward<'_>,
+        x: &[f32],
+        y: &[f32],
+        dy: &mut [f32],
+        dx: Option<&mut [f32]>,
+        ws: &mut [f32],
+    ) {
+        let d = self.dims();
+        let (in_n, out_n) = (d.c * d.h * d.w, d.o * d.hw());
+        let batch = b.batch;
+        if let Some(act) = self.act {
+            let y = &y[..batch * out_n];
+            b.pool
+                .split_slice(&mut dy[..batch * out_n], 16, 1 << 14, |off, chunk| {
+                    act.backward(&y[off..off + chunk.len()], chunk)
+                });
+        }
+        let dy = &dy[..batch * out_n];
+        let parts = b.threads.min(batch).max(1);
+        let per_thread = self.per_thread();
+        let wl = self.weight_len();
+        let scratch = Scratch::new(ws);
+        let dxs = dx.map(|dx| Scratch::new(&mut dx[..batch * in_n]));
+        let params = &*b.params;
+        let w_all = &params[self.weight..self.weight + wl];
+        b.pool.run(parts, |p| {
+            let (start, end) = images(batch, parts, p);
+            // SAFETY: part p uses its own scratch block and its own images' input gradients.
+            let block = unsafe { scratch.part(p * per_thread, per_thread) };
+            let (cols, rest) = block.split_at_mut(d.k * d.hw());
+            let (dcols, rest) = rest.split_at_mut(d.k * d.hw());
+            let (dw, db) = rest.split_at_mut(wl);
+            dw.fill(0.0);
+            db.fill(0.0);
+            for n in start..end {
+                let xn = &x[n * in_n..(n + 1) * in_n];
+                let dyn_ = &dy[n * out_n..(n + 1) * out_n];
+                // SAFETY: image n belongs to part p alone.
+                let mut dxn = dxs.map(|s| unsafe { s.part(n * in_n, in_n) });
+                if let Some(dxn) = dxn.as_deref_mut() {
+                    dxn.fill(0.0);
+                }
+                for g in 0..d.groups {
+                    self.im2col(xn, g, cols);
+                    let c = MatRef::new(cols, d.k, d.hw()).expect("columns fit");
+                    let dyg =
+                        MatRef::new(&dyn_[g * d.og * d.hw()..][..d.og * d.hw()], d.og, d.hw())
+                            .expect("gradient fits");
+                    // dW_g (og x k) += dy_g (og x hw) · colsᵀ (hw x k)
+                    let dwg = MatMut::new(&mut dw[g * d.og * d.k..][..d.og * d.k], d.og, d.k)
+                        .expect("weight gradient fits");
+                    matmul_serial(dwg, dyg, c.t(), 1.0, 1.0);
+                    if let Some(dxn) = dxn.as_deref_mut() {
+                        // dcols (k x hw) = W_gᵀ (k x og) · dy_g (og x hw)
+                        let wg = MatRef::new(&w_all[g * d.og * d.k..][..d.og * d.k], d.og, d.k)
+                            .expect("weight fits");
+                        let dc = MatMut::new(dcols, d.k, d.hw()).expect("columns fit");
+                        matmul_serial(dc, wg.t(), dyg, 1.0, 0.0);
+                        self.col2im(dcols, g, dxn);
+                    }
+                }
+                if self.bias.is_some() {
+                    for (acc, row) in db.iter_mut().zip(dyn_.chunks_exact(d.hw())) {
+                        *acc += row.iter().sum::<f32>();
+                    }
+                }
+            }
+        });
+        // Sum the parts' gradients into part 0's block, in order, then hand them over.
+        let (first, rest) = ws.split_at_mut(per_thread);
+        let grads0 = &mut first[2 * d.k * d.hw()..];
+        for p in 1..parts {
+            let other = &rest[(p - 1) * per_thread + 2 * d.k * d.hw()..p * per_thread];
+            grads0.iter_mut().zip(other).for_each(|(a, b)| *a += b);
+        }
+        let (gw, gb) = grads0.split_at_mut(wl);
+        b.put(self.weight, gw);
+        if let Some(o) = self.bias {
+            b.put(o, gb);
+        }
+    }
+}
+
+/// The direct convolution of one batch: `y` (`n x o x oh x ow`) from `x` (`n x c x h x w`),
+/// weight `[o, c / groups, kh, kw]`, with f64 sums. The reference the fast path is tested
+/// against.
+#[allow(clippy::too_many_arguments)]
+pub fn conv2d_naive(
+    x: &[f32],
+    n: usize,
+    (c, h, w): (usize, usize, usize),
+    weight: &[f32],
+    bias: Option<&[f32]>,
+    o: usize,
+    win: Window,
+    groups: usize,
+) -> Vec<f32> {
+    let (oh, ow) = win.output(h, w).expect("window fits");
+    let (cg, og) = (c / groups, o / groups);
+    let (kh, kw) = win.kernel;
+    let mut y = vec![0.0f32; n * o * oh * ow];
+    for b in 0..n {
+        for oc in 0..o {
+            let g = oc / og;
+            for i in 0..oh {
+                for j in 0..ow {
+                    let mut s = bias.map_or(0.0, |b| b[oc] as f64);
+                    for ci in 0..cg {
+                        for ki in 0..kh {
+                            for kj in 0..kw {
+                                let ih = (i * win.stride.0 + ki * win.dilation.0) as isize
+                                    - win.padding.0 as isize;
+                                let iw = (j * win.stride.1 + kj * win.dilation.1) as isize
+                                    - win.padding.1 as isize;
+                                if ih < 0 || iw < 0 || ih >= h as isize || iw >= w as isize {
+                                    continue;
+                                }
+                                let xv =
+                                    x[((b * c + g * cg + ci) * h + ih as usize) * w + iw as usize];
+                                let wv = weight[((oc * cg + ci) * kh + ki) * kw + kj];
+                                s += xv as f64 * wv as f64;
+                            }
+                        }
+                    }
+                    y[((b * o + oc) * oh + i) * ow + j] = s as f32;
+                }
+            }
+        }
+    }
+    y
+}
+
+/// The direct backward pass: from `dy` (`n x o x oh x ow`), the gradients w.r.t. `x`, the
+/// weight and the bias, with f64 sums.
+#[allow(clippy::too_many_arguments)]
+pub fn conv2d_backward_naive(
+    x: &[f32],
+    dy: &[f32],
+    n: usize,
+    (c, h, w): (usize, usize, usize),
+    weight: &[f32],
+    o: usize,
+    win: Window,
+    groups: usize,
+) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+    let (oh, ow) = win.output(h, w).expect("window fits");
+    let (cg, og) = (c / groups, o / groups);
+    let (kh, kw) = win.kernel;
+    let mut dx = vec![0.0f64; x.len()];
+    let mut dw = vec![0.0f64; weight.len()];
+    let mut db = vec![0.0f64; o];
+    for b in 0..n {
+        for oc in 0..o {
+            let g = oc / og;
+            for i in 0..oh {
+                for j in 0..ow {
+                    let gy = dy[((b * o + oc) * oh + i) * ow + j] as f64;
+                    db[oc] += gy;
+                    for ci in 0..cg {
+                        for ki in 0..kh {
+                            for kj in 0..kw {
+                                let ih = (i * win.stride.0 + ki * win.dilation.0) as isize
+                                    - win.padding.0 as isize;
+                                let iw = (j * win.stride.1 + kj * win.dilation.1) as isize
+                                    - win.padding.1 as isize;
+                                if ih < 0 || iw < 0 || ih >= h as isize || iw >= w as isize {
+                                    continue;
+                                }
+                                let xi =
+                                    ((b * c + g * cg + ci) * h + ih as usize) * w + iw as usize;
+                                let wi = ((oc * cg + ci) * kh + ki) * kw + kj;
+                                dx[xi] += gy * weight[wi] as f64;
+                                dw[wi] += gy * x[xi] as f64;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    let f = |v: Vec<f64>| v.into_iter().map(|v| v as f32).collect();
+    (f(dx), f(dw), f(db))
+}

@@ -1,0 +1,188 @@
+//! The layer abstraction: a forward and a backward pass over shaped activations, parameters
+//! in the model's flat buffer, and the workspace a layer asks for.
+//!
+//! A layer is built once, from its input shape, by a [`crate::LayerSpec`]; building declares
+//! its parameters and buffers into a [`crate::LayoutBuilder`] (which gives their offsets) and
+//! fixes its output shape. Activations are `batch x numel(shape)` row-major f32 (NCHW for
+//! images, `N x L x D` for sequences, `N x F` for features). To add a layer: implement
+//! [`Layer`] in its own file (forward and backward side by side, shapes first), add a
+//! [`crate::LayerSpec`] variant that builds it, and a PyTorch fixture (`tools/nn_reference.py`).
+
+use descent_tensor::{Pool, Rng};
+
+/// Everything a layer's forward pass reads besides its input.
+pub struct Forward<'a> {
+    /// The engine's threads.
+    pub pool: &'a Pool,
+    /// Rows (examples) in this batch.
+    pub batch: usize,
+    /// Rows the workspace was made for (`batch <= cap`).
+    pub cap: usize,
+    /// Threads the workspace was made for: split work into at most this many parts.
+    pub threads: usize,
+    /// Training mode (dropout drops, BatchNorm uses and updates batch statistics).
+    pub train: bool,
+    /// The random stream of this layer in this step (dropout masks).
+    pub seed: u64,
+    /// The trainable parameters (the whole model's, indexed by the layer's offsets).
+    pub params: &'a [f32],
+    buffers: Buffers<'a>,
+}
+
+enum Buffers<'a> {
+    Read(&'a [f32]),
+    Write(&'a mut [f32]),
+}
+
+impl<'a> Forward<'a> {
+    /// A forward pass in evaluation mode: buffers are read only.
+    pub fn eval(pool: &'a Pool, params: &'a [f32], buffers: &'a [f32]) -> Self {
+        Self {
+            pool,
+            batch: 0,
+            cap: 0,
+            threads: 1,
+            train: false,
+            seed: 0,
+            params,
+            buffers: Buffers::Read(buffers),
+        }
+    }
+
+    /// A forward pass in training mode: layers may update their buffers.
+    pub fn train(pool: &'a Pool, params: &'a [f32], buffers: &'a mut [f32], seed: u64) -> Self {
+        Self {
+            pool,
+            batch: 0,
+            cap: 0,
+            threads: 1,
+            train: true,
+            seed,
+            params,
+            buffers: Buffers::Write(buffers),
+        }
+    }
+
+    /// The model's buffers (running statistics), indexed by the offsets
+    /// [`crate::LayoutBuilder::buffer`] gave.
+    pub fn buffers(&self) -> &[f32] {
+        match &self.buffers {
+            Buffers::Read(b) => b,
+            Buffers::Write(b) => b,
+        }
+    }
+
+    /// The buffers, writable in training mode only.
+    pub fn buffers_mut(&mut self) -> Option<&mut [f32]> {
+        match &mut self.buffers {
+            Buffers::Read(_) => None,
+            Buffers::Write(b) => Some(b),
+        }
+    }
+}
+
+/// Where a backward pass puts parameter gradients.
+pub enum Sink<'a> {
+    /// Into a buffer laid out like the parameters (overwritten, not accumulated).
+    Grads(&'a mut [f32]),
+    /// Straight into the parameters as a plain SGD step `p -= lr * g`.
+    Sgd(f32),
+}
+
+/// Everything a layer's backward pass reads or writes besides its activations.
+pub struct Backward<'a> {
+    /// The engine's threads.
+    pub pool: &'a Pool,
+    /// Rows in this batch.
+    pub batch: usize,
+    /// Rows the workspace was made for.
+    pub cap: usize,
+    /// Threads the workspace was made for.
+    pub threads: usize,
+    /// The trainable parameters; written only through the SGD sink, after the layer's input
+    /// gradient has used them.
+    pub params: &'a mut [f32],
+    /// Gradients or SGD.
+    pub sink: Sink<'a>,
+    /// The buffers, read only (BatchNorm's backward needs none, but a layer may look).
+    pub buffers: &'a [f32],
+}
+
+impl Backward<'_> {
+    /// Hands over the finished gradient of `params[offset..offset + grad.len()]`: copied into
+    /// the gradient buffer, or applied as `p -= lr * g` with the SGD sink. Call it after the
+    /// layer's input gradient is computed (that needs the parameters as they were).
+    pub fn put(&mut self, offset: usize, grad: &[f32]) {
+        let r = offset..offset + grad.len();
+        match &mut self.sink {
+            Sink::Grads(g) => g[r].copy_from_slice(grad),
+            Sink::Sgd(lr) => {
+                let lr = *lr;
+                self.params[r]
+                    .iter_mut()
+                    .zip(grad)
+                    .for_each(|(p, g)| *p -= lr * g);
+            }
+        }
+    }
+}
+
+/// A layer of a model. Built for one input shape; works on batches of any size up to the
+/// workspace's capacity.
+pub trait Layer: Send + Sync + std::fmt::Debug {
+    /// PyTorch's class name (`Conv2d`, `ReLU`), for messages and summaries.
+    fn kind(&self) -> &'static str;
+
+    /// Shape of one example's output.
+    fn output_shape(&self) -> &[usize];
+
+    /// f32 values of workspace this layer needs for batches of up to `cap` rows on `threads`
+    /// threads (values saved by the forward pass for the backward pass, scratch space).
+    fn workspace_len(&self, cap: usize, threads: usize) -> usize {
+        let _ = (cap, threads);
+        0
+    }
+
+    /// Number of trainable values the layer owns (for summaries).
+    fn param_count(&self) -> usize {
+        0
+    }
+
+    /// Floating-point operations of the forward pass per example (2 per multiply-add of
+    /// the matrix products; element-wise work is not counted). The backward pass costs about
+    /// twice as much.
+    fn flops(&self) -> u64 {
+        0
+    }
+
+    /// PyTorch's default initialization of the layer's parameters and buffers.
+    fn init(&self, params: &mut [f32], buffers: &mut [f32], rng: &mut Rng) {
+        let _ = (params, buffers, rng);
+    }
+
+    /// `y = layer(x)` on `f.batch` rows; `ws` is the layer's workspace.
+    fn forward(&self, f: &mut Forward<'_>, x: &[f32], y: &mut [f32], ws: &mut [f32]);
+
+    /// From `dy` (the loss gradient w.r.t. `y`; the layer may overwrite it) computes the
+    /// parameter gradients into `b.sink` and, when `dx` is given, the gradient w.r.t. `x`
+    /// (overwritten, not accumulated). `x`, `y` and `ws` are as the forward pass left them.
+    fn backward(
+        &self,
+        b: &mut Backward<'_>,
+        x: &[f32],
+        y: &[f32],
+        dy: &mut [f32],
+        dx: Option<&mut [f32]>,
+        ws: &mut [f32],
+    );
+}
+
+/// Number of values in one example of this shape.
+pub fn numel(shape: &[usize]) -> usize {
+    shape.iter().product()
+}
+
+/// A random stream for node `index` under `seed` (dropout masks of nested layers differ).
+pub fn mix_seed(seed: u64, index: usize) -> u64 {
+    seed ^ (index as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15)
+}

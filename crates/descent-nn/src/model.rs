@@ -1,0 +1,305 @@
+//! A model built from a [`ModelSpec`]: its layers, the layout of its flat parameters and
+//! buffers, and the training step (forward, loss, backward, optionally a fused SGD update).
+
+use descent_tensor::{Pool, Rng};
+
+use crate::chain::Chain;
+use crate::layer::{numel, Backward, Forward, Layer, Sink};
+use crate::{softmax_cross_entropy, LossStats, ModelSpec, NnError, ParamLayout};
+
+/// A model: layers in order, and where each tensor lives in the flat buffer of values
+/// (trainable parameters first, then buffers such as BatchNorm's running statistics).
+#[derive(Debug)]
+pub struct Model {
+    spec: ModelSpec,
+    chain: Chain,
+    layout: ParamLayout,
+}
+
+/// The buffers a forward and backward pass need, allocated once for batches of up to
+/// `capacity` rows on a given number of threads, so that training steps allocate nothing.
+#[derive(Debug)]
+pub struct Workspace {
+    capacity: usize,
+    threads: usize,
+    arena: Vec<f32>,
+    /// Seeds the random streams (dropout masks) of the next training step.
+    seed: u64,
+}
+
+impl Workspace {
+    /// Buffers for `model`, batches of up to `capacity` rows, work split over `threads`
+    /// parts (the engine pool's thread count; results depend on it, bit for bit).
+    pub fn new(model: &Model, capacity: usize, threads: usize) -> Self {
+        let threads = threads.max(1);
+        Self {
+            capacity,
+            threads,
+            arena: vec![0.0; model.chain.arena_len(capacity, threads)],
+            seed: 0,
+        }
+    }
+
+    /// Seeds the dropout masks of the next training step (the trainer passes a function of
+    /// its seed and the step, so that a resumed run draws the same masks).
+    pub fn set_dropout_seed(&mut self, seed: u64) {
+        self.seed = seed;
+    }
+
+    /// Largest batch the workspace holds.
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    /// Values held, for memory estimates.
+    pub fn len(&self) -> usize {
+        self.arena.len()
+    }
+
+    /// Whether it holds nothing.
+    pub fn is_empty(&self) -> bool {
+        self.arena.is_empty()
+    }
+}
+
+impl Model {
+    pub(crate) fn from_parts(spec: ModelSpec, chain: Chain, layout: ParamLayout) -> Self {
+        Self {
+            spec,
+            chain,
+            layout,
+        }
+    }
+
+    /// The seed's kind of model: an MLP (see [`ModelSpec::mlp`]).
+    pub fn mlp(
+        input: usize,
+        hidden: &[usize],
+        classes: usize,
+        act: crate::Activation,
+        dropout: f32,
+    ) -> Result<Self, NnError> {
+        ModelSpec::mlp(input, hidden, classes, act, dropout).build()
+    }
+
+    /// The description it was built from.
+    pub fn spec(&self) -> &ModelSpec {
+        &self.spec
+    }
+
+    /// The layers as built (an activation fused onto the layer before it is not listed).
+    pub fn layers(&self) -> &[Box<dyn Layer>] {
+        self.chain.layers()
+    }
+
+    /// Names, shapes and offsets of the parameters and buffers.
+    pub fn layout(&self) -> &ParamLayout {
+        &self.layout
+    }
+
+    /// Shape of one input example.
+    pub fn input_shape(&self) -> &[usize] {
+        self.chain.input_shape()
+    }
+
+    /// Shape of one output example.
+    pub fn output_shape(&self) -> &[usize] {
+        self.chain.output_shape()
+    }
+
+    /// Values per input example.
+    pub fn input_features(&self) -> usize {
+        numel(self.input_shape())
+    }
+
+    /// Values per output example (classes, for a classifier).
+    pub fn output_features(&self) -> usize {
+        numel(self.output_shape())
+    }
+
+    /// Forward FLOPs per example (matrix products; see [`Layer::flops`]).
+    pub fn flops(&self) -> u64 {
+        self.chain.flops()
+    }
+
+    /// Trainable values.
+    pub fn param_count(&self) -> usize {
+        self.layout.trainable_len()
+    }
+
+    /// Fresh values (parameters with PyTorch's default initialization, layer by layer, then
+    /// buffers at their starting values), seeded by `rng`.
+    pub fn init_params(&self, rng: &mut Rng) -> Vec<f32> {
+        let mut values = vec![0.0; self.layout.len()];
+        let (params, buffers) = values.split_at_mut(self.layout.trainable_len());
+        self.chain.init(params, buffers, rng);
+        values
+    }
+
+    fn check(
+        &self,
+        values: &[f32],
+        x: &[f32],
+        batch: usize,
+        ws: &Workspace,
+    ) -> Result<(), NnError> {
+        let shape = |what, expected, got| match expected == got {
+            true => Ok(()),
+            false => Err(NnError::Shape {
+                what,
+                expected,
+                got,
+            }),
+        };
+        shape("parameters", self.layout.len(), values.len())?;
+        shape("inputs", batch * self.input_features(), x.len())?;
+        shape(
+            "workspace",
+            self.chain.arena_len(ws.capacity, ws.threads),
+            ws.arena.len(),
+        )?;
+        if batch > ws.capacity {
+            return Err(NnError::BatchTooLarge {
+                batch,
+                capacity: ws.capacity,
+            });
+        }
+        Ok(())
+    }
+
+    // x is (B, *input); returns the output (B, *output), a view into the workspace.
+    /// Forward pass in evaluation mode on `batch = x.len() / input_features` rows.
+    pub fn forward<'w>(
+        &self,
+        values: &[f32],
+        x: &[f32],
+        ws: &'w mut Workspace,
+        pool: &Pool,
+    ) -> Result<&'w [f32], NnError> {
+        let batch = x.len() / self.input_features().max(1);
+        self.check(values, x, batch, ws)?;
+        let (params, buffers) = values.split_at(self.layout.trainable_len());
+        let mut f = Forward::eval(pool, params, buffers);
+        (f.batch, f.cap, f.threads) = (batch, ws.capacity, ws.threads);
+        self.chain.forward(&mut f, x, &mut ws.arena);
+        Ok(self
+            .chain
+            .last_output(&ws.arena, batch, ws.capacity, ws.threads))
+    }
+
+    /// Forward, loss and backward on one batch: writes the gradient of the mean
+    /// cross-entropy into `grads` (laid out like the trainable parameters,
+    /// `layout().trainable_len()` values) and returns the batch's loss and accuracy counts.
+    /// Training mode: BatchNorm updates its running statistics in `values`.
+    pub fn train_step_grads(
+        &self,
+        values: &mut [f32],
+        x: &[f32],
+        labels: &[u8],
+        grads: &mut [f32],
+        ws: &mut Workspace,
+        pool: &Pool,
+    ) -> Result<LossStats, NnError> {
+        if grads.len() != self.layout.trainable_len() {
+            return Err(NnError::Shape {
+                what: "gradients",
+                expected: self.layout.trainable_len(),
+                got: grads.len(),
+            });
+        }
+        let stats = self.forward_loss(values, x, labels, ws, pool)?;
+        self.backward(values, Sink::Grads(grads), x, labels.len(), ws, pool);
+        Ok(stats)
+    }
+
+    /// Forward, loss, backward and the plain SGD update `p -= lr * grad` in one pass: each
+    /// layer updates its parameters as soon as its input gradient has used them (a linear
+    /// layer's weights by the weight-gradient product itself), so no gradient buffer is
+    /// written or read again. Gives the same parameters as [`Model::train_step_grads`]
+    /// followed by an SGD step.
+    pub fn train_step_sgd(
+        &self,
+        values: &mut [f32],
+        lr: f32,
+        x: &[f32],
+        labels: &[u8],
+        ws: &mut Workspace,
+        pool: &Pool,
+    ) -> Result<LossStats, NnError> {
+        let stats = self.forward_loss(values, x, labels, ws, pool)?;
+        self.backward(values, Sink::Sgd(lr), x, labels.len(), ws, pool);
+        Ok(stats)
+    }
+
+    /// Checks the inputs, runs the forward pass in training mode and writes the loss
+    /// gradient into the last layer's gradient slot.
+    fn forward_loss(
+        &self,
+        values: &mut [f32],
+        x: &[f32],
+        labels: &[u8],
+        ws: &mut Workspace,
+        pool: &Pool,
+    ) -> Result<LossStats, NnError> {
+        let batch = labels.len();
+        self.check(values, x, batch, ws)?;
+        let (params, buffers) = values.split_at_mut(self.layout.trainable_len());
+        let mut f = Forward::train(pool, params, buffers, ws.seed);
+        (f.batch, f.cap, f.threads) = (batch, ws.capacity, ws.threads);
+        self.chain.forward(&mut f, x, &mut ws.arena);
+        let (logits, dlogits) =
+            self.chain
+                .output_and_grad(&mut ws.arena, batch, ws.capacity, ws.threads);
+        softmax_cross_entropy(logits, labels, self.output_features(), Some(dlogits))
+    }
+
+    fn backward(
+        &self,
+        values: &mut [f32],
+        sink: Sink<'_>,
+        x: &[f32],
+        batch: usize,
+        ws: &mut Workspace,
+        pool: &Pool,
+    ) {
+        let (params, buffers) = values.split_at_mut(self.layout.trainable_len());
+        let mut b = Backward {
+            pool,
+            batch,
+            cap: ws.capacity,
+            threads: ws.threads,
+            params,
+            sink,
+            buffers,
+        };
+        self.chain.backward(&mut b, x, &mut ws.arena, None);
+    }
+
+    /// Loss and accuracy over a whole data set (evaluation mode), `x` holding
+    /// `labels.len()` rows, in batches of the workspace's capacity.
+    pub fn evaluate(
+        &self,
+        values: &[f32],
+        x: &[f32],
+        labels: &[u8],
+        ws: &mut Workspace,
+        pool: &Pool,
+    ) -> Result<LossStats, NnError> {
+        let features = self.input_features();
+        if x.len() != labels.len() * features {
+            return Err(NnError::Shape {
+                what: "inputs",
+                expected: labels.len() * features,
+                got: x.len(),
+            });
+        }
+        let mut total = LossStats::default();
+        let cap = ws.capacity.max(1);
+        let classes = self.output_features();
+        for (xs, ys) in x.chunks(cap * features).zip(labels.chunks(cap)) {
+            let logits = self.forward(values, xs, ws, pool)?;
+            total.merge(softmax_cross_entropy(logits, ys, classes, None)?);
+        }
+        Ok(total)
+    }
+}

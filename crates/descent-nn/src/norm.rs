@@ -1,0 +1,364 @@
+//! Normalization: PyTorch's `nn.BatchNorm1d` / `nn.BatchNorm2d` (running statistics as
+//! buffers, train and eval modes) and `nn.LayerNorm`.
+//!
+//! Both keep the normalized input `x̂` and the inverse deviations from the forward pass; the
+//! backward pass is the closed form `dx = invstd / M · (M·dx̂ - Σdx̂ - x̂·Σ(dx̂·x̂))` with
+//! `dx̂ = dy·γ` (Ioffe & Szegedy 2015; Ba et al. 2016).
+
+use descent_tensor::Rng;
+
+use crate::layer::{numel, Backward, Forward, Layer};
+use crate::LayoutBuilder;
+
+/// Batch normalization over `(N, C, *)` inputs: statistics per channel over the batch and
+/// every position.
+#[derive(Clone, Debug)]
+pub struct BatchNorm {
+    /// Channels.
+    pub channels: usize,
+    /// Weight of the new batch's statistics in the running ones.
+    pub momentum: f32,
+    /// Added to the variance.
+    pub eps: f32,
+    /// Offsets of `weight` and `bias` (γ, β), when affine.
+    pub affine: Option<(usize, usize)>,
+    /// Offsets, among the buffers, of `running_mean`, `running_var`, `num_batches_tracked`.
+    pub running: (usize, usize, usize),
+    /// `BatchNorm1d` or `BatchNorm2d`.
+    two_d: bool,
+    shape: Vec<usize>,
+}
+
+impl BatchNorm {
+    /// Declares the parameters and buffers under `name` for inputs of `input` shape
+    /// (`[C]`, `[C, L]` or `[C, H, W]`).
+    pub fn build(
+        b: &mut LayoutBuilder,
+        name: &str,
+        input: &[usize],
+        momentum: f32,
+        eps: f32,
+        affine: bool,
+    ) -> Self {
+        let c = input[0];
+        let q = |b: &LayoutBuilder, s: &str| b.qualify(&format!("{name}.{s}"));
+        let affine = affine.then(|| {
+            let w = b.param(q(b, "weight"), vec![c]);
+            (w, b.param(q(b, "bias"), vec![c]))
+        });
+        let rm = b.buffer(q(b, "running_mean"), vec![c]);
+        let rv = b.buffer(q(b, "running_var"), vec![c]);
+        let nb = b.buffer(q(b, "num_batches_tracked"), vec![]);
+        Self {
+            channels: c,
+            momentum,
+            eps,
+            affine,
+            running: (rm, rv, nb),
+            two_d: input.len() == 3,
+            shape: input.to_vec(),
+        }
+    }
+
+    /// Values per channel per example.
+    fn spatial(&self) -> usize {
+        numel(&self.shape[1..])
+    }
+}
+
+impl Layer for BatchNorm {
+    fn kind(&self) -> &'static str {
+        if self.two_d {
+            "BatchNorm2d"
+        } else {
+            "BatchNorm1d"
+        }
+    }
+
+    fn output_shape(&self) -> &[usize] {
+        &self.shape
+    }
+
+    fn workspace_len(&self, cap: usize, _threads: usize) -> usize {
+        // x̂, then per channel: mean, invstd, and two gradient sums for a fused SGD step.
+        cap * numel(&self.shape) + 4 * self.channels
+    }
+
+    fn param_count(&self) -> usize {
+        self.affine.map_or(0, |_| 2 * self.channels)
+    }
+
+    /// γ = 1, β = 0, running mean 0, running variance 1, no batch seen.
+    fn init(&self, params: &mut [f32], buffers: &mut [f32], _rng: &mut Rng) {
+        let c = self.channels;
+        if let Some((w, b)) = self.affine {
+            params[w..w + c].fill(1.0);
+            params[b..b + c].fill(0.0);
+        }
+        let (rm, rv, nb) = self.running;
+        buffers[rm..rm + c].fill(0.0);
+        buffers[rv..rv + c].fill(1.0);
+        buffers[nb] = 0.0;
+    }
+
+    // x and y are (B, C, S); ws holds x̂ (B, C, S), then mean (C) and invstd (C).
+    fn forward(&self, f: &mut Forward<'_>, x: &[f32], y: &mut [f32], ws: &mut [f32]) {
+        let (c, s, batch) = (self.channels, self.spatial(), f.batch);
+        let (xhat, rest) = ws.split_at_mut(numel(&self.shape) * f.cap);
+        let (mean, rest) = rest.split_at_mut(c);
+        let invstd = &mut rest[..c];
+        let (rm, rv, nb) = self.running;
+        let m = (batch * s) as f64;
+        if f.train {
+            for ch in 0..c {
+                let (mut sum, mut sq) = (0.0f64, 0.0f64);
+                for b in 0..batch {
+                    for &v in &x[(b * c + ch) * s..(b * c + ch + 1) * s] {
+                        sum += v as f64;
+                    }
+                }
+                let mu = sum / m;
+                for b in 0..batch {
+                    for &v in &x[(b * c + ch) * s..(b * c + ch + 1) * s] {
+                        sq += (v as f64 - mu) * (v as f64 - mu);
+                    }
+                }
+                let var = sq / m;
+                mean[ch] = mu as f32;
+                invstd[ch] = (1.0 / (var + self.eps as f64).sqrt()) as f32;
+                if let Some(buf) = f.buffers_mut() {
+                    let unbiased = if m > 1.0 { sq / (m - 1.0) } else { var };
+                    let mo = self.momentum;
+                    buf[rm + ch] = (1.0 - mo) * buf[rm + ch] + mo * mu as f32;
+                    buf[rv + ch] = (1.0 - mo) * buf[rv + ch] + mo * unbiased as f32;
+                }
+            }
+            if let Some(buf) = f.buffers_mut() {
+                buf[nb] += 1.0;
+            }
+        } else {
+            let buf = f.buffers();
+            for ch in 0..c {
+                mean[ch] = buf[rm + ch];
+                invstd[ch] = 1.0 / (buf[rv + ch] + self.eps).sqrt();
+            }
+        }
+        for b in 0..batch {
+            for ch in 0..c {
+                let r = (b * c + ch) * s..(b * c + ch + 1) * s;
+                let (g, beta) = match self.affine {
+                    Some((w, bo)) => (f.params[w + ch], f.params[bo + ch]),
+                    None => (1.0, 0.0),
+                };
+                let (mu, is) = (mean[ch], invstd[ch]);
+                for ((xh, yv), &xv) in xhat[r.clone()].iter_mut().zip(&mut y[r.clone()]).zip(&x[r])
+                {
+                    *xh = (xv - mu) * is;
+                    *yv = *xh * g + beta;
+                }
+            }
+        }
+    }
+
+    // dy and dx are (B, C, S). Training mode: the statistics depend on x.
+    fn backward(
+        &self,
+        b: &mut Backward<'_>,
+        _x: &[f32],
+        _y: &[f32],
+        dy: &mut [f32],
+        dx: Option<&mut [f32]>,
+        ws: &mut [f32],
+    ) {
+        let (c, s, batch) = (self.channels, self.spatial(), b.batch);
+        let (xhat, rest) = ws.split_at_mut(numel(&self.shape) * b.cap);
+        let (_mean, rest) = rest.split_at_mut(c);
+        let (invstd, rest) = rest.split_at_mut(c);
+        let (sum_dy, sum_dyx) = rest.split_at_mut(c);
+        let sum_dyx = &mut sum_dyx[..c];
+        for ch in 0..c {
+            let (mut a, mut bsum) = (0.0f64, 0.0f64);
+            for n in 0..batch {
+                let r = (n * c + ch) * s..(n * c + ch + 1) * s;
+                for (&g, &xh) in dy[r.clone()].iter().zip(&xhat[r]) {
+                    a += g as f64;
+                    bsum += (g * xh) as f64;
+                }
+            }
+            sum_dy[ch] = a as f32;
+            sum_dyx[ch] = bsum as f32;
+        }
+        if let Some(dx) = dx {
+            let m = (batch * s) as f32;
+            for n in 0..batch {
+                for ch in 0..c {
+                    let r = (n * c + ch) * s..(n * c + ch + 1) * s;
+                    let g = self.affine.map_or(1.0, |(w, _)| b.params[w + ch]);
+                    // With dx̂ = γ·dy: Σdx̂ = γ·Σdy and Σdx̂·x̂ = γ·Σdy·x̂.
+                    let k = g * invstd[ch] / m;
+                    let (sd, sdx) = (sum_dy[ch], sum_dyx[ch]);
+                    for ((d, &gy), &xh) in
+                        dx[r.clone()].iter_mut().zip(&dy[r.clone()]).zip(&xhat[r])
+                    {
+                        *d = k * (m * gy - sd - xh * sdx);
+                    }
+                }
+            }
+        }
+        if let Some((w, bo)) = self.affine {
+            // γ's gradient is Σdy·x̂, β's is Σdy.
+            b.put(w, sum_dyx);
+            b.put(bo, sum_dy);
+        }
+    }
+}
+
+/// Layer normalization over the last `normalized` values of each example (PyTorch's
+/// `nn.LayerNorm(normalized_shape)`, with `elementwise_affine`).
+#[derive(Clone, Debug)]
+pub struct LayerNorm {
+    /// Values normalized together (the product of `normalized_shape`).
+    pub normalized: usize,
+    /// Added to the variance.
+    pub eps: f32,
+    /// Offsets of `weight` and `bias`, when affine.
+    pub affine: Option<(usize, usize)>,
+    shape: Vec<usize>,
+}
+
+impl LayerNorm {
+    /// Declares `name.weight` and `name.bias` (shape `normalized_shape`, the last dimensions
+    /// of `input`).
+    pub fn build(
+        b: &mut LayoutBuilder,
+        name: &str,
+        input: &[usize],
+        normalized_shape: &[usize],
+        eps: f32,
+        affine: bool,
+    ) -> Self {
+        let affine = affine.then(|| {
+            let w = b.param(
+                b.qualify(&format!("{name}.weight")),
+                normalized_shape.to_vec(),
+            );
+            (
+                w,
+                b.param(
+                    b.qualify(&format!("{name}.bias")),
+                    normalized_shape.to_vec(),
+                ),
+            )
+        });
+        Self {
+            normalized: numel(normalized_shape),
+            eps,
+            affine,
+            shape: input.to_vec(),
+        }
+    }
+}
+
+impl Layer for LayerNorm {
+    fn kind(&self) -> &'static str {
+        "LayerNorm"
+    }
+
+    fn output_shape(&self) -> &[usize] {
+        &self.shape
+    }
+
+    fn workspace_len(&self, cap: usize, _threads: usize) -> usize {
+        // x̂, invstd per row, and the γ and β gradients.
+        let rows = cap * numel(&self.shape) / self.normalized;
+        cap * numel(&self.shape) + rows + 2 * self.normalized
+    }
+
+    fn param_count(&self) -> usize {
+        self.affine.map_or(0, |_| 2 * self.normalized)
+    }
+
+    fn init(&self, params: &mut [f32], _buffers: &mut [f32], _rng: &mut Rng) {
+        if let Some((w, b)) = self.affine {
+            params[w..w + self.normalized].fill(1.0);
+            params[b..b + self.normalized].fill(0.0);
+        }
+    }
+
+    // x and y are (R, D) with R = B x the leading dimensions, D = `normalized`.
+    fn forward(&self, f: &mut Forward<'_>, x: &[f32], y: &mut [f32], ws: &mut [f32]) {
+        let d = self.normalized;
+        let n = f.batch * numel(&self.shape);
+        let (xhat, rest) = ws.split_at_mut(f.cap * numel(&self.shape));
+        let invstd = &mut rest[..n / d];
+        for (r, ((xr, yr), xh)) in x[..n]
+            .chunks_exact(d)
+            .zip(y[..n].chunks_exact_mut(d))
+            .zip(xhat[..n].chunks_exact_mut(d))
+            .enumerate()
+        {
+            let mu = xr.iter().map(|&v| v as f64).sum::<f64>() / d as f64;
+            let var = xr.iter().map(|&v| (v as f64 - mu).powi(2)).sum::<f64>() / d as f64;
+            let is = (1.0 / (var + self.eps as f64).sqrt()) as f32;
+            invstd[r] = is;
+            let mu = mu as f32;
+            for (i, ((h, yv), &xv)) in xh.iter_mut().zip(yr.iter_mut()).zip(xr).enumerate() {
+                *h = (xv - mu) * is;
+                *yv = match self.affine {
+                    Some((w, b)) => *h * f.params[w + i] + f.params[b + i],
+                    None => *h,
+                };
+            }
+        }
+    }
+
+    fn backward(
+        &self,
+        b: &mut Backward<'_>,
+        _x: &[f32],
+        _y: &[f32],
+        dy: &mut [f32],
+        dx: Option<&mut [f32]>,
+        ws: &mut [f32],
+    ) {
+        let d = self.normalized;
+        let n = b.batch * numel(&self.shape);
+        let (xhat, rest) = ws.split_at_mut(b.cap * numel(&self.shape));
+        let rows_cap = b.cap * numel(&self.shape) / d;
+        let (invstd, rest) = rest.split_at_mut(rows_cap);
+        let (gw, gb) = rest[..2 * d].split_at_mut(d);
+        gw.fill(0.0);
+        gb.fill(0.0);
+        for (g, xh) in dy[..n].chunks_exact(d).zip(xhat[..n].chunks_exact(d)) {
+            for i in 0..d {
+                gw[i] += g[i] * xh[i];
+                gb[i] += g[i];
+            }
+        }
+        if let Some(dx) = dx {
+            let df = d as f32;
+            for (r, ((dxr, g), xh)) in dx[..n]
+                .chunks_exact_mut(d)
+                .zip(dy[..n].chunks_exact(d))
+                .zip(xhat[..n].chunks_exact(d))
+                .enumerate()
+            {
+                let gamma = |i: usize| self.affine.map_or(1.0, |(w, _)| b.params[w + i]);
+                let (mut s1, mut s2) = (0.0f32, 0.0f32);
+                for i in 0..d {
+                    let dh = g[i] * gamma(i);
+                    s1 += dh;
+                    s2 += dh * xh[i];
+                }
+                let k = invstd[r] / df;
+                for i in 0..d {
+                    dxr[i] = k * (df * g[i] * gamma(i) - s1 - xh[i] * s2);
+                }
+            }
+        }
+        if let Some((w, bo)) = self.affine {
+            b.put(w, gw);
+            b.put(bo, gb);
+        }
+    }
+}

@@ -1,0 +1,671 @@
+//! Every layer through whole models: gradients against central differences (odd shapes,
+//! strides, padding, dilation, groups, batch 1 and 3), the fast convolution against its
+//! naive twin, threads against one thread, the fused SGD step against gradients + SGD.
+
+use descent_nn::{
+    conv2d_backward_naive, conv2d_naive, Activation, Model, ModelSpec, NnError, Window, Workspace,
+};
+use descent_tensor::{Pool, Rng};
+use serde_json::json;
+
+fn spec(v: serde_json::Value) -> ModelSpec {
+    ModelSpec::from_toml_value(v).unwrap()
+}
+
+fn data(rng: &mut Rng, batch: usize, features: usize, classes: usize) -> (Vec<f32>, Vec<u8>) {
+    let x = (0..batch * features)
+        .map(|_| rng.uniform(-1.5, 1.5))
+        .collect();
+    let y = (0..batch)
+        .map(|_| rng.below(classes as u64) as u8)
+        .collect();
+    (x, y)
+}
+
+/// Every trainable parameter's gradient against central differences of the training loss
+/// (training mode: BatchNorm's batch statistics, a fixed dropout seed).
+fn check_gradients(model: &Model, batch: usize, seed: u64, what: &str) {
+    let mut rng = Rng::new(seed);
+    let mut values = model.init_params(&mut rng);
+    // Move BatchNorm's γ and β off 1 and 0 so that their gradients are not special.
+    for v in model.layout().params() {
+        if v.name.contains("bn") || v.name.contains("norm") {
+            for p in &mut values[v.range()] {
+                *p += rng.uniform(-0.3, 0.3);
+            }
+        }
+    }
+    let classes = model.output_features();
+    let (x, y) = data(&mut rng, batch, model.input_features(), classes);
+    let pool = Pool::new(1).unwrap();
+    let mut ws = Workspace::new(model, batch, 1);
+    let n = model.param_count();
+    let mut grads = vec![0.0; n];
+    ws.set_dropout_seed(7);
+    model
+        .train_step_grads(&mut values, &x, &y, &mut grads, &mut ws, &pool)
+        .unwrap();
+    let mut scratch = vec![0.0; n];
+    let mut loss = |v: &mut Vec<f32>| {
+        ws.set_dropout_seed(7);
+        model
+            .train_step_grads(v, &x, &y, &mut scratch, &mut ws, &pool)
+            .unwrap()
+            .mean_loss()
+    };
+    // Small steps: a larger one crosses the kinks of ReLU and max pooling too often (a
+    // convolution weight moves many values at once).
+    let eps = 1e-3f32;
+    let mut worst = 0.0f64;
+    for k in 0..n {
+        let mut p = values.clone();
+        p[k] = values[k] + eps;
+        let lp = loss(&mut p);
+        let mut p = values.clone();
+        p[k] = values[k] - eps;
+        let lm = loss(&mut p);
+        let num = (lp - lm) / (2.0 * eps as f64);
+        let g = grads[k] as f64;
+        let err = (num - g).abs() / (1e-3 + 2e-2 * g.abs());
+        worst = worst.max(err);
+        assert!(
+            err <= 1.0,
+            "{what}: param {k} ({}): analytic {g} numeric {num}",
+            model
+                .layout()
+                .views()
+                .iter()
+                .find(|v| v.range().contains(&k))
+                .unwrap()
+                .name
+        );
+    }
+    assert!(worst.is_finite());
+}
+
+#[test]
+fn mlp_gradients_for_every_fused_activation() {
+    for act in [
+        Activation::Relu,
+        Activation::Tanh,
+        Activation::Sigmoid,
+        Activation::LeakyRelu(0.1),
+    ] {
+        let m = Model::mlp(6, &[7, 5], 4, act, 0.0).unwrap();
+        check_gradients(&m, 5, 11, act.name());
+        let d = Model::mlp(6, &[7, 5], 4, act, 0.4).unwrap();
+        check_gradients(&d, 5, 12, &format!("{} + dropout", act.name()));
+    }
+}
+
+#[test]
+fn conv_gradients_with_stride_padding_dilation_and_groups() {
+    let m = spec(json!({
+        "input": [2, 7, 6],
+        "layers": [
+            {"type": "conv2d", "name": "c1", "out_channels": 4, "kernel": 3, "stride": 2, "padding": 1},
+            {"type": "relu"},
+            {"type": "conv2d", "name": "c2", "out_channels": 4, "kernel": [2, 1], "dilation": 2, "groups": 2},
+            {"type": "tanh"},
+            {"type": "conv2d", "name": "c3", "out_channels": 2, "kernel": 1, "bias": false},
+            {"type": "flatten"},
+            {"type": "linear", "name": "fc", "out_features": 3},
+        ]
+    }))
+    .build()
+    .unwrap();
+    assert_eq!(m.layers().len(), 5, "relu and tanh fused");
+    for batch in [1, 3] {
+        check_gradients(&m, batch, 21, &format!("conv, batch {batch}"));
+    }
+}
+
+#[test]
+fn pooling_gradients() {
+    let m = spec(json!({
+        "input": [2, 6, 5],
+        "layers": [
+            {"type": "conv2d", "name": "c", "out_channels": 3, "kernel": 3, "padding": 1},
+            {"type": "max_pool2d", "kernel": 2, "stride": 1},
+            {"type": "avg_pool2d", "kernel": 3, "stride": 2, "padding": 1},
+            {"type": "adaptive_avg_pool2d", "output": [2, 1]},
+            {"type": "flatten"},
+            {"type": "linear", "name": "fc", "out_features": 3},
+        ]
+    }))
+    .build()
+    .unwrap();
+    check_gradients(&m, 3, 31, "pooling");
+}
+
+#[test]
+fn normalization_and_unfused_activation_gradients() {
+    let m = spec(json!({
+        "input": [3, 4, 5],
+        "layers": [
+            {"type": "conv2d", "name": "c", "out_channels": 4, "kernel": 3},
+            {"type": "batch_norm2d", "name": "bn"},
+            {"type": "gelu"},
+            {"type": "dropout2d", "p": 0.3},
+            {"type": "flatten"},
+            {"type": "linear", "name": "fc1", "out_features": 6},
+            {"type": "batch_norm1d", "name": "bn1"},
+            {"type": "silu"},
+            {"type": "linear", "name": "fc2", "out_features": 6},
+            {"type": "layer_norm", "name": "norm"},
+            {"type": "gelu", "approximate": "tanh"},
+            {"type": "leaky_relu", "negative_slope": -0.2},
+            {"type": "linear", "name": "fc3", "out_features": 3},
+        ]
+    }))
+    .build()
+    .unwrap();
+    check_gradients(&m, 3, 41, "normalization");
+}
+
+#[test]
+fn residual_gradients_with_identity_and_projection_shortcuts() {
+    let m = spec(json!({
+        "input": [2, 5, 5],
+        "layers": [
+            {"type": "conv2d", "name": "stem", "out_channels": 3, "kernel": 3, "padding": 1},
+            {"type": "relu"},
+            {"type": "residual", "name": "block1", "body": [
+                {"type": "conv2d", "name": "conv1", "out_channels": 3, "kernel": 3, "padding": 1},
+                {"type": "relu"},
+                {"type": "conv2d", "name": "conv2", "out_channels": 3, "kernel": 3, "padding": 1},
+            ]},
+            {"type": "relu"},
+            {"type": "residual", "name": "block2", "body": [
+                {"type": "conv2d", "name": "conv1", "out_channels": 4, "kernel": 3, "padding": 1, "stride": 2},
+                {"type": "batch_norm2d", "name": "bn1"},
+                {"type": "relu"},
+            ], "shortcut": [
+                {"type": "conv2d", "out_channels": 4, "kernel": 1, "stride": 2, "bias": false},
+                {"type": "batch_norm2d"},
+            ]},
+            {"type": "adaptive_avg_pool2d"},
+            {"type": "flatten"},
+            {"type": "linear", "name": "fc", "out_features": 3},
+        ]
+    }))
+    .build()
+    .unwrap();
+    let names: Vec<&str> = m.layout().views().iter().map(|v| v.name.as_str()).collect();
+    for n in [
+        "block1.conv1.weight",
+        "block2.bn1.running_var",
+        "block2.shortcut.0.weight",
+        "block2.shortcut.1.num_batches_tracked",
+    ] {
+        assert!(names.contains(&n), "{n} in {names:?}");
+    }
+    check_gradients(&m, 3, 51, "residual");
+}
+
+fn random(rng: &mut Rng, n: usize) -> Vec<f32> {
+    (0..n).map(|_| rng.uniform(-1.0, 1.0)).collect()
+}
+
+/// The im2col + GEMM convolution against the direct loops, forward and backward, on odd
+/// shapes and thread counts.
+#[test]
+fn fast_convolution_matches_the_naive_twin() {
+    let cases = [
+        // (c, h, w, o, kernel, stride, padding, dilation, groups)
+        (1, 28, 28, 32, (3, 3), (1, 1), (0, 0), (1, 1), 1),
+        (3, 9, 7, 4, (3, 2), (2, 1), (1, 0), (1, 2), 1),
+        (4, 8, 8, 6, (3, 3), (1, 2), (2, 1), (2, 1), 2),
+        (2, 5, 6, 2, (1, 1), (2, 2), (0, 0), (1, 1), 2),
+    ];
+    let mut rng = Rng::new(3);
+    for (c, h, w, o, k, s, p, d, g) in cases {
+        let win = Window {
+            kernel: k,
+            stride: s,
+            padding: p,
+            dilation: d,
+        };
+        let m = spec(json!({
+            "input": [c, h, w],
+            "layers": [{"type": "conv2d", "name": "conv", "out_channels": o,
+                        "kernel": [k.0, k.1], "stride": [s.0, s.1], "padding": [p.0, p.1],
+                        "dilation": [d.0, d.1], "groups": g}]
+        }))
+        .build()
+        .unwrap();
+        for (batch, threads) in [(1, 1), (3, 1), (3, 2), (5, 3)] {
+            let values = m.init_params(&mut rng);
+            let x = random(&mut rng, batch * c * h * w);
+            let wv = &values[m.layout().get("conv.weight").unwrap().range()];
+            let bv = &values[m.layout().get("conv.bias").unwrap().range()];
+            let want = conv2d_naive(&x, batch, (c, h, w), wv, Some(bv), o, win, g);
+            let pool = Pool::new(threads).unwrap();
+            let mut ws = Workspace::new(&m, batch, threads);
+            let got = m.forward(&values, &x, &mut ws, &pool).unwrap().to_vec();
+            assert_eq!(got.len(), want.len());
+            for (a, b) in got.iter().zip(&want) {
+                assert!(
+                    (a - b).abs() <= 1e-5 * (1.0 + b.abs()),
+                    "forward {a} vs {b}"
+                );
+            }
+            // The gradient of sum(y · r) w.r.t. the weights is the backward of dy = r; a
+            // softmax loss gives the layer some dy: compare through the model's own grads.
+            let labels: Vec<u8> = (0..batch).map(|i| (i % 2) as u8).collect();
+            let mut v2 = values.clone();
+            let mut grads = vec![0.0; m.param_count()];
+            let mut ws2 = Workspace::new(&m, batch, threads);
+            m.train_step_grads(&mut v2, &x, &labels, &mut grads, &mut ws2, &pool)
+                .unwrap();
+            // Recompute dy of the mean cross-entropy over the flattened outputs.
+            let classes = m.output_features();
+            let mut dy = vec![0.0; want.len()];
+            descent_nn::softmax_cross_entropy(&got, &labels, classes, Some(&mut dy)).unwrap();
+            let (_, dw, db) = conv2d_backward_naive(&x, &dy, batch, (c, h, w), wv, o, win, g);
+            let gw = &grads[m.layout().get("conv.weight").unwrap().range()];
+            let gb = &grads[m.layout().get("conv.bias").unwrap().range()];
+            for (a, b) in gw.iter().zip(&dw).chain(gb.iter().zip(&db)) {
+                assert!((a - b).abs() <= 1e-5 * (1.0 + b.abs()), "grad {a} vs {b}");
+            }
+        }
+    }
+}
+
+/// The input gradient of the fast path against the naive one, through a first layer that
+/// needs it.
+#[test]
+fn convolution_input_gradient_matches_the_naive_twin() {
+    let (c, h, w, o) = (4, 7, 6, 6);
+    let win = Window {
+        kernel: (3, 2),
+        stride: (2, 1),
+        padding: (1, 1),
+        dilation: (1, 2),
+    };
+    let m = spec(json!({
+        "input": [c, h, w],
+        "layers": [
+            {"type": "batch_norm2d", "name": "bn", "affine": true},
+            {"type": "conv2d", "name": "conv", "out_channels": o, "kernel": [3, 2],
+             "stride": [2, 1], "padding": 1, "dilation": [1, 2], "groups": 2},
+        ]
+    }))
+    .build()
+    .unwrap();
+    let mut rng = Rng::new(9);
+    let batch = 3;
+    let mut values = m.init_params(&mut rng);
+    let x = random(&mut rng, batch * c * h * w);
+    let labels = [0u8, 5, 2];
+    let pool = Pool::new(2).unwrap();
+    let mut ws = Workspace::new(&m, batch, 2);
+    let mut grads = vec![0.0; m.param_count()];
+    m.train_step_grads(&mut values, &x, &labels, &mut grads, &mut ws, &pool)
+        .unwrap();
+    // BatchNorm with γ = 1, β = 0: dγ = Σ dx̂·x̂, dβ = Σ dx̂, where dx̂ is the conv's input
+    // gradient; check dβ per channel against the naive input gradient.
+    let bn_out: Vec<f32> = {
+        let mut out = vec![0.0; x.len()];
+        let s = h * w;
+        for ch in 0..c {
+            let vals: Vec<f64> = (0..batch)
+                .flat_map(|n| {
+                    x[(n * c + ch) * s..(n * c + ch + 1) * s]
+                        .iter()
+                        .map(|&v| v as f64)
+                })
+                .collect();
+            let mu = vals.iter().sum::<f64>() / vals.len() as f64;
+            let var = vals.iter().map(|v| (v - mu).powi(2)).sum::<f64>() / vals.len() as f64;
+            for n in 0..batch {
+                for i in 0..s {
+                    let k = (n * c + ch) * s + i;
+                    out[k] = ((x[k] as f64 - mu) / (var + 1e-5).sqrt()) as f32;
+                }
+            }
+        }
+        out
+    };
+    let wv = values[m.layout().get("conv.weight").unwrap().range()].to_vec();
+    let bv = values[m.layout().get("conv.bias").unwrap().range()].to_vec();
+    let y = conv2d_naive(&bn_out, batch, (c, h, w), &wv, Some(&bv), o, win, 2);
+    let mut dy = vec![0.0; y.len()];
+    descent_nn::softmax_cross_entropy(&y, &labels, m.output_features(), Some(&mut dy)).unwrap();
+    let (dx, _, _) = conv2d_backward_naive(&bn_out, &dy, batch, (c, h, w), &wv, o, win, 2);
+    let dbeta = &grads[m.layout().get("bn.bias").unwrap().range()];
+    for ch in 0..c {
+        let s = h * w;
+        let want: f32 = (0..batch)
+            .map(|n| {
+                dx[(n * c + ch) * s..(n * c + ch + 1) * s]
+                    .iter()
+                    .sum::<f32>()
+            })
+            .sum();
+        assert!((dbeta[ch] - want).abs() < 1e-4, "{} vs {want}", dbeta[ch]);
+    }
+}
+
+fn cnn_like() -> Model {
+    spec(json!({
+        "input": [1, 12, 12],
+        "layers": [
+            {"type": "conv2d", "name": "conv1", "out_channels": 8, "kernel": 3},
+            {"type": "relu"},
+            {"type": "conv2d", "name": "conv2", "out_channels": 16, "kernel": 3},
+            {"type": "batch_norm2d", "name": "bn"},
+            {"type": "relu"},
+            {"type": "max_pool2d", "kernel": 2},
+            {"type": "dropout", "p": 0.25},
+            {"type": "flatten"},
+            {"type": "linear", "name": "fc1", "out_features": 32},
+            {"type": "relu"},
+            {"type": "linear", "name": "fc2", "out_features": 10},
+        ]
+    }))
+    .build()
+    .unwrap()
+}
+
+/// One thread and several give the same gradients (up to the order of sums).
+#[test]
+fn threads_agree() {
+    for m in [
+        Model::mlp(784, &[512], 10, Activation::Relu, 0.0).unwrap(),
+        cnn_like(),
+    ] {
+        let mut rng = Rng::new(3);
+        let params = m.init_params(&mut rng);
+        let (x, y) = data(&mut rng, 64, m.input_features(), 10);
+        let run = |threads| {
+            let pool = Pool::new(threads).unwrap();
+            let mut ws = Workspace::new(&m, 64, threads);
+            let mut grads = vec![0.0; m.param_count()];
+            let mut v = params.clone();
+            ws.set_dropout_seed(1);
+            let s = m
+                .train_step_grads(&mut v, &x, &y, &mut grads, &mut ws, &pool)
+                .unwrap();
+            (s.loss_sum, grads, v)
+        };
+        let (l1, g1, v1) = run(1);
+        let (l2, g2, v2) = run(2);
+        assert!((l1 - l2).abs() < 1e-4 * l1.abs());
+        for (a, b) in g1.iter().zip(&g2).chain(v1.iter().zip(&v2)) {
+            assert!((a - b).abs() <= 1e-5 + 1e-4 * a.abs(), "{a} vs {b}");
+        }
+        assert_eq!(run(2).1, g2, "the same threads give the same bits");
+    }
+}
+
+/// The fused SGD step gives the parameters of gradients followed by `p -= lr * g`.
+#[test]
+fn fused_sgd_matches_gradients_then_sgd() {
+    for m in [
+        Model::mlp(784, &[512], 10, Activation::Relu, 0.0).unwrap(),
+        Model::mlp(784, &[32, 16], 10, Activation::Tanh, 0.2).unwrap(),
+        cnn_like(),
+    ] {
+        let mut rng = Rng::new(4);
+        let start = m.init_params(&mut rng);
+        let (x, y) = data(&mut rng, 64, m.input_features(), 10);
+        let pool = Pool::new(2).unwrap();
+        let mut ws = Workspace::new(&m, 64, 2);
+        let lr = 0.05;
+        let t = m.param_count();
+        let mut unfused = start.clone();
+        let mut grads = vec![0.0; t];
+        for step in 0..3 {
+            ws.set_dropout_seed(step);
+            m.train_step_grads(&mut unfused, &x, &y, &mut grads, &mut ws, &pool)
+                .unwrap();
+            unfused[..t]
+                .iter_mut()
+                .zip(&grads)
+                .for_each(|(p, g)| *p -= lr * g);
+        }
+        let mut fused = start.clone();
+        for step in 0..3 {
+            ws.set_dropout_seed(step);
+            m.train_step_sgd(&mut fused, lr, &x, &y, &mut ws, &pool)
+                .unwrap();
+        }
+        for (k, (a, b)) in fused.iter().zip(&unfused).enumerate() {
+            assert!(
+                (a - b).abs() <= 1e-6 * (1.0 + b.abs()),
+                "param {k}: {a} vs {b}"
+            );
+        }
+        assert_ne!(fused, start);
+    }
+}
+
+#[test]
+fn batchnorm_running_statistics_and_eval_mode() {
+    let m = spec(json!({
+        "input": [2, 3, 3],
+        "layers": [{"type": "batch_norm2d", "name": "bn", "momentum": 0.25}]
+    }))
+    .build()
+    .unwrap();
+    let mut rng = Rng::new(1);
+    let mut values = m.init_params(&mut rng);
+    let x: Vec<f32> = (0..2 * 18)
+        .map(|i| (i as f32 * 0.37).sin() * 2.0 + 0.5)
+        .collect();
+    let pool = Pool::new(1).unwrap();
+    let mut ws = Workspace::new(&m, 2, 1);
+    let mut g = vec![0.0; m.param_count()];
+    m.train_step_grads(&mut values, &x, &[0, 1], &mut g, &mut ws, &pool)
+        .unwrap();
+    let l = m.layout();
+    let rm = &values[l.get("bn.running_mean").unwrap().range()];
+    let rv = &values[l.get("bn.running_var").unwrap().range()];
+    for ch in 0..2 {
+        let vals: Vec<f64> = (0..2)
+            .flat_map(|n| {
+                x[(n * 2 + ch) * 9..(n * 2 + ch + 1) * 9]
+                    .iter()
+                    .map(|&v| v as f64)
+            })
+            .collect();
+        let mu = vals.iter().sum::<f64>() / 18.0;
+        let var = vals.iter().map(|v| (v - mu).powi(2)).sum::<f64>() / 17.0;
+        assert!((rm[ch] as f64 - 0.25 * mu).abs() < 1e-6);
+        assert!((rv[ch] as f64 - (0.75 + 0.25 * var)).abs() < 1e-5);
+    }
+    assert_eq!(values[l.get("bn.num_batches_tracked").unwrap().offset], 1.0);
+    assert_eq!(l.trainable_len(), 4, "running statistics are not trainable");
+    // Evaluation uses the running statistics: y = (x - rm) / sqrt(rv + eps).
+    let y = m.forward(&values, &x, &mut ws, &pool).unwrap().to_vec();
+    let want = (x[0] - rm[0]) / (rv[0] + 1e-5).sqrt();
+    assert!((y[0] - want).abs() < 1e-6);
+}
+
+#[test]
+fn dropout_drops_by_seed_in_training_only() {
+    let with = Model::mlp(20, &[400], 3, Activation::Relu, 0.3).unwrap();
+    let without = Model::mlp(20, &[400], 3, Activation::Relu, 0.0).unwrap();
+    let mut rng = Rng::new(5);
+    let params = with.init_params(&mut rng);
+    let (x, y) = data(&mut rng, 50, 20, 3);
+    let pool = Pool::new(2).unwrap();
+    let mut ws = Workspace::new(&with, 50, 2);
+    let mut grads = vec![0.0; with.param_count()];
+    let mut losses = Vec::new();
+    for seed in [1, 1, 2] {
+        ws.set_dropout_seed(seed);
+        let mut v = params.clone();
+        losses.push(
+            with.train_step_grads(&mut v, &x, &y, &mut grads, &mut ws, &pool)
+                .unwrap()
+                .loss_sum,
+        );
+    }
+    assert_eq!(losses[0], losses[1]);
+    assert_ne!(losses[0], losses[2]);
+    let mut ws2 = Workspace::new(&without, 50, 2);
+    let a = with.evaluate(&params, &x, &y, &mut ws, &pool).unwrap();
+    let b = without.evaluate(&params, &x, &y, &mut ws2, &pool).unwrap();
+    assert_eq!(a, b, "evaluation ignores dropout");
+}
+
+#[test]
+fn names_and_shapes_follow_pytorch() {
+    let net = Model::mlp(784, &[256, 128], 10, Activation::Tanh, 0.0).unwrap();
+    let names: Vec<_> = net
+        .layout()
+        .views()
+        .iter()
+        .map(|v| (v.name.as_str(), v.shape.clone()))
+        .collect();
+    assert_eq!(
+        names,
+        vec![
+            ("fc1.weight", vec![256, 784]),
+            ("fc1.bias", vec![256]),
+            ("fc2.weight", vec![128, 256]),
+            ("fc2.bias", vec![128]),
+            ("fc3.weight", vec![10, 128]),
+            ("fc3.bias", vec![10]),
+        ]
+    );
+    let seed = Model::mlp(784, &[512], 10, Activation::Relu, 0.0).unwrap();
+    assert_eq!(seed.layout().len(), 407_050);
+    let c = cnn_like();
+    let conv = c.layout().get("conv2.weight").unwrap();
+    assert_eq!(conv.shape, vec![16, 8, 3, 3]);
+    // Unnamed layers take their position, as in nn.Sequential.
+    let s = spec(json!({"input": [4], "layers": [
+        {"type": "linear", "out_features": 3}, {"type": "relu"},
+        {"type": "linear", "out_features": 2}]}))
+    .build()
+    .unwrap();
+    let names: Vec<_> = s.layout().views().iter().map(|v| v.name.clone()).collect();
+    assert_eq!(names, ["0.weight", "0.bias", "2.weight", "2.bias"]);
+}
+
+#[test]
+fn init_is_bounded_by_fan_in() {
+    let net = cnn_like();
+    let p = net.init_params(&mut Rng::new(0));
+    let conv2 = net.layout().get("conv2.weight").unwrap();
+    let b = 1.0 / (8.0f32 * 9.0).sqrt();
+    assert!(p[conv2.range()].iter().all(|v| v.abs() <= b));
+    let max = p[conv2.range()].iter().fold(0f32, |m, v| m.max(v.abs()));
+    assert!(max > 0.95 * b, "uniform fills the range: {max} vs {b}");
+    let var = net.layout().get("bn.running_var").unwrap();
+    assert!(p[var.range()].iter().all(|&v| v == 1.0));
+}
+
+fn err(v: serde_json::Value) -> String {
+    match ModelSpec::from_toml_value(v) {
+        Err(e) => e.to_string(),
+        Ok(s) => s.build().unwrap_err().to_string(),
+    }
+}
+
+/// A model file with an error is refused before any work, naming the layer and what was
+/// expected.
+#[test]
+fn bad_descriptions_name_the_layer_and_the_fix() {
+    let cases = [
+        (
+            json!({"input": [1, 28, 28], "layers": [{"type": "conv3d"}]}),
+            "layer 1: unknown layer type `conv3d`",
+        ),
+        (
+            json!({"input": [1, 28, 28], "layers": [{"type": "conv2d", "out_channels": 4, "kernal": 3}]}),
+            "layer 1: conv2d: unknown field `kernal`",
+        ),
+        (
+            json!({"input": [1, 28, 28], "layers": [{"type": "conv2d", "out_channels": 4}]}),
+            "missing field `kernel`",
+        ),
+        (
+            json!({"input": [1, 28, 28], "layers": [
+                {"type": "conv2d", "out_channels": 4, "kernel": 3},
+                {"type": "linear", "in_features": 2704, "out_features": 10}]}),
+            "layer 2 (linear): it expects 2704 input features, but the layer before gives (4, 26, 26); add a flatten before it",
+        ),
+        (
+            json!({"input": [784], "layers": [{"type": "conv2d", "out_channels": 4, "kernel": 3}]}),
+            "layer 1 (conv2d): it takes (channels, height, width) inputs, but gets (784)",
+        ),
+        (
+            json!({"input": [3, 4, 4], "layers": [{"type": "conv2d", "out_channels": 4, "kernel": 5}]}),
+            "layer 1 (conv2d): its window (5x5",
+        ),
+        (
+            json!({"input": [3, 8, 8], "layers": [{"type": "conv2d", "out_channels": 4, "kernel": 3, "groups": 2}]}),
+            "groups 2 must divide both its 3 input channels",
+        ),
+        (
+            json!({"input": [2, 4, 4], "layers": [{"type": "residual", "body": [
+                {"type": "conv2d", "out_channels": 3, "kernel": 1}]}]}),
+            "layer 1 (residual): its body gives (3, 4, 4) but its shortcut gives (2, 4, 4)",
+        ),
+        (
+            json!({"input": [2, 4, 4], "layers": [{"type": "residual", "name": "b", "body": [
+                {"type": "dropout", "p": 1.5}]}]}),
+            "layer 1 (residual `b`) body layer 1 (dropout): p = 1.5",
+        ),
+        (
+            json!({"input": [4], "layers": [
+                {"type": "linear", "name": "fc", "out_features": 3},
+                {"type": "linear", "name": "fc", "out_features": 2}]}),
+            "layer 2 (linear): the name `fc` is used twice",
+        ),
+        (json!({"input": [4], "layers": []}), "a model needs at least one layer"),
+        (json!({"layers": []}), "it has no `input`"),
+        (
+            json!({"input": [4], "layers": [{"type": "batch_norm2d"}]}),
+            "layer 1 (batch_norm2d): it takes (C, H, W) inputs, but gets (4)",
+        ),
+    ];
+    for (v, want) in cases {
+        let e = err(v);
+        assert!(e.contains(want), "{e:?} should contain {want:?}");
+    }
+    assert!(matches!(
+        ModelSpec::from_toml_value(json!([])),
+        Err(NnError::Spec { .. })
+    ));
+}
+
+#[test]
+fn descriptions_round_trip_through_json() {
+    let m = cnn_like();
+    let text = m.spec().to_json();
+    let back = ModelSpec::from_json(&text).unwrap();
+    assert_eq!(&back, m.spec());
+    assert_eq!(back.build().unwrap().layout(), m.layout());
+}
+
+#[test]
+fn bad_inputs_are_errors() {
+    let net = Model::mlp(4, &[3], 2, Activation::Relu, 0.0).unwrap();
+    let mut p = net.init_params(&mut Rng::new(0));
+    let mut ws = Workspace::new(&net, 2, 1);
+    let pool = Pool::new(1).unwrap();
+    let mut g = vec![0.0; net.param_count()];
+    assert!(matches!(
+        net.train_step_grads(&mut p, &[0.0; 12], &[0, 1, 0], &mut g, &mut ws, &pool),
+        Err(NnError::BatchTooLarge { .. })
+    ));
+    assert!(matches!(
+        net.train_step_grads(&mut p, &[0.0; 7], &[0, 1], &mut g, &mut ws, &pool),
+        Err(NnError::Shape { .. })
+    ));
+    assert!(matches!(
+        net.train_step_grads(&mut p, &[0.0; 8], &[0, 5], &mut g, &mut ws, &pool),
+        Err(NnError::LabelOutOfRange { .. })
+    ));
+    let other = Model::mlp(4, &[5], 2, Activation::Relu, 0.0).unwrap();
+    let mut ws_other = Workspace::new(&other, 2, 1);
+    assert!(matches!(
+        net.train_step_grads(&mut p, &[0.0; 8], &[0, 1], &mut g, &mut ws_other, &pool),
+        Err(NnError::Shape { .. })
+    ));
+}
