@@ -122,7 +122,10 @@ fn bad_settings_are_refused_before_any_work() {
             "--min-delta",
         ),
         (&["train", "--activation", "swish"], "--activation"),
-        (&["train", "--model", "vgg"], "invalid --model vgg: not a preset"),
+        (
+            &["train", "--model", "vgg"],
+            "invalid --model vgg: not a preset",
+        ),
         (
             &["train", "--model", "cnn", "--hidden", "128"],
             "invalid --hidden: it shapes --model mlp, not --model cnn",
@@ -509,7 +512,11 @@ fn model_files_are_checked_before_any_work() {
     for (path, want) in &cases {
         let o = descent(&["train", "--model", path, "--no-fetch"], dir.path());
         assert_clean_failure(&o, want);
-        assert!(!stderr(&o).contains("MNIST"), "refused before the data: {}", stderr(&o));
+        assert!(
+            !stderr(&o).contains("MNIST"),
+            "refused before the data: {}",
+            stderr(&o)
+        );
     }
 }
 
