@@ -6,7 +6,12 @@ sides with the same parameter names, and records fixtures for descent's tests:
 
     python tools/nn_reference.py layers    # crates/descent-nn/tests/fixtures/torch_layers.json
     python tools/nn_reference.py cnn       # crates/descent-train/tests/fixtures/torch_cnn_adadelta.json
-    python tools/nn_reference.py load WEIGHTS.safetensors   # strict=True load of descent's weights
+    python tools/nn_reference.py load WEIGHTS.safetensors [MNIST_DIR [OUT.safetensors]]
+
+`load`: builds the model a descent weights file records, loads the file with strict=True, and
+with MNIST_DIR prints the test accuracy PyTorch computes with it (descent eval prints the same);
+with OUT, saves PyTorch's state_dict as a plain safetensors file, as a PyTorch user would (no
+model recorded: `descent eval OUT --model NAME` reads it).
 
 `layers`: for each case (a small model around one layer kind, odd shapes: stride 2, padding,
 dilation 2, groups 2, non-square images, batch 1 and 3), PyTorch's initial parameters, an input,
@@ -41,21 +46,40 @@ def pair(v):
     return tuple(v) if isinstance(v, list) else (v, v)
 
 
-class Residual(nn.Module):
-    """body(x) + shortcut(x); body layers are children of the block, the shortcut is a
-    Sequential named `shortcut` (identity when empty), as descent names them."""
+class Chain(nn.Module):
+    """Modules run in order under descent's names; a dotted name (`layer1.0`) nests
+    containers, so that state_dict keys are the names descent gives (`layer1.0.conv1.weight`).
+    With plain names it has the state_dict of an nn.Sequential of the same modules."""
 
-    def __init__(self, body, shortcut):
+    def __init__(self, mods):
         super().__init__()
-        self.body_names = [n for n, _ in body]
-        for n, m in body:
-            self.add_module(n, m)
-        self.shortcut = nn.Sequential(OrderedDict(shortcut)) if shortcut else None
+        self.order = []
+        for name, m in mods:
+            parent = self
+            parts = name.split(".")
+            for p in parts[:-1]:
+                if not hasattr(parent, p):
+                    parent.add_module(p, nn.Module())
+                parent = getattr(parent, p)
+            parent.add_module(parts[-1], m)
+            self.order.append(name)
 
     def forward(self, x):
-        y = x
-        for n in self.body_names:
-            y = getattr(self, n)(y)
+        for name in self.order:
+            x = self.get_submodule(name)(x)
+        return x
+
+
+class Residual(Chain):
+    """body(x) + shortcut(x); body layers are children of the block, the shortcut a chain
+    named `shortcut` (the identity when empty), as descent names them."""
+
+    def __init__(self, body, shortcut):
+        super().__init__(body)
+        self.shortcut = Chain(shortcut) if shortcut else None
+
+    def forward(self, x):
+        y = super().forward(x)
         return y + (self.shortcut(x) if self.shortcut is not None else x)
 
 
@@ -120,9 +144,9 @@ def chain(specs, shape):
 
 
 def build(spec):
-    """An nn.Sequential whose state_dict names match descent's."""
+    """A module whose state_dict names match descent's."""
     mods, _ = chain(spec["layers"], spec["input"])
-    return nn.Sequential(OrderedDict(mods))
+    return Chain(mods)
 
 
 def tensor_list(t):
@@ -265,16 +289,34 @@ def cnn_fixture(steps=50, batch=64):
     print("wrote", path, "final loss", losses[-1])
 
 
-def load(path):
+def load(path, data_dir=None, out=None):
     """Loads descent's weights file into the model it records, strict=True."""
+    import gzip
     from safetensors import safe_open
-    from safetensors.torch import load_file
+    from safetensors.torch import load_file, save_file
     with safe_open(path, "pt") as f:
         meta = f.metadata()
     spec = json.loads(meta["model"])
     model = build(spec)
     model.load_state_dict(load_file(path), strict=True)
     print("loaded %s into PyTorch (strict=True): %d tensors" % (path, len(model.state_dict())))
+    if data_dir:
+        def idx(name, off):
+            p = os.path.join(data_dir, name)
+            raw = open(p, "rb").read() if os.path.exists(p) else gzip.open(p + ".gz").read()
+            return np.frombuffer(raw, dtype=np.uint8, offset=off)
+        x = torch.tensor(idx("t10k-images-idx3-ubyte", 16).astype(np.float32) / 255)
+        x = ((x - 0.1307) / 0.3081).view(-1, *spec["input"])
+        y = torch.tensor(idx("t10k-labels-idx1-ubyte", 8).astype(np.int64))
+        model.eval()
+        with torch.no_grad():
+            out_ = torch.cat([model(x[i:i + 1000]) for i in range(0, len(y), 1000)])
+        loss = F.cross_entropy(out_, y).item()
+        acc = (out_.argmax(1) == y).float().mean().item() * 100
+        print("PyTorch on the test set: test_loss %.4f test_acc %.2f%%" % (loss, acc))
+    if out:
+        save_file({k: v.contiguous() for k, v in model.state_dict().items()}, out)
+        print("saved PyTorch's state_dict to", out)
     return model
 
 
@@ -285,6 +327,6 @@ if __name__ == "__main__":
     elif what == "cnn":
         cnn_fixture()
     elif what == "load":
-        load(sys.argv[2])
+        load(*sys.argv[2:5])
     else:
         sys.exit(__doc__)

@@ -220,6 +220,9 @@ pub struct PredictArgs {
     pub weights: PathBuf,
     /// A 28x28 PNG (white digit on black, as MNIST; see --invert) or an IDX image file.
     pub input: PathBuf,
+    /// The model, when the weights file does not record it: a preset or a model file.
+    #[arg(long, value_name = "NAME|FILE")]
+    pub model: Option<String>,
     /// Classes to show per image, most likely first.
     #[arg(long, default_value_t = 3)]
     pub top: usize,
@@ -235,6 +238,10 @@ pub struct PredictArgs {
 pub struct EvalArgs {
     /// A safetensors file of weights (saved by `descent train --save`, or by PyTorch).
     pub weights: PathBuf,
+    /// The model, when the file does not record it (descent's files do; PyTorch's do not):
+    /// a preset (mlp, cnn, lenet5, resnet) or a model file.
+    #[arg(long, value_name = "NAME|FILE")]
+    pub model: Option<String>,
     /// Hidden sizes, when the file does not record them (descent's files do).
     #[arg(long, value_delimiter = ',', value_name = "N[,N...]")]
     pub hidden: Option<Vec<usize>>,

@@ -11,19 +11,35 @@ use descent_train::checkpoint::{load_weights, read_metadata};
 
 use crate::cli::{ActivationArg, EvalArgs};
 
-/// The model of the weights at `path`: the description the file records, or (for files
-/// without one) the MLP that `hidden` and `activation` describe.
+/// The model of the weights at `path`: `model` when given (a file PyTorch saved records
+/// none), else the description the file records, else the MLP that `hidden` and
+/// `activation` describe.
 pub fn architecture(
     path: &Path,
+    model: Option<&str>,
     hidden: Option<&[usize]>,
     activation: Option<ActivationArg>,
 ) -> Result<ModelSpec> {
     let meta = read_metadata(path)?;
+    if model.is_some() {
+        let args = crate::models::ModelArgs {
+            model,
+            hidden,
+            activation,
+            dropout: None,
+        };
+        return crate::models::spec(args, &crate::models::MNIST_SHAPE, 10);
+    }
     crate::models::recorded(path, &meta, hidden, activation)
 }
 
 pub fn run(args: EvalArgs) -> Result<()> {
-    let spec = architecture(&args.weights, args.hidden.as_deref(), args.activation)?;
+    let spec = architecture(
+        &args.weights,
+        args.model.as_deref(),
+        args.hidden.as_deref(),
+        args.activation,
+    )?;
     let (data, _) = crate::data::mnist(
         args.data_dir.as_deref(),
         args.no_fetch,
@@ -34,7 +50,16 @@ pub fn run(args: EvalArgs) -> Result<()> {
     crate::models::fits(&spec, test.shape(), test.classes())
         .with_context(|| format!("{}", args.weights.display()))?;
     let net = crate::models::build(&spec)?;
-    let (params, _) = load_weights(&args.weights, net.layout())?;
+    let (params, _) = load_weights(&args.weights, net.layout()).map_err(|e| {
+        let recorded = read_metadata(&args.weights).is_ok_and(|m| m.contains_key("model"));
+        match (recorded, &args.model) {
+            (false, None) => anyhow::anyhow!(
+                "{e}\nthe file records no model (PyTorch's files do not): name it with --model \
+                 (mlp, cnn, lenet5, resnet or a model file)"
+            ),
+            _ => e.into(),
+        }
+    })?;
     let pool = Pool::new(args.threads.unwrap_or(0))?;
     let batch = 1000;
     let mut ws = Workspace::new(&net, batch, pool.threads());

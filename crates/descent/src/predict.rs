@@ -75,7 +75,7 @@ fn images(input: &Path, features: usize, invert: bool) -> Result<Vec<Vec<u8>>> {
 }
 
 pub fn run(args: PredictArgs) -> Result<()> {
-    let spec = crate::eval::architecture(&args.weights, None, None)?;
+    let spec = crate::eval::architecture(&args.weights, args.model.as_deref(), None, None)?;
     let (features, classes) = (784, 10);
     crate::models::fits(&spec, &crate::models::MNIST_SHAPE, classes)
         .with_context(|| format!("{}", args.weights.display()))?;
