@@ -125,6 +125,8 @@ def layer(spec, shape):
         return nn.Tanh()
     if t == "sigmoid":
         return nn.Sigmoid()
+    if t == "log_softmax":
+        return nn.LogSoftmax(dim=-1)
     if t == "residual":
         body, shape_b = chain(spec["body"], shape)
         short, _ = chain(spec.get("shortcut", []), shape)
@@ -190,7 +192,8 @@ LAYER_CASES = [
         {"type": "gelu", "approximate": "tanh"},
         {"type": "leaky_relu", "negative_slope": 0.1},
         {"type": "sigmoid"},
-        {"type": "linear", "name": "fc4", "out_features": 3}]}, 3),
+        {"type": "linear", "name": "fc4", "out_features": 3},
+        {"type": "log_softmax"}]}, 3),
     ("residual", {"input": [2, 6, 5], "layers": [
         {"type": "conv2d", "name": "stem", "out_channels": 3, "kernel": 3, "padding": 1},
         {"type": "relu"},

@@ -31,7 +31,7 @@ pub struct Dataset {
     features: usize,
     classes: usize,
     images: Vec<f32>,
-    labels: Vec<u8>,
+    labels: Vec<u32>,
 }
 
 impl Dataset {
@@ -79,7 +79,7 @@ impl Dataset {
             features,
             classes,
             images,
-            labels: labels.data.clone(),
+            labels: labels.data.iter().map(|&l| u32::from(l)).collect(),
         })
     }
 
@@ -118,8 +118,8 @@ impl Dataset {
         &self.images
     }
 
-    /// All labels.
-    pub fn labels(&self) -> &[u8] {
+    /// All labels (class indices).
+    pub fn labels(&self) -> &[u32] {
         &self.labels
     }
 

@@ -79,7 +79,7 @@ impl BatchLoader {
     }
 
     /// Copies batch `b` into `x` (`rows x features`) and `y` (`rows`); returns the rows.
-    pub fn fill(&self, ds: &Dataset, b: usize, x: &mut [f32], y: &mut [u8]) -> usize {
+    pub fn fill(&self, ds: &Dataset, b: usize, x: &mut [f32], y: &mut [u32]) -> usize {
         let idx = self.indices(b);
         let f = ds.features();
         for (k, &i) in idx.iter().enumerate() {
@@ -160,7 +160,7 @@ mod tests {
         let ds = toy(10);
         let mut l = BatchLoader::new(10, 4, true, false, 1).unwrap();
         l.start_epoch(1);
-        let (mut x, mut y) = (vec![0.0; 4], vec![0u8; 4]);
+        let (mut x, mut y) = (vec![0.0; 4], vec![0u32; 4]);
         let rows = l.fill(&ds, 2, &mut x, &mut y);
         assert_eq!(rows, 2);
         for k in 0..rows {

@@ -295,3 +295,63 @@ mod tests {
         assert_eq!(Activation::from_name("swish"), None);
     }
 }
+
+/// `log_softmax` over the last dimension (PyTorch's `nn.LogSoftmax(dim=-1)`): the output of
+/// a classifier trained with the NLL loss.
+#[derive(Clone, Debug)]
+pub struct LogSoftmax {
+    shape: Vec<usize>,
+}
+
+impl LogSoftmax {
+    /// On inputs of `shape`.
+    pub fn new(shape: Vec<usize>) -> Self {
+        Self { shape }
+    }
+}
+
+impl Layer for LogSoftmax {
+    fn kind(&self) -> &'static str {
+        "LogSoftmax"
+    }
+
+    fn output_shape(&self) -> &[usize] {
+        &self.shape
+    }
+
+    // x and y are (R, D), D the last dimension: y = x - logsumexp(x).
+    fn forward(&self, f: &mut Forward<'_>, x: &[f32], y: &mut [f32], _ws: &mut [f32]) {
+        let d = *self.shape.last().expect("shapes are not empty");
+        let n = f.batch * numel(&self.shape);
+        for (xr, yr) in x[..n].chunks_exact(d).zip(y[..n].chunks_exact_mut(d)) {
+            let max = xr.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+            let lse = xr.iter().map(|v| (v - max).exp()).sum::<f32>().ln() + max;
+            yr.iter_mut().zip(xr).for_each(|(y, x)| *y = x - lse);
+        }
+    }
+
+    // dx = dy - softmax(x) · Σ dy, with softmax(x) = exp(y).
+    fn backward(
+        &self,
+        b: &mut Backward<'_>,
+        _x: &[f32],
+        y: &[f32],
+        dy: &mut [f32],
+        dx: Option<&mut [f32]>,
+        _ws: &mut [f32],
+    ) {
+        let Some(dx) = dx else { return };
+        let d = *self.shape.last().expect("shapes are not empty");
+        let n = b.batch * numel(&self.shape);
+        for ((dxr, dyr), yr) in dx[..n]
+            .chunks_exact_mut(d)
+            .zip(dy[..n].chunks_exact(d))
+            .zip(y[..n].chunks_exact(d))
+        {
+            let s: f32 = dyr.iter().sum();
+            for ((o, g), y) in dxr.iter_mut().zip(dyr).zip(yr) {
+                *o = g - y.exp() * s;
+            }
+        }
+    }
+}

@@ -37,6 +37,14 @@ pub enum NnError {
         /// What is wrong and what is expected.
         why: String,
     },
+    /// Loss settings that do not fit the model or its targets.
+    #[error("loss {loss}: {why}")]
+    BadLoss {
+        /// The loss's name.
+        loss: &'static str,
+        /// What is wrong.
+        why: String,
+    },
     /// A label outside the classes the model predicts.
     #[error("label {label} at batch position {index} is outside the model's {classes} classes (0..{classes})")]
     LabelOutOfRange {

@@ -9,7 +9,7 @@
 //! one-to-one onto a PyTorch `state_dict`.
 //!
 //! ```
-//! use descent_nn::{Activation, Model, Workspace};
+//! use descent_nn::{Activation, Loss, Model, Targets, Workspace};
 //! use descent_tensor::{Pool, Rng};
 //!
 //! let net = Model::mlp(4, &[8], 3, Activation::Relu, 0.0).unwrap();
@@ -18,7 +18,10 @@
 //! let pool = Pool::new(1).unwrap();
 //! let mut ws = Workspace::new(&net, 2, pool.threads());
 //! let x = [0.1, 0.2, 0.3, 0.4, -0.1, -0.2, -0.3, -0.4];
-//! let loss = net.train_step_grads(&mut params, &x, &[0, 2], &mut grads, &mut ws, &pool).unwrap();
+//! let y = Targets::Classes(&[0, 2]);
+//! let loss = net
+//!     .train_step_grads(&mut params, &x, y, &Loss::default(), &mut grads, &mut ws, &pool)
+//!     .unwrap();
 //! assert!(loss.mean_loss().is_finite() && grads.iter().any(|g| *g != 0.0));
 //! ```
 //!
@@ -44,7 +47,7 @@ mod presets;
 mod residual;
 mod spec;
 
-pub use activation::{Activation, ActivationLayer};
+pub use activation::{Activation, ActivationLayer, LogSoftmax};
 pub use chain::Chain;
 pub use conv::{conv2d_backward_naive, conv2d_naive, Conv2d, Window};
 pub use dropout::{Dropout, Flatten};
@@ -52,7 +55,7 @@ pub use error::NnError;
 pub use layer::{mix_seed, numel, Backward, Forward, Layer, Sink};
 pub use layout::{LayoutBuilder, ParamLayout, ParamView};
 pub use linear::Linear;
-pub use loss::{softmax_cross_entropy, LossStats};
+pub use loss::{softmax_cross_entropy, Loss, LossStats, Targets, LOSS_NAMES};
 pub use model::{Model, Workspace};
 pub use norm::{BatchNorm, LayerNorm};
 pub use pool2d::{Pool2d, PoolKind};

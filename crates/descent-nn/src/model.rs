@@ -5,7 +5,7 @@ use descent_tensor::{Pool, Rng};
 
 use crate::chain::Chain;
 use crate::layer::{numel, Backward, Forward, Layer, Sink};
-use crate::{softmax_cross_entropy, LossStats, ModelSpec, NnError, ParamLayout};
+use crate::{Loss, LossStats, ModelSpec, NnError, ParamLayout, Targets};
 
 /// A model: layers in order, and where each tensor lives in the flat buffer of values
 /// (trainable parameters first, then buffers such as BatchNorm's running statistics).
@@ -187,15 +187,17 @@ impl Model {
             .last_output(&ws.arena, batch, ws.capacity, ws.threads))
     }
 
-    /// Forward, loss and backward on one batch: writes the gradient of the mean
-    /// cross-entropy into `grads` (laid out like the trainable parameters,
-    /// `layout().trainable_len()` values) and returns the batch's loss and accuracy counts.
-    /// Training mode: BatchNorm updates its running statistics in `values`.
+    /// Forward, loss and backward on one batch: writes the gradient of the mean loss into
+    /// `grads` (laid out like the trainable parameters, `layout().trainable_len()` values)
+    /// and returns the batch's loss and accuracy counts. Training mode: BatchNorm updates its
+    /// running statistics in `values`.
+    #[allow(clippy::too_many_arguments)]
     pub fn train_step_grads(
         &self,
         values: &mut [f32],
         x: &[f32],
-        labels: &[u8],
+        targets: Targets<'_>,
+        loss: &Loss,
         grads: &mut [f32],
         ws: &mut Workspace,
         pool: &Pool,
@@ -207,8 +209,8 @@ impl Model {
                 got: grads.len(),
             });
         }
-        let stats = self.forward_loss(values, x, labels, ws, pool)?;
-        self.backward(values, Sink::Grads(grads), x, labels.len(), ws, pool);
+        let stats = self.forward_loss(values, x, targets, loss, ws, pool)?;
+        self.backward(values, Sink::Grads(grads), x, stats.count, ws, pool);
         Ok(stats)
     }
 
@@ -217,17 +219,19 @@ impl Model {
     /// layer's weights by the weight-gradient product itself), so no gradient buffer is
     /// written or read again. Gives the same parameters as [`Model::train_step_grads`]
     /// followed by an SGD step.
+    #[allow(clippy::too_many_arguments)]
     pub fn train_step_sgd(
         &self,
         values: &mut [f32],
         lr: f32,
         x: &[f32],
-        labels: &[u8],
+        targets: Targets<'_>,
+        loss: &Loss,
         ws: &mut Workspace,
         pool: &Pool,
     ) -> Result<LossStats, NnError> {
-        let stats = self.forward_loss(values, x, labels, ws, pool)?;
-        self.backward(values, Sink::Sgd(lr), x, labels.len(), ws, pool);
+        let stats = self.forward_loss(values, x, targets, loss, ws, pool)?;
+        self.backward(values, Sink::Sgd(lr), x, stats.count, ws, pool);
         Ok(stats)
     }
 
@@ -237,11 +241,12 @@ impl Model {
         &self,
         values: &mut [f32],
         x: &[f32],
-        labels: &[u8],
+        targets: Targets<'_>,
+        loss: &Loss,
         ws: &mut Workspace,
         pool: &Pool,
     ) -> Result<LossStats, NnError> {
-        let batch = labels.len();
+        let batch = targets.len(self.output_features());
         self.check(values, x, batch, ws)?;
         let (params, buffers) = values.split_at_mut(self.layout.trainable_len());
         let mut f = Forward::train(pool, params, buffers, ws.seed);
@@ -250,7 +255,7 @@ impl Model {
         let (logits, dlogits) =
             self.chain
                 .output_and_grad(&mut ws.arena, batch, ws.capacity, ws.threads);
-        softmax_cross_entropy(logits, labels, self.output_features(), Some(dlogits))
+        loss.compute(logits, targets, self.output_features(), Some(dlogits))
     }
 
     fn backward(
@@ -275,30 +280,40 @@ impl Model {
         self.chain.backward(&mut b, x, &mut ws.arena, None);
     }
 
-    /// Loss and accuracy over a whole data set (evaluation mode), `x` holding
-    /// `labels.len()` rows, in batches of the workspace's capacity.
+    /// Loss and accuracy over a whole data set (evaluation mode), `x` holding one row per
+    /// target, in batches of the workspace's capacity.
     pub fn evaluate(
         &self,
         values: &[f32],
         x: &[f32],
-        labels: &[u8],
+        targets: Targets<'_>,
+        loss: &Loss,
         ws: &mut Workspace,
         pool: &Pool,
     ) -> Result<LossStats, NnError> {
         let features = self.input_features();
-        if x.len() != labels.len() * features {
+        let outputs = self.output_features();
+        let n = targets.len(outputs);
+        if x.len() != n * features {
             return Err(NnError::Shape {
                 what: "inputs",
-                expected: labels.len() * features,
+                expected: n * features,
                 got: x.len(),
             });
         }
         let mut total = LossStats::default();
         let cap = ws.capacity.max(1);
-        let classes = self.output_features();
-        for (xs, ys) in x.chunks(cap * features).zip(labels.chunks(cap)) {
-            let logits = self.forward(values, xs, ws, pool)?;
-            total.merge(softmax_cross_entropy(logits, ys, classes, None)?);
+        let mut start = 0;
+        while start < n {
+            let rows = cap.min(n - start);
+            let out = self.forward(
+                values,
+                &x[start * features..(start + rows) * features],
+                ws,
+                pool,
+            )?;
+            total.merge(loss.compute(out, targets.rows(start, rows, outputs), outputs, None)?);
+            start += rows;
         }
         Ok(total)
     }

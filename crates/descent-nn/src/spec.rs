@@ -30,7 +30,7 @@ use crate::layer::{numel, Layer};
 use crate::norm::{BatchNorm, LayerNorm};
 use crate::pool2d::{Pool2d, PoolKind};
 use crate::residual::Residual;
-use crate::{Activation, ActivationLayer, LayoutBuilder, Linear, Model, NnError};
+use crate::{Activation, ActivationLayer, LayoutBuilder, Linear, LogSoftmax, Model, NnError};
 
 /// A size given as one number for both axes or as `[height, width]`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -243,6 +243,8 @@ pub enum LayerSpec {
     Tanh,
     /// `nn.Sigmoid()`.
     Sigmoid,
+    /// `nn.LogSoftmax(dim=-1)`: log-probabilities, for the NLL loss.
+    LogSoftmax,
     /// `body(x) + shortcut(x)`; the shortcut is the identity when empty. Body layers are
     /// named under the block (`layer1.0.conv1.weight`), shortcut layers under
     /// `shortcut` (`layer1.0.shortcut.0.weight`).
@@ -283,6 +285,7 @@ impl LayerSpec {
             LayerSpec::Silu => "silu",
             LayerSpec::Tanh => "tanh",
             LayerSpec::Sigmoid => "sigmoid",
+            LayerSpec::LogSoftmax => "log_softmax",
             LayerSpec::Residual { .. } => "residual",
         }
     }
@@ -568,6 +571,7 @@ pub const LAYER_TYPES: &[&str] = &[
     "silu",
     "tanh",
     "sigmoid",
+    "log_softmax",
     "residual",
 ];
 
@@ -858,6 +862,7 @@ fn build_chain(
                 Box::new(Dropout::new(*p, channels, shape.clone()))
             }
             LayerSpec::Flatten => Box::new(Flatten::new(&shape)),
+            LayerSpec::LogSoftmax => Box::new(LogSoftmax::new(shape.clone())),
             LayerSpec::Residual { body, shortcut, .. } => {
                 if body.is_empty() {
                     return Err(bad(&at, spec, "its body needs at least one layer"));

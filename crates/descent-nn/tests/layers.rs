@@ -3,7 +3,8 @@
 //! naive twin, threads against one thread, the fused SGD step against gradients + SGD.
 
 use descent_nn::{
-    conv2d_backward_naive, conv2d_naive, Activation, Model, ModelSpec, NnError, Window, Workspace,
+    conv2d_backward_naive, conv2d_naive, Activation, Loss, Model, ModelSpec, NnError, Targets,
+    Window, Workspace,
 };
 use descent_tensor::{Pool, Rng};
 use serde_json::json;
@@ -12,12 +13,12 @@ fn spec(v: serde_json::Value) -> ModelSpec {
     ModelSpec::from_toml_value(v).unwrap()
 }
 
-fn data(rng: &mut Rng, batch: usize, features: usize, classes: usize) -> (Vec<f32>, Vec<u8>) {
+fn data(rng: &mut Rng, batch: usize, features: usize, classes: usize) -> (Vec<f32>, Vec<u32>) {
     let x = (0..batch * features)
         .map(|_| rng.uniform(-1.5, 1.5))
         .collect();
     let y = (0..batch)
-        .map(|_| rng.below(classes as u64) as u8)
+        .map(|_| rng.below(classes as u64) as u32)
         .collect();
     (x, y)
 }
@@ -25,6 +26,10 @@ fn data(rng: &mut Rng, batch: usize, features: usize, classes: usize) -> (Vec<f3
 /// Every trainable parameter's gradient against central differences of the training loss
 /// (training mode: BatchNorm's batch statistics, a fixed dropout seed).
 fn check_gradients(model: &Model, batch: usize, seed: u64, what: &str) {
+    check_gradients_with(model, batch, seed, what, &Loss::default());
+}
+
+fn check_gradients_with(model: &Model, batch: usize, seed: u64, what: &str, loss_fn: &Loss) {
     let mut rng = Rng::new(seed);
     let mut values = model.init_params(&mut rng);
     // Move BatchNorm's γ and β off 1 and 0 so that their gradients are not special.
@@ -43,13 +48,29 @@ fn check_gradients(model: &Model, batch: usize, seed: u64, what: &str) {
     let mut grads = vec![0.0; n];
     ws.set_dropout_seed(7);
     model
-        .train_step_grads(&mut values, &x, &y, &mut grads, &mut ws, &pool)
+        .train_step_grads(
+            &mut values,
+            &x,
+            Targets::Classes(&y),
+            loss_fn,
+            &mut grads,
+            &mut ws,
+            &pool,
+        )
         .unwrap();
     let mut scratch = vec![0.0; n];
     let mut loss = |v: &mut Vec<f32>| {
         ws.set_dropout_seed(7);
         model
-            .train_step_grads(v, &x, &y, &mut scratch, &mut ws, &pool)
+            .train_step_grads(
+                v,
+                &x,
+                Targets::Classes(&y),
+                loss_fn,
+                &mut scratch,
+                &mut ws,
+                &pool,
+            )
             .unwrap()
             .mean_loss()
     };
@@ -95,6 +116,39 @@ fn mlp_gradients_for_every_fused_activation() {
         check_gradients(&m, 5, 11, act.name());
         let d = Model::mlp(6, &[7, 5], 4, act, 0.4).unwrap();
         check_gradients(&d, 5, 12, &format!("{} + dropout", act.name()));
+    }
+}
+
+/// Every loss through a model, log_softmax with NLL.
+#[test]
+fn gradients_for_every_loss() {
+    let plain = Model::mlp(5, &[6], 4, Activation::Tanh, 0.0).unwrap();
+    let logp = spec(json!({"input": [5], "layers": [
+        {"type": "linear", "out_features": 6}, {"type": "tanh"},
+        {"type": "linear", "out_features": 4}, {"type": "log_softmax"}]}))
+    .build()
+    .unwrap();
+    let losses = [
+        Loss::CrossEntropy {
+            label_smoothing: 0.2,
+            weights: Some(vec![1.0, 0.5, 2.0, 1.5]),
+        },
+        Loss::Mse,
+        Loss::L1,
+        Loss::Huber { delta: 0.3 },
+        Loss::BceWithLogits { pos_weight: None },
+    ];
+    for loss in &losses {
+        check_gradients_with(&plain, 3, 61, loss.name(), loss);
+    }
+    for loss in [Loss::Nll { weights: None }, Loss::Mse] {
+        check_gradients_with(
+            &logp,
+            3,
+            62,
+            &format!("log_softmax + {}", loss.name()),
+            &loss,
+        );
     }
 }
 
@@ -252,12 +306,20 @@ fn fast_convolution_matches_the_naive_twin() {
             }
             // The gradient of sum(y · r) w.r.t. the weights is the backward of dy = r; a
             // softmax loss gives the layer some dy: compare through the model's own grads.
-            let labels: Vec<u8> = (0..batch).map(|i| (i % 2) as u8).collect();
+            let labels: Vec<u32> = (0..batch).map(|i| (i % 2) as u32).collect();
             let mut v2 = values.clone();
             let mut grads = vec![0.0; m.param_count()];
             let mut ws2 = Workspace::new(&m, batch, threads);
-            m.train_step_grads(&mut v2, &x, &labels, &mut grads, &mut ws2, &pool)
-                .unwrap();
+            m.train_step_grads(
+                &mut v2,
+                &x,
+                Targets::Classes(&labels),
+                &Loss::default(),
+                &mut grads,
+                &mut ws2,
+                &pool,
+            )
+            .unwrap();
             // Recompute dy of the mean cross-entropy over the flattened outputs.
             let classes = m.output_features();
             let mut dy = vec![0.0; want.len()];
@@ -297,12 +359,20 @@ fn convolution_input_gradient_matches_the_naive_twin() {
     let batch = 3;
     let mut values = m.init_params(&mut rng);
     let x = random(&mut rng, batch * c * h * w);
-    let labels = [0u8, 5, 2];
+    let labels = [0u32, 5, 2];
     let pool = Pool::new(2).unwrap();
     let mut ws = Workspace::new(&m, batch, 2);
     let mut grads = vec![0.0; m.param_count()];
-    m.train_step_grads(&mut values, &x, &labels, &mut grads, &mut ws, &pool)
-        .unwrap();
+    m.train_step_grads(
+        &mut values,
+        &x,
+        Targets::Classes(&labels),
+        &Loss::default(),
+        &mut grads,
+        &mut ws,
+        &pool,
+    )
+    .unwrap();
     // BatchNorm with γ = 1, β = 0: dγ = Σ dx̂·x̂, dβ = Σ dx̂, where dx̂ is the conv's input
     // gradient; check dβ per channel against the naive input gradient.
     let bn_out: Vec<f32> = {
@@ -385,7 +455,15 @@ fn threads_agree() {
             let mut v = params.clone();
             ws.set_dropout_seed(1);
             let s = m
-                .train_step_grads(&mut v, &x, &y, &mut grads, &mut ws, &pool)
+                .train_step_grads(
+                    &mut v,
+                    &x,
+                    Targets::Classes(&y),
+                    &Loss::default(),
+                    &mut grads,
+                    &mut ws,
+                    &pool,
+                )
                 .unwrap();
             (s.loss_sum, grads, v)
         };
@@ -418,8 +496,16 @@ fn fused_sgd_matches_gradients_then_sgd() {
         let mut grads = vec![0.0; t];
         for step in 0..3 {
             ws.set_dropout_seed(step);
-            m.train_step_grads(&mut unfused, &x, &y, &mut grads, &mut ws, &pool)
-                .unwrap();
+            m.train_step_grads(
+                &mut unfused,
+                &x,
+                Targets::Classes(&y),
+                &Loss::default(),
+                &mut grads,
+                &mut ws,
+                &pool,
+            )
+            .unwrap();
             unfused[..t]
                 .iter_mut()
                 .zip(&grads)
@@ -428,8 +514,16 @@ fn fused_sgd_matches_gradients_then_sgd() {
         let mut fused = start.clone();
         for step in 0..3 {
             ws.set_dropout_seed(step);
-            m.train_step_sgd(&mut fused, lr, &x, &y, &mut ws, &pool)
-                .unwrap();
+            m.train_step_sgd(
+                &mut fused,
+                lr,
+                &x,
+                Targets::Classes(&y),
+                &Loss::default(),
+                &mut ws,
+                &pool,
+            )
+            .unwrap();
         }
         for (k, (a, b)) in fused.iter().zip(&unfused).enumerate() {
             assert!(
@@ -457,8 +551,16 @@ fn batchnorm_running_statistics_and_eval_mode() {
     let pool = Pool::new(1).unwrap();
     let mut ws = Workspace::new(&m, 2, 1);
     let mut g = vec![0.0; m.param_count()];
-    m.train_step_grads(&mut values, &x, &[0, 1], &mut g, &mut ws, &pool)
-        .unwrap();
+    m.train_step_grads(
+        &mut values,
+        &x,
+        Targets::Classes(&[0, 1]),
+        &Loss::default(),
+        &mut g,
+        &mut ws,
+        &pool,
+    )
+    .unwrap();
     let l = m.layout();
     let rm = &values[l.get("bn.running_mean").unwrap().range()];
     let rv = &values[l.get("bn.running_var").unwrap().range()];
@@ -498,16 +600,42 @@ fn dropout_drops_by_seed_in_training_only() {
         ws.set_dropout_seed(seed);
         let mut v = params.clone();
         losses.push(
-            with.train_step_grads(&mut v, &x, &y, &mut grads, &mut ws, &pool)
-                .unwrap()
-                .loss_sum,
+            with.train_step_grads(
+                &mut v,
+                &x,
+                Targets::Classes(&y),
+                &Loss::default(),
+                &mut grads,
+                &mut ws,
+                &pool,
+            )
+            .unwrap()
+            .loss_sum,
         );
     }
     assert_eq!(losses[0], losses[1]);
     assert_ne!(losses[0], losses[2]);
     let mut ws2 = Workspace::new(&without, 50, 2);
-    let a = with.evaluate(&params, &x, &y, &mut ws, &pool).unwrap();
-    let b = without.evaluate(&params, &x, &y, &mut ws2, &pool).unwrap();
+    let a = with
+        .evaluate(
+            &params,
+            &x,
+            Targets::Classes(&y),
+            &Loss::default(),
+            &mut ws,
+            &pool,
+        )
+        .unwrap();
+    let b = without
+        .evaluate(
+            &params,
+            &x,
+            Targets::Classes(&y),
+            &Loss::default(),
+            &mut ws2,
+            &pool,
+        )
+        .unwrap();
     assert_eq!(a, b, "evaluation ignores dropout");
 }
 
@@ -651,21 +779,53 @@ fn bad_inputs_are_errors() {
     let pool = Pool::new(1).unwrap();
     let mut g = vec![0.0; net.param_count()];
     assert!(matches!(
-        net.train_step_grads(&mut p, &[0.0; 12], &[0, 1, 0], &mut g, &mut ws, &pool),
+        net.train_step_grads(
+            &mut p,
+            &[0.0; 12],
+            Targets::Classes(&[0, 1, 0]),
+            &Loss::default(),
+            &mut g,
+            &mut ws,
+            &pool
+        ),
         Err(NnError::BatchTooLarge { .. })
     ));
     assert!(matches!(
-        net.train_step_grads(&mut p, &[0.0; 7], &[0, 1], &mut g, &mut ws, &pool),
+        net.train_step_grads(
+            &mut p,
+            &[0.0; 7],
+            Targets::Classes(&[0, 1]),
+            &Loss::default(),
+            &mut g,
+            &mut ws,
+            &pool
+        ),
         Err(NnError::Shape { .. })
     ));
     assert!(matches!(
-        net.train_step_grads(&mut p, &[0.0; 8], &[0, 5], &mut g, &mut ws, &pool),
+        net.train_step_grads(
+            &mut p,
+            &[0.0; 8],
+            Targets::Classes(&[0, 5]),
+            &Loss::default(),
+            &mut g,
+            &mut ws,
+            &pool
+        ),
         Err(NnError::LabelOutOfRange { .. })
     ));
     let other = Model::mlp(4, &[5], 2, Activation::Relu, 0.0).unwrap();
     let mut ws_other = Workspace::new(&other, 2, 1);
     assert!(matches!(
-        net.train_step_grads(&mut p, &[0.0; 8], &[0, 1], &mut g, &mut ws_other, &pool),
+        net.train_step_grads(
+            &mut p,
+            &[0.0; 8],
+            Targets::Classes(&[0, 1]),
+            &Loss::default(),
+            &mut g,
+            &mut ws_other,
+            &pool
+        ),
         Err(NnError::Shape { .. })
     ));
 }

@@ -4,7 +4,7 @@
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use descent_nn::{Activation, Model, ModelSpec, Workspace};
+use descent_nn::{Activation, Loss, Model, ModelSpec, Targets, Workspace};
 use descent_tensor::{Pool, Rng};
 
 struct Counting;
@@ -70,27 +70,67 @@ fn steps_do_not_allocate(net: &Model) {
     let mut params = net.init_params(&mut rng);
     let f = net.input_features();
     let x: Vec<f32> = (0..64 * f).map(|_| rng.uniform(-1.0, 1.0)).collect();
-    let y: Vec<u8> = (0..64).map(|i| (i % 10) as u8).collect();
+    let y: Vec<u32> = (0..64).map(|i| (i % 10) as u32).collect();
     let mut grads = vec![0.0; net.param_count()];
     for threads in [1, 2] {
         let pool = Pool::new(threads).unwrap();
         let mut ws = Workspace::new(net, 64, threads);
         // Warm up: per-thread scratch grows to its size once.
         for _ in 0..3 {
-            net.train_step_sgd(&mut params, 0.01, &x, &y, &mut ws, &pool)
-                .unwrap();
-            net.train_step_grads(&mut params, &x, &y, &mut grads, &mut ws, &pool)
-                .unwrap();
+            net.train_step_sgd(
+                &mut params,
+                0.01,
+                &x,
+                Targets::Classes(&y),
+                &Loss::default(),
+                &mut ws,
+                &pool,
+            )
+            .unwrap();
+            net.train_step_grads(
+                &mut params,
+                &x,
+                Targets::Classes(&y),
+                &Loss::default(),
+                &mut grads,
+                &mut ws,
+                &pool,
+            )
+            .unwrap();
         }
         let before = ALLOCS.load(Ordering::SeqCst);
         for _ in 0..20 {
-            net.train_step_sgd(&mut params, 0.01, &x, &y, &mut ws, &pool)
-                .unwrap();
-            net.train_step_grads(&mut params, &x, &y, &mut grads, &mut ws, &pool)
-                .unwrap();
+            net.train_step_sgd(
+                &mut params,
+                0.01,
+                &x,
+                Targets::Classes(&y),
+                &Loss::default(),
+                &mut ws,
+                &pool,
+            )
+            .unwrap();
+            net.train_step_grads(
+                &mut params,
+                &x,
+                Targets::Classes(&y),
+                &Loss::default(),
+                &mut grads,
+                &mut ws,
+                &pool,
+            )
+            .unwrap();
             // The last, partial batch of an epoch too.
-            net.train_step_sgd(&mut params, 0.01, &x[..32 * f], &y[..32], &mut ws, &pool)
-                .unwrap();
+            net.train_step_sgd(
+                &mut params,
+                0.01,
+                &x[..32 * f],
+                Targets::Classes(&y[..32]),
+                &Loss::default(),
+                &mut ws,
+                &pool,
+            )
+            .unwrap();
         }
         let after = ALLOCS.load(Ordering::SeqCst);
         assert_eq!(

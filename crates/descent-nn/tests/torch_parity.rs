@@ -6,7 +6,7 @@
 
 use std::collections::BTreeMap;
 
-use descent_nn::{Model, ModelSpec, Workspace};
+use descent_nn::{Loss, Model, ModelSpec, Targets, Workspace};
 use descent_tensor::{Pool, Rng};
 use serde_json::Value;
 
@@ -67,11 +67,11 @@ fn every_layer_matches_pytorch() {
         let start = values_for(&model, &named(&case["params"]));
         let mut values = start.clone();
         let x = floats(&case["x"]);
-        let labels: Vec<u8> = case["labels"]
+        let labels: Vec<u32> = case["labels"]
             .as_array()
             .unwrap()
             .iter()
-            .map(|v| v.as_u64().unwrap() as u8)
+            .map(|v| v.as_u64().unwrap() as u32)
             .collect();
         let mut worst = 0.0f64;
         for threads in [1, 2] {
@@ -80,7 +80,15 @@ fn every_layer_matches_pytorch() {
             let mut ws = Workspace::new(&model, batch, threads);
             let mut grads = vec![0.0; model.param_count()];
             let stats = model
-                .train_step_grads(&mut v, &x, &labels, &mut grads, &mut ws, &pool)
+                .train_step_grads(
+                    &mut v,
+                    &x,
+                    Targets::Classes(&labels),
+                    &Loss::default(),
+                    &mut grads,
+                    &mut ws,
+                    &pool,
+                )
                 .unwrap();
             let want = case["loss"].as_f64().unwrap();
             assert!(

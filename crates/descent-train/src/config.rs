@@ -1,6 +1,7 @@
 //! Training settings, with the seed's defaults, checked before any work.
 
 use descent_data::Normalize;
+use descent_nn::Loss;
 use descent_optim::schedule::{PlateauConfig, ReduceOnPlateau, Schedule};
 use descent_optim::{OptimError, OptimizerConfig, ParamGroup, SgdConfig};
 
@@ -10,6 +11,8 @@ use crate::TrainError;
 /// is the seed's program: SGD lr 0.01, batch 64, shuffled, 10 epochs, seed 0.
 #[derive(Clone, Debug, PartialEq)]
 pub struct TrainConfig {
+    /// The loss (cross-entropy by default).
+    pub loss: Loss,
     /// L1 penalty: `l1 * sign(w)` is added to the gradient of every weight matrix (not the
     /// biases); the reported loss is the data loss.
     pub l1: f32,
@@ -61,6 +64,7 @@ pub struct TrainConfig {
 impl Default for TrainConfig {
     fn default() -> Self {
         Self {
+            loss: Loss::default(),
             l1: 0.0,
             optimizer: OptimizerConfig::Sgd(SgdConfig::default()),
             groups: Vec::new(),

@@ -8,7 +8,7 @@ use std::time::Instant;
 use serde::{Deserialize, Serialize};
 
 use descent_data::{BatchLoader, Dataset};
-use descent_nn::{LossStats, Model, Workspace};
+use descent_nn::{LossStats, Model, Targets, Workspace};
 use descent_optim::schedule::{ReduceOnPlateau, Schedule};
 use descent_optim::{
     clip_grad_norm_on, clip_grad_value, grad_norm_on, Optimizer, Parallel, ParamSpec,
@@ -208,7 +208,7 @@ pub struct Trainer {
     ws: Workspace,
     eval_ws: Workspace,
     x: Vec<f32>,
-    y: Vec<u8>,
+    y: Vec<u32>,
 }
 
 /// Runs an optimizer's pieces on the engine's pool, whose workers are already awake between
@@ -228,7 +228,7 @@ fn fill_batch(
     data: &Dataset,
     b: usize,
     x: &mut [f32],
-    y: &mut [u8],
+    y: &mut [u32],
     pool: &Pool,
 ) -> usize {
     let idx = loader.indices(b);
@@ -252,6 +252,7 @@ impl Trainer {
     /// `cfg.seed`); the optimizer sees the trainable parameters only.
     pub fn new(net: Model, cfg: &TrainConfig) -> Result<Self, TrainError> {
         cfg.validate()?;
+        cfg.loss.validate(net.output_features())?;
         let params = net.init_params(&mut Rng::new(cfg.seed));
         let specs: Vec<ParamSpec> = net
             .layout()
@@ -382,7 +383,8 @@ impl Trainer {
         Ok(self.net.evaluate(
             &self.params,
             data.images(),
-            data.labels(),
+            Targets::Classes(data.labels()),
+            &self.cfg.loss,
             &mut self.eval_ws,
             &self.pool,
         )?)
@@ -519,14 +521,16 @@ impl Trainer {
                         &mut self.params,
                         lr,
                         x,
-                        y,
+                        Targets::Classes(y),
+                        &self.cfg.loss,
                         &mut self.ws,
                         &self.pool,
                     )?,
                     None => self.net.train_step_grads(
                         &mut self.params,
                         x,
-                        y,
+                        Targets::Classes(y),
+                        &self.cfg.loss,
                         &mut self.grads,
                         &mut self.ws,
                         &self.pool,

@@ -4,7 +4,7 @@
 //! weights and inputs from a formula (the script's docstring), and the fixture holds every
 //! 61st value of PyTorch's final weights.
 
-use descent_nn::{ModelSpec, Workspace};
+use descent_nn::{Loss, ModelSpec, Targets, Workspace};
 use descent_optim::{Optimizer, OptimizerConfig, ParamSpec};
 use descent_tensor::Pool;
 use serde_json::Value;
@@ -64,11 +64,19 @@ fn fifty_adadelta_steps_of_the_cnn_match_pytorch() {
         for (j, v) in x.iter_mut().enumerate() {
             *v = input(s * per_step + j);
         }
-        let y: Vec<u8> = (0..batch)
-            .map(|i| ((7 * (s * batch + i) + 3) % 10) as u8)
+        let y: Vec<u32> = (0..batch)
+            .map(|i| ((7 * (s * batch + i) + 3) % 10) as u32)
             .collect();
         let loss = model
-            .train_step_grads(&mut values, &x, &y, &mut grads, &mut ws, &pool)
+            .train_step_grads(
+                &mut values,
+                &x,
+                Targets::Classes(&y),
+                &Loss::default(),
+                &mut grads,
+                &mut ws,
+                &pool,
+            )
             .unwrap()
             .mean_loss();
         assert!(

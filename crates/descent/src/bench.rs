@@ -6,7 +6,7 @@
 use std::time::Instant;
 
 use anyhow::{ensure, Result};
-use descent_nn::{Activation, Model, Workspace};
+use descent_nn::{Activation, Loss, Model, Targets, Workspace};
 use descent_optim::{HyperValue, Optimizer, OptimizerConfig, ParamSpec, OPTIMIZER_NAMES};
 use descent_tensor::{
     matmul, matmul_gemm, matmul_naive, matmul_path, matmul_serial, MatMut, MatRef, Pool, Rng,
@@ -201,7 +201,7 @@ fn optim(args: &BenchArgs) -> Result<()> {
         .collect();
     let batch = 64;
     let x: Vec<f32> = (0..batch * 784).map(|_| rng.uniform(-0.5, 2.5)).collect();
-    let y: Vec<u8> = (0..batch).map(|_| rng.below(10) as u8).collect();
+    let y: Vec<u32> = (0..batch).map(|_| rng.below(10) as u32).collect();
     let mut ws = Workspace::new(&net, batch, pool.threads());
     let mut grads = vec![0.0f32; n];
     let reps = 200;
@@ -222,8 +222,16 @@ fn optim(args: &BenchArgs) -> Result<()> {
         median(runs)
     };
     let step = time(&mut || {
-        net.train_step_grads(&mut params, &x, &y, &mut grads, &mut ws, &pool)
-            .expect("shapes fit");
+        net.train_step_grads(
+            &mut params,
+            &x,
+            Targets::Classes(&y),
+            &Loss::default(),
+            &mut grads,
+            &mut ws,
+            &pool,
+        )
+        .expect("shapes fit");
     });
     // Gradients of a real step keep the updates realistic (and finite).
     for g in &mut grads {

@@ -308,6 +308,16 @@ impl From<ActivationArg> for descent_nn::Activation {
     }
 }
 
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LossArg {
+    CrossEntropy,
+    Nll,
+    Mse,
+    L1,
+    Huber,
+    BceWithLogits,
+}
+
 #[derive(Args, Debug, Clone)]
 pub struct TrainArgs {
     /// The model: a preset (mlp, cnn, lenet5, resnet) or a TOML model file
@@ -323,6 +333,24 @@ pub struct TrainArgs {
     /// Dropout probability after each hidden activation of --model mlp (default 0).
     #[arg(long, value_name = "P", allow_negative_numbers = true)]
     pub dropout: Option<f32>,
+    /// Loss: cross-entropy (the default), nll (on a model ending in log_softmax), mse, l1,
+    /// huber, bce-with-logits (these four read the class index as a one-hot target).
+    #[arg(long, value_enum, default_value = "cross-entropy")]
+    pub loss: LossArg,
+    /// Cross-entropy's label smoothing, in [0, 1].
+    #[arg(long, value_name = "EPS", allow_negative_numbers = true)]
+    pub label_smoothing: Option<f32>,
+    /// A weight per class for cross-entropy or nll, comma-separated.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        value_name = "W[,W...]",
+        allow_negative_numbers = true
+    )]
+    pub class_weights: Option<Vec<f32>>,
+    /// Where the huber loss turns linear (default 1).
+    #[arg(long, value_name = "DELTA", allow_negative_numbers = true)]
+    pub huber_delta: Option<f32>,
     /// L1 penalty on the weight matrices: adds L1 * sign(w) to their gradients.
     #[arg(
         long,

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use anyhow::{anyhow, bail, Result};
 use clap::Parser;
 use descent_data::Normalize;
-use descent_nn::{ModelSpec, ParamLayout};
+use descent_nn::{Loss, Model, ModelSpec, NnError};
 use descent_optim::schedule::{Anneal, PlateauConfig, PlateauMode, Schedule};
 use descent_optim::{HyperValue, OptimizerConfig, ParamGroup, OPTIMIZER_NAMES};
 use descent_train::checkpoint::{load_weights, read_metadata, save_weights, write_atomic};
@@ -276,9 +276,62 @@ pub fn model_spec(args: &TrainArgs) -> Result<ModelSpec> {
     crate::models::spec(margs, &crate::models::MNIST_SHAPE, 10)
 }
 
+/// The loss the flags name, checked against a model of `outputs` outputs.
+pub fn loss(args: &TrainArgs, outputs: usize) -> Result<Loss> {
+    use crate::cli::LossArg;
+    let takes = |flag: &str, given: bool, ok: &[LossArg], names: &str| {
+        if given && !ok.contains(&args.loss) {
+            bail!("invalid {flag}: it is a setting of --loss {names}");
+        }
+        Ok(())
+    };
+    takes(
+        "--label-smoothing",
+        args.label_smoothing.is_some(),
+        &[LossArg::CrossEntropy],
+        "cross-entropy",
+    )?;
+    takes(
+        "--class-weights",
+        args.class_weights.is_some(),
+        &[LossArg::CrossEntropy, LossArg::Nll],
+        "cross-entropy | nll",
+    )?;
+    takes(
+        "--huber-delta",
+        args.huber_delta.is_some(),
+        &[LossArg::Huber],
+        "huber",
+    )?;
+    let weights = args.class_weights.clone();
+    let loss = match args.loss {
+        LossArg::CrossEntropy => Loss::CrossEntropy {
+            label_smoothing: args.label_smoothing.unwrap_or(0.0),
+            weights,
+        },
+        LossArg::Nll => Loss::Nll { weights },
+        LossArg::Mse => Loss::Mse,
+        LossArg::L1 => Loss::L1,
+        LossArg::Huber => Loss::Huber {
+            delta: args.huber_delta.unwrap_or(1.0),
+        },
+        LossArg::BceWithLogits => Loss::BceWithLogits { pos_weight: None },
+    };
+    loss.validate(outputs).map_err(|e| {
+        let flag = match &e {
+            NnError::BadLoss { why, .. } if why.contains("label_smoothing") => "--label-smoothing",
+            NnError::BadLoss { why, .. } if why.contains("delta") => "--huber-delta",
+            _ => "--class-weights",
+        };
+        anyhow!("invalid {flag}: {e}")
+    })?;
+    Ok(loss)
+}
+
 /// The whole training configuration for a training set of `train_len` examples (before any
-/// validation split), for a model laid out as `layout`.
-pub fn config(args: &TrainArgs, train_len: usize, layout: &ParamLayout) -> Result<TrainConfig> {
+/// validation split), for `model`.
+pub fn config(args: &TrainArgs, train_len: usize, model: &Model) -> Result<TrainConfig> {
+    let layout = model.layout();
     let train_len = train_len - val_count(args, train_len)?;
     let optimizer = optimizer(args)?;
     let per_epoch = if matches!(optimizer, OptimizerConfig::Gd(_)) {
@@ -303,6 +356,7 @@ pub fn config(args: &TrainArgs, train_len: usize, layout: &ParamLayout) -> Resul
         });
     }
     let cfg = TrainConfig {
+        loss: loss(args, model.output_features())?,
         l1: args.l1,
         optimizer,
         groups,
@@ -521,7 +575,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
         None => model_spec(&args)?,
     };
     let model = crate::models::build(&spec)?;
-    let cfg = config(&args, MNIST_TRAIN, model.layout())?;
+    let cfg = config(&args, MNIST_TRAIN, &model)?;
     if args.checkpoint_every == 0 {
         bail!("invalid --checkpoint-every 0: write a checkpoint every 1 or more epochs");
     }
@@ -543,7 +597,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
         args.quiet,
     )?;
     crate::models::fits(&spec, data.train.shape(), data.train.classes())?;
-    let cfg = config(&args, data.train.len(), model.layout())?;
+    let cfg = config(&args, data.train.len(), &model)?;
     let n_val = val_count(&args, data.train.len())?;
     let val = match n_val {
         0 => None,

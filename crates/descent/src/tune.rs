@@ -496,8 +496,8 @@ pub fn run(args: TuneArgs) -> Result<()> {
             let targs = train_args(&all).map_err(TrialError::msg)?;
             let spec = crate::train::model_spec(&targs).map_err(TrialError::msg)?;
             let model = crate::models::build(&spec).map_err(TrialError::msg)?;
-            let mut cfg = crate::train::config(&targs, data.train.len(), model.layout())
-                .map_err(TrialError::msg)?;
+            let mut cfg =
+                crate::train::config(&targs, data.train.len(), &model).map_err(TrialError::msg)?;
             cfg.val_only = true;
             cfg.seed = seed;
             let mut trainer = Trainer::new(model, &cfg).map_err(TrialError::msg)?;
