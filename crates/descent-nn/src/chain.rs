@@ -155,6 +155,8 @@ impl Chain {
     /// Runs every layer forward.
     pub fn forward(&self, f: &mut Forward<'_>, x: &[f32], arena: &mut [f32]) {
         let base_seed = f.seed;
+        // Only this chain's own layers are timed: nested chains see no clock.
+        let mut times = f.times.take();
         let mut start = 0;
         let mut prev: Option<(usize, usize)> = None; // (offset, len) of the previous output
         for (i, l) in self.layers.iter().enumerate() {
@@ -168,11 +170,16 @@ impl Chain {
             let (y, rest) = rest.split_at_mut(out_n);
             let ws = &mut rest[out_n..out_n + ws_n];
             f.seed = mix_seed(base_seed, i);
+            let clock = times.is_some().then(std::time::Instant::now);
             l.forward(f, input, y, ws);
+            if let (Some(t), Some(c)) = (times.as_deref_mut(), clock) {
+                t[i] += c.elapsed().as_secs_f64();
+            }
             prev = Some((start, out_n));
             start += 2 * out_n + ws_n;
         }
         f.seed = base_seed;
+        f.times = times;
     }
 
     // x is (B, *input); dx, when given, is (B, *input).
@@ -191,7 +198,9 @@ impl Chain {
             .map(|i| self.region(i, cap, threads))
             .sum();
         let wants_dx = dx.is_some();
+        let mut times = b.times.take();
         for i in (0..self.layers.len()).rev() {
+            let clock = times.is_some().then(std::time::Instant::now);
             let l = &self.layers[i];
             let start = end - self.region(i, cap, threads);
             let out_n = cap * numel(l.output_shape());
@@ -210,7 +219,11 @@ impl Chain {
                 let (px, pdx) = before[p_start..p_start + 2 * p_n].split_at_mut(p_n);
                 l.backward(b, px, y, dy, needed.then_some(pdx), ws);
             }
+            if let (Some(t), Some(c)) = (times.as_deref_mut(), clock) {
+                t[i] += c.elapsed().as_secs_f64();
+            }
             end = start;
         }
+        b.times = times;
     }
 }

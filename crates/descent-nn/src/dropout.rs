@@ -3,12 +3,17 @@
 
 use descent_tensor::Rng;
 
-use crate::layer::{numel, Backward, Forward, Layer};
+use crate::layer::{mix_seed, numel, Backward, Forward, Layer};
+use crate::par::{images, Scratch};
+
+/// Mask entries drawn from one random stream: the masks are the same on any number of
+/// threads, since chunks, not threads, own the streams.
+const CHUNK: usize = 4096;
 
 /// In training, zeroes each value (or, with `channels`, each whole channel of an `(N, C, ...)`
 /// input) with probability `p` and scales the rest by `1 / (1 - p)`; in evaluation, passes
-/// values through. Masks come from the step's seed: the same on any number of threads and
-/// after a resume.
+/// values through. Masks come from the step's seed, one stream per chunk of 4096 entries:
+/// the same on any number of threads and after a resume.
 #[derive(Clone, Debug)]
 pub struct Dropout {
     /// Probability of zeroing.
@@ -59,23 +64,43 @@ impl Layer for Dropout {
             return;
         }
         let group = self.group();
-        let mask = &mut ws[..n / group];
-        let mut rng = Rng::new(f.seed);
+        let entries = n / group;
         let keep = 1.0 / (1.0 - self.p);
-        for m in mask.iter_mut() {
-            *m = if rng.uniform(0.0, 1.0) < self.p {
-                0.0
-            } else {
-                keep
-            };
-        }
-        for ((y, x), &m) in y[..n]
-            .chunks_exact_mut(group)
-            .zip(x[..n].chunks_exact(group))
-            .zip(mask.iter())
-        {
-            y.iter_mut().zip(x).for_each(|(y, x)| *y = x * m);
-        }
+        // Dropped when the top 24 bits of a draw fall below p · 2^24 (uniform < p).
+        let threshold = (self.p as f64 * (1u64 << 24) as f64) as u64;
+        let chunks = entries.div_ceil(CHUNK);
+        let parts = f.threads.min(chunks).max(1);
+        let (masks, ys) = (Scratch::new(&mut ws[..entries]), Scratch::new(&mut y[..n]));
+        let seed = f.seed;
+        f.pool.run(parts, |p| {
+            let (c0, c1) = images(chunks, parts, p);
+            for c in c0..c1 {
+                let (e0, e1) = (c * CHUNK, ((c + 1) * CHUNK).min(entries));
+                // SAFETY: chunk c belongs to part p alone, in the mask and in the output.
+                let (mask, out) = unsafe {
+                    (
+                        masks.part(e0, e1 - e0),
+                        ys.part(e0 * group, (e1 - e0) * group),
+                    )
+                };
+                let mut rng = Rng::new(mix_seed(seed, c));
+                for m in mask.iter_mut() {
+                    *m = if (rng.next_u64() >> 40) < threshold {
+                        0.0
+                    } else {
+                        keep
+                    };
+                }
+                let xs = &x[e0 * group..e1 * group];
+                for ((y, x), &m) in out
+                    .chunks_exact_mut(group)
+                    .zip(xs.chunks_exact(group))
+                    .zip(mask.iter())
+                {
+                    y.iter_mut().zip(x).for_each(|(y, x)| *y = x * m);
+                }
+            }
+        });
     }
 
     // dy and dx are (B, *shape): dx = dy * mask.

@@ -27,6 +27,9 @@ pub struct Forward<'a> {
     /// The trainable parameters (the whole model's, indexed by the layer's offsets).
     pub params: &'a [f32],
     buffers: Buffers<'a>,
+    /// When set, the model's top-level layers add their seconds here (`descent bench
+    /// layers`).
+    pub times: Option<&'a mut [f64]>,
 }
 
 enum Buffers<'a> {
@@ -46,6 +49,7 @@ impl<'a> Forward<'a> {
             seed: 0,
             params,
             buffers: Buffers::Read(buffers),
+            times: None,
         }
     }
 
@@ -60,6 +64,7 @@ impl<'a> Forward<'a> {
             seed,
             params,
             buffers: Buffers::Write(buffers),
+            times: None,
         }
     }
 
@@ -106,6 +111,8 @@ pub struct Backward<'a> {
     pub sink: Sink<'a>,
     /// The buffers, read only (BatchNorm's backward needs none, but a layer may look).
     pub buffers: &'a [f32],
+    /// When set, the model's top-level layers add their seconds here.
+    pub times: Option<&'a mut [f64]>,
 }
 
 impl Backward<'_> {

@@ -276,8 +276,57 @@ impl Model {
             params,
             sink,
             buffers,
+            times: None,
         };
         self.chain.backward(&mut b, x, &mut ws.arena, None);
+    }
+
+    /// One training step (gradients out) that adds each top-level layer's forward and
+    /// backward seconds to `forward[i]` and `backward[i]` (one entry per [`Model::layers`]).
+    #[allow(clippy::too_many_arguments)]
+    pub fn profile_step(
+        &self,
+        values: &mut [f32],
+        x: &[f32],
+        targets: Targets<'_>,
+        loss: &Loss,
+        grads: &mut [f32],
+        ws: &mut Workspace,
+        pool: &Pool,
+        (forward, backward): (&mut [f64], &mut [f64]),
+    ) -> Result<LossStats, NnError> {
+        let n = self.chain.layers().len();
+        if forward.len() != n || backward.len() != n || grads.len() != self.param_count() {
+            return Err(NnError::Shape {
+                what: "timing slots or gradients",
+                expected: n,
+                got: forward.len(),
+            });
+        }
+        let batch = targets.len(self.output_features());
+        self.check(values, x, batch, ws)?;
+        let (params, buffers) = values.split_at_mut(self.layout.trainable_len());
+        let mut f = Forward::train(pool, params, buffers, ws.seed);
+        (f.batch, f.cap, f.threads) = (batch, ws.capacity, ws.threads);
+        f.times = Some(forward);
+        self.chain.forward(&mut f, x, &mut ws.arena);
+        let (out, dout) = self
+            .chain
+            .output_and_grad(&mut ws.arena, batch, ws.capacity, ws.threads);
+        let stats = loss.compute(out, targets, self.output_features(), Some(dout))?;
+        let (params, buffers) = values.split_at_mut(self.layout.trainable_len());
+        let mut b = Backward {
+            pool,
+            batch,
+            cap: ws.capacity,
+            threads: ws.threads,
+            params,
+            sink: Sink::Grads(grads),
+            buffers,
+            times: Some(backward),
+        };
+        self.chain.backward(&mut b, x, &mut ws.arena, None);
+        Ok(stats)
     }
 
     /// Loss and accuracy over a whole data set (evaluation mode), `x` holding one row per

@@ -2,7 +2,7 @@
 //! `nn.AdaptiveAvgPool2d`. Planes (one channel of one image) are split over the threads.
 
 use crate::conv::Window;
-use crate::layer::{numel, Backward, Forward, Layer};
+use crate::layer::{Backward, Forward, Layer};
 use crate::par::{images, Scratch};
 
 /// Which pooling.
@@ -92,48 +92,115 @@ impl Pool2d {
         }
     }
 
-    // x is one plane (h x w), y one plane (oh x ow); arg (max only) the index of each max.
-    fn forward_plane(&self, x: &[f32], y: &mut [f32], arg: &mut [f32]) {
+    // x is one plane (h x w), y one plane (oh x ow).
+    fn forward_plane(&self, x: &[f32], y: &mut [f32]) {
         let (_, _, w) = self.input;
         let ow = self.shape[2];
+        if self.kind == PoolKind::Max {
+            return self.max_plane(x, y);
+        }
         for (o, out) in y.iter_mut().enumerate() {
             let (r0, r1, c0, c1, div) = self.cell(o / ow, o % ow);
-            match self.kind {
-                PoolKind::Max => {
-                    let (mut best, mut at) = (f32::NEG_INFINITY, usize::MAX);
-                    for r in r0..r1 {
-                        for c in c0..c1 {
-                            let v = x[r * w + c];
-                            if v > best || v.is_nan() || at == usize::MAX {
-                                (best, at) = (v, r * w + c);
-                                if v.is_nan() {
-                                    break;
-                                }
-                            }
-                        }
-                    }
-                    *out = best;
-                    arg[o] = at as f32;
+            let mut s = 0.0;
+            for r in r0..r1 {
+                s += x[r * w + c0..r * w + c1].iter().sum::<f32>();
+            }
+            *out = s / div;
+        }
+    }
+
+    // x is one plane (h x w), y one plane (oh x ow). A NaN in a window gives NaN, as in
+    // PyTorch. The backward pass finds each maximum again in x (the first on ties), so the
+    // forward pass stores no indices.
+    fn max_plane(&self, x: &[f32], y: &mut [f32]) {
+        let (_, h, w) = self.input;
+        let ow = self.shape[2];
+        let Window {
+            kernel: (kh, kw),
+            stride: (sh, sw),
+            padding: (ph, pw),
+            ..
+        } = self.window;
+        // Selects, not branches: on data the maximum moves unpredictably.
+        let pick = |best: f32, v: f32| if (v > best) | v.is_nan() { v } else { best };
+        if (kh, kw, sh, sw, ph, pw) == (2, 2, 2, 2, 0, 0) {
+            for (i, yr) in y.chunks_exact_mut(ow).enumerate() {
+                let (top, bottom) = (&x[2 * i * w..][..2 * ow], &x[(2 * i + 1) * w..][..2 * ow]);
+                for ((out, t), b) in yr
+                    .iter_mut()
+                    .zip(top.chunks_exact(2))
+                    .zip(bottom.chunks_exact(2))
+                {
+                    *out = pick(pick(pick(t[0], t[1]), b[0]), b[1]);
                 }
-                _ => {
-                    let mut s = 0.0;
-                    for r in r0..r1 {
-                        s += x[r * w + c0..r * w + c1].iter().sum::<f32>();
-                    }
-                    *out = s / div;
+            }
+            return;
+        }
+        for (i, yr) in y.chunks_exact_mut(ow).enumerate() {
+            let r0 = (i * sh).saturating_sub(ph);
+            let r1 = (i * sh + kh).saturating_sub(ph).min(h);
+            for (j, out) in yr.iter_mut().enumerate() {
+                let c0 = (j * sw).saturating_sub(pw);
+                let c1 = (j * sw + kw).saturating_sub(pw).min(w);
+                let mut best = x[r0 * w + c0];
+                for r in r0..r1 {
+                    best = x[r * w + c0..r * w + c1]
+                        .iter()
+                        .fold(best, |b, &v| pick(b, v));
                 }
+                *out = best;
             }
         }
     }
 
-    // dy is one output plane's gradient; dx one input plane's (overwritten).
-    fn backward_plane(&self, dy: &[f32], dx: &mut [f32], arg: &[f32]) {
-        let (_, _, w) = self.input;
+    // x, y: one plane's input and output; dy the output's gradient; dx the input's
+    // (overwritten).
+    fn backward_plane(&self, x: &[f32], y: &[f32], dy: &[f32], dx: &mut [f32]) {
+        let (_, h, w) = self.input;
         let ow = self.shape[2];
+        let w2 = self.window;
+        if self.kind == PoolKind::Max
+            && (w2.kernel, w2.stride, w2.padding) == ((2, 2), (2, 2), (0, 0))
+        {
+            // The usual 2x2 window: the gradient goes to the first of its four values equal to
+            // the maximum. Windows tile the plane (but an odd last row or column): each value
+            // is written once, without a pass to zero the plane first.
+            if h % 2 == 1 || w % 2 == 1 {
+                dx.fill(0.0);
+            }
+            for (i, (gr, mr)) in dy.chunks_exact(ow).zip(y.chunks_exact(ow)).enumerate() {
+                for (j, (&g, &m)) in gr.iter().zip(mr).enumerate() {
+                    let k = 2 * i * w + 2 * j;
+                    let first = x[k] == m;
+                    let second = !first && x[k + 1] == m;
+                    let third = !first && !second && x[k + w] == m;
+                    let fourth = !(first || second || third);
+                    dx[k] = if first { g } else { 0.0 };
+                    dx[k + 1] = if second { g } else { 0.0 };
+                    dx[k + w] = if third { g } else { 0.0 };
+                    dx[k + w + 1] = if fourth { g } else { 0.0 };
+                }
+            }
+            return;
+        }
         dx.fill(0.0);
         for (o, &g) in dy.iter().enumerate() {
             match self.kind {
-                PoolKind::Max => dx[arg[o] as usize] += g,
+                PoolKind::Max => {
+                    // The first input equal to the maximum (NaN: the first NaN).
+                    let (r0, r1, c0, c1, _) = self.cell(o / ow, o % ow);
+                    let m = y[o];
+                    let mut at = r0 * w + c0;
+                    'find: for r in r0..r1 {
+                        for k in r * w + c0..r * w + c1 {
+                            if x[k] == m || (m.is_nan() && x[k].is_nan()) {
+                                at = k;
+                                break 'find;
+                            }
+                        }
+                    }
+                    dx[at] += g;
+                }
                 _ => {
                     let (r0, r1, c0, c1, div) = self.cell(o / ow, o % ow);
                     let share = g / div;
@@ -171,66 +238,45 @@ impl Layer for Pool2d {
         &self.shape
     }
 
-    fn workspace_len(&self, cap: usize, _threads: usize) -> usize {
-        match self.kind {
-            PoolKind::Max => cap * numel(&self.shape),
-            _ => 0,
-        }
-    }
-
-    // x is (B, C, H, W), y is (B, C, OH, OW); ws holds max pooling's argmax per output.
-    fn forward(&self, f: &mut Forward<'_>, x: &[f32], y: &mut [f32], ws: &mut [f32]) {
+    // x is (B, C, H, W), y is (B, C, OH, OW).
+    fn forward(&self, f: &mut Forward<'_>, x: &[f32], y: &mut [f32], _ws: &mut [f32]) {
         let (in_p, out_p) = self.plane_sizes();
         let planes = f.batch * self.input.0;
         let parts = self.parts(planes, f.threads);
-        let (ys, args) = (Scratch::new(&mut y[..planes * out_p]), Scratch::new(ws));
-        let max = self.kind == PoolKind::Max;
+        let ys = Scratch::new(&mut y[..planes * out_p]);
         f.pool.run(parts, |p| {
             let (start, end) = images(planes, parts, p);
-            for q in start..end {
-                // SAFETY: plane q belongs to part p alone.
-                let (yq, aq) = unsafe {
-                    (
-                        ys.part(q * out_p, out_p),
-                        if max {
-                            args.part(q * out_p, out_p)
-                        } else {
-                            &mut []
-                        },
-                    )
-                };
-                self.forward_plane(&x[q * in_p..(q + 1) * in_p], yq, aq);
+            // SAFETY: planes start..end belong to part p alone.
+            let yp = unsafe { ys.part(start * out_p, (end - start) * out_p) };
+            for (q, yq) in (start..end).zip(yp.chunks_exact_mut(out_p)) {
+                self.forward_plane(&x[q * in_p..(q + 1) * in_p], yq);
             }
         });
     }
 
+    // dy is (B, C, OH, OW), dx is (B, C, H, W).
     fn backward(
         &self,
         b: &mut Backward<'_>,
-        _x: &[f32],
-        _y: &[f32],
+        x: &[f32],
+        y: &[f32],
         dy: &mut [f32],
         dx: Option<&mut [f32]>,
-        ws: &mut [f32],
+        _ws: &mut [f32],
     ) {
         let Some(dx) = dx else { return };
         let (in_p, out_p) = self.plane_sizes();
         let planes = b.batch * self.input.0;
         let parts = self.parts(planes, b.threads);
         let dxs = Scratch::new(&mut dx[..planes * in_p]);
-        let (dy, ws) = (&*dy, &*ws);
-        let max = self.kind == PoolKind::Max;
+        let dy = &*dy;
         b.pool.run(parts, |p| {
             let (start, end) = images(planes, parts, p);
-            for q in start..end {
-                // SAFETY: plane q belongs to part p alone.
-                let dxq = unsafe { dxs.part(q * in_p, in_p) };
-                let arg = if max {
-                    &ws[q * out_p..(q + 1) * out_p]
-                } else {
-                    &[][..]
-                };
-                self.backward_plane(&dy[q * out_p..(q + 1) * out_p], dxq, arg);
+            // SAFETY: planes start..end belong to part p alone.
+            let dxp = unsafe { dxs.part(start * in_p, (end - start) * in_p) };
+            for (q, dxq) in (start..end).zip(dxp.chunks_exact_mut(in_p)) {
+                let (xi, yo) = (q * in_p..(q + 1) * in_p, q * out_p..(q + 1) * out_p);
+                self.backward_plane(&x[xi], &y[yo.clone()], &dy[yo], dxq);
             }
         });
     }

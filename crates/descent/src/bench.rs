@@ -26,6 +26,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
         BenchWhat::Gemm => gemm(&args),
         BenchWhat::Optim => optim(&args),
         BenchWhat::Epoch => epoch(&args),
+        BenchWhat::Layers => layers(&args),
     }
 }
 
@@ -284,6 +285,111 @@ fn optim(args: &BenchArgs) -> Result<()> {
             100.0 * us / step
         );
     }
+    Ok(())
+}
+
+/// Each layer's share of a training step of `--model` on random MNIST-shaped inputs: the
+/// median over `--runs` runs of 20 steps each, in milliseconds per step, and GFLOP/s of its
+/// matrix products (backward counted as twice the forward).
+fn layers(args: &BenchArgs) -> Result<()> {
+    let pool = Pool::new(args.threads.unwrap_or(0))?;
+    let spec = crate::models::spec(
+        crate::models::ModelArgs {
+            model: args.model.as_deref(),
+            ..Default::default()
+        },
+        &crate::models::MNIST_SHAPE,
+        10,
+    )?;
+    let net = crate::models::build(&spec)?;
+    let batch = args.batch_size.max(1);
+    let mut rng = Rng::new(1);
+    let mut values = net.init_params(&mut rng);
+    let x: Vec<f32> = (0..batch * net.input_features())
+        .map(|_| rng.uniform(-0.5, 2.5))
+        .collect();
+    let y: Vec<u32> = (0..batch).map(|_| rng.below(10) as u32).collect();
+    let mut ws = Workspace::new(&net, batch, pool.threads());
+    let mut grads = vec![0.0f32; net.param_count()];
+    let n = net.layers().len();
+    let reps = 20;
+    let mut step = |f: &mut [f64], b: &mut [f64]| -> Result<()> {
+        net.profile_step(
+            &mut values,
+            &x,
+            Targets::Classes(&y),
+            &Loss::default(),
+            &mut grads,
+            &mut ws,
+            &pool,
+            (f, b),
+        )?;
+        Ok(())
+    };
+    let (mut f, mut b) = (vec![0.0; n], vec![0.0; n]);
+    for _ in 0..3 {
+        step(&mut f, &mut b)?; // warm up
+    }
+    let mut runs: Vec<(Vec<f64>, Vec<f64>)> = Vec::new();
+    for _ in 0..args.runs {
+        let (mut f, mut b) = (vec![0.0; n], vec![0.0; n]);
+        for _ in 0..reps {
+            step(&mut f, &mut b)?;
+        }
+        runs.push((f, b));
+    }
+    let med = |i: usize, fwd: bool| {
+        median(
+            runs.iter()
+                .map(|(f, b)| 1e3 * if fwd { f[i] } else { b[i] } / reps as f64)
+                .collect(),
+        )
+    };
+    out!(
+        "layers of {} (batch {batch}, {} threads): ms per training step, median of {} runs x {reps} steps",
+        crate::models::describe(args.model.as_deref(), &net),
+        pool.threads(),
+        args.runs
+    );
+    out!(
+        "{:<3} {:<18} {:<16} {:>9} {:>9} {:>10} {:>10}",
+        "#",
+        "layer",
+        "output",
+        "fwd ms",
+        "bwd ms",
+        "fwd GF/s",
+        "bwd GF/s"
+    );
+    let (mut total_f, mut total_b, mut flops) = (0.0, 0.0, 0.0);
+    for (i, l) in net.layers().iter().enumerate() {
+        let (tf, tb) = (med(i, true), med(i, false));
+        let fl = (l.flops() * batch as u64) as f64;
+        let rate = |flop: f64, ms: f64| match flop > 0.0 {
+            true => format!("{:.1}", flop / ms / 1e6),
+            false => "-".into(),
+        };
+        let shape: Vec<String> = l.output_shape().iter().map(|d| d.to_string()).collect();
+        out!(
+            "{:<3} {:<18} {:<16} {:>9.3} {:>9.3} {:>10} {:>10}",
+            i + 1,
+            l.kind(),
+            shape.join("x"),
+            tf,
+            tb,
+            rate(fl, tf),
+            rate(2.0 * fl, tb)
+        );
+        total_f += tf;
+        total_b += tb;
+        flops += 3.0 * fl;
+    }
+    out!(
+        "total: forward {total_f:.2} ms, backward {total_b:.2} ms, {:.1} GFLOP/s; an epoch of \
+         60 000 images is about {:.1} s",
+        flops / (total_f + total_b) / 1e6,
+        (total_f + total_b) / 1e3 * 60_000.0 / batch as f64
+    );
     Ok(())
 }
 

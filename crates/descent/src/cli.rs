@@ -732,8 +732,10 @@ pub enum BenchWhat {
     /// One step of every optimizer on the seed model's 407 050 parameters, against a
     /// training step.
     Optim,
-    /// Whole epochs of the seed workload on MNIST (median epoch time).
+    /// Whole epochs of the seed workload on MNIST (median epoch time); --model for others.
     Epoch,
+    /// Forward and backward time and GFLOP/s of each layer of --model, per training step.
+    Layers,
 }
 
 #[derive(Args, Debug)]
