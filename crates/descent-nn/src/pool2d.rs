@@ -191,12 +191,14 @@ impl Pool2d {
                     let (r0, r1, c0, c1, _) = self.cell(o / ow, o % ow);
                     let m = y[o];
                     let mut at = r0 * w + c0;
-                    'find: for r in r0..r1 {
-                        for k in r * w + c0..r * w + c1 {
-                            if x[k] == m || (m.is_nan() && x[k].is_nan()) {
-                                at = k;
-                                break 'find;
-                            }
+                    for r in r0..r1 {
+                        let row = &x[r * w + c0..r * w + c1];
+                        if let Some(c) = row
+                            .iter()
+                            .position(|&v| v == m || (m.is_nan() && v.is_nan()))
+                        {
+                            at = r * w + c0 + c;
+                            break;
                         }
                     }
                     dx[at] += g;
