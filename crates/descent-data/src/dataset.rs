@@ -83,6 +83,50 @@ impl Dataset {
         })
     }
 
+    /// A data set from memory: `images` holds `labels.len()` examples of `shape` (already
+    /// normalized as the model expects), row-major; labels are class indices below `classes`.
+    pub fn from_vecs(
+        shape: &[usize],
+        images: Vec<f32>,
+        labels: Vec<u32>,
+        classes: usize,
+    ) -> Result<Self, DataError> {
+        let features: usize = shape.iter().product();
+        if shape.is_empty() || features == 0 {
+            return Err(DataError::Loader(format!(
+                "example shape {shape:?}: give at least one dimension and no zero"
+            )));
+        }
+        if images.len() != labels.len() * features {
+            return Err(DataError::Loader(format!(
+                "{} values for {} examples of shape {shape:?} ({features} values each): expected {}",
+                images.len(),
+                labels.len(),
+                labels.len() * features
+            )));
+        }
+        if let Some(i) = labels.iter().position(|&l| l as usize >= classes) {
+            return Err(DataError::Loader(format!(
+                "label {} of example {i} is not below the {classes} classes",
+                labels[i]
+            )));
+        }
+        if let Some(i) = images.iter().position(|v| !v.is_finite()) {
+            return Err(DataError::Loader(format!(
+                "value {i} (example {}) is {}: inputs must be finite",
+                i / features,
+                images[i]
+            )));
+        }
+        Ok(Self {
+            shape: shape.to_vec(),
+            features,
+            classes,
+            images,
+            labels,
+        })
+    }
+
     /// Number of examples.
     pub fn len(&self) -> usize {
         self.labels.len()

@@ -40,6 +40,14 @@ impl Workspace {
         }
     }
 
+    /// The largest capacity up to `want` rows whose buffers fit in `bytes` (at least 1): an
+    /// evaluation batch of 1000 fits an MLP easily, but a convolutional network's activations
+    /// for 1000 images take hundreds of megabytes.
+    pub fn capacity_within(model: &Model, want: usize, threads: usize, bytes: usize) -> usize {
+        let per_row = model.chain.arena_len(1, threads.max(1)).max(1) * 4;
+        want.min(bytes / per_row).max(1)
+    }
+
     /// Seeds the dropout masks of the next training step (the trainer passes a function of
     /// its seed and the step, so that a resumed run draws the same masks).
     pub fn set_dropout_seed(&mut self, seed: u64) {

@@ -264,7 +264,91 @@ fn default_groups() -> usize {
     1
 }
 
+/// Short constructors for describing models in code, with PyTorch's defaults:
+/// `LayerSpec::conv2d(32, 3).named("conv1").padding(1)`.
 impl LayerSpec {
+    /// `linear` with `out` features and a bias.
+    pub fn linear(out: usize) -> Self {
+        LayerSpec::Linear {
+            name: None,
+            in_features: None,
+            out_features: out,
+            bias: true,
+        }
+    }
+
+    /// `conv2d` with `out` channels, a square `kernel`, stride 1, no padding, a bias.
+    pub fn conv2d(out: usize, kernel: usize) -> Self {
+        LayerSpec::Conv2d {
+            name: None,
+            in_channels: None,
+            out_channels: out,
+            kernel: Pair::One(kernel),
+            stride: Pair::One(1),
+            padding: Pair::One(0),
+            dilation: Pair::One(1),
+            groups: 1,
+            bias: true,
+        }
+    }
+
+    /// `max_pool2d` with a square `kernel` and stride.
+    pub fn max_pool2d(kernel: usize) -> Self {
+        LayerSpec::MaxPool2d {
+            kernel: Pair::One(kernel),
+            stride: None,
+            padding: Pair::One(0),
+        }
+    }
+
+    /// `batch_norm2d` with PyTorch's defaults.
+    pub fn batch_norm2d() -> Self {
+        LayerSpec::BatchNorm2d {
+            name: None,
+            momentum: 0.1,
+            eps: 1e-5,
+            affine: true,
+        }
+    }
+
+    /// The same layer with its parameters named `name.*` (layers without parameters ignore
+    /// it).
+    pub fn named(mut self, new: &str) -> Self {
+        match &mut self {
+            LayerSpec::Linear { name, .. }
+            | LayerSpec::Conv2d { name, .. }
+            | LayerSpec::BatchNorm1d { name, .. }
+            | LayerSpec::BatchNorm2d { name, .. }
+            | LayerSpec::LayerNorm { name, .. }
+            | LayerSpec::Residual { name, .. } => *name = Some(new.to_string()),
+            _ => {}
+        }
+        self
+    }
+
+    /// The same convolution or pooling with zero padding `p` on each side.
+    pub fn padding(mut self, p: usize) -> Self {
+        match &mut self {
+            LayerSpec::Conv2d { padding, .. }
+            | LayerSpec::MaxPool2d { padding, .. }
+            | LayerSpec::AvgPool2d { padding, .. } => *padding = Pair::One(p),
+            _ => {}
+        }
+        self
+    }
+
+    /// The same convolution or pooling with stride `s`.
+    pub fn stride(mut self, s: usize) -> Self {
+        match &mut self {
+            LayerSpec::Conv2d { stride, .. } => *stride = Pair::One(s),
+            LayerSpec::MaxPool2d { stride, .. } | LayerSpec::AvgPool2d { stride, .. } => {
+                *stride = Some(Pair::One(s))
+            }
+            _ => {}
+        }
+        self
+    }
+
     /// The type name as written in model files.
     pub fn type_name(&self) -> &'static str {
         match self {

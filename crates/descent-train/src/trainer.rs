@@ -211,6 +211,9 @@ pub struct Trainer {
     y: Vec<u32>,
 }
 
+/// The memory evaluation batches may take for activations.
+const EVAL_BYTES: usize = 64 << 20;
+
 /// Runs an optimizer's pieces on the engine's pool, whose workers are already awake between
 /// the kernels of a training step (a second pool would fight them for the cores).
 pub struct OnPool<'a>(pub &'a Pool);
@@ -277,7 +280,12 @@ impl Trainer {
             optimizer,
             plateau,
             ws: Workspace::new(&net, cfg.batch_size, pool.threads()),
-            eval_ws: Workspace::new(&net, cfg.eval_batch, pool.threads()),
+            // Evaluation batches are cut to keep their activations within 64 MB.
+            eval_ws: Workspace::new(
+                &net,
+                Workspace::capacity_within(&net, cfg.eval_batch, pool.threads(), EVAL_BYTES),
+                pool.threads(),
+            ),
             pool,
             x: vec![0.0; cfg.batch_size * inputs],
             y: vec![0; cfg.batch_size],
