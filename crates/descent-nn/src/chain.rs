@@ -60,6 +60,19 @@ impl Chain {
         self.layers.iter().map(|l| l.flops()).sum()
     }
 
+    /// Backward FLOPs per example of layer `i` as this chain runs it: twice the forward's
+    /// (weight and input gradients), once when its input gradient is not needed (nothing
+    /// before it learns).
+    pub fn backward_flops(&self, i: usize) -> u64 {
+        let needs_dx = self.layers[..i].iter().any(|p| p.param_count() > 0);
+        let f = self.layers[i].flops();
+        if needs_dx || self.layers[i].param_count() == 0 {
+            2 * f
+        } else {
+            f
+        }
+    }
+
     fn region(&self, i: usize, cap: usize, threads: usize) -> usize {
         let l = &self.layers[i];
         2 * cap * numel(l.output_shape()) + l.workspace_len(cap, threads)

@@ -130,6 +130,17 @@ impl Model {
         self.chain.flops()
     }
 
+    /// FLOPs of one training step per example: forward and backward matrix products.
+    pub fn step_flops(&self) -> u64 {
+        let n = self.chain.layers().len();
+        self.flops() + (0..n).map(|i| self.chain.backward_flops(i)).sum::<u64>()
+    }
+
+    /// Backward FLOPs per example of top-level layer `i` (see [`Chain::backward_flops`]).
+    pub fn backward_flops(&self, i: usize) -> u64 {
+        self.chain.backward_flops(i)
+    }
+
     /// Trainable values.
     pub fn param_count(&self) -> usize {
         self.layout.trainable_len()

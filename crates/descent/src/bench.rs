@@ -290,7 +290,7 @@ fn optim(args: &BenchArgs) -> Result<()> {
 
 /// Each layer's share of a training step of `--model` on random MNIST-shaped inputs: the
 /// median over `--runs` runs of 20 steps each, in milliseconds per step, and GFLOP/s of its
-/// matrix products (backward counted as twice the forward).
+/// matrix products (backward: weight and input gradients, the latter only where needed).
 fn layers(args: &BenchArgs) -> Result<()> {
     let pool = Pool::new(args.threads.unwrap_or(0))?;
     let spec = crate::models::spec(
@@ -365,6 +365,7 @@ fn layers(args: &BenchArgs) -> Result<()> {
     for (i, l) in net.layers().iter().enumerate() {
         let (tf, tb) = (med(i, true), med(i, false));
         let fl = (l.flops() * batch as u64) as f64;
+        let bl = (net.backward_flops(i) * batch as u64) as f64;
         let rate = |flop: f64, ms: f64| match flop > 0.0 {
             true => format!("{:.1}", flop / ms / 1e6),
             false => "-".into(),
@@ -378,11 +379,11 @@ fn layers(args: &BenchArgs) -> Result<()> {
             tf,
             tb,
             rate(fl, tf),
-            rate(2.0 * fl, tb)
+            rate(bl, tb)
         );
         total_f += tf;
         total_b += tb;
-        flops += 3.0 * fl;
+        flops += fl + bl;
     }
     out!(
         "total: forward {total_f:.2} ms, backward {total_b:.2} ms, {:.1} GFLOP/s; an epoch of \
@@ -418,9 +419,7 @@ fn epoch(args: &BenchArgs) -> Result<()> {
         10,
     )?;
     let model = crate::models::build(&spec)?;
-    // Forward and backward: about 3x the forward's products (the first layer's input
-    // gradient is not computed, so this slightly overcounts).
-    let gflop = 3.0 * model.flops() as f64 * 60_000.0 / 1e9;
+    let gflop = model.step_flops() as f64 * 60_000.0 / 1e9;
     let (data, dir) = crate::data::mnist(args.data_dir.as_deref(), false, cfg.normalize, true)?;
     let name = crate::models::describe(args.model.as_deref(), &model);
     let mut trainer = Trainer::new(model, &cfg)?;
