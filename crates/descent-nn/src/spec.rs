@@ -509,6 +509,50 @@ impl ModelSpec {
         Self::from_toml_value(value)
     }
 
+    /// The description with one layer setting changed: `key` is a layer's name and a field,
+    /// `conv1.out_channels`, `fc1.out_features`, `layer2.0.conv1.out_channels` (a residual
+    /// block's body layer), `3.p` (an unnamed layer by its position). How a search varies a
+    /// model's width: `descent tune --param model.conv1.out_channels=int:8:64`.
+    pub fn with_setting(&self, key: &str, value: serde_json::Value) -> Result<Self, NnError> {
+        let mut json = serde_json::to_value(self).expect("a model description serializes");
+        let mut names = Vec::new();
+        let mut path = Vec::new();
+        let layers = json["layers"].as_array().expect("layers are a list");
+        let Some(field) = locate(layers, "", key, &mut names, &mut path) else {
+            return Err(NnError::Spec {
+                at: format!("setting `{key}`"),
+                why: format!(
+                    "no layer is named `{}`: the layers are {}",
+                    key.rsplit_once('.').map_or(key, |(l, _)| l),
+                    names.join(", ")
+                ),
+            });
+        };
+        if field == "type" || field == "name" || field == "body" || field == "shortcut" {
+            return Err(NnError::Spec {
+                at: format!("setting `{key}`"),
+                why: format!("`{field}` cannot be set; set a layer's size or rate"),
+            });
+        }
+        let mut list = &mut json["layers"];
+        for (i, next) in path {
+            list = &mut list[i];
+            if !next.is_empty() {
+                list = &mut list[next];
+            }
+        }
+        list.as_object_mut()
+            .expect("a layer is a table")
+            .insert(field, value);
+        Self::from_toml_value(json).map_err(|e| match e {
+            NnError::Spec { at, why } => NnError::Spec {
+                at: format!("setting `{key}`: {at}"),
+                why,
+            },
+            other => other,
+        })
+    }
+
     /// Builds the model, checking every layer against the shape before it.
     pub fn build(&self) -> Result<Model, NnError> {
         if self.input.is_empty() || self.input.contains(&0) {
@@ -559,6 +603,48 @@ impl ModelSpec {
             layers,
         }
     }
+}
+
+/// Where the layer named by `key` (a qualified name and a field) sits: the indices down the
+/// nested lists (with the list to enter next: `body` or `shortcut`) and the field. `names`
+/// collects the qualified names seen, for messages.
+fn locate(
+    layers: &[serde_json::Value],
+    prefix: &str,
+    key: &str,
+    names: &mut Vec<String>,
+    path: &mut Vec<(usize, &'static str)>,
+) -> Option<String> {
+    for (i, layer) in layers.iter().enumerate() {
+        let local = layer["name"]
+            .as_str()
+            .map_or_else(|| i.to_string(), str::to_string);
+        let name = if prefix.is_empty() {
+            local
+        } else {
+            format!("{prefix}.{local}")
+        };
+        names.push(name.clone());
+        if let Some(field) = key.strip_prefix(&format!("{name}.")) {
+            if !field.contains('.') {
+                path.push((i, ""));
+                return Some(field.to_string());
+            }
+        }
+        if layer["type"] == "residual" {
+            let short = format!("{name}.shortcut");
+            for (list, p) in [("body", name.as_str()), ("shortcut", short.as_str())] {
+                if let Some(items) = layer.get(list).and_then(|v| v.as_array()) {
+                    path.push((i, list));
+                    if let Some(field) = locate(items, p, key, names, path) {
+                        return Some(field);
+                    }
+                    path.pop();
+                }
+            }
+        }
+    }
+    None
 }
 
 /// Parses a list of layer tables; `path` says where the list is, for messages.

@@ -829,3 +829,61 @@ fn bad_inputs_are_errors() {
         Err(NnError::Shape { .. })
     ));
 }
+
+/// A model's width is set by layer name, in nested blocks too; a bad setting is refused with
+/// the layer names.
+#[test]
+fn settings_change_a_described_model() {
+    let resnet = ModelSpec::preset("resnet", &[1, 28, 28], 10).unwrap();
+    let nested = resnet
+        .with_setting("layer2.0.bn1.momentum", json!(0.2))
+        .unwrap();
+    let descent_nn::LayerSpec::Residual { body, .. } = &nested.layers[5] else {
+        panic!("layer2.0 is a residual block")
+    };
+    assert!(
+        matches!(body[1], descent_nn::LayerSpec::BatchNorm2d { momentum, .. } if momentum == 0.2)
+    );
+    // A wider stem no longer fits the identity shortcut of the first block: refused.
+    let e = resnet
+        .with_setting("conv1.out_channels", json!(8))
+        .unwrap()
+        .build()
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("its body gives (16, 28, 28) but its shortcut gives (8, 28, 28)"),
+        "{e}"
+    );
+    let cnn = ModelSpec::preset("cnn", &[1, 28, 28], 10).unwrap();
+    let wide = cnn
+        .with_setting("conv1.out_channels", json!(8))
+        .unwrap()
+        .build()
+        .unwrap();
+    assert_eq!(
+        wide.layout().get("conv2.weight").unwrap().shape,
+        vec![64, 8, 3, 3]
+    );
+    let m = cnn
+        .with_setting("fc1.out_features", json!(64))
+        .unwrap()
+        .build()
+        .unwrap();
+    assert_eq!(m.layout().get("fc2.weight").unwrap().shape, vec![10, 64]);
+    let m = cnn.with_setting("5.p", json!(0.1)).unwrap();
+    assert_eq!(m.layers[5], descent_nn::LayerSpec::Dropout { p: 0.1 });
+    let e = cnn
+        .with_setting("conv9.out_channels", json!(8))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("no layer is named `conv9`: the layers are conv1, 1, conv2"),
+        "{e}"
+    );
+    let e = cnn
+        .with_setting("conv1.kernal", json!(5))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("unknown field `kernal`"), "{e}");
+}

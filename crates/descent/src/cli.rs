@@ -333,6 +333,11 @@ pub struct TrainArgs {
     /// Dropout probability after each hidden activation of --model mlp (default 0).
     #[arg(long, value_name = "P", allow_negative_numbers = true)]
     pub dropout: Option<f32>,
+    /// Change one setting of the model's layers, by layer name and field:
+    /// conv1.out_channels=16, fc1.out_features=256, layer2.0.conv1.out_channels=48 (repeat the
+    /// flag for several; what `descent tune --param model.conv1.out_channels=...` varies).
+    #[arg(long = "model-set", value_name = "LAYER.FIELD=VALUE")]
+    pub model_set: Vec<String>,
     /// Loss: cross-entropy (the default), nll (on a model ending in log_softmax), mse, l1,
     /// huber, bce-with-logits (these four read the class index as a one-hot target).
     #[arg(long, value_enum, default_value = "cross-entropy")]

@@ -27,6 +27,7 @@ pub fn architecture(
             hidden,
             activation,
             dropout: None,
+            set: &[],
         };
         return crate::models::spec(args, &crate::models::MNIST_SHAPE, 10);
     }

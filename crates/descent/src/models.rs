@@ -23,11 +23,44 @@ pub struct ModelArgs<'a> {
     pub activation: Option<ActivationArg>,
     /// `--dropout`.
     pub dropout: Option<f32>,
+    /// `--model-set LAYER.FIELD=VALUE`, in order.
+    pub set: &'a [String],
+}
+
+/// The description with every `--model-set` applied in order.
+fn apply_settings(mut spec: ModelSpec, set: &[String]) -> Result<ModelSpec> {
+    for s in set {
+        let (key, value) = s.split_once('=').ok_or_else(|| {
+            anyhow!("invalid --model-set {s}: write LAYER.FIELD=VALUE, e.g. conv1.out_channels=16")
+        })?;
+        let value = if let Ok(i) = value.parse::<i64>() {
+            serde_json::json!(i)
+        } else if let Ok(x) = value.parse::<f64>() {
+            serde_json::json!(x)
+        } else if let Ok(b) = value.parse::<bool>() {
+            serde_json::json!(b)
+        } else {
+            serde_json::json!(value)
+        };
+        spec = spec
+            .with_setting(key.trim(), value)
+            .map_err(|e| anyhow!("invalid --model-set {s}: {e}"))?;
+        spec.build()
+            .map_err(|e| anyhow!("invalid --model-set {s}: {e}"))?;
+    }
+    Ok(spec)
 }
 
 /// The description `args` name, for examples of `input` shape and `classes` classes. The
 /// MLP flags go with `--model mlp` only; a file's input and output must fit the data.
 pub fn spec(args: ModelArgs<'_>, input: &[usize], classes: usize) -> Result<ModelSpec> {
+    let spec = unset_spec(args, input, classes)?;
+    let spec = apply_settings(spec, args.set)?;
+    fits(&spec, input, classes)?;
+    Ok(spec)
+}
+
+fn unset_spec(args: ModelArgs<'_>, input: &[usize], classes: usize) -> Result<ModelSpec> {
     let name = args.model.unwrap_or("mlp");
     if name != "mlp" {
         for (flag, given) in [

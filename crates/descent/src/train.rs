@@ -264,12 +264,13 @@ pub fn model_spec(args: &TrainArgs) -> Result<ModelSpec> {
         hidden: args.hidden.as_deref(),
         activation: args.activation,
         dropout: args.dropout,
+        set: &args.model_set,
     };
     if let (Some(path), None, None, None) =
         (&args.init_from, &args.model, &args.hidden, &args.activation)
     {
         let meta = read_metadata(path)?;
-        if meta.contains_key("model") && args.dropout.is_none() {
+        if meta.contains_key("model") && args.dropout.is_none() && args.model_set.is_empty() {
             return crate::models::recorded(path, &meta, None, None);
         }
     }

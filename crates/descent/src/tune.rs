@@ -70,6 +70,34 @@ fn flag_value(v: &ParamValue) -> String {
     }
 }
 
+/// A parameter's name as written (`batch_size` or `batch-size`: the flag `batch-size`;
+/// `model.conv1.out_channels`: a model setting, kept as written).
+fn param_name(name: &str) -> String {
+    let name = name.trim().trim_start_matches("--");
+    match name.starts_with("model.") {
+        true => name.to_string(),
+        false => name.replace('_', "-"),
+    }
+}
+
+/// Appends the train flags that give parameter `name` the value `v`: `--name v`, a switch,
+/// or `--model-set KEY=v` for `model.KEY`.
+fn push_flag(flags: &mut Vec<String>, name: &str, v: &ParamValue) {
+    if let Some(key) = name.strip_prefix("model.") {
+        flags.push("--model-set".into());
+        flags.push(format!("{key}={}", flag_value(v)));
+        return;
+    }
+    match v {
+        ParamValue::Bool(true) => flags.push(format!("--{name}")),
+        ParamValue::Bool(false) => {}
+        v => {
+            flags.push(format!("--{name}"));
+            flags.push(flag_value(v));
+        }
+    }
+}
+
 /// A `cat:` or TOML choice: integer, float, switch or string.
 fn parse_choice(s: &str) -> ParamValue {
     if let Ok(i) = s.parse::<i64>() {
@@ -93,7 +121,7 @@ fn parse_param(spec: &str) -> Result<SpaceParam> {
         )
     };
     let (name, rest) = spec.split_once('=').ok_or_else(|| bad("no `=`"))?;
-    let flag = name.trim().trim_start_matches("--").replace('_', "-");
+    let flag = param_name(name);
     let (kind, args) = rest.split_once(':').ok_or_else(|| bad("no kind"))?;
     let distribution = match kind {
         "cat" | "categorical" => Distribution::categorical(
@@ -172,7 +200,7 @@ fn parse_space_file(path: &Path) -> Result<(Vec<SpaceParam>, Vec<String>)> {
             let step = t
                 .get("step")
                 .and_then(|v| v.as_float().or(v.as_integer().map(|i| i as f64)));
-            let flag = name.replace('_', "-");
+            let flag = param_name(name);
             let distribution = match kind {
                 "float" => Distribution::Float {
                     low: num("low")?,
@@ -352,18 +380,22 @@ pub fn run(args: TuneArgs) -> Result<()> {
     for p in &space {
         let probe = p.distribution.to_external(p.distribution.from_unit(0.0));
         let mut flags = fixed.clone();
-        if !matches!(probe, ParamValue::Bool(false)) {
+        if matches!(probe, ParamValue::Bool(false)) {
             flags.push(format!("--{}", p.flag));
+        } else {
+            push_flag(&mut flags, &p.flag, &probe);
         }
-        if !matches!(probe, ParamValue::Bool(_)) {
-            flags.push(flag_value(&probe));
-        }
-        train_args(&flags).map_err(|e| {
+        let parsed = train_args(&flags).map_err(|e| {
             anyhow!(
                 "search-space parameter `{}` is not a usable `descent train` flag: {e}",
                 p.flag
             )
         })?;
+        // A model setting must name a layer and a field of the model the trials train.
+        if p.flag.starts_with("model.") {
+            crate::train::model_spec(&parsed)
+                .map_err(|e| anyhow!("search-space parameter `{}`: {e:#}", p.flag))?;
+        }
     }
     let base = train_args(&fixed).context("invalid --fixed flags")?;
     let storage = open_storage(&args.storage)?;
@@ -475,14 +507,7 @@ pub fn run(args: TuneArgs) -> Result<()> {
                 if p.flag == "optimizer" {
                     optimizer = v.to_string();
                 }
-                match v {
-                    ParamValue::Bool(true) => flags.push(format!("--{}", p.flag)),
-                    ParamValue::Bool(false) => {}
-                    v => {
-                        flags.push(format!("--{}", p.flag));
-                        flags.push(flag_value(&v));
-                    }
-                }
+                push_flag(&mut flags, &p.flag, &v);
             }
             trial.set_user_attr("train_flags", &flags)?;
             let mut all = flags.clone();

@@ -127,6 +127,21 @@ fn bad_settings_are_refused_before_any_work() {
             "invalid --model vgg: not a preset",
         ),
         (
+            &["train", "--model-set", "fc9.out_features=3"],
+            "no layer is named `fc9`: the layers are fc1, 1, fc2",
+        ),
+        (&["train", "--model-set", "fc1"], "write LAYER.FIELD=VALUE"),
+        (
+            &[
+                "train",
+                "--model",
+                "cnn",
+                "--model-set",
+                "fc2.out_features=7",
+            ],
+            "the model gives 7 outputs",
+        ),
+        (
             &["train", "--model", "cnn", "--hidden", "128"],
             "invalid --hidden: it shapes --model mlp, not --model cnn",
         ),
