@@ -88,7 +88,7 @@ pub enum DataError {
         found: String,
     },
     /// The data set is not on disk and was not to be fetched.
-    #[error("MNIST is not in {dir} (missing: {missing}); run `descent data fetch mnist --data-dir {dir}`, or copy the four IDX files there")]
+    #[error("MNIST is not in {dir} (missing: {missing}); fetch it there (`fetch_mnist`; on the command line `descent data fetch mnist`), or copy the four IDX files there")]
     Missing {
         /// Where it was looked for.
         dir: PathBuf,
@@ -106,7 +106,7 @@ pub enum DataError {
         attempts: String,
     },
     /// No cache directory could be chosen.
-    #[error("no data directory: pass --data-dir DIR or set DESCENT_DATA (no home cache directory was found)")]
+    #[error("no data directory: give one or set DESCENT_DATA (no home cache directory was found)")]
     NoDataDir,
     /// Batch settings that cannot work.
     #[error("invalid loader setting: {0}")]

@@ -29,7 +29,7 @@ impl BatchLoader {
     ) -> Result<Self, DataError> {
         if batch_size == 0 {
             return Err(DataError::Loader(
-                "batch size 0: use --batch-size 1 or more".into(),
+                "batch size 0: batches need 1 example or more".into(),
             ));
         }
         if len > u32::MAX as usize {

@@ -135,20 +135,18 @@ pub struct EarlyStop {
     pub min_delta: f64,
 }
 
-fn bad(flag: impl Into<String>, value: impl ToString, why: impl Into<String>) -> TrainError {
-    TrainError::Config {
-        flag: flag.into(),
+fn bad(name: impl Into<String>, value: impl ToString, why: impl Into<String>) -> TrainError {
+    TrainError::Setting {
+        name: name.into(),
         value: value.to_string(),
         why: why.into(),
     }
 }
 
-/// An optimizer or schedule error, named by the command-line flag that sets the value.
-pub(crate) fn flag_error(e: OptimError) -> TrainError {
+/// An optimizer or schedule error, as a setting error naming the hyperparameter.
+pub(crate) fn setting_error(e: OptimError) -> TrainError {
     match e {
-        OptimError::InvalidHyperparameter { name, value, why } => {
-            bad(format!("--{}", name.replace('_', "-")), value, why)
-        }
+        OptimError::InvalidHyperparameter { name, value, why } => bad(name, value, why),
         other => TrainError::Optim(other),
     }
 }
@@ -164,98 +162,98 @@ impl TrainConfig {
         matches!(self.optimizer, OptimizerConfig::Gd(_))
     }
 
-    /// Refuses settings that cannot train, naming the flag to fix.
+    /// Refuses settings that cannot train, naming the setting to fix.
     pub fn validate(&self) -> Result<(), TrainError> {
-        self.optimizer.validate().map_err(flag_error)?;
-        self.schedule.validate().map_err(flag_error)?;
+        self.optimizer.validate().map_err(setting_error)?;
+        self.schedule.validate().map_err(setting_error)?;
         if let Some(p) = self.plateau {
             if self.schedule != Schedule::Constant {
                 return Err(bad(
-                    "--schedule",
+                    "schedule",
                     "plateau",
                     "reduce-on-plateau sets the rate itself: it does not combine with another schedule",
                 ));
             }
-            ReduceOnPlateau::new(p, self.lr() as f64).map_err(flag_error)?;
+            ReduceOnPlateau::new(p, self.lr() as f64).map_err(setting_error)?;
         }
         if self.schedule.cycles_momentum() && self.optimizer.momentum().is_none() {
             return Err(bad(
-                "--schedule",
+                "schedule",
                 "onecycle",
                 format!(
-                    "{} has no momentum or beta1 to cycle; add --no-cycle-momentum",
+                    "{} has no momentum or beta1 to cycle; turn the cycling off (`no_cycle_momentum`)",
                     self.optimizer.name()
                 ),
             ));
         }
-        for (flag, v) in [
-            ("--clip-norm", self.clip_norm),
-            ("--clip-value", self.clip_value),
+        for (name, v) in [
+            ("clip_norm", self.clip_norm),
+            ("clip_value", self.clip_value),
         ] {
             if let Some(v) = v {
                 if !(v.is_finite() && v > 0.0) {
-                    return Err(bad(flag, v, "clip to a finite number > 0"));
+                    return Err(bad(name, v, "clip to a finite number > 0"));
                 }
             }
         }
         if self.clip_error_nonfinite && self.clip_norm.is_none() {
             return Err(bad(
-                "--clip-error-nonfinite",
+                "clip_error_nonfinite",
                 "",
-                "it checks the norm that --clip-norm measures: add --clip-norm",
+                "it checks the norm that `clip_norm` measures: set `clip_norm`",
             ));
         }
         if let Some(t) = self.grad_tol {
             if !self.full_batch() {
                 return Err(bad(
-                    "--grad-tol",
+                    "grad_tol",
                     t,
-                    "the gradient-norm stop is for full-batch descent: add --optimizer gd",
+                    "the gradient-norm stop is for full-batch descent (`optimizer` gd)",
                 ));
             }
             if !(t.is_finite() && t > 0.0) {
-                return Err(bad("--grad-tol", t, "it must be a finite number > 0"));
+                return Err(bad("grad_tol", t, "it must be a finite number > 0"));
             }
         }
         if !(self.l1.is_finite() && self.l1 >= 0.0) {
-            return Err(bad("--l1", self.l1, "it must be a finite number >= 0"));
+            return Err(bad("l1", self.l1, "it must be a finite number >= 0"));
         }
         if self.max_steps == Some(0) {
-            return Err(bad("--max-steps", 0, "take at least 1 step"));
+            return Err(bad("max_steps", 0, "take at least 1 step"));
         }
         if let Some(t) = self.target_loss {
             if !(t.is_finite() && t >= 0.0) {
-                return Err(bad("--target-loss", t, "it must be a finite number >= 0"));
+                return Err(bad("target_loss", t, "it must be a finite number >= 0"));
             }
         }
         if let Some(e) = self.early_stop {
             if !(e.min_delta.is_finite() && e.min_delta >= 0.0) {
                 return Err(bad(
-                    "--min-delta",
+                    "early_stop.min_delta",
                     e.min_delta,
                     "it must be a finite number >= 0",
                 ));
             }
         }
         if self.batch_size == 0 {
-            return Err(bad("--batch-size", 0, "a batch needs at least 1 example"));
+            return Err(bad("batch_size", 0, "a batch needs at least 1 example"));
         }
         if self.epochs == 0 {
-            return Err(bad("--epochs", 0, "train for at least 1 epoch"));
+            return Err(bad("epochs", 0, "train for at least 1 epoch"));
         }
         if !(self.normalize.std.is_finite()
             && self.normalize.std > 0.0
             && self.normalize.mean.is_finite())
         {
             return Err(bad(
-                "--std",
+                "normalize.std",
                 self.normalize.std,
                 "the normalization std must be a finite number > 0",
             ));
         }
         if self.eval_batch == 0 {
             return Err(bad(
-                "--eval-batch",
+                "eval_batch",
                 0,
                 "evaluate at least 1 example at a time",
             ));
@@ -287,16 +285,16 @@ mod tests {
     }
 
     #[test]
-    fn each_bad_setting_names_its_flag() {
+    fn each_bad_setting_names_its_setting() {
         use HyperValue::Num;
         let cases: Vec<(TrainConfig, &str)> = vec![
-            (with("sgd", "lr", Num(0.0)), "--lr"),
-            (with("sgd", "lr", Num(-1.0)), "--lr"),
-            (with("sgd", "lr", Num(f64::NAN)), "--lr"),
-            (with("sgd", "lr", Num(f64::INFINITY)), "--lr"),
-            (with("sgd", "momentum", Num(-0.5)), "--momentum"),
-            (with("adam", "beta1", Num(1.0)), "--beta1"),
-            (with("adamw", "weight_decay", Num(-1.0)), "--weight-decay"),
+            (with("sgd", "lr", Num(0.0)), "lr"),
+            (with("sgd", "lr", Num(-1.0)), "lr"),
+            (with("sgd", "lr", Num(f64::NAN)), "lr"),
+            (with("sgd", "lr", Num(f64::INFINITY)), "lr"),
+            (with("sgd", "momentum", Num(-0.5)), "momentum"),
+            (with("adam", "beta1", Num(1.0)), "beta1"),
+            (with("adamw", "weight_decay", Num(-1.0)), "weight_decay"),
             (
                 TrainConfig {
                     schedule: Schedule::Step {
@@ -305,21 +303,21 @@ mod tests {
                     },
                     ..TrainConfig::default()
                 },
-                "--step-size",
+                "step_size",
             ),
             (
                 TrainConfig {
                     grad_tol: Some(1e-3),
                     ..TrainConfig::default()
                 },
-                "--grad-tol",
+                "grad_tol",
             ),
             (
                 TrainConfig {
                     clip_norm: Some(0.0),
                     ..TrainConfig::default()
                 },
-                "--clip-norm",
+                "clip_norm",
             ),
             (
                 TrainConfig {
@@ -327,21 +325,21 @@ mod tests {
                     optimizer: OptimizerConfig::default_for("adagrad").unwrap(),
                     ..TrainConfig::default()
                 },
-                "--schedule",
+                "schedule",
             ),
             (
                 TrainConfig {
                     batch_size: 0,
                     ..TrainConfig::default()
                 },
-                "--batch-size",
+                "batch_size",
             ),
             (
                 TrainConfig {
                     epochs: 0,
                     ..TrainConfig::default()
                 },
-                "--epochs",
+                "epochs",
             ),
         ];
         for (c, flag) in cases {

@@ -31,18 +31,20 @@ pub use trainer::{EpochReport, Event, Metrics, OnPool, RunSummary, StopReason, T
 /// Why training could not start or go on.
 #[derive(Debug, thiserror::Error)]
 pub enum TrainError {
-    /// A setting outside its valid range, named by its command-line flag.
-    #[error("invalid {flag} {value}: {why}")]
-    Config {
-        /// The flag, e.g. `--lr`.
-        flag: String,
+    /// A setting outside its valid range, named as in [`TrainConfig`] (`batch_size`,
+    /// `clip_norm`, an optimizer's `momentum`, `early_stop.min_delta`). Other settings the
+    /// message refers to are in backticks, so that a front end can name them its own way.
+    #[error("invalid {name} {value}: {why}")]
+    Setting {
+        /// The setting, e.g. `lr`.
+        name: String,
         /// The value given.
         value: String,
         /// What is accepted.
         why: String,
     },
     /// The gradient norm became NaN or infinite (with `clip_error_nonfinite`).
-    #[error("the gradient norm became {norm} at epoch {epoch}, batch {batch} (step {step}): lower the learning rate (--lr {lr} now)")]
+    #[error("the gradient norm became {norm} at epoch {epoch}, batch {batch} (step {step}): lower the learning rate ({lr} now)")]
     NonFiniteGradient {
         /// The norm.
         norm: f32,
@@ -56,7 +58,7 @@ pub enum TrainError {
         lr: f32,
     },
     /// The loss became NaN or infinite.
-    #[error("the loss became {value} at epoch {epoch}, batch {batch} (step {step}): training diverged; lower the learning rate (--lr {lr} now, try {suggest})")]
+    #[error("the loss became {value} at epoch {epoch}, batch {batch} (step {step}): training diverged; lower the learning rate ({lr} now, try {suggest})")]
     Diverged {
         /// `NaN` or `inf`.
         value: String,

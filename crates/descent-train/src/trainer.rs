@@ -15,7 +15,7 @@ use descent_optim::{
 };
 use descent_tensor::{MatMut, Pool, Rng};
 
-use crate::config::flag_error;
+use crate::config::setting_error;
 use crate::{TrainConfig, TrainError};
 
 /// Loss and accuracy on one data set.
@@ -98,8 +98,10 @@ impl std::fmt::Display for StopReason {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Self::MaxEpochs => write!(f, "ran every epoch"),
-            Self::MaxSteps(n) => write!(f, "reached --max-steps {n}"),
-            Self::TargetLoss { loss } => write!(f, "training loss {loss:.4} reached --target-loss"),
+            Self::MaxSteps(n) => write!(f, "reached the step limit of {n} steps"),
+            Self::TargetLoss { loss } => {
+                write!(f, "training loss {loss:.4} reached the target loss")
+            }
             Self::EarlyStopping {
                 monitor,
                 best_epoch,
@@ -111,7 +113,10 @@ impl std::fmt::Display for StopReason {
                 monitor.name()
             ),
             Self::Converged { grad_norm } => {
-                write!(f, "converged: gradient norm {grad_norm:.3e} < --grad-tol")
+                write!(
+                    f,
+                    "converged: gradient norm {grad_norm:.3e} below the tolerance"
+                )
             }
             Self::Interrupted { epoch, batch } => {
                 write!(f, "interrupted in epoch {epoch} after batch {batch}")
@@ -263,9 +268,9 @@ impl Trainer {
             .map(|v| ParamSpec::new(v.name.clone(), &v.shape))
             .collect();
         let optimizer =
-            Optimizer::with_groups(cfg.optimizer, &specs, &cfg.groups).map_err(flag_error)?;
+            Optimizer::with_groups(cfg.optimizer, &specs, &cfg.groups).map_err(setting_error)?;
         let plateau = match cfg.plateau {
-            Some(p) => Some(ReduceOnPlateau::new(p, cfg.lr() as f64).map_err(flag_error)?),
+            Some(p) => Some(ReduceOnPlateau::new(p, cfg.lr() as f64).map_err(setting_error)?),
             None => None,
         };
         let pool = Pool::new(cfg.threads)?;
@@ -444,19 +449,20 @@ impl Trainer {
         }
         if let Some(e) = self.cfg.early_stop {
             if e.monitor.needs_validation() && val.is_none() {
-                return Err(TrainError::Config {
-                    flag: "--early-stop".into(),
+                return Err(TrainError::Setting {
+                    name: "early_stop".into(),
                     value: e.monitor.name().into(),
-                    why: "it watches the validation set: add --val-split 0.1 (or watch train_loss)"
-                        .into(),
+                    why:
+                        "it watches the validation set: give one (`val_split`), or watch train_loss"
+                            .into(),
                 });
             }
         }
         if self.cfg.val_only && val.is_none() {
-            return Err(TrainError::Config {
-                flag: "--val-only".into(),
+            return Err(TrainError::Setting {
+                name: "val_only".into(),
                 value: String::new(),
-                why: "there is no validation set: add --val-split 0.1".into(),
+                why: "there is no validation set: give one (`val_split`)".into(),
             });
         }
         let mut stop = StopReason::MaxEpochs;
@@ -854,7 +860,8 @@ impl Trainer {
         };
         if meta.get("format").map(String::as_str) != Some("descent-checkpoint-1") {
             return Err(bad(
-                "it is not a descent checkpoint (weights alone load with --init-from)".into(),
+                "it is not a descent checkpoint (a weights file: load it with `load_weights`)"
+                    .into(),
             ));
         }
         let field = |key: &str| {
@@ -1364,7 +1371,7 @@ mod tests {
             .unwrap()
             .run_split(&train, None, &test, |_| {})
             .unwrap_err();
-        assert!(e.to_string().contains("--val-split"), "{e}");
+        assert!(e.to_string().contains("`val_split`"), "{e}");
     }
 
     #[test]

@@ -422,7 +422,7 @@ fn epoch(args: &BenchArgs) -> Result<()> {
     let gflop = model.step_flops() as f64 * 60_000.0 / 1e9;
     let (data, dir) = crate::data::mnist(args.data_dir.as_deref(), false, cfg.normalize, true)?;
     let name = crate::models::describe(args.model.as_deref(), &model);
-    let mut trainer = Trainer::new(model, &cfg)?;
+    let mut trainer = Trainer::new(model, &cfg).map_err(crate::train::cli_error)?;
     out!(
         "model {name}, {} lr {}, batch {} on {}, {} threads, {} epochs",
         cfg.optimizer.name(),

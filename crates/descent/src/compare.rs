@@ -160,7 +160,8 @@ pub fn run(args: CompareArgs) -> Result<()> {
             val_only: true,
             ..TrainConfig::default()
         };
-        let mut trainer = Trainer::new(crate::models::build(&spec)?, &cfg)?;
+        let mut trainer =
+            Trainer::new(crate::models::build(&spec)?, &cfg).map_err(crate::train::cli_error)?;
         let mut total = 0.0;
         let mut o = Outcome {
             name: name.to_string(),

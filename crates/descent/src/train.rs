@@ -256,6 +256,33 @@ pub fn val_count(args: &TrainArgs, len: usize) -> Result<usize> {
     }
 }
 
+/// The command-line flag that sets a `TrainConfig` setting or an optimizer hyperparameter.
+fn flag_of(name: &str) -> String {
+    match name {
+        "early_stop.min_delta" => "--min-delta".into(),
+        "normalize.std" => "--std".into(),
+        other => format!("--{}", other.replace('_', "-")),
+    }
+}
+
+/// A library error in the command line's terms: the setting and the settings its message
+/// names (in backticks) become flags.
+pub fn cli_error(e: descent_train::TrainError) -> anyhow::Error {
+    match e {
+        descent_train::TrainError::Setting { name, value, why } => {
+            let mut text = String::new();
+            for (i, part) in why.split('`').enumerate() {
+                match i % 2 {
+                    1 => text += &flag_of(part),
+                    _ => text += part,
+                }
+            }
+            anyhow!("invalid {} {value}: {text}", flag_of(&name))
+        }
+        other => other.into(),
+    }
+}
+
 /// The model the flags name, for MNIST-shaped data (a weights file's own model when
 /// starting from one without --model).
 pub fn model_spec(args: &TrainArgs) -> Result<ModelSpec> {
@@ -389,7 +416,7 @@ pub fn config(args: &TrainArgs, train_len: usize, model: &Model) -> Result<Train
         normalize: Normalize::default(),
         ..TrainConfig::default()
     };
-    cfg.validate()?;
+    cfg.validate().map_err(cli_error)?;
     let has_val = args.val_split.is_some() || args.val_size.is_some();
     if let Some(e) = cfg.early_stop {
         if e.monitor.needs_validation() && !has_val {
@@ -604,7 +631,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
         0 => None,
         n => Some(data.train.split_off_random(n, cfg.seed)?),
     };
-    let mut trainer = Trainer::new(model, &cfg)?;
+    let mut trainer = Trainer::new(model, &cfg).map_err(cli_error)?;
     if let Some(path) = &args.init_from {
         let (weights, _) = load_weights(path, trainer.net().layout())?;
         trainer.set_params(&weights)?;

@@ -525,7 +525,8 @@ pub fn run(args: TuneArgs) -> Result<()> {
                 crate::train::config(&targs, data.train.len(), &model).map_err(TrialError::msg)?;
             cfg.val_only = true;
             cfg.seed = seed;
-            let mut trainer = Trainer::new(model, &cfg).map_err(TrialError::msg)?;
+            let mut trainer = Trainer::new(model, &cfg)
+                .map_err(|e| TrialError::msg(crate::train::cli_error(e)))?;
             let flag = Arc::new(AtomicBool::new(false));
             RUNNING
                 .lock()

@@ -68,7 +68,7 @@ impl SgdConfig {
         check_nonneg("weight_decay", self.weight_decay)?;
         if self.nesterov && (self.momentum <= 0.0 || self.dampening != 0.0) {
             return Err(OptimError::InvalidCombination(
-                "nesterov needs momentum > 0 and dampening = 0 (--momentum 0.9 --dampening 0)",
+                "nesterov needs momentum > 0 and dampening = 0 (e.g. momentum 0.9, dampening 0)",
             ));
         }
         Ok(())
