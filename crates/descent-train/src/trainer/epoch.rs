@@ -1,0 +1,389 @@
+//! One epoch: its batches (the optimizer step of each), full-batch descent's step, the
+//! epoch's report, and the stopping rules checked after it.
+
+use std::sync::atomic::Ordering;
+
+use descent_data::{BatchLoader, Dataset};
+use descent_nn::{LossStats, Targets};
+use descent_optim::{clip_grad_norm_on, clip_grad_value, grad_norm_on, schedule::Schedule};
+use descent_tensor::{MatMut, Pool};
+
+use super::{Batches, EpochReport, Event, LoopState, Metrics, OnPool, StopReason, Trainer};
+use crate::TrainError;
+
+/// Copies batch `b` into `x` and `y` with the pool's threads (a batch of the seed is 200 KB);
+/// returns its rows.
+fn fill_batch(
+    loader: &BatchLoader,
+    data: &Dataset,
+    b: usize,
+    x: &mut [f32],
+    y: &mut [u32],
+    pool: &Pool,
+) -> usize {
+    let idx = loader.indices(b);
+    let f = data.features();
+    let rows = idx.len();
+    let xs = MatMut::new(&mut x[..rows * f], rows, f).expect("batch buffer fits");
+    pool.split_rows(xs, 8, 16, |r0, mut band| {
+        for r in 0..band.rows() {
+            band.row_mut(r)
+                .copy_from_slice(data.image(idx[r0 + r] as usize));
+        }
+    });
+    for (dst, &i) in y.iter_mut().zip(idx) {
+        *dst = data.labels()[i as usize];
+    }
+    rows
+}
+
+impl Trainer {
+    /// Sets the learning rate (and momentum) the schedule gives for the next step.
+    pub(super) fn schedule_step(&mut self) -> Result<(), TrainError> {
+        let t = self.optimizer.steps();
+        let schedule = &self.cfg.schedule;
+        if *schedule != Schedule::Constant {
+            self.optimizer
+                .set_lr_with(|base| schedule.lr(t, base as f64) as f32);
+        }
+        if let Some(m) = schedule.momentum(t) {
+            self.optimizer.set_momentum(m as f32)?;
+        }
+        Ok(())
+    }
+
+    /// Adds the L1 penalty's gradient, `l1 * sign(w)`, for every weight matrix.
+    pub(super) fn add_l1(&self, grads: &mut [f32]) {
+        if self.cfg.l1 == 0.0 {
+            return;
+        }
+        for v in self.net.layout().params() {
+            if v.name.ends_with(".weight") {
+                let (g, p) = (&mut grads[v.range()], &self.params[v.range()]);
+                for (g, &p) in g.iter_mut().zip(p) {
+                    if p != 0.0 {
+                        *g += self.cfg.l1 * p.signum();
+                    }
+                }
+            }
+        }
+    }
+
+    /// Clips `grads` as configured; the error names where training stands.
+    pub(super) fn clip(
+        &self,
+        grads: &mut [f32],
+        epoch: usize,
+        batch: usize,
+    ) -> Result<(), TrainError> {
+        if let Some(max) = self.cfg.clip_norm {
+            let error = self.cfg.clip_error_nonfinite;
+            if let Err(descent_optim::OptimError::NonFiniteGradNorm(norm)) =
+                clip_grad_norm_on(&OnPool(&self.pool), grads, max, error)
+            {
+                return Err(TrainError::NonFiniteGradient {
+                    norm,
+                    epoch,
+                    batch,
+                    step: self.optimizer.steps(),
+                    lr: self.optimizer.lr(),
+                });
+            }
+        }
+        if let Some(v) = self.cfg.clip_value {
+            clip_grad_value(grads, v)?;
+        }
+        Ok(())
+    }
+
+    /// The rest of the current epoch's batches: one optimizer step each (full-batch descent
+    /// sums their gradients instead), the log lines and progress events. Stops early at the
+    /// interrupt flag or the step limit.
+    pub(super) fn run_batches(
+        &mut self,
+        train: &Dataset,
+        loader: &mut BatchLoader,
+        on_event: &mut impl FnMut(Event),
+    ) -> Result<Batches, TrainError> {
+        let epoch = self.pos.epoch;
+        let batches = loader.num_batches();
+        loader.start_epoch(epoch as u64);
+        if self.cfg.full_batch() && self.pos.batch == 0 {
+            self.full_grad.clear();
+            self.full_grad.resize(self.net.param_count(), 0.0);
+        }
+        let mut ran = self.pos.batch;
+        for b in self.pos.batch..batches {
+            if self
+                .interrupt
+                .as_ref()
+                .is_some_and(|f| f.load(Ordering::SeqCst))
+            {
+                return Ok(Batches::Interrupted { batch: b });
+            }
+            if let Some(max) = self.cfg.max_steps {
+                if !self.cfg.full_batch() && self.optimizer.steps() >= max {
+                    return Ok(Batches::Ran {
+                        ran,
+                        step_limit: Some(max),
+                    });
+                }
+            }
+            ran = b + 1;
+            let stats = self.train_batch(train, loader, b)?;
+            let loss = stats.mean_loss();
+            self.pos.loss_sum += stats.loss_sum;
+            self.pos.correct += stats.correct;
+            self.pos.count += stats.count;
+            self.pos.running += loss;
+            self.pos.batch = b + 1;
+            let done = b + 1;
+            if self.cfg.log_every > 0 && done % self.cfg.log_every == 0 {
+                on_event(Event::Log {
+                    epoch,
+                    batch: done,
+                    loss: self.pos.running / self.cfg.log_every as f64,
+                });
+                self.pos.running = 0.0;
+            }
+            on_event(Event::Progress {
+                epoch,
+                batch: done,
+                batches,
+            });
+        }
+        Ok(Batches::Ran {
+            ran,
+            step_limit: None,
+        })
+    }
+
+    /// Batch `b` of the current epoch: forward, loss, backward, and the optimizer step (plain
+    /// SGD fused into the backward pass; full-batch descent adds the gradient to the epoch's
+    /// sum). A non-finite loss stops training with where it happened.
+    pub(super) fn train_batch(
+        &mut self,
+        train: &Dataset,
+        loader: &BatchLoader,
+        b: usize,
+    ) -> Result<LossStats, TrainError> {
+        let full_batch = self.cfg.full_batch();
+        let epoch = self.pos.epoch;
+        if !full_batch {
+            self.schedule_step()?;
+        }
+        let rows = fill_batch(loader, train, b, &mut self.x, &mut self.y, &self.pool);
+        let features = self.net.input_features();
+        let (x, y) = (&self.x[..rows * features], &self.y[..rows]);
+        // Dropout masks are a function of the seed and the step: a resumed run draws the
+        // same ones.
+        let step = match full_batch {
+            true => self.optimizer.steps() * loader.num_batches() as u64 + b as u64,
+            false => self.optimizer.steps(),
+        };
+        self.ws
+            .set_dropout_seed(self.cfg.seed ^ step.wrapping_mul(0xD1B5_4A32_D192_ED03));
+        let clipping = self.cfg.clip_norm.is_some() || self.cfg.clip_value.is_some();
+        let fused_lr = match full_batch || clipping || self.cfg.l1 > 0.0 {
+            true => None,
+            false => self.optimizer.plain_sgd_lr(),
+        };
+        let trainable = self.net.param_count();
+        if fused_lr.is_none() && self.grads.len() != trainable {
+            self.grads = vec![0.0; trainable];
+        }
+        let stats = match fused_lr {
+            // Plain SGD is applied inside the backward pass: no gradient buffer.
+            Some(lr) => self.net.train_step_sgd(
+                &mut self.params,
+                lr,
+                x,
+                Targets::Classes(y),
+                &self.cfg.loss,
+                &mut self.ws,
+                &self.pool,
+            )?,
+            None => self.net.train_step_grads(
+                &mut self.params,
+                x,
+                Targets::Classes(y),
+                &self.cfg.loss,
+                &mut self.grads,
+                &mut self.ws,
+                &self.pool,
+            )?,
+        };
+        let loss = stats.mean_loss();
+        if !loss.is_finite() {
+            let lr = self.optimizer.lr();
+            return Err(TrainError::Diverged {
+                value: if loss.is_nan() {
+                    "NaN".into()
+                } else {
+                    "infinite".into()
+                },
+                epoch,
+                batch: b + 1,
+                step: self.optimizer.steps() + 1,
+                lr,
+                suggest: lr / 10.0,
+            });
+        }
+        if full_batch {
+            // The batch gradient is a mean over its rows: weight it by its share.
+            let w = rows as f32 / train.len() as f32;
+            let (acc, g) = (&mut self.full_grad, &self.grads);
+            acc.iter_mut().zip(g).for_each(|(a, g)| *a += w * g);
+        } else if fused_lr.is_some() {
+            self.optimizer.fused_step_done();
+        } else {
+            let mut grads = std::mem::take(&mut self.grads);
+            self.add_l1(&mut grads);
+            self.clip(&mut grads, epoch, b + 1)?;
+            let stepped =
+                self.optimizer
+                    .step_on(&OnPool(&self.pool), &mut self.params[..trainable], &grads);
+            self.grads = grads;
+            stepped?;
+        }
+        Ok(stats)
+    }
+
+    /// Full-batch descent's one step per epoch, on the summed gradient; returns the norm when
+    /// it fell below `grad_tol` (then no step is taken).
+    pub(super) fn full_batch_step(
+        &mut self,
+        epoch: usize,
+        batches: usize,
+    ) -> Result<Option<f32>, TrainError> {
+        if !self.cfg.full_batch() {
+            return Ok(None);
+        }
+        let mut g = std::mem::take(&mut self.full_grad);
+        let norm = grad_norm_on(&OnPool(&self.pool), &g);
+        let converged = match self.cfg.grad_tol {
+            Some(tol) if norm < tol => Some(norm),
+            _ => {
+                self.add_l1(&mut g);
+                self.clip(&mut g, epoch, batches)?;
+                self.schedule_step()?;
+                let trainable = self.net.param_count();
+                self.optimizer
+                    .step_on(&OnPool(&self.pool), &mut self.params[..trainable], &g)?;
+                None
+            }
+        };
+        self.full_grad = g;
+        Ok(converged)
+    }
+
+    /// Evaluates the finished epoch, lets reduce-on-plateau see it, reports it, and starts
+    /// the next epoch's loop state.
+    pub(super) fn end_epoch(
+        &mut self,
+        epoch: usize,
+        seconds: f64,
+        val: Option<&Dataset>,
+        test: &Dataset,
+        on_event: &mut impl FnMut(Event),
+    ) -> Result<EpochReport, TrainError> {
+        let val_metrics = match val {
+            Some(v) => Some(Metrics::from(self.evaluate(v)?)),
+            None => None,
+        };
+        let test_metrics = match self.cfg.val_only {
+            true => None,
+            false => Some(Metrics::from(self.evaluate(test)?)),
+        };
+        let epoch_stats = LossStats {
+            loss_sum: self.pos.loss_sum,
+            correct: self.pos.correct,
+            count: self.pos.count,
+        };
+        let report = EpochReport {
+            epoch,
+            steps: self.optimizer.steps(),
+            lr: self.optimizer.lr(),
+            train_loss: epoch_stats.mean_loss(),
+            train_acc: epoch_stats.accuracy(),
+            val: val_metrics,
+            test_loss: test_metrics.map(|m| m.loss),
+            test_acc: test_metrics.map(|m| m.acc),
+            seconds,
+        };
+        if let Some(p) = &mut self.plateau {
+            let watched = report.val.map_or(report.train_loss, |v| v.loss);
+            let lr = p.observe(watched);
+            self.optimizer.set_lr(lr as f32);
+        }
+        on_event(Event::EpochEnd(report.clone()));
+        // The next epoch starts from a clean slate.
+        self.pos = LoopState {
+            epoch: epoch + 1,
+            epochs: std::mem::take(&mut self.pos.epochs),
+            best: self.pos.best,
+            bad_epochs: self.pos.bad_epochs,
+            ..LoopState::default()
+        };
+        self.pos.epochs.push(report.clone());
+        Ok(report)
+    }
+
+    /// Early stopping: keeps the best epoch's weights, and stops once the monitored metric
+    /// has not improved by more than `min_delta` for more than `patience` epochs.
+    pub(super) fn early_stopping(&mut self, report: &EpochReport) -> Option<StopReason> {
+        let e = self.cfg.early_stop?;
+        let value = match e.monitor {
+            crate::Monitor::ValLoss => report.val.map_or(f64::NAN, |v| v.loss),
+            crate::Monitor::ValAcc => report.val.map_or(f64::NAN, |v| v.acc),
+            crate::Monitor::TrainLoss => report.train_loss,
+        };
+        let better = match self.pos.best {
+            None => true,
+            Some((_, b)) if e.monitor.higher_is_better() => value > b + e.min_delta,
+            Some((_, b)) => value < b - e.min_delta,
+        };
+        if better {
+            self.pos.best = Some((report.epoch, value));
+            match &mut self.best_weights {
+                Some(w) => w.copy_from_slice(&self.params),
+                None => self.best_weights = Some(self.params.clone()),
+            }
+            self.pos.bad_epochs = 0;
+            return None;
+        }
+        self.pos.bad_epochs += 1;
+        if self.pos.bad_epochs <= e.patience {
+            return None;
+        }
+        let (best_epoch, best) = self.pos.best.expect("set on epoch 1");
+        Some(StopReason::EarlyStopping {
+            monitor: e.monitor,
+            best_epoch,
+            best,
+        })
+    }
+
+    /// The rules checked after each epoch, in order: full-batch convergence, the target
+    /// loss, the step limit.
+    pub(super) fn stopping_rule(
+        &self,
+        report: &EpochReport,
+        converged: Option<f32>,
+    ) -> Option<StopReason> {
+        if let Some(grad_norm) = converged {
+            return Some(StopReason::Converged { grad_norm });
+        }
+        if let Some(target) = self.cfg.target_loss {
+            if report.train_loss <= target {
+                return Some(StopReason::TargetLoss {
+                    loss: report.train_loss,
+                });
+            }
+        }
+        match self.cfg.max_steps {
+            Some(max) if self.optimizer.steps() >= max => Some(StopReason::MaxSteps(max)),
+            _ => None,
+        }
+    }
+}

@@ -1,0 +1,516 @@
+//! The trainer: a model, its values, an optimizer and the buffers to train them; a run is
+//! epochs of batches until a stopping rule fires. The batch and epoch steps and the stopping
+//! rules live in `epoch.rs`, checkpoints in `resume.rs`.
+
+use std::path::Path;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::Instant;
+
+use serde::{Deserialize, Serialize};
+
+use descent_data::{BatchLoader, Dataset};
+use descent_nn::{LossStats, Model, Targets, Workspace};
+use descent_optim::schedule::ReduceOnPlateau;
+use descent_optim::{Optimizer, Parallel, ParamSpec};
+use descent_tensor::{Pool, Rng};
+
+use crate::config::setting_error;
+use crate::{TrainConfig, TrainError};
+
+mod epoch;
+mod resume;
+
+/// Loss and accuracy on one data set.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Metrics {
+    /// Mean loss per example.
+    pub loss: f64,
+    /// Accuracy in percent.
+    pub acc: f64,
+}
+
+impl From<LossStats> for Metrics {
+    fn from(s: LossStats) -> Self {
+        Self {
+            loss: s.mean_loss(),
+            acc: s.accuracy(),
+        }
+    }
+}
+
+/// Results of one epoch.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EpochReport {
+    /// Epoch, from 1.
+    pub epoch: usize,
+    /// Optimizer steps taken so far.
+    pub steps: u64,
+    /// The learning rate at the end of the epoch.
+    pub lr: f32,
+    /// Mean training loss over the epoch's examples (as the weights were when each batch ran).
+    pub train_loss: f64,
+    /// Training accuracy over the epoch, in percent, on the same terms.
+    pub train_acc: f64,
+    /// Loss and accuracy on the validation set after the epoch, when there is one.
+    pub val: Option<Metrics>,
+    /// Mean loss on the test set after the epoch (`None` when only validating).
+    pub test_loss: Option<f64>,
+    /// Accuracy on the test set after the epoch, in percent (`None` when only validating).
+    pub test_acc: Option<f64>,
+    /// Seconds spent training (evaluation excluded).
+    pub seconds: f64,
+}
+
+/// Why a run stopped.
+#[derive(Clone, Debug, PartialEq)]
+pub enum StopReason {
+    /// All `epochs` ran.
+    MaxEpochs,
+    /// `max_steps` optimizer steps were taken.
+    MaxSteps(u64),
+    /// The epoch's training loss reached `target_loss`.
+    TargetLoss {
+        /// The loss reached.
+        loss: f64,
+    },
+    /// The monitored metric stopped improving.
+    EarlyStopping {
+        /// The metric.
+        monitor: crate::Monitor,
+        /// The epoch whose weights were kept.
+        best_epoch: usize,
+        /// Its value there.
+        best: f64,
+    },
+    /// The interrupt flag was raised; the loop state is kept for a checkpoint.
+    Interrupted {
+        /// The epoch in progress.
+        epoch: usize,
+        /// Batches done in it.
+        batch: usize,
+    },
+    /// Full-batch descent: the gradient norm fell below `grad_tol`.
+    Converged {
+        /// The full-set gradient's norm.
+        grad_norm: f32,
+    },
+}
+
+impl std::fmt::Display for StopReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::MaxEpochs => write!(f, "ran every epoch"),
+            Self::MaxSteps(n) => write!(f, "reached the step limit of {n} steps"),
+            Self::TargetLoss { loss } => {
+                write!(f, "training loss {loss:.4} reached the target loss")
+            }
+            Self::EarlyStopping {
+                monitor,
+                best_epoch,
+                best,
+            } => write!(
+                f,
+                "early stopping: {} stopped improving; kept epoch {best_epoch} ({} {best:.4})",
+                monitor.name(),
+                monitor.name()
+            ),
+            Self::Converged { grad_norm } => {
+                write!(
+                    f,
+                    "converged: gradient norm {grad_norm:.3e} below the tolerance"
+                )
+            }
+            Self::Interrupted { epoch, batch } => {
+                write!(f, "interrupted in epoch {epoch} after batch {batch}")
+            }
+        }
+    }
+}
+
+/// What a run did.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RunSummary {
+    /// Every epoch's report.
+    pub epochs: Vec<EpochReport>,
+    /// Why it stopped.
+    pub stop: StopReason,
+    /// The epoch whose weights the trainer holds now (the last, or the best with early
+    /// stopping).
+    pub kept_epoch: usize,
+    /// The test set on the weights kept.
+    pub test: Metrics,
+}
+
+/// What the loop tells its caller as it goes.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Event {
+    /// The mean batch loss of the last `log_every` batches (the seed's log line).
+    Log {
+        /// Epoch, from 1.
+        epoch: usize,
+        /// Batches done in this epoch.
+        batch: usize,
+        /// Mean of the last `log_every` batch losses.
+        loss: f64,
+    },
+    /// A batch finished.
+    Progress {
+        /// Epoch, from 1.
+        epoch: usize,
+        /// Batches done in this epoch.
+        batch: usize,
+        /// Batches in the epoch.
+        batches: usize,
+    },
+    /// An epoch finished and was evaluated.
+    EpochEnd(EpochReport),
+}
+
+/// Where a run stands, between any two batches: everything besides the weights, the
+/// optimizer and the schedule that the rest of the run depends on. Saved in checkpoints.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct LoopState {
+    /// The epoch in progress, from 1 (0 before the run starts).
+    pub epoch: usize,
+    /// Batches done in it.
+    pub batch: usize,
+    /// The epoch's loss sum, correct answers and examples so far.
+    pub loss_sum: f64,
+    /// See `loss_sum`.
+    pub correct: usize,
+    /// See `loss_sum`.
+    pub count: usize,
+    /// Sum of batch losses since the last log line.
+    pub running: f64,
+    /// Training seconds spent in the epoch so far.
+    pub seconds: f64,
+    /// Reports of the finished epochs.
+    pub epochs: Vec<EpochReport>,
+    /// Early stopping: the best epoch and its value.
+    pub best: Option<(usize, f64)>,
+    /// Early stopping: epochs since the best.
+    pub bad_epochs: usize,
+}
+
+/// How an epoch's batches ended.
+enum Batches {
+    /// The interrupt flag was raised before batch `batch` (from 0).
+    Interrupted {
+        /// The batch that did not run.
+        batch: usize,
+    },
+    /// Batches ran up to `ran` (counting those of a resumed run); `step_limit` is the limit
+    /// when it stopped them early.
+    Ran {
+        /// Batches done in the epoch.
+        ran: usize,
+        /// The step limit that was reached, if any.
+        step_limit: Option<u64>,
+    },
+}
+
+/// A model, its parameters, an optimizer and the buffers to train them.
+pub struct Trainer {
+    pos: LoopState,
+    /// Early stopping: the best epoch's weights.
+    best_weights: Option<Vec<f32>>,
+    interrupt: Option<Arc<AtomicBool>>,
+    /// Write a checkpoint to this file every this many epochs.
+    checkpoints: Option<(std::path::PathBuf, usize)>,
+    cfg: TrainConfig,
+    net: Model,
+    /// Parameters, then buffers (layout: `net.layout()`).
+    params: Vec<f32>,
+    /// The batch gradient of the trainable parameters; allocated on the first step that
+    /// needs it (plain SGD is fused into the backward pass and never does).
+    grads: Vec<f32>,
+    /// Full-batch descent: the gradient summed over the epoch.
+    full_grad: Vec<f32>,
+    optimizer: Optimizer,
+    plateau: Option<ReduceOnPlateau>,
+    pool: Pool,
+    ws: Workspace,
+    eval_ws: Workspace,
+    x: Vec<f32>,
+    y: Vec<u32>,
+}
+
+/// The memory evaluation batches may take for activations.
+const EVAL_BYTES: usize = 64 << 20;
+
+/// Runs an optimizer's pieces on the engine's pool, whose workers are already awake between
+/// the kernels of a training step (a second pool would fight them for the cores).
+pub struct OnPool<'a>(pub &'a Pool);
+
+impl Parallel for OnPool<'_> {
+    fn run(&self, parts: usize, f: &(dyn Fn(usize) + Sync)) {
+        self.0.run(parts, f)
+    }
+}
+
+impl Trainer {
+    /// Checks `cfg` and prepares to train `net` from freshly initialized weights (seeded by
+    /// `cfg.seed`); the optimizer sees the trainable parameters only.
+    pub fn new(net: Model, cfg: &TrainConfig) -> Result<Self, TrainError> {
+        cfg.validate()?;
+        cfg.loss.validate(net.output_features())?;
+        let params = net.init_params(&mut Rng::new(cfg.seed));
+        let specs: Vec<ParamSpec> = net
+            .layout()
+            .params()
+            .map(|v| ParamSpec::new(v.name.clone(), &v.shape))
+            .collect();
+        let optimizer =
+            Optimizer::with_groups(cfg.optimizer, &specs, &cfg.groups).map_err(setting_error)?;
+        let plateau = match cfg.plateau {
+            Some(p) => Some(ReduceOnPlateau::new(p, cfg.lr() as f64).map_err(setting_error)?),
+            None => None,
+        };
+        let pool = Pool::new(cfg.threads)?;
+        let inputs = net.input_features();
+        Ok(Self {
+            pos: LoopState::default(),
+            best_weights: None,
+            interrupt: None,
+            checkpoints: None,
+            grads: Vec::new(),
+            full_grad: Vec::new(),
+            optimizer,
+            plateau,
+            ws: Workspace::new(&net, cfg.batch_size, pool.threads()),
+            // Evaluation batches are cut to keep their activations within 64 MB.
+            eval_ws: Workspace::new(
+                &net,
+                Workspace::capacity_within(&net, cfg.eval_batch, pool.threads(), EVAL_BYTES),
+                pool.threads(),
+            ),
+            pool,
+            x: vec![0.0; cfg.batch_size * inputs],
+            y: vec![0; cfg.batch_size],
+            cfg: cfg.clone(),
+            net,
+            params,
+        })
+    }
+
+    /// The model.
+    pub fn net(&self) -> &Model {
+        &self.net
+    }
+
+    /// The flat parameters and buffers (layout: `self.net().layout()`).
+    pub fn params(&self) -> &[f32] {
+        &self.params
+    }
+
+    /// Replaces the weights (e.g. with ones loaded by [`crate::checkpoint::load_weights`]).
+    pub fn set_params(&mut self, params: &[f32]) -> Result<(), TrainError> {
+        if params.len() != self.params.len() {
+            return Err(TrainError::Data(format!(
+                "{} weights given for a model of {}",
+                params.len(),
+                self.params.len()
+            )));
+        }
+        self.params.copy_from_slice(params);
+        Ok(())
+    }
+
+    /// Threads the engine runs on.
+    pub fn threads(&self) -> usize {
+        self.pool.threads()
+    }
+
+    /// Optimizer steps taken.
+    pub fn steps(&self) -> u64 {
+        self.optimizer.steps()
+    }
+
+    /// The optimizer (its settings, current learning rate and state).
+    pub fn optimizer(&self) -> &Optimizer {
+        &self.optimizer
+    }
+
+    /// Loss and accuracy of the current weights on `data`.
+    pub fn evaluate(&mut self, data: &Dataset) -> Result<LossStats, TrainError> {
+        Ok(self.net.evaluate(
+            &self.params,
+            data.images(),
+            Targets::Classes(data.labels()),
+            &self.cfg.loss,
+            &mut self.eval_ws,
+            &self.pool,
+        )?)
+    }
+
+    fn check_data(&self, data: &Dataset, what: &str) -> Result<(), TrainError> {
+        if data.features() != self.net.input_features()
+            || data.classes() != self.net.output_features()
+        {
+            return Err(TrainError::Data(format!(
+                "the {what} set has {} features and {} classes; the model takes {} and predicts {}",
+                data.features(),
+                data.classes(),
+                self.net.input_features(),
+                self.net.output_features()
+            )));
+        }
+        if data.is_empty() {
+            return Err(TrainError::Data(format!("the {what} set is empty")));
+        }
+        Ok(())
+    }
+
+    /// Trains `cfg.epochs` epochs on `train`, evaluating on `eval` after each, and returns
+    /// the epoch reports. `on_event` sees every log line, batch and epoch as it happens.
+    pub fn run(
+        &mut self,
+        train: &Dataset,
+        eval: &Dataset,
+        on_event: impl FnMut(Event),
+    ) -> Result<Vec<EpochReport>, TrainError> {
+        Ok(self.run_split(train, None, eval, on_event)?.epochs)
+    }
+
+    /// Trains on `train` until a stopping rule fires, evaluating on `val` (when given) and on
+    /// `test` after each epoch (only at the end with `val_only`), and says why it stopped.
+    /// With early stopping, the best epoch's weights are restored at the end.
+    pub fn run_split(
+        &mut self,
+        train: &Dataset,
+        val: Option<&Dataset>,
+        test: &Dataset,
+        mut on_event: impl FnMut(Event),
+    ) -> Result<RunSummary, TrainError> {
+        self.check_data(train, "training")?;
+        self.check_data(test, "test")?;
+        if let Some(v) = val {
+            self.check_data(v, "validation")?;
+        }
+        if let Some(e) = self.cfg.early_stop {
+            if e.monitor.needs_validation() && val.is_none() {
+                return Err(TrainError::Setting {
+                    name: "early_stop".into(),
+                    value: e.monitor.name().into(),
+                    why:
+                        "it watches the validation set: give one (`val_split`), or watch train_loss"
+                            .into(),
+                });
+            }
+        }
+        if self.cfg.val_only && val.is_none() {
+            return Err(TrainError::Setting {
+                name: "val_only".into(),
+                value: String::new(),
+                why: "there is no validation set: give one (`val_split`)".into(),
+            });
+        }
+        let full_batch = self.cfg.full_batch();
+        let mut loader = BatchLoader::new(
+            train.len(),
+            self.cfg.batch_size,
+            self.cfg.shuffle && !full_batch,
+            self.cfg.drop_last && !full_batch,
+            self.cfg.seed,
+        )?;
+        if self.pos.epoch == 0 {
+            self.pos = LoopState {
+                epoch: 1,
+                ..LoopState::default()
+            };
+        }
+        let stop = loop {
+            if self.pos.epoch > self.cfg.epochs {
+                break StopReason::MaxEpochs;
+            }
+            let epoch = self.pos.epoch;
+            let start = Instant::now();
+            let (ran, step_limit) = match self.run_batches(train, &mut loader, &mut on_event)? {
+                Batches::Interrupted { batch } => {
+                    self.pos.seconds += start.elapsed().as_secs_f64();
+                    return self.finish(StopReason::Interrupted { epoch, batch }, test);
+                }
+                Batches::Ran { ran, step_limit } => (ran, step_limit),
+            };
+            let converged = self.full_batch_step(epoch, loader.num_batches())?;
+            let seconds = self.pos.seconds + start.elapsed().as_secs_f64();
+            if ran == 0 {
+                // The step limit was reached exactly at the end of the last epoch.
+                break step_limit.map_or(StopReason::MaxEpochs, StopReason::MaxSteps);
+            }
+            let report = self.end_epoch(epoch, seconds, val, test, &mut on_event)?;
+            if let Some(stop) = self.early_stopping(&report) {
+                break stop;
+            }
+            let last_epoch = epoch == self.cfg.epochs;
+            let due = self
+                .checkpoints
+                .as_ref()
+                .filter(|(_, every)| epoch.is_multiple_of(*every) || last_epoch)
+                .map(|(path, _)| path.clone());
+            if let Some(path) = due {
+                self.save_checkpoint(&path)?;
+            }
+            if let Some(stop) = self.stopping_rule(&report, converged) {
+                break stop;
+            }
+        };
+        // With early stopping, the best epoch's weights are the ones to keep.
+        let last = self.pos.epochs.last().map_or(0, |r| r.epoch);
+        if let (Some((best_epoch, _)), Some(w)) = (self.pos.best, &self.best_weights) {
+            if best_epoch != last {
+                self.params.copy_from_slice(w);
+            }
+        }
+        self.finish(stop, test)
+    }
+
+    /// The summary of a run that stopped for `stop`, with the test set on the weights held.
+    fn finish(&mut self, stop: StopReason, test: &Dataset) -> Result<RunSummary, TrainError> {
+        let last = self.pos.epochs.last().map_or(0, |r| r.epoch);
+        let kept_epoch = match (&stop, self.pos.best) {
+            (StopReason::Interrupted { .. }, _) => last,
+            (_, Some((best_epoch, _))) if self.best_weights.is_some() => best_epoch,
+            _ => last,
+        };
+        let test = match self.pos.epochs.last() {
+            Some(r)
+                if kept_epoch == last
+                    && r.test_loss.is_some()
+                    && !matches!(stop, StopReason::Interrupted { .. }) =>
+            {
+                Metrics {
+                    loss: r.test_loss.expect("checked"),
+                    acc: r.test_acc.expect("set with the loss"),
+                }
+            }
+            _ => Metrics::from(self.evaluate(test)?),
+        };
+        Ok(RunSummary {
+            epochs: self.pos.epochs.clone(),
+            stop,
+            kept_epoch,
+            test,
+        })
+    }
+
+    /// Raises an interrupt when `flag` becomes true: the run stops before its next batch with
+    /// [`StopReason::Interrupted`], ready for [`Trainer::save_checkpoint`].
+    pub fn set_interrupt(&mut self, flag: Arc<AtomicBool>) {
+        self.interrupt = Some(flag);
+    }
+
+    /// Writes a checkpoint to `path` after every `every` epochs (and after the last).
+    pub fn checkpoint_every(&mut self, path: &Path, every: usize) {
+        self.checkpoints = Some((path.to_path_buf(), every.max(1)));
+    }
+
+    /// Where the run stands.
+    pub fn loop_state(&self) -> &LoopState {
+        &self.pos
+    }
+}
+
+#[cfg(test)]
+mod tests;

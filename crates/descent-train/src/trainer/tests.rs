@@ -1,0 +1,499 @@
+//! The training loop on a toy problem: logs, stopping rules, resume, schedules, clipping.
+
+use std::sync::atomic::Ordering;
+
+use super::*;
+use descent_data::{parse_idx, Normalize};
+use descent_optim::schedule::Schedule;
+use descent_optim::{HyperValue, OptimizerConfig, SgdConfig};
+
+/// A small learnable problem: class = which quarter of the 16 pixels is brightest.
+fn toy(n: usize, seed: u64) -> Dataset {
+    let mut rng = Rng::new(seed);
+    let mut img = vec![0, 0, 8, 2];
+    img.extend((n as u32).to_be_bytes());
+    img.extend(16u32.to_be_bytes());
+    let mut lab = vec![0, 0, 8, 1];
+    lab.extend((n as u32).to_be_bytes());
+    for _ in 0..n {
+        let c = rng.below(4) as usize;
+        for p in 0..16 {
+            let base = if p / 4 == c { 150 } else { 0 };
+            img.push((base + rng.below(100)) as u8);
+        }
+        lab.push(c as u8);
+    }
+    Dataset::new(
+        &parse_idx(&img, "x").unwrap(),
+        &parse_idx(&lab, "y").unwrap(),
+        Normalize::default(),
+        4,
+    )
+    .unwrap()
+}
+
+fn sgd(lr: f32, momentum: f32) -> OptimizerConfig {
+    OptimizerConfig::Sgd(SgdConfig {
+        lr,
+        momentum,
+        ..SgdConfig::default()
+    })
+}
+
+/// An MLP from `inputs` features through `hidden` units to the toy problem's 4 classes.
+fn mlp(inputs: usize, hidden: usize, dropout: f32) -> Model {
+    Model::mlp(inputs, &[hidden], 4, descent_nn::Activation::Relu, dropout).unwrap()
+}
+
+fn cfg() -> TrainConfig {
+    TrainConfig {
+        optimizer: sgd(0.1, 0.0),
+        batch_size: 16,
+        epochs: 3,
+        log_every: 10,
+        threads: 2,
+        eval_batch: 64,
+        ..TrainConfig::default()
+    }
+}
+
+#[test]
+fn learns_and_logs_like_the_seed() {
+    let (train, test) = (toy(1000, 1), toy(200, 2));
+    let mut t = Trainer::new(mlp(16, 32, 0.0), &cfg()).unwrap();
+    let mut logs = Vec::new();
+    let reports = t
+        .run(&train, &test, |e| {
+            if let Event::Log { epoch, batch, .. } = e {
+                logs.push((epoch, batch))
+            }
+        })
+        .unwrap();
+    // 1000 / 16 = 63 batches (the last of 8 kept): logs at 10, 20, ..., 60 each epoch.
+    assert_eq!(logs.len(), 18);
+    assert_eq!(logs[..2], [(1, 10), (1, 20)]);
+    assert_eq!(t.steps(), 189);
+    assert!(reports[2].test_acc.unwrap() > 95.0, "{reports:?}");
+    assert!(reports[2].train_loss < reports[0].train_loss);
+}
+
+/// Momentum takes the gradient-buffer path (plain SGD is fused): it learns as well.
+#[test]
+fn the_unfused_optimizer_path_learns() {
+    let (train, test) = (toy(1000, 1), toy(200, 2));
+    let mut t = Trainer::new(
+        mlp(16, 32, 0.0),
+        &TrainConfig {
+            optimizer: sgd(0.01, 0.9),
+            ..cfg()
+        },
+    )
+    .unwrap();
+    let reports = t.run(&train, &test, |_| {}).unwrap();
+    assert!(reports[2].test_acc.unwrap() > 95.0, "{reports:?}");
+}
+
+#[test]
+fn same_seed_and_threads_repeat_exactly() {
+    let (train, test) = (toy(500, 3), toy(100, 4));
+    let run = |seed| {
+        let mut t = Trainer::new(mlp(16, 32, 0.0), &TrainConfig { seed, ..cfg() }).unwrap();
+        let mut events = Vec::new();
+        t.run(&train, &test, |e| events.push(format!("{e:?}")))
+            .unwrap();
+        (
+            t.params().to_vec(),
+            events
+                .into_iter()
+                .filter(|e| e.starts_with("Log"))
+                .collect::<Vec<_>>(),
+        )
+    };
+    let (a, la) = run(5);
+    let (b, lb) = run(5);
+    assert_eq!(a, b);
+    assert_eq!(la, lb);
+    assert_ne!(run(6).0, a);
+}
+
+#[test]
+fn divergence_stops_with_the_step_and_a_hint() {
+    let (train, test) = (toy(500, 3), toy(100, 4));
+    let mut t = Trainer::new(
+        mlp(16, 32, 0.0),
+        &TrainConfig {
+            optimizer: sgd(1e30, 0.0),
+            ..cfg()
+        },
+    )
+    .unwrap();
+    let e = t.run(&train, &test, |_| {}).unwrap_err();
+    let msg = e.to_string();
+    assert!(matches!(e, TrainError::Diverged { .. }), "{msg}");
+    assert!(
+        msg.contains("lower the learning rate") && msg.contains("epoch 1"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn every_optimizer_trains_the_toy_problem() {
+    let (train, test) = (toy(1000, 1), toy(200, 2));
+    for name in descent_optim::OPTIMIZER_NAMES {
+        let mut optimizer = OptimizerConfig::default_for(name).unwrap();
+        let lr = match name {
+            "gd" => 0.5,
+            "sgd" | "momentum" | "adadelta" => optimizer.lr() as f64 * 10.0,
+            "lion" => 0.003,
+            _ => optimizer.lr() as f64 * 3.0,
+        };
+        optimizer.set("lr", HyperValue::Num(lr)).unwrap();
+        let c = TrainConfig {
+            optimizer,
+            epochs: if name == "gd" { 30 } else { 3 },
+            ..cfg()
+        };
+        let mut t = Trainer::new(mlp(16, 32, 0.0), &c).unwrap();
+        let reports = t.run(&train, &test, |_| {}).unwrap();
+        let last = reports.last().unwrap();
+        assert!(last.test_acc.unwrap() > 90.0, "{name}: {last:?}");
+        let steps = if name == "gd" { 30 } else { 3 * 63 };
+        assert_eq!(t.steps(), steps, "{name}");
+    }
+}
+
+#[test]
+fn full_batch_descent_stops_at_the_gradient_tolerance() {
+    let (train, test) = (toy(500, 3), toy(100, 4));
+    let c = TrainConfig {
+        optimizer: OptimizerConfig::Gd(SgdConfig {
+            lr: 0.5,
+            ..SgdConfig::default()
+        }),
+        grad_tol: Some(0.05),
+        epochs: 500,
+        ..cfg()
+    };
+    let mut t = Trainer::new(mlp(16, 32, 0.0), &c).unwrap();
+    let summary = t.run_split(&train, None, &test, |_| {}).unwrap();
+    let StopReason::Converged { grad_norm } = summary.stop else {
+        panic!("converged before 500 epochs: {:?}", summary.stop);
+    };
+    let epoch = summary.epochs.len();
+    assert!(grad_norm < 0.05 && epoch < 500);
+    assert_eq!(t.steps() as usize, epoch - 1, "no step after converging");
+}
+
+#[test]
+fn max_steps_stops_mid_epoch_and_target_loss_after_the_epoch() {
+    let (train, test) = (toy(500, 3), toy(100, 4));
+    let c = TrainConfig {
+        max_steps: Some(40),
+        ..cfg()
+    };
+    let mut t = Trainer::new(mlp(16, 32, 0.0), &c).unwrap();
+    let s = t.run_split(&train, None, &test, |_| {}).unwrap();
+    // 32 batches per epoch: the second epoch stops after 8 steps.
+    assert_eq!((t.steps(), s.epochs.len()), (40, 2));
+    assert_eq!(s.stop, StopReason::MaxSteps(40));
+    let c = TrainConfig {
+        target_loss: Some(0.5),
+        epochs: 50,
+        ..cfg()
+    };
+    let mut t = Trainer::new(mlp(16, 32, 0.0), &c).unwrap();
+    let s = t.run_split(&train, None, &test, |_| {}).unwrap();
+    let last = s.epochs.last().unwrap();
+    assert!(matches!(s.stop, StopReason::TargetLoss { .. }) && last.train_loss <= 0.5);
+    assert!(s.epochs[..s.epochs.len() - 1]
+        .iter()
+        .all(|r| r.train_loss > 0.5));
+}
+
+#[test]
+fn early_stopping_restores_the_best_validation_weights() {
+    let (mut train, test) = (toy(600, 3), toy(100, 4));
+    let val = train.split_off_random(100, 9).unwrap();
+    // A rate that makes validation loss wander, so that it stops improving.
+    let c = TrainConfig {
+        optimizer: sgd(0.8, 0.9),
+        early_stop: Some(crate::EarlyStop {
+            monitor: crate::Monitor::ValLoss,
+            patience: 2,
+            min_delta: 0.0,
+        }),
+        val_only: true,
+        epochs: 40,
+        ..cfg()
+    };
+    let mut t = Trainer::new(mlp(16, 32, 0.0), &c).unwrap();
+    let s = t.run_split(&train, Some(&val), &test, |_| {}).unwrap();
+    let StopReason::EarlyStopping {
+        best_epoch, best, ..
+    } = s.stop
+    else {
+        panic!("should stop early: {:?}", s.stop);
+    };
+    let best_seen = s
+        .epochs
+        .iter()
+        .map(|r| r.val.unwrap().loss)
+        .fold(f64::INFINITY, f64::min);
+    assert_eq!(best, best_seen);
+    assert_eq!(s.kept_epoch, best_epoch);
+    assert_eq!(
+        s.epochs.len(),
+        best_epoch + 3,
+        "patience 2: three epochs without improvement"
+    );
+    // The weights held now are the best epoch's: their validation loss is the best one.
+    let now = Metrics::from(t.evaluate(&val).unwrap());
+    assert_eq!(now.loss, best);
+    assert!(s.epochs.iter().all(|r| r.test_acc.is_none()), "val_only");
+    assert!(s.test.acc > 0.0);
+}
+
+#[test]
+fn an_interrupted_run_resumes_bit_identically_from_its_checkpoint() {
+    let (mut train, test) = (toy(600, 3), toy(100, 4));
+    let val = train.split_off_random(100, 9).unwrap();
+    let c = TrainConfig {
+        optimizer: OptimizerConfig::default_for("adam").unwrap(),
+        schedule: Schedule::warmup_then(
+            10,
+            Schedule::Cosine {
+                t_max: 90,
+                eta_min: 0.0,
+            },
+        ),
+        early_stop: Some(crate::EarlyStop {
+            monitor: crate::Monitor::ValAcc,
+            patience: 10,
+            min_delta: 0.0,
+        }),
+        epochs: 3,
+        ..cfg()
+    };
+    let mut whole = Trainer::new(mlp(16, 32, 0.0), &c).unwrap();
+    let want = whole.run_split(&train, Some(&val), &test, |_| {}).unwrap();
+
+    // Interrupt in epoch 2 after batch 10, save, and finish in a fresh trainer.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("checkpoint.safetensors");
+    let flag = Arc::new(AtomicBool::new(false));
+    let mut first = Trainer::new(mlp(16, 32, 0.0), &c).unwrap();
+    first.set_interrupt(flag.clone());
+    let f2 = flag.clone();
+    let stopped = first
+        .run_split(&train, Some(&val), &test, |e| {
+            if let Event::Progress {
+                epoch: 2,
+                batch: 10,
+                ..
+            } = e
+            {
+                f2.store(true, Ordering::SeqCst);
+            }
+        })
+        .unwrap();
+    assert_eq!(
+        stopped.stop,
+        StopReason::Interrupted {
+            epoch: 2,
+            batch: 10
+        }
+    );
+    first.save_checkpoint(&path).unwrap();
+    let mut second = Trainer::new(mlp(16, 32, 0.0), &c).unwrap();
+    second.load_checkpoint(&path).unwrap();
+    let got = second.run_split(&train, Some(&val), &test, |_| {}).unwrap();
+    assert!(
+        whole
+            .params()
+            .iter()
+            .zip(second.params())
+            .all(|(a, b)| a.to_bits() == b.to_bits()),
+        "the resumed run's weights differ"
+    );
+    assert_eq!(want.stop, got.stop);
+    let strip = |r: &EpochReport| EpochReport {
+        seconds: 0.0,
+        ..r.clone()
+    };
+    assert_eq!(
+        want.epochs.iter().map(strip).collect::<Vec<_>>(),
+        got.epochs.iter().map(strip).collect::<Vec<_>>()
+    );
+    assert_eq!(whole.optimizer().state(), second.optimizer().state());
+
+    // Checkpoints of another model, or damaged ones, are refused and change nothing.
+    let mut wrong = Trainer::new(mlp(16, 16, 0.0), &c).unwrap();
+    let before = wrong.params().to_vec();
+    let e = wrong.load_checkpoint(&path).unwrap_err().to_string();
+    assert!(
+        e.contains("model.fc1.weight") && e.contains("[32, 16]"),
+        "{e}"
+    );
+    assert_eq!(wrong.params(), &before[..]);
+    let bytes = std::fs::read(&path).unwrap();
+    std::fs::write(&path, &bytes[..bytes.len() / 2]).unwrap();
+    let e = Trainer::new(mlp(16, 32, 0.0), &c)
+        .unwrap()
+        .load_checkpoint(&path)
+        .unwrap_err();
+    assert!(
+        e.to_string().contains("not a readable safetensors file"),
+        "{e}"
+    );
+    let sgd_cfg = TrainConfig {
+        optimizer: sgd(0.1, 0.9),
+        ..c.clone()
+    };
+    let mut t = Trainer::new(mlp(16, 32, 0.0), &sgd_cfg).unwrap();
+    first.save_checkpoint(&path).unwrap();
+    let e = t.load_checkpoint(&path).unwrap_err().to_string();
+    assert!(e.contains("saved by `adam`"), "{e}");
+}
+
+#[test]
+fn dropout_and_l1_train_and_resume_identically() {
+    let (train, test) = (toy(600, 3), toy(100, 4));
+    let c = TrainConfig {
+        l1: 1e-4,
+        optimizer: sgd(0.1, 0.9),
+        epochs: 2,
+        ..cfg()
+    };
+    let mut whole = Trainer::new(mlp(16, 32, 0.3), &c).unwrap();
+    let s = whole.run_split(&train, None, &test, |_| {}).unwrap();
+    assert!(s.test.acc > 90.0, "{s:?}");
+    let plain = TrainConfig {
+        l1: 0.0,
+        ..c.clone()
+    };
+    let mut other = Trainer::new(mlp(16, 32, 0.0), &plain).unwrap();
+    other.run_split(&train, None, &test, |_| {}).unwrap();
+    assert_ne!(
+        whole.params(),
+        other.params(),
+        "dropout and L1 change the run"
+    );
+    // Interrupted in epoch 2 and resumed: the same masks, the same weights.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("c.safetensors");
+    let flag = Arc::new(AtomicBool::new(false));
+    let mut first = Trainer::new(mlp(16, 32, 0.3), &c).unwrap();
+    first.set_interrupt(flag.clone());
+    first
+        .run_split(&train, None, &test, |e| {
+            if let Event::Progress {
+                epoch: 2, batch: 5, ..
+            } = e
+            {
+                flag.store(true, Ordering::SeqCst);
+            }
+        })
+        .unwrap();
+    first.save_checkpoint(&path).unwrap();
+    let mut second = Trainer::new(mlp(16, 32, 0.3), &c).unwrap();
+    second.load_checkpoint(&path).unwrap();
+    second.run_split(&train, None, &test, |_| {}).unwrap();
+    assert_eq!(whole.params(), second.params());
+}
+
+#[test]
+fn validation_rules_need_a_validation_set() {
+    let (train, test) = (toy(100, 3), toy(50, 4));
+    let c = TrainConfig {
+        val_only: true,
+        ..cfg()
+    };
+    let e = Trainer::new(mlp(16, 32, 0.0), &c)
+        .unwrap()
+        .run_split(&train, None, &test, |_| {})
+        .unwrap_err();
+    assert!(e.to_string().contains("`val_split`"), "{e}");
+}
+
+#[test]
+fn the_schedule_sets_the_rate_of_every_step() {
+    let (train, test) = (toy(320, 3), toy(100, 4));
+    let schedule = Schedule::warmup_then(
+        5,
+        Schedule::Cosine {
+            t_max: 15,
+            eta_min: 0.0,
+        },
+    );
+    let c = TrainConfig {
+        schedule: schedule.clone(),
+        epochs: 1,
+        ..cfg()
+    };
+    // 320 / 16 = 20 steps: the last (step 19) used the schedule's rate of step 19.
+    let mut t = Trainer::new(mlp(16, 32, 0.0), &c).unwrap();
+    t.run(&train, &test, |_| {}).unwrap();
+    assert_eq!(t.steps(), 20);
+    assert_eq!(t.optimizer().lr(), schedule.lr(19, 0.1) as f32);
+}
+
+#[test]
+fn one_cycle_cycles_adams_beta1() {
+    let (train, test) = (toy(320, 3), toy(100, 4));
+    let schedule = Schedule::one_cycle(20);
+    let c = TrainConfig {
+        optimizer: OptimizerConfig::default_for("adam").unwrap(),
+        schedule: schedule.clone(),
+        epochs: 1,
+        ..cfg()
+    };
+    let mut t = Trainer::new(mlp(16, 32, 0.0), &c).unwrap();
+    t.run(&train, &test, |_| {}).unwrap();
+    // The last of 20 steps ran with the schedule's momentum and rate of step 19.
+    let beta1 = t.optimizer().config().momentum().unwrap();
+    assert_eq!(beta1, schedule.momentum(19).unwrap() as f32);
+    assert_eq!(t.optimizer().lr(), schedule.lr(19, 1e-3f32 as f64) as f32);
+    assert!(
+        beta1 > 0.9,
+        "momentum rises again as the rate falls: {beta1}"
+    );
+}
+
+#[test]
+fn clipping_keeps_training_and_a_nonfinite_norm_can_stop_it() {
+    let (train, test) = (toy(500, 3), toy(100, 4));
+    let c = TrainConfig {
+        clip_norm: Some(0.5),
+        clip_value: Some(0.1),
+        ..cfg()
+    };
+    let reports = Trainer::new(mlp(16, 32, 0.0), &c)
+        .unwrap()
+        .run(&train, &test, |_| {})
+        .unwrap();
+    assert!(reports[2].test_acc.unwrap() > 90.0, "{reports:?}");
+    let c = TrainConfig {
+        optimizer: sgd(1e30, 0.0),
+        clip_norm: Some(1.0),
+        clip_error_nonfinite: true,
+        ..cfg()
+    };
+    let e = Trainer::new(mlp(16, 32, 0.0), &c)
+        .unwrap()
+        .run(&train, &test, |_| {})
+        .unwrap_err();
+    assert!(
+        matches!(
+            e,
+            TrainError::NonFiniteGradient { .. } | TrainError::Diverged { .. }
+        ),
+        "{e}"
+    );
+}
+
+#[test]
+fn data_that_does_not_fit_the_model_is_refused() {
+    let mut t = Trainer::new(mlp(8, 32, 0.0), &cfg()).unwrap();
+    let d = toy(10, 1);
+    assert!(matches!(t.run(&d, &d, |_| {}), Err(TrainError::Data(_))));
+}
