@@ -5,7 +5,7 @@ use descent_tensor::Rng;
 use crate::{DataError, IdxArray};
 
 /// Per-pixel normalization `(x / 255 - mean) / std`, torchvision's `ToTensor` + `Normalize`.
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Normalize {
     /// Mean subtracted after scaling to [0, 1].
     pub mean: f32,

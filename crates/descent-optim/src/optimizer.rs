@@ -39,7 +39,7 @@ impl ParamSpec {
 
 /// Tensors that take their own learning rate or weight decay (PyTorch's parameter groups).
 /// Tensors in no group use the optimizer's settings.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct ParamGroup {
     /// Names of the tensors in the group.
     pub params: Vec<String>,

@@ -8,8 +8,10 @@ use descent_optim::{OptimError, OptimizerConfig, ParamGroup, SgdConfig};
 use crate::TrainError;
 
 /// How a model is trained (the model itself is built by the caller). `TrainConfig::default()`
-/// is the seed's program: SGD lr 0.01, batch 64, shuffled, 10 epochs, seed 0.
-#[derive(Clone, Debug, PartialEq)]
+/// is the seed's program: SGD lr 0.01, batch 64, shuffled, 10 epochs, seed 0. It serializes
+/// (run directories record it as JSON); settings left out of a file keep their defaults.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct TrainConfig {
     /// The loss (cross-entropy by default).
     pub loss: Loss,
@@ -92,7 +94,8 @@ impl Default for TrainConfig {
 }
 
 /// A metric the loop can watch (early stopping, reduce-on-plateau).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Monitor {
     /// Mean loss on the validation set (lower is better).
     ValLoss,
@@ -125,7 +128,7 @@ impl Monitor {
 
 /// Early stopping: stop when `monitor` has not improved by more than `min_delta` for
 /// `patience` epochs, and restore the weights of the best epoch.
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct EarlyStop {
     /// The metric watched.
     pub monitor: Monitor,
@@ -282,6 +285,40 @@ mod tests {
             optimizer,
             ..TrainConfig::default()
         }
+    }
+
+    /// The seed's configuration and a busy one go to JSON and back unchanged.
+    #[test]
+    fn configs_round_trip_through_json() {
+        let busy = TrainConfig {
+            optimizer: OptimizerConfig::default_for("adamw").unwrap(),
+            schedule: Schedule::warmup_then(100, Schedule::one_cycle(1000)),
+            early_stop: Some(EarlyStop {
+                monitor: Monitor::ValAcc,
+                patience: 3,
+                min_delta: 0.01,
+            }),
+            loss: descent_nn::Loss::CrossEntropy {
+                label_smoothing: 0.1,
+                weights: None,
+            },
+            clip_norm: Some(1.0),
+            groups: vec![ParamGroup {
+                params: vec!["fc1.bias".into()],
+                lr: None,
+                weight_decay: Some(0.0),
+            }],
+            ..TrainConfig::default()
+        };
+        for c in [TrainConfig::default(), busy] {
+            let text = serde_json::to_string(&c).unwrap();
+            let back: TrainConfig = serde_json::from_str(&text).unwrap();
+            assert_eq!(back, c, "{text}");
+        }
+        let partial: TrainConfig = serde_json::from_str(r#"{"epochs": 3}"#).unwrap();
+        assert_eq!(partial.epochs, 3);
+        assert_eq!(partial.batch_size, 64);
+        assert!(serde_json::from_str::<TrainConfig>(r#"{"epoch": 3}"#).is_err());
     }
 
     #[test]

@@ -23,9 +23,11 @@
 
 pub mod checkpoint;
 mod config;
+pub mod run_dir;
 mod trainer;
 
 pub use config::{EarlyStop, Monitor, TrainConfig};
+pub use run_dir::{MetricsLog, RunDir};
 pub use trainer::{EpochReport, Event, Metrics, OnPool, RunSummary, StopReason, Trainer};
 
 /// Why training could not start or go on.
@@ -91,4 +93,12 @@ pub enum TrainError {
     /// From the thread pool.
     #[error(transparent)]
     Tensor(#[from] descent_tensor::TensorError),
+    /// A run directory that cannot be created, written or resumed.
+    #[error("run directory {path}: {why}")]
+    RunDir {
+        /// The directory.
+        path: std::path::PathBuf,
+        /// What is wrong.
+        why: String,
+    },
 }

@@ -1,6 +1,5 @@
 //! `descent train`.
 
-use std::io::Write;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -12,7 +11,9 @@ use descent_nn::{Loss, Model, ModelSpec, NnError};
 use descent_optim::schedule::{Anneal, PlateauConfig, PlateauMode, Schedule};
 use descent_optim::{HyperValue, OptimizerConfig, ParamGroup, OPTIMIZER_NAMES};
 use descent_train::checkpoint::{load_weights, read_metadata, save_weights, write_atomic};
-use descent_train::{EarlyStop, Event, Monitor, StopReason, TrainConfig, Trainer};
+use descent_train::{
+    EarlyStop, Event, Monitor, RunDir, StopReason, TrainConfig, TrainError, Trainer,
+};
 
 use crate::cli::{AnnealArg, MonitorArg, ScheduleArgs, ScheduleName, ThresholdMode, TrainArgs};
 use crate::progress::Bar;
@@ -470,45 +471,24 @@ fn resumed_args(dir: &Path, now: &TrainArgs) -> Result<TrainArgs> {
 }
 
 const ARGS_FILE: &str = "args.json";
-const CHECKPOINT_FILE: &str = "checkpoint.safetensors";
-const METRICS_FILE: &str = "metrics.jsonl";
-const WEIGHTS_FILE: &str = "weights.safetensors";
 
 /// Refuses a run directory that already holds a run, or that cannot be created or written.
 fn check_run_dir(dir: &Path) -> Result<()> {
-    if dir.join(CHECKPOINT_FILE).exists() || dir.join(ARGS_FILE).exists() {
-        bail!(
+    let taken = || {
+        anyhow!(
             "invalid --run-dir {}: it already holds a run; continue it with --resume {}, or pick another directory",
             dir.display(),
             dir.display()
-        );
+        )
+    };
+    if dir.join(ARGS_FILE).exists() {
+        return Err(taken());
     }
-    // The nearest folder that exists must take new files.
-    let mut probe = dir;
-    while !probe.exists() {
-        probe = match probe.parent() {
-            Some(p) if !p.as_os_str().is_empty() => p,
-            _ => Path::new("."),
-        };
-    }
-    if !probe.is_dir() {
-        bail!(
-            "invalid --run-dir {}: {} is not a directory",
-            dir.display(),
-            probe.display()
-        );
-    }
-    tempfile::Builder::new()
-        .prefix(".descent-write-check.")
-        .tempfile_in(probe)
-        .map(drop)
-        .map_err(|e| {
-            anyhow!(
-                "invalid --run-dir {}: cannot write in {}: {e}",
-                dir.display(),
-                probe.display()
-            )
-        })
+    RunDir::check_new(dir).map_err(|e| match e {
+        TrainError::RunDir { why, .. } if why.contains("already holds a run") => taken(),
+        TrainError::RunDir { why, .. } => anyhow!("invalid --run-dir {}: {why}", dir.display()),
+        other => other.into(),
+    })
 }
 
 /// The CPU's model name, where the system says.
@@ -524,24 +504,18 @@ fn cpu_model() -> String {
         .unwrap_or_else(|| std::env::consts::ARCH.to_string())
 }
 
-/// Creates the run directory and records the command line that starts the run, and in
-/// run.json the effective configuration, descent's version and the machine.
-fn start_run_dir(dir: &Path, cfg: &TrainConfig, threads: usize) -> Result<()> {
-    std::fs::create_dir_all(dir)
-        .map_err(|e| anyhow!("invalid --run-dir {}: cannot create it: {e}", dir.display()))?;
+/// Starts the run directory: run.json (the model, the configuration, the command line and
+/// the machine) and, for `--resume`, the command line in args.json.
+fn start_run_dir(
+    dir: &Path,
+    model: &ModelSpec,
+    cfg: &TrainConfig,
+    threads: usize,
+) -> Result<RunDir> {
     // The command line with --config expanded: the run does not depend on the file later.
     let argv: Vec<String> = crate::argv().into_iter().skip(2).collect();
-    write_atomic(
-        &dir.join(ARGS_FILE),
-        serde_json::to_string(&argv)?.as_bytes(),
-    )?;
-    let started = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    let info = serde_json::json!({
-        "descent": env!("CARGO_PKG_VERSION"),
+    let extra = serde_json::json!({
         "command": format!("descent train {}", argv.join(" ")),
-        "config": format!("{cfg:#?}"),
         "machine": {
             "cpu": cpu_model(),
             "cores": std::thread::available_parallelism().map_or(1, |n| n.get()),
@@ -549,37 +523,14 @@ fn start_run_dir(dir: &Path, cfg: &TrainConfig, threads: usize) -> Result<()> {
             "os": std::env::consts::OS,
             "arch": std::env::consts::ARCH,
         },
-        "started_unix": started,
     });
+    let run = RunDir::create(dir, model, cfg, extra)
+        .map_err(|e| anyhow!("invalid --run-dir {}: {e}", dir.display()))?;
     write_atomic(
-        &dir.join("run.json"),
-        serde_json::to_string_pretty(&info)?.as_bytes(),
+        &dir.join(ARGS_FILE),
+        serde_json::to_string(&argv)?.as_bytes(),
     )?;
-    let _ = std::fs::remove_file(dir.join(METRICS_FILE));
-    Ok(())
-}
-
-/// Keeps the metrics lines up to where the checkpoint stands (a run killed after its last
-/// checkpoint wrote lines that the resumed run will write again).
-fn trim_metrics(dir: &Path, epoch: usize, batch: usize) -> Result<()> {
-    let path = dir.join(METRICS_FILE);
-    let Ok(text) = std::fs::read_to_string(&path) else {
-        return Ok(());
-    };
-    let keep: String = text
-        .lines()
-        .filter(|line| {
-            let v: serde_json::Value = serde_json::from_str(line).unwrap_or_default();
-            let e = v["epoch"].as_u64().unwrap_or(0) as usize;
-            match v["batch"].as_u64() {
-                Some(b) => e < epoch || (e == epoch && b as usize <= batch),
-                None => e < epoch,
-            }
-        })
-        .map(|l| format!("{l}\n"))
-        .collect();
-    write_atomic(&path, keep.as_bytes())?;
-    Ok(())
+    Ok(run)
 }
 
 pub fn run(args: TrainArgs) -> Result<()> {
@@ -590,16 +541,15 @@ pub fn run(args: TrainArgs) -> Result<()> {
     let run_dir = args.resume.clone().or(args.run_dir.clone());
     // Every setting is checked before the data is fetched; schedules are sized again from
     // the data once it is loaded. A resumed run rebuilds the model its checkpoint records.
-    let spec = match &args.resume {
-        Some(dir) => {
-            let meta = read_metadata(&dir.join(CHECKPOINT_FILE))?;
-            match meta.get("descent.model") {
-                Some(json) => ModelSpec::from_json(json).map_err(|e| {
-                    anyhow!("{}: its recorded model cannot be read: {e}", dir.display())
-                })?,
-                None => model_spec(&args)?,
-            }
-        }
+    let resumed = match &args.resume {
+        Some(dir) => Some(RunDir::open(dir).map_err(|e| match e {
+            TrainError::RunDir { why, .. } => anyhow!("invalid --resume {}: {why}", dir.display()),
+            other => other.into(),
+        })?),
+        None => None,
+    };
+    let spec = match &resumed {
+        Some(run) => run.model().map_err(|e| anyhow!("{e}"))?,
         None => model_spec(&args)?,
     };
     let model = crate::models::build(&spec)?;
@@ -607,9 +557,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
     if args.checkpoint_every == 0 {
         bail!("invalid --checkpoint-every 0: write a checkpoint every 1 or more epochs");
     }
-    if let Some(dir) = &args.resume {
-        read_metadata(&dir.join(CHECKPOINT_FILE))?;
-    } else if let Some(dir) = &run_dir {
+    if let (None, Some(dir)) = (&resumed, &run_dir) {
         check_run_dir(dir)?;
     }
     if let Some(path) = &args.init_from {
@@ -639,9 +587,11 @@ pub fn run(args: TrainArgs) -> Result<()> {
             eprintln!("starting from the weights in {}", path.display());
         }
     }
-    if let (Some(dir), None) = (&run_dir, &args.resume) {
-        start_run_dir(dir, &cfg, trainer.threads())?;
-    }
+    let run = match (&run_dir, resumed) {
+        (_, Some(run)) => Some(run),
+        (Some(dir), None) => Some(start_run_dir(dir, &spec, &cfg, trainer.threads())?),
+        (None, None) => None,
+    };
     let interrupt = Arc::new(AtomicBool::new(false));
     {
         let flag = interrupt.clone();
@@ -650,21 +600,21 @@ pub fn run(args: TrainArgs) -> Result<()> {
     }
     trainer.set_interrupt(interrupt);
     let mut metrics = None;
-    if let Some(dir) = &run_dir {
-        let checkpoint = dir.join(CHECKPOINT_FILE);
+    if let Some(run) = &run {
+        let dir = run.path();
         if args.resume.is_some() {
-            trainer.load_checkpoint(&checkpoint)?;
+            trainer.load_checkpoint(&run.checkpoint())?;
             let pos = trainer.loop_state();
             if pos.epoch > cfg.epochs {
                 eprintln!(
                     "the run in {} already finished its {} epochs; its weights are in {}",
                     dir.display(),
                     cfg.epochs,
-                    dir.join(WEIGHTS_FILE).display()
+                    run.weights().display()
                 );
                 return Ok(());
             }
-            trim_metrics(dir, pos.epoch, pos.batch)?;
+            run.trim_metrics(pos.epoch, pos.batch)?;
             if !args.quiet {
                 eprintln!(
                     "resuming {} at epoch {} after batch {}",
@@ -674,18 +624,12 @@ pub fn run(args: TrainArgs) -> Result<()> {
                 );
             }
         }
-        trainer.checkpoint_every(&checkpoint, args.checkpoint_every);
-        let path = dir.join(METRICS_FILE);
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&path)
-            .map_err(|e| anyhow!("opening {}: {e}", path.display()))?;
-        metrics = Some(std::cell::RefCell::new(file));
+        trainer.checkpoint_every(&run.checkpoint(), args.checkpoint_every);
+        metrics = Some(std::cell::RefCell::new(run.metrics()?));
     }
-    let record = |line: serde_json::Value| {
-        if let Some(f) = &metrics {
-            let _ = writeln!(f.borrow_mut(), "{line}");
+    let record = |e: &Event| {
+        if let Some(m) = &metrics {
+            m.borrow_mut().record(e);
         }
     };
     if !args.quiet {
@@ -708,52 +652,19 @@ pub fn run(args: TrainArgs) -> Result<()> {
     }
     let bar = Bar::new(!args.quiet);
     let quiet = args.quiet;
-    let result = trainer.run_split(&data.train, val.as_ref(), &data.test, |e| match e {
-        Event::Log { epoch, batch, loss } => {
-            record(
-                serde_json::json!({"type": "log", "epoch": epoch, "batch": batch, "loss": loss}),
-            );
-            if !quiet {
-                bar.println(&format!("[{}, {:5}] loss: {:.3}", epoch, batch, loss))
-            }
-        }
-        Event::Progress {
-            epoch,
-            batch,
-            batches,
-        } => {
-            if batch == 1 {
-                bar.reset(format!("epoch {epoch}"), batches as u64);
-            }
-            bar.set(batch as u64);
-        }
-        Event::EpochEnd(r) => {
-            let mut json = serde_json::to_value(&r).unwrap_or_default();
-            json["type"] = "epoch".into();
-            record(json);
-            let mut line = format!("epoch {}: train_loss {:.4}", r.epoch, r.train_loss);
-            if let Some(v) = r.val {
-                line += &format!(
-                    " train_acc {:.2}% val_loss {:.4} val_acc {:.2}%",
-                    r.train_acc, v.loss, v.acc
-                );
-            }
-            if let Some(acc) = r.test_acc {
-                line += &format!(" test_acc {acc:.2}%");
-            }
-            line += &format!(" time {:.2}s", r.seconds);
-            bar.println(&line);
-        }
+    let result = trainer.run_split(&data.train, val.as_ref(), &data.test, |e| {
+        record(&e);
+        on_event(e, &bar, quiet)
     });
     bar.finish();
     let summary = result?;
     if let StopReason::Interrupted { epoch, batch } = summary.stop {
-        match &run_dir {
-            Some(dir) => {
-                trainer.save_checkpoint(&dir.join(CHECKPOINT_FILE))?;
+        match &run {
+            Some(run) => {
+                trainer.save_checkpoint(&run.checkpoint())?;
                 eprintln!(
                     "interrupted in epoch {epoch} after batch {batch}; saved a checkpoint: continue with `descent train --resume {}`",
-                    dir.display()
+                    run.path().display()
                 );
             }
             None => eprintln!(
@@ -762,17 +673,11 @@ pub fn run(args: TrainArgs) -> Result<()> {
         }
         std::process::exit(130);
     }
-    if let Some(dir) = &run_dir {
-        let meta = model_metadata(trainer.net(), &cfg, &summary);
-        save_weights(
-            &dir.join(WEIGHTS_FILE),
-            trainer.net().layout(),
-            trainer.params(),
-            &meta,
-        )?;
+    let meta = model_metadata(trainer.net(), &cfg, &summary);
+    if let Some(run) = &run {
+        run.save_weights(trainer.net(), trainer.params(), &meta)?;
     }
     if let Some(path) = &args.save {
-        let meta = model_metadata(trainer.net(), &cfg, &summary);
         save_weights(path, trainer.net().layout(), trainer.params(), &meta)?;
         if !args.quiet {
             eprintln!(
@@ -793,6 +698,41 @@ pub fn run(args: TrainArgs) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// Prints an event: the seed's log line, the progress bar, the epoch's line.
+fn on_event(e: Event, bar: &Bar, quiet: bool) {
+    match e {
+        Event::Log { epoch, batch, loss } => {
+            if !quiet {
+                bar.println(&format!("[{}, {:5}] loss: {:.3}", epoch, batch, loss))
+            }
+        }
+        Event::Progress {
+            epoch,
+            batch,
+            batches,
+        } => {
+            if batch == 1 {
+                bar.reset(format!("epoch {epoch}"), batches as u64);
+            }
+            bar.set(batch as u64);
+        }
+        Event::EpochEnd(r) => {
+            let mut line = format!("epoch {}: train_loss {:.4}", r.epoch, r.train_loss);
+            if let Some(v) = r.val {
+                line += &format!(
+                    " train_acc {:.2}% val_loss {:.4} val_acc {:.2}%",
+                    r.train_acc, v.loss, v.acc
+                );
+            }
+            if let Some(acc) = r.test_acc {
+                line += &format!(" test_acc {acc:.2}%");
+            }
+            line += &format!(" time {:.2}s", r.seconds);
+            bar.println(&line);
+        }
+    }
 }
 
 /// What a weights file records about the model and the run that made it (safetensors

@@ -136,6 +136,57 @@ pub enum OptimizerConfig {
     Lamb(LambConfig),
 }
 
+/// An optimizer serializes as its name and every hyperparameter in PyTorch's names:
+/// `{"optimizer": "adam", "lr": 0.001, "beta1": 0.9, ...}`. Reading one starts from the
+/// optimizer's defaults, so hyperparameters left out keep them; an unknown one is an error.
+impl serde::Serialize for OptimizerConfig {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let hyper = self.hyperparameters();
+        let mut map = s.serialize_map(Some(hyper.len() + 1))?;
+        map.serialize_entry("optimizer", self.name())?;
+        for (name, v) in hyper {
+            match v {
+                HyperValue::Num(x) => map.serialize_entry(name, &x)?,
+                HyperValue::Flag(b) => map.serialize_entry(name, &b)?,
+            }
+        }
+        map.end()
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for OptimizerConfig {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        let map: std::collections::BTreeMap<String, serde_json::Value> =
+            serde::Deserialize::deserialize(d)?;
+        let name = map
+            .get("optimizer")
+            .and_then(|v| v.as_str())
+            .ok_or_else(|| D::Error::custom("an optimizer needs `optimizer = NAME`"))?;
+        let mut c = OptimizerConfig::default_for(name).ok_or_else(|| {
+            D::Error::custom(format!(
+                "unknown optimizer `{name}`: the optimizers are {}",
+                OPTIMIZER_NAMES.join(", ")
+            ))
+        })?;
+        for (k, v) in &map {
+            let value = match v {
+                _ if k == "optimizer" => continue,
+                serde_json::Value::Bool(b) => HyperValue::Flag(*b),
+                serde_json::Value::Number(n) => HyperValue::Num(n.as_f64().unwrap_or(f64::NAN)),
+                other => {
+                    return Err(D::Error::custom(format!(
+                        "{k} = {other}: not a number or a switch"
+                    )))
+                }
+            };
+            c.set(k, value).map_err(D::Error::custom)?;
+        }
+        Ok(c)
+    }
+}
+
 /// Every optimizer's name, as `--optimizer` takes it.
 pub const OPTIMIZER_NAMES: [&str; 13] = [
     "gd", "sgd", "momentum", "adagrad", "rmsprop", "adadelta", "adam", "adamw", "adamax", "nadam",
@@ -724,6 +775,42 @@ mod tests {
                     "{name}: the AVX2 and plain builds differ"
                 );
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod serde_tests {
+    use super::*;
+
+    /// Every optimizer's settings go to JSON and back unchanged; left-out settings keep their
+    /// defaults; unknown names are refused.
+    #[test]
+    fn configs_round_trip_through_json() {
+        for name in OPTIMIZER_NAMES {
+            let mut c = OptimizerConfig::default_for(name).unwrap();
+            c.set("lr", HyperValue::Num(0.125)).unwrap();
+            let text = serde_json::to_string(&c).unwrap();
+            let back: OptimizerConfig = serde_json::from_str(&text).unwrap();
+            assert_eq!(back, c, "{text}");
+        }
+        let c: OptimizerConfig =
+            serde_json::from_str(r#"{"optimizer": "sgd", "momentum": 0.9, "nesterov": true}"#)
+                .unwrap();
+        let mut want = OptimizerConfig::default_for("sgd").unwrap();
+        want.set("momentum", HyperValue::Num(0.9)).unwrap();
+        want.set("nesterov", HyperValue::Flag(true)).unwrap();
+        assert_eq!(c, want);
+        for bad in [
+            r#"{"optimizer": "adamx"}"#,
+            r#"{"optimizer": "sgd", "beta1": 0.9}"#,
+            r#"{"lr": 0.1}"#,
+            r#"{"optimizer": "sgd", "lr": "fast"}"#,
+        ] {
+            assert!(
+                serde_json::from_str::<OptimizerConfig>(bad).is_err(),
+                "{bad}"
+            );
         }
     }
 }
