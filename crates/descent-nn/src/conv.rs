@@ -429,81 +429,26 @@ impl Layer for Conv2d {
     }
 }
 
-/// The direct convolution of one batch: `y` (`n x o x oh x ow`) from `x` (`n x c x h x w`),
-/// weight `[o, c / groups, kh, kw]`, with f64 sums. The reference the fast path is tested
-/// against.
-#[allow(clippy::too_many_arguments)]
-pub fn conv2d_naive(
-    x: &[f32],
+/// Calls `f(y, x, w)` with the flat indices of every output value, input value and weight
+/// that meet in a direct convolution of `n` images (`c x h x w`, weight `[o, c / groups, kh,
+/// kw]`), taps in the padding skipped: the loops both naive passes share.
+fn for_each_tap(
     n: usize,
     (c, h, w): (usize, usize, usize),
-    weight: &[f32],
-    bias: Option<&[f32]>,
     o: usize,
     win: Window,
     groups: usize,
-) -> Vec<f32> {
+    mut f: impl FnMut(usize, usize, usize),
+) {
     let (oh, ow) = win.output(h, w).expect("window fits");
     let (cg, og) = (c / groups, o / groups);
     let (kh, kw) = win.kernel;
-    let mut y = vec![0.0f32; n * o * oh * ow];
     for b in 0..n {
         for oc in 0..o {
             let g = oc / og;
             for i in 0..oh {
                 for j in 0..ow {
-                    let mut s = bias.map_or(0.0, |b| b[oc] as f64);
-                    for ci in 0..cg {
-                        for ki in 0..kh {
-                            for kj in 0..kw {
-                                let ih = (i * win.stride.0 + ki * win.dilation.0) as isize
-                                    - win.padding.0 as isize;
-                                let iw = (j * win.stride.1 + kj * win.dilation.1) as isize
-                                    - win.padding.1 as isize;
-                                if ih < 0 || iw < 0 || ih >= h as isize || iw >= w as isize {
-                                    continue;
-                                }
-                                let xv =
-                                    x[((b * c + g * cg + ci) * h + ih as usize) * w + iw as usize];
-                                let wv = weight[((oc * cg + ci) * kh + ki) * kw + kj];
-                                s += xv as f64 * wv as f64;
-                            }
-                        }
-                    }
-                    y[((b * o + oc) * oh + i) * ow + j] = s as f32;
-                }
-            }
-        }
-    }
-    y
-}
-
-/// The direct backward pass: from `dy` (`n x o x oh x ow`), the gradients w.r.t. `x`, the
-/// weight and the bias, with f64 sums.
-#[allow(clippy::too_many_arguments)]
-pub fn conv2d_backward_naive(
-    x: &[f32],
-    dy: &[f32],
-    n: usize,
-    (c, h, w): (usize, usize, usize),
-    weight: &[f32],
-    o: usize,
-    win: Window,
-    groups: usize,
-) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
-    let (oh, ow) = win.output(h, w).expect("window fits");
-    let (cg, og) = (c / groups, o / groups);
-    let (kh, kw) = win.kernel;
-    let mut dx = vec![0.0f64; x.len()];
-    let mut dw = vec![0.0f64; weight.len()];
-    let mut db = vec![0.0f64; o];
-    for b in 0..n {
-        for oc in 0..o {
-            let g = oc / og;
-            for i in 0..oh {
-                for j in 0..ow {
-                    let gy = dy[((b * o + oc) * oh + i) * ow + j] as f64;
-                    db[oc] += gy;
+                    let yi = ((b * o + oc) * oh + i) * ow + j;
                     for ci in 0..cg {
                         for ki in 0..kh {
                             for kj in 0..kw {
@@ -516,9 +461,7 @@ pub fn conv2d_backward_naive(
                                 }
                                 let xi =
                                     ((b * c + g * cg + ci) * h + ih as usize) * w + iw as usize;
-                                let wi = ((oc * cg + ci) * kh + ki) * kw + kj;
-                                dx[xi] += gy * weight[wi] as f64;
-                                dw[wi] += gy * x[xi] as f64;
+                                f(yi, xi, ((oc * cg + ci) * kh + ki) * kw + kj);
                             }
                         }
                     }
@@ -526,6 +469,58 @@ pub fn conv2d_backward_naive(
             }
         }
     }
+}
+
+/// The direct convolution of one batch: `y` (`n x o x oh x ow`) from `x` (`n x c x h x w`),
+/// weight `[o, c / groups, kh, kw]`, with f64 sums. The reference the fast path is tested
+/// against.
+#[allow(clippy::too_many_arguments)]
+pub fn conv2d_naive(
+    x: &[f32],
+    n: usize,
+    chw: (usize, usize, usize),
+    weight: &[f32],
+    bias: Option<&[f32]>,
+    o: usize,
+    win: Window,
+    groups: usize,
+) -> Vec<f32> {
+    let (oh, ow) = win.output(chw.1, chw.2).expect("window fits");
+    let plane = oh * ow;
+    let mut y: Vec<f64> = (0..n * o * plane)
+        .map(|k| bias.map_or(0.0, |b| b[(k / plane) % o] as f64))
+        .collect();
+    for_each_tap(n, chw, o, win, groups, |yi, xi, wi| {
+        y[yi] += x[xi] as f64 * weight[wi] as f64
+    });
+    y.into_iter().map(|v| v as f32).collect()
+}
+
+/// The direct backward pass: from `dy` (`n x o x oh x ow`), the gradients w.r.t. `x`, the
+/// weight and the bias, with f64 sums.
+#[allow(clippy::too_many_arguments)]
+pub fn conv2d_backward_naive(
+    x: &[f32],
+    dy: &[f32],
+    n: usize,
+    chw: (usize, usize, usize),
+    weight: &[f32],
+    o: usize,
+    win: Window,
+    groups: usize,
+) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+    let (oh, ow) = win.output(chw.1, chw.2).expect("window fits");
+    let mut dx = vec![0.0f64; x.len()];
+    let mut dw = vec![0.0f64; weight.len()];
+    let mut db = vec![0.0f64; o];
+    for (k, &g) in dy.iter().enumerate() {
+        db[(k / (oh * ow)) % o] += g as f64;
+    }
+    for_each_tap(n, chw, o, win, groups, |yi, xi, wi| {
+        let gy = dy[yi] as f64;
+        dx[xi] += gy * weight[wi] as f64;
+        dw[wi] += gy * x[xi] as f64;
+    });
     let f = |v: Vec<f64>| v.into_iter().map(|v| v as f32).collect();
     (f(dx), f(dw), f(db))
 }

@@ -228,8 +228,8 @@ impl Model {
                 got: grads.len(),
             });
         }
-        let stats = self.forward_loss(values, x, targets, loss, ws, pool)?;
-        self.backward(values, Sink::Grads(grads), x, stats.count, ws, pool);
+        let stats = self.forward_loss(values, x, targets, loss, ws, pool, None)?;
+        self.backward(values, Sink::Grads(grads), x, stats.count, ws, pool, None);
         Ok(stats)
     }
 
@@ -249,13 +249,14 @@ impl Model {
         ws: &mut Workspace,
         pool: &Pool,
     ) -> Result<LossStats, NnError> {
-        let stats = self.forward_loss(values, x, targets, loss, ws, pool)?;
-        self.backward(values, Sink::Sgd(lr), x, stats.count, ws, pool);
+        let stats = self.forward_loss(values, x, targets, loss, ws, pool, None)?;
+        self.backward(values, Sink::Sgd(lr), x, stats.count, ws, pool, None);
         Ok(stats)
     }
 
     /// Checks the inputs, runs the forward pass in training mode and writes the loss
-    /// gradient into the last layer's gradient slot.
+    /// gradient into the last layer's gradient slot; `times` collects each layer's seconds.
+    #[allow(clippy::too_many_arguments)]
     fn forward_loss(
         &self,
         values: &mut [f32],
@@ -264,12 +265,14 @@ impl Model {
         loss: &Loss,
         ws: &mut Workspace,
         pool: &Pool,
+        times: Option<&mut [f64]>,
     ) -> Result<LossStats, NnError> {
         let batch = targets.len(self.output_features());
         self.check(values, x, batch, ws)?;
         let (params, buffers) = values.split_at_mut(self.layout.trainable_len());
         let mut f = Forward::train(pool, params, buffers, ws.seed);
         (f.batch, f.cap, f.threads) = (batch, ws.capacity, ws.threads);
+        f.times = times;
         self.chain.forward(&mut f, x, &mut ws.arena);
         let (logits, dlogits) =
             self.chain
@@ -277,6 +280,7 @@ impl Model {
         loss.compute(logits, targets, self.output_features(), Some(dlogits))
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn backward(
         &self,
         values: &mut [f32],
@@ -285,6 +289,7 @@ impl Model {
         batch: usize,
         ws: &mut Workspace,
         pool: &Pool,
+        times: Option<&mut [f64]>,
     ) {
         let (params, buffers) = values.split_at_mut(self.layout.trainable_len());
         let mut b = Backward {
@@ -295,7 +300,7 @@ impl Model {
             params,
             sink,
             buffers,
-            times: None,
+            times,
         };
         self.chain.backward(&mut b, x, &mut ws.arena, None);
     }
@@ -322,29 +327,9 @@ impl Model {
                 got: forward.len(),
             });
         }
-        let batch = targets.len(self.output_features());
-        self.check(values, x, batch, ws)?;
-        let (params, buffers) = values.split_at_mut(self.layout.trainable_len());
-        let mut f = Forward::train(pool, params, buffers, ws.seed);
-        (f.batch, f.cap, f.threads) = (batch, ws.capacity, ws.threads);
-        f.times = Some(forward);
-        self.chain.forward(&mut f, x, &mut ws.arena);
-        let (out, dout) = self
-            .chain
-            .output_and_grad(&mut ws.arena, batch, ws.capacity, ws.threads);
-        let stats = loss.compute(out, targets, self.output_features(), Some(dout))?;
-        let (params, buffers) = values.split_at_mut(self.layout.trainable_len());
-        let mut b = Backward {
-            pool,
-            batch,
-            cap: ws.capacity,
-            threads: ws.threads,
-            params,
-            sink: Sink::Grads(grads),
-            buffers,
-            times: Some(backward),
-        };
-        self.chain.backward(&mut b, x, &mut ws.arena, None);
+        let stats = self.forward_loss(values, x, targets, loss, ws, pool, Some(forward))?;
+        let sink = Sink::Grads(grads);
+        self.backward(values, sink, x, stats.count, ws, pool, Some(backward));
         Ok(stats)
     }
 

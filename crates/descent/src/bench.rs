@@ -15,6 +15,19 @@ use descent_train::{Event, OnPool, TrainConfig, Trainer};
 
 use crate::cli::{BenchArgs, BenchWhat};
 
+/// The `--model` of a benchmark, for MNIST-shaped inputs.
+fn model(args: &BenchArgs) -> Result<descent_nn::Model> {
+    let margs = crate::models::ModelArgs {
+        model: args.model.as_deref(),
+        ..Default::default()
+    };
+    crate::models::build(&crate::models::spec(
+        margs,
+        &crate::models::MNIST_SHAPE,
+        10,
+    )?)
+}
+
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.total_cmp(b));
     v[v.len() / 2]
@@ -293,15 +306,7 @@ fn optim(args: &BenchArgs) -> Result<()> {
 /// matrix products (backward: weight and input gradients, the latter only where needed).
 fn layers(args: &BenchArgs) -> Result<()> {
     let pool = Pool::new(args.threads.unwrap_or(0))?;
-    let spec = crate::models::spec(
-        crate::models::ModelArgs {
-            model: args.model.as_deref(),
-            ..Default::default()
-        },
-        &crate::models::MNIST_SHAPE,
-        10,
-    )?;
-    let net = crate::models::build(&spec)?;
+    let net = model(args)?;
     let batch = args.batch_size.max(1);
     let mut rng = Rng::new(1);
     let mut values = net.init_params(&mut rng);
@@ -410,15 +415,7 @@ fn epoch(args: &BenchArgs) -> Result<()> {
         batch_size: args.batch_size,
         ..TrainConfig::default()
     };
-    let spec = crate::models::spec(
-        crate::models::ModelArgs {
-            model: args.model.as_deref(),
-            ..Default::default()
-        },
-        &crate::models::MNIST_SHAPE,
-        10,
-    )?;
-    let model = crate::models::build(&spec)?;
+    let model = model(args)?;
     let gflop = model.step_flops() as f64 * 60_000.0 / 1e9;
     let (data, dir) = crate::data::mnist(args.data_dir.as_deref(), false, cfg.normalize, true)?;
     let name = crate::models::describe(args.model.as_deref(), &model);
