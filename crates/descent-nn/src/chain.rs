@@ -30,11 +30,6 @@ impl Chain {
         self.layers.push(layer);
     }
 
-    /// The last layer, to fuse an activation onto.
-    pub fn last_mut(&mut self) -> Option<&mut Box<dyn Layer>> {
-        self.layers.last_mut()
-    }
-
     /// The layers in order.
     pub fn layers(&self) -> &[Box<dyn Layer>] {
         &self.layers

@@ -333,11 +333,19 @@ pub fn run(args: TuneArgs) -> Result<()> {
         space.retain(|q| q.flag != p.flag);
         space.push(p);
     }
-    if space.is_empty() {
-        space = default_space();
-    }
     for f in &args.fixed {
         fixed.extend(fixed_flag(f));
+    }
+    if space.is_empty() {
+        space = default_space();
+        // The MLP's widths and dropout shape only --model mlp: another model keeps its own.
+        let other_model = train_args(&fixed)
+            .ok()
+            .and_then(|a| a.model)
+            .is_some_and(|m| m != "mlp");
+        if other_model {
+            space.retain(|p| p.flag != "hidden" && p.flag != "dropout");
+        }
     }
     // Flags `descent tune` sets itself, or that make no sense per trial.
     const RESERVED: [&str; 13] = [
@@ -391,11 +399,10 @@ pub fn run(args: TuneArgs) -> Result<()> {
                 p.flag
             )
         })?;
-        // A model setting must name a layer and a field of the model the trials train.
-        if p.flag.starts_with("model.") {
-            crate::train::model_spec(&parsed)
-                .map_err(|e| anyhow!("search-space parameter `{}`: {e:#}", p.flag))?;
-        }
+        // The model the trials train must take it (a model setting must name a layer and a
+        // field; the MLP's widths go with --model mlp only).
+        crate::train::model_spec(&parsed)
+            .map_err(|e| anyhow!("search-space parameter `{}`: {e:#}", p.flag))?;
     }
     let base = train_args(&fixed).context("invalid --fixed flags")?;
     let storage = open_storage(&args.storage)?;

@@ -620,6 +620,19 @@ fn tune_refuses_bad_search_spaces_and_storage_before_any_work() {
             "no choices",
         ),
         (
+            vec![
+                "--fixed".into(),
+                "model=lenet5".into(),
+                "--param".into(),
+                "hidden=int:64:128".into(),
+            ],
+            "it shapes --model mlp, not --model lenet5",
+        ),
+        (
+            vec!["--param".into(), "model.conv9.out_channels=int:8:16".into()],
+            "no layer is named `conv9`",
+        ),
+        (
             vec!["--param".into(), "lr=gauss:0:1".into()],
             "unknown kind `gauss`",
         ),
