@@ -238,10 +238,16 @@ impl Conv2d {
                             continue;
                         }
                         let dst = &mut plane[ih as usize * d.w..(ih as usize + 1) * d.w];
-                        let s = &src[oh * d.ow..(oh + 1) * d.ow];
+                        let s = &src[oh * d.ow + lo..oh * d.ow + hi];
                         let first = lo * sw + off - pw;
-                        for (j, v) in s[lo..hi].iter().enumerate() {
-                            dst[first + j * sw] += v;
+                        if sw == 1 {
+                            // Contiguous on both sides: an add of slices, which vectorizes.
+                            let dst = &mut dst[first..first + s.len()];
+                            dst.iter_mut().zip(s).for_each(|(d, v)| *d += v);
+                        } else {
+                            for (j, v) in s.iter().enumerate() {
+                                dst[first + j * sw] += v;
+                            }
                         }
                     }
                     row += 1;
