@@ -169,16 +169,22 @@ impl Pool2d {
                 dx.fill(0.0);
             }
             for (i, (gr, mr)) in dy.chunks_exact(ow).zip(y.chunks_exact(ow)).enumerate() {
-                for (j, (&g, &m)) in gr.iter().zip(mr).enumerate() {
-                    let k = 2 * i * w + 2 * j;
-                    let first = x[k] == m;
-                    let second = !first && x[k + 1] == m;
-                    let third = !first && !second && x[k + w] == m;
-                    let fourth = !(first || second || third);
-                    dx[k] = if first { g } else { 0.0 };
-                    dx[k + 1] = if second { g } else { 0.0 };
-                    dx[k + w] = if third { g } else { 0.0 };
-                    dx[k + w + 1] = if fourth { g } else { 0.0 };
+                // Row slices, so that the loop runs without bounds checks.
+                let (dt, db) = dx[2 * i * w..(2 * i + 2) * w].split_at_mut(w);
+                let (xt, xb) = (&x[2 * i * w..][..2 * ow], &x[(2 * i + 1) * w..][..2 * ow]);
+                let pairs = dt[..2 * ow]
+                    .chunks_exact_mut(2)
+                    .zip(db[..2 * ow].chunks_exact_mut(2))
+                    .zip(xt.chunks_exact(2).zip(xb.chunks_exact(2)));
+                for ((&g, &m), ((dt, db), (xt, xb))) in gr.iter().zip(mr).zip(pairs) {
+                    let first = xt[0] == m;
+                    let second = !first & (xt[1] == m);
+                    let third = !(first | second) & (xb[0] == m);
+                    let fourth = !(first | second | third);
+                    dt[0] = if first { g } else { 0.0 };
+                    dt[1] = if second { g } else { 0.0 };
+                    db[0] = if third { g } else { 0.0 };
+                    db[1] = if fourth { g } else { 0.0 };
                 }
             }
             return;
