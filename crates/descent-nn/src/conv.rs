@@ -362,14 +362,7 @@ impl Layer for Conv2d {
         let d = self.dims();
         let (in_n, out_n) = (d.c * d.h * d.w, d.o * d.hw());
         let batch = b.batch;
-        if let Some(act) = self.act {
-            let y = &y[..batch * out_n];
-            b.pool
-                .split_slice(&mut dy[..batch * out_n], 16, 1 << 14, |off, chunk| {
-                    act.backward(&y[off..off + chunk.len()], chunk)
-                });
-        }
-        let dy = &dy[..batch * out_n];
+        let dys = Scratch::new(&mut dy[..batch * out_n]);
         let parts = b.threads.min(batch).max(1);
         let per_thread = self.per_thread();
         let wl = self.weight_len();
@@ -388,7 +381,14 @@ impl Layer for Conv2d {
             db.fill(0.0);
             for n in start..end {
                 let xn = &x[n * in_n..(n + 1) * in_n];
-                let dyn_ = &dy[n * out_n..(n + 1) * out_n];
+                // SAFETY: image n belongs to part p alone.
+                let dyn_ = unsafe { dys.part(n * out_n, out_n) };
+                // Through the fused activation first, image by image: the gradient is then
+                // in cache for the products below.
+                if let Some(act) = self.act {
+                    act.backward(&y[n * out_n..(n + 1) * out_n], dyn_);
+                }
+                let dyn_ = &*dyn_;
                 // SAFETY: image n belongs to part p alone.
                 let mut dxn = dxs.map(|s| unsafe { s.part(n * in_n, in_n) });
                 if let Some(dxn) = dxn.as_deref_mut() {
