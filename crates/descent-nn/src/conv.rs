@@ -298,6 +298,34 @@ impl Layer for Conv2d {
         &self.shape
     }
 
+    fn summary(&self) -> String {
+        let w = self.window;
+        let mut s = format!(
+            "Conv2d({}, {}, {}x{}",
+            self.in_channels, self.out_channels, w.kernel.0, w.kernel.1
+        );
+        for (name, v, default) in [
+            ("stride", w.stride, (1, 1)),
+            ("padding", w.padding, (0, 0)),
+            ("dilation", w.dilation, (1, 1)),
+        ] {
+            if v != default {
+                s += &format!(", {name}={v:?}");
+            }
+        }
+        if self.groups != 1 {
+            s += &format!(", groups={}", self.groups);
+        }
+        if self.bias.is_none() {
+            s += ", bias=False";
+        }
+        s += ")";
+        if let Some(a) = self.act {
+            s += &format!(" + {}", a.torch_name());
+        }
+        s
+    }
+
     fn workspace_len(&self, _cap: usize, threads: usize) -> usize {
         threads * self.per_thread()
     }

@@ -51,6 +51,10 @@ impl Layer for Dropout {
         &self.shape
     }
 
+    fn summary(&self) -> String {
+        format!("{}(p={})", self.kind(), self.p)
+    }
+
     fn workspace_len(&self, cap: usize, _threads: usize) -> usize {
         // The scale of each value (0 or 1 / (1 - p)), per mask entry.
         cap * numel(&self.shape) / self.group()

@@ -143,6 +143,12 @@ pub trait Layer: Send + Sync + std::fmt::Debug {
     /// Shape of one example's output.
     fn output_shape(&self) -> &[usize];
 
+    /// The layer and its settings in PyTorch's terms (`Conv2d(1, 32, 3x3) + ReLU`), for
+    /// summaries.
+    fn summary(&self) -> String {
+        self.kind().to_string()
+    }
+
     /// f32 values of workspace this layer needs for batches of up to `cap` rows on `threads`
     /// threads (values saved by the forward pass for the backward pass, scratch space).
     fn workspace_len(&self, cap: usize, threads: usize) -> usize {

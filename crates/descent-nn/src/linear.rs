@@ -139,6 +139,17 @@ impl Layer for Linear {
         &self.shape
     }
 
+    fn summary(&self) -> String {
+        let bias = if self.has_bias { "" } else { ", bias=False" };
+        let act = self
+            .act
+            .map_or(String::new(), |a| format!(" + {}", a.torch_name()));
+        format!(
+            "Linear({}, {}{bias}){act}",
+            self.in_features, self.out_features
+        )
+    }
+
     fn workspace_len(&self, _cap: usize, _threads: usize) -> usize {
         // The bias gradient of a fused SGD step.
         self.out_features

@@ -79,6 +79,10 @@ impl Layer for BatchNorm {
         &self.shape
     }
 
+    fn summary(&self) -> String {
+        format!("{}({})", self.kind(), self.channels)
+    }
+
     fn workspace_len(&self, cap: usize, _threads: usize) -> usize {
         // x̂, then per channel: mean, invstd, and two gradient sums for a fused SGD step.
         cap * numel(&self.shape) + 4 * self.channels

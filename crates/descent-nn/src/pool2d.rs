@@ -246,6 +246,25 @@ impl Layer for Pool2d {
         &self.shape
     }
 
+    fn summary(&self) -> String {
+        let w = self.window;
+        match self.kind {
+            PoolKind::AdaptiveAvg => {
+                format!("AdaptiveAvgPool2d(({}, {}))", self.shape[1], self.shape[2])
+            }
+            _ if w.stride == w.kernel && w.padding == (0, 0) => {
+                format!("{}({:?})", self.kind(), w.kernel)
+            }
+            _ => format!(
+                "{}({:?}, stride={:?}, padding={:?})",
+                self.kind(),
+                w.kernel,
+                w.stride,
+                w.padding
+            ),
+        }
+    }
+
     // x is (B, C, H, W), y is (B, C, OH, OW).
     fn forward(&self, f: &mut Forward<'_>, x: &[f32], y: &mut [f32], _ws: &mut [f32]) {
         let (in_p, out_p) = self.plane_sizes();

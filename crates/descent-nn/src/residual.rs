@@ -35,6 +35,18 @@ impl Layer for Residual {
         self.body.output_shape()
     }
 
+    fn summary(&self) -> String {
+        let list = |c: &Chain| {
+            c.layers()
+                .iter()
+                .map(|l| l.summary())
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let short = self.shortcut.as_ref().map_or("identity".to_string(), &list);
+        format!("Residual([{}] + [{short}])", list(&self.body))
+    }
+
     fn workspace_len(&self, cap: usize, threads: usize) -> usize {
         let (body, short) = self.arenas(cap, threads);
         // Plus the shortcut's input gradient, added to the body's.

@@ -31,6 +31,8 @@ pub enum Command {
     Eval(EvalArgs),
     /// List the optimizers: hyperparameters, defaults, update formula, reference.
     Optimizers(OptimizersArgs),
+    /// List the model presets, or show one model (a preset or a TOML file) layer by layer.
+    Models(ModelsArgs),
     /// Measure the engine: GEMM throughput on the seed's shapes, optimizer steps, or whole
     /// epochs.
     Bench(BenchArgs),
@@ -257,6 +259,12 @@ pub struct EvalArgs {
     /// Never download: fail if the data is not on disk.
     #[arg(long)]
     pub no_fetch: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct ModelsArgs {
+    /// Show only this model: a preset (mlp, cnn, lenet5, resnet) or a model file.
+    pub name: Option<String>,
 }
 
 #[derive(Args, Debug)]

@@ -27,6 +27,7 @@ mod compare;
 mod config_file;
 mod data;
 mod eval;
+mod model_list;
 mod models;
 mod optimizers;
 mod plot;
@@ -71,6 +72,7 @@ fn main() {
         cli::Command::Viz(args) => viz::run(args),
         cli::Command::Compare(args) => compare::run(args),
         cli::Command::Optimizers(args) => optimizers::run(args),
+        cli::Command::Models(args) => model_list::run(args),
         cli::Command::Bench(args) => bench::run(args),
         cli::Command::Tune(args) => tune::run(args),
     };

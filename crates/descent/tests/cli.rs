@@ -479,6 +479,36 @@ fn viz_draws_png_and_svg_and_refuses_bad_names() {
     assert!(!bad.exists() && !out.exists());
 }
 
+/// `descent models` lists the presets with PyTorch's parameter counts and shows one layer by
+/// layer; an unknown name is refused.
+#[test]
+fn models_lists_presets_and_shows_one() {
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_descent"))
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let o = run(&["models"]);
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{}", stderr(&o));
+    for want in [
+        "cnn           1199882",
+        "lenet5          61706",
+        "resnet          77754",
+    ] {
+        assert!(text.contains(want), "{want:?} in {text}");
+    }
+    let o = run(&["models", "cnn"]);
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(text.contains("Conv2d(32, 64, 3x3) + ReLU"), "{text}");
+    assert!(text.contains("fc1.weight 128x9216"), "{text}");
+    assert_clean_failure(
+        &run(&["models", "vgg"]),
+        "invalid --model vgg: not a preset",
+    );
+}
+
 /// A model file with an error is refused before any data is read, naming the layer and
 /// what was expected.
 #[test]
