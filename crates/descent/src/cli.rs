@@ -295,7 +295,8 @@ pub struct FetchArgs {
     pub data_dir: Option<PathBuf>,
 }
 
-#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum ActivationArg {
     Relu,
     Tanh,
@@ -316,7 +317,8 @@ impl From<ActivationArg> for descent_nn::Activation {
     }
 }
 
-#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum LossArg {
     CrossEntropy,
     Nll,
@@ -326,7 +328,9 @@ pub enum LossArg {
     BceWithLogits,
 }
 
-#[derive(Args, Debug, Clone)]
+/// `descent train`'s arguments; they serialize (keys are the flags with `_` for `-`), so that
+/// `descent tune` sets a trial's values on them as typed values.
+#[derive(Args, Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct TrainArgs {
     /// The model: a preset (mlp, cnn, lenet5, resnet) or a TOML model file
     /// (docs/models.md). Default: mlp, or the model recorded in --init-from's file.
@@ -380,8 +384,10 @@ pub struct TrainArgs {
     #[arg(long, allow_negative_numbers = true)]
     pub lr: Option<f64>,
     #[command(flatten)]
+    #[serde(flatten)]
     pub hyper: HyperArgs,
     #[command(flatten)]
+    #[serde(flatten)]
     pub schedule: ScheduleArgs,
     /// Clip the gradients' global L2 norm to this before each step.
     #[arg(
@@ -529,7 +535,7 @@ pub struct TrainArgs {
 
 /// Hyperparameters, in PyTorch's names; each optimizer takes the ones it has (`descent
 /// optimizers NAME`), and a flag it does not take is an error.
-#[derive(Args, Debug, Clone, Default)]
+#[derive(Args, Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 #[command(next_help_heading = "Optimizer")]
 pub struct HyperArgs {
     /// Momentum factor (sgd, rmsprop).
@@ -588,7 +594,8 @@ pub struct HyperArgs {
     pub momentum_decay: Option<f64>,
 }
 
-#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum ScheduleName {
     /// The base rate throughout.
     Constant,
@@ -612,7 +619,8 @@ pub enum ScheduleName {
     Plateau,
 }
 
-#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum MonitorArg {
     /// Validation loss (lower is better).
     ValLoss,
@@ -622,13 +630,15 @@ pub enum MonitorArg {
     TrainLoss,
 }
 
-#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum AnnealArg {
     Cos,
     Linear,
 }
 
-#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum ThresholdMode {
     Rel,
     Abs,
@@ -636,7 +646,7 @@ pub enum ThresholdMode {
 
 /// The learning-rate schedule. Steps are optimizer steps (batches; epochs for gd); lengths
 /// left out default to the whole run after the warmup.
-#[derive(Args, Debug, Clone)]
+#[derive(Args, Debug, Clone, serde::Serialize, serde::Deserialize)]
 #[command(next_help_heading = "Schedule")]
 pub struct ScheduleArgs {
     /// Learning-rate schedule.

@@ -297,6 +297,59 @@ fn takes(opt: &str, flag: &str) -> bool {
     })
 }
 
+/// The `descent train` arguments of a trial: `base` (the fixed flags, serialized once) with
+/// each suggested value set on it as a typed value, no flag text parsed. A parameter is a
+/// train setting by its flag's name (`batch-size` sets `batch_size`); `model.LAYER.FIELD`
+/// adds a model setting; a list setting (`hidden`, `milestones`) takes one value as a
+/// one-element list, or a text of comma-separated numbers (`"256,128"`) as the list.
+fn with_params(
+    base: &serde_json::Value,
+    params: &[(&str, &ParamValue)],
+) -> Result<crate::cli::TrainArgs> {
+    let mut json = base.clone();
+    let obj = json
+        .as_object_mut()
+        .expect("arguments serialize as a table");
+    for &(name, v) in params {
+        let value = match v {
+            ParamValue::Int(i) => serde_json::json!(i),
+            ParamValue::Float(x) => serde_json::json!(x),
+            ParamValue::Bool(b) => serde_json::json!(b),
+            ParamValue::Str(s) => serde_json::json!(s),
+        };
+        if let Some(key) = name.strip_prefix("model.") {
+            let set = obj
+                .get_mut("model_set")
+                .and_then(|s| s.as_array_mut())
+                .expect("model settings are a list");
+            set.push(serde_json::json!(format!("{key}={}", flag_value(v))));
+            continue;
+        }
+        let field = name.replace('-', "_");
+        let Some(slot) = obj.get_mut(&field) else {
+            bail!("`{name}` is not a `descent train` setting (`descent train --help` lists them)");
+        };
+        *slot = match (field.as_str(), v) {
+            ("hidden" | "milestones" | "class_weights", ParamValue::Str(text)) => {
+                let items: Vec<serde_json::Value> = text
+                    .split(',')
+                    .map(|t| match parse_choice(t.trim()) {
+                        ParamValue::Int(i) => Ok(serde_json::json!(i)),
+                        ParamValue::Float(x) => Ok(serde_json::json!(x)),
+                        _ => Err(anyhow!(
+                            "`{name}` = {text:?}: give numbers, e.g. \"256,128\""
+                        )),
+                    })
+                    .collect::<Result<_>>()?;
+                serde_json::Value::Array(items)
+            }
+            ("hidden" | "milestones" | "class_weights", _) => serde_json::json!([value]),
+            _ => value,
+        };
+    }
+    serde_json::from_value(json).map_err(|e| anyhow!("{e}"))
+}
+
 /// Parses `descent train` flags into its arguments.
 fn train_args(flags: &[String]) -> Result<crate::cli::TrainArgs> {
     let argv = ["descent", "train"]
@@ -387,15 +440,10 @@ pub fn run(args: TuneArgs) -> Result<()> {
     // parameter at its low end now rather than in every trial.
     for p in &space {
         let probe = p.distribution.to_external(p.distribution.from_unit(0.0));
-        let mut flags = fixed.clone();
-        if matches!(probe, ParamValue::Bool(false)) {
-            flags.push(format!("--{}", p.flag));
-        } else {
-            push_flag(&mut flags, &p.flag, &probe);
-        }
-        let parsed = train_args(&flags).map_err(|e| {
+        let base_json = serde_json::to_value(train_args(&fixed).context("invalid --fixed flags")?)?;
+        let parsed = with_params(&base_json, &[(p.flag.as_str(), &probe)]).map_err(|e| {
             anyhow!(
-                "search-space parameter `{}` is not a usable `descent train` flag: {e}",
+                "search-space parameter `{}` is not a usable `descent train` setting: {e}",
                 p.flag
             )
         })?;
@@ -405,6 +453,7 @@ pub fn run(args: TuneArgs) -> Result<()> {
             .map_err(|e| anyhow!("search-space parameter `{}`: {e:#}", p.flag))?;
     }
     let base = train_args(&fixed).context("invalid --fixed flags")?;
+    let base_json = serde_json::to_value(&base)?;
     let storage = open_storage(&args.storage)?;
     let sampler: Box<dyn Sampler> = match args.sampler.as_str() {
         "tpe" => Box::new(TpeSampler::new(args.seed)),
@@ -506,6 +555,7 @@ pub fn run(args: TuneArgs) -> Result<()> {
         |trial| {
             let mut flags = fixed.clone();
             let mut optimizer = base.optimizer.clone();
+            let mut suggested = Vec::new();
             for p in &space {
                 if p.flag != "optimizer" && is_hyper(&p.flag) && !takes(&optimizer, &p.flag) {
                     continue;
@@ -514,24 +564,23 @@ pub fn run(args: TuneArgs) -> Result<()> {
                 if p.flag == "optimizer" {
                     optimizer = v.to_string();
                 }
+                // The flags only record the trial (shown, and replayed by --from-study).
                 push_flag(&mut flags, &p.flag, &v);
+                suggested.push((p.flag.as_str(), v));
             }
             trial.set_user_attr("train_flags", &flags)?;
-            let mut all = flags.clone();
-            all.extend([
-                "--quiet".to_string(),
-                "--epochs".into(),
-                epochs.to_string(),
-                "--threads".into(),
-                threads.to_string(),
-            ]);
-            let targs = train_args(&all).map_err(TrialError::msg)?;
+            let params: Vec<(&str, &ParamValue)> = suggested.iter().map(|(n, v)| (*n, v)).collect();
+            let mut targs = with_params(&base_json, &params).map_err(TrialError::msg)?;
+            (targs.quiet, targs.epochs, targs.threads) = (true, epochs, Some(threads));
             let spec = crate::train::model_spec(&targs).map_err(TrialError::msg)?;
             let model = crate::models::build(&spec).map_err(TrialError::msg)?;
             let mut cfg =
                 crate::train::config(&targs, data.train.len(), &model).map_err(TrialError::msg)?;
             cfg.val_only = true;
             cfg.seed = seed;
+            // The typed record of what the trial trains.
+            trial.set_user_attr("model", &spec)?;
+            trial.set_user_attr("config", &cfg)?;
             let mut trainer = Trainer::new(model, &cfg)
                 .map_err(|e| TrialError::msg(crate::train::cli_error(e)))?;
             let flag = Arc::new(AtomicBool::new(false));
@@ -942,4 +991,48 @@ fn charts(
         ("importances", importance),
         ("parallel", parallel),
     ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A trial's values are set on the arguments as typed values: numbers, switches, names,
+    /// one-element lists and model settings; unknown settings and wrong types are refused.
+    #[test]
+    fn trial_values_are_set_as_typed_values() {
+        let base =
+            serde_json::to_value(train_args(&["--optimizer".into(), "adam".into()]).unwrap())
+                .unwrap();
+        let values = [
+            ("lr", ParamValue::Float(0.003)),
+            ("batch-size", ParamValue::Int(32)),
+            ("hidden", ParamValue::Int(96)),
+            ("amsgrad", ParamValue::Bool(true)),
+            ("schedule", ParamValue::Str("cosine-restarts".into())),
+            ("model.fc1.out_features", ParamValue::Int(64)),
+        ];
+        let params: Vec<(&str, &ParamValue)> = values.iter().map(|(n, v)| (*n, v)).collect();
+        let a = with_params(&base, &params).unwrap();
+        assert_eq!(a.optimizer, "adam");
+        assert_eq!((a.lr, a.batch_size), (Some(0.003), 32));
+        assert_eq!(a.hidden, Some(vec![96]));
+        assert!(a.hyper.amsgrad);
+        assert_eq!(
+            a.schedule.schedule,
+            crate::cli::ScheduleName::CosineRestarts
+        );
+        assert_eq!(a.model_set, ["fc1.out_features=64"]);
+        let deep = ParamValue::Str("256,128".into());
+        let a = with_params(&base, &[("hidden", &deep)]).unwrap();
+        assert_eq!(a.hidden, Some(vec![256, 128]));
+        let e = with_params(&base, &[("foo", &ParamValue::Int(1))]).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("`foo` is not a `descent train` setting"),
+            "{e}"
+        );
+        assert!(with_params(&base, &[("batch-size", &ParamValue::Float(0.5))]).is_err());
+        assert!(with_params(&base, &[("schedule", &ParamValue::Str("warp".into()))]).is_err());
+    }
 }

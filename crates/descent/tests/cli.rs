@@ -668,7 +668,7 @@ fn tune_refuses_bad_search_spaces_and_storage_before_any_work() {
         ),
         (
             vec!["--param".into(), "foo=float:0:1".into()],
-            "`foo` is not a usable `descent train` flag",
+            "`foo` is not a `descent train` setting",
         ),
         (
             vec!["--sampler".into(), "cmaes".into()],
