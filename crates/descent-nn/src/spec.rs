@@ -5,7 +5,7 @@
 //! ```
 //! use descent_nn::ModelSpec;
 //!
-//! let spec = ModelSpec::from_toml_value(serde_json::json!({
+//! let spec = ModelSpec::from_value(serde_json::json!({
 //!     "input": [1, 28, 28],
 //!     "layers": [
 //!         {"type": "conv2d", "name": "conv1", "out_channels": 8, "kernel": 3},
@@ -460,7 +460,7 @@ fn shape_str(s: &[usize]) -> String {
 impl ModelSpec {
     /// Reads a description from a JSON value (a TOML file converted with serde keeps the
     /// same structure). Errors name the layer's position and the key at fault.
-    pub fn from_toml_value(value: serde_json::Value) -> Result<Self, NnError> {
+    pub fn from_value(value: serde_json::Value) -> Result<Self, NnError> {
         let obj = value.as_object().ok_or_else(|| NnError::Spec {
             at: "the model file".into(),
             why: "it must be a table with `input` and `layers`".into(),
@@ -506,7 +506,7 @@ impl ModelSpec {
             at: "the model description".into(),
             why: e.to_string(),
         })?;
-        Self::from_toml_value(value)
+        Self::from_value(value)
     }
 
     /// The description with one layer setting changed: `key` is a layer's name and a field,
@@ -544,7 +544,7 @@ impl ModelSpec {
         list.as_object_mut()
             .expect("a layer is a table")
             .insert(field, value);
-        Self::from_toml_value(json).map_err(|e| match e {
+        Self::from_value(json).map_err(|e| match e {
             NnError::Spec { at, why } => NnError::Spec {
                 at: format!("setting `{key}`: {at}"),
                 why,

@@ -10,7 +10,7 @@ use descent_tensor::{Pool, Rng};
 use serde_json::json;
 
 fn spec(v: serde_json::Value) -> ModelSpec {
-    ModelSpec::from_toml_value(v).unwrap()
+    ModelSpec::from_value(v).unwrap()
 }
 
 fn data(rng: &mut Rng, batch: usize, features: usize, classes: usize) -> (Vec<f32>, Vec<u32>) {
@@ -688,7 +688,7 @@ fn init_is_bounded_by_fan_in() {
 }
 
 fn err(v: serde_json::Value) -> String {
-    match ModelSpec::from_toml_value(v) {
+    match ModelSpec::from_value(v) {
         Err(e) => e.to_string(),
         Ok(s) => s.build().unwrap_err().to_string(),
     }
@@ -757,7 +757,7 @@ fn bad_descriptions_name_the_layer_and_the_fix() {
         assert!(e.contains(want), "{e:?} should contain {want:?}");
     }
     assert!(matches!(
-        ModelSpec::from_toml_value(json!([])),
+        ModelSpec::from_value(json!([])),
         Err(NnError::Spec { .. })
     ));
 }

@@ -52,7 +52,7 @@ fn cnn() -> Model {
             {"type": "linear", "name": "fc2", "out_features": 10},
         ]
     });
-    ModelSpec::from_toml_value(v).unwrap().build().unwrap()
+    ModelSpec::from_value(v).unwrap().build().unwrap()
 }
 
 #[test]

@@ -59,7 +59,7 @@ fn every_layer_matches_pytorch() {
     assert!(cases.len() >= 7);
     for case in cases {
         let name = case["name"].as_str().unwrap();
-        let model = ModelSpec::from_toml_value(case["model"].clone())
+        let model = ModelSpec::from_value(case["model"].clone())
             .unwrap()
             .build()
             .unwrap();

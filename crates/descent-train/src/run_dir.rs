@@ -260,10 +260,7 @@ mod tests {
         let info: serde_json::Value =
             serde_json::from_str(&std::fs::read_to_string(path.join(RUN_FILE)).unwrap()).unwrap();
         assert_eq!(info["command"], "x");
-        assert_eq!(
-            ModelSpec::from_toml_value(info["model"].clone()).unwrap(),
-            spec
-        );
+        assert_eq!(ModelSpec::from_value(info["model"].clone()).unwrap(), spec);
         let mut log = run.metrics().unwrap();
         for e in 1..=2 {
             for b in [5, 10] {

@@ -13,7 +13,7 @@ use serde_json::Value;
 fn fifty_adadelta_steps_of_the_cnn_match_pytorch() {
     let fixture: Value =
         serde_json::from_str(include_str!("fixtures/torch_cnn_adadelta.json")).unwrap();
-    let spec = ModelSpec::from_toml_value(fixture["model"].clone()).unwrap();
+    let spec = ModelSpec::from_value(fixture["model"].clone()).unwrap();
     // The fixture's model is the preset with its two dropouts at p = 0.
     let preset = ModelSpec::preset("cnn", &[1, 28, 28], 10).unwrap();
     assert_eq!(spec.layers.len(), preset.layers.len());

@@ -114,7 +114,7 @@ pub fn read_file(path: &Path) -> Result<ModelSpec> {
     let value: toml::Value = toml::from_str(&text)
         .map_err(|e| anyhow!("invalid --model {}: not TOML: {e}", path.display()))?;
     let json = serde_json::to_value(value)?;
-    let spec = ModelSpec::from_toml_value(json)
+    let spec = ModelSpec::from_value(json)
         .map_err(|e| anyhow!("invalid --model {}: {e}", path.display()))?;
     // Every layer is checked against the shape before it now, before any data is read.
     spec.build()
