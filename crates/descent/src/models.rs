@@ -216,7 +216,10 @@ pub fn describe(name: Option<&str>, model: &Model) -> String {
         return format!("{} {}", sizes.join("-"), act.unwrap_or("linear"));
     }
     let kinds: Vec<&str> = model.layers().iter().map(|l| l.kind()).collect();
-    format!("{} ({})", name.unwrap_or("from file"), kinds.join(" "))
+    match name {
+        Some(n) => format!("{n} ({})", kinds.join(" ")),
+        None => kinds.join(" "),
+    }
 }
 
 /// Builds a model, naming where its description came from on error.

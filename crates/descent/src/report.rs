@@ -73,6 +73,20 @@ pub fn run(args: ReportArgs) -> Result<()> {
             argv.join(" ")
         );
     }
+    // The model run.json records (runs of earlier versions have none).
+    let info: Option<serde_json::Value> = std::fs::read_to_string(args.run_dir.join("run.json"))
+        .ok()
+        .and_then(|t| serde_json::from_str(&t).ok());
+    if let Some(spec) = info
+        .and_then(|i| descent_nn::ModelSpec::from_value(i["model"].clone()).ok())
+        .and_then(|s| s.build().ok())
+    {
+        out!(
+            "model: {} ({} parameters)",
+            crate::models::describe(None, &spec),
+            spec.param_count()
+        );
+    }
     out!(
         "{:>5} {:>7} {:>10} {:>9} {:>8} {:>8} {:>8} {:>10} {:>8}",
         "epoch",

@@ -389,6 +389,18 @@ fn report_and_compare_refuse_bad_input_before_any_work() {
     .unwrap();
     let o = report(&run);
     assert_clean_failure(&o, "metrics.jsonl line 2");
+    // A whole run: report names the model its run.json records.
+    let epoch = "{\"type\":\"epoch\",\"epoch\":1,\"steps\":10,\"lr\":0.1,\"train_loss\":1.0,\"train_acc\":50.0,\"val\":null,\"test_loss\":1.0,\"test_acc\":60.0,\"seconds\":1.0}\n";
+    std::fs::write(run.join("metrics.jsonl"), epoch).unwrap();
+    let model = r#"{"input":[1,28,28],"layers":[{"type":"flatten"},{"type":"linear","name":"fc","out_features":10}]}"#;
+    std::fs::write(run.join("run.json"), format!("{{\"model\": {model}}}")).unwrap();
+    let o = report(&run);
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        text.contains("model: Flatten Linear (7850 parameters)"),
+        "{text}"
+    );
     let out = dir.path().join("out");
     for (args, want) in [
         (
