@@ -92,10 +92,14 @@ impl Pool2d {
         }
     }
 
-    // x is one plane (h x w), y one plane (oh x ow).
-    fn forward_plane(&self, x: &[f32], y: &mut [f32]) {
+    // x is one plane (h x w), y one plane (oh x ow); arg (2x2 max pooling) which value of
+    // each window won, 0 to 3.
+    fn forward_plane(&self, x: &[f32], y: &mut [f32], arg: &mut [f32]) {
         let (_, _, w) = self.input;
         let ow = self.shape[2];
+        if self.tiled() {
+            return self.max_tiles(x, y, arg);
+        }
         if self.kind == PoolKind::Max {
             return self.max_plane(x, y);
         }
@@ -123,19 +127,6 @@ impl Pool2d {
         } = self.window;
         // Selects, not branches: on data the maximum moves unpredictably.
         let pick = |best: f32, v: f32| if (v > best) | v.is_nan() { v } else { best };
-        if (kh, kw, sh, sw, ph, pw) == (2, 2, 2, 2, 0, 0) {
-            for (i, yr) in y.chunks_exact_mut(ow).enumerate() {
-                let (top, bottom) = (&x[2 * i * w..][..2 * ow], &x[(2 * i + 1) * w..][..2 * ow]);
-                for ((out, t), b) in yr
-                    .iter_mut()
-                    .zip(top.chunks_exact(2))
-                    .zip(bottom.chunks_exact(2))
-                {
-                    *out = pick(pick(pick(t[0], t[1]), b[0]), b[1]);
-                }
-            }
-            return;
-        }
         for (i, yr) in y.chunks_exact_mut(ow).enumerate() {
             let r0 = (i * sh).saturating_sub(ph);
             let r1 = (i * sh + kh).saturating_sub(ph).min(h);
@@ -153,38 +144,51 @@ impl Pool2d {
         }
     }
 
+    // x is one plane (h x w), y one plane (oh x ow), arg which of each 2x2 window's values
+    // won (0 to 3): the first maximum, or a NaN.
+    fn max_tiles(&self, x: &[f32], y: &mut [f32], arg: &mut [f32]) {
+        let (_, _, w) = self.input;
+        let ow = self.shape[2];
+        let rows = y.chunks_exact_mut(ow).zip(arg.chunks_exact_mut(ow));
+        for (i, (yr, ar)) in rows.enumerate() {
+            let (top, bottom) = (&x[2 * i * w..][..2 * ow], &x[(2 * i + 1) * w..][..2 * ow]);
+            let windows = top.chunks_exact(2).zip(bottom.chunks_exact(2));
+            for ((out, at), (t, b)) in yr.iter_mut().zip(ar.iter_mut()).zip(windows) {
+                let (mut best, mut k) = (t[0], 0.0f32);
+                for (v, idx) in [(t[1], 1.0), (b[0], 2.0), (b[1], 3.0)] {
+                    // Selects, not branches: on data the maximum moves unpredictably.
+                    let better = (v > best) | (v.is_nan() & !best.is_nan());
+                    best = if better { v } else { best };
+                    k = if better { idx } else { k };
+                }
+                *out = best;
+                *at = k;
+            }
+        }
+    }
+
     // x, y: one plane's input and output; dy the output's gradient; dx the input's
-    // (overwritten).
-    fn backward_plane(&self, x: &[f32], y: &[f32], dy: &[f32], dx: &mut [f32]) {
+    // (overwritten); arg, for 2x2 max pooling, which value of each window won.
+    fn backward_plane(&self, x: &[f32], y: &[f32], dy: &[f32], dx: &mut [f32], arg: &[f32]) {
         let (_, h, w) = self.input;
         let ow = self.shape[2];
-        let w2 = self.window;
-        if self.kind == PoolKind::Max
-            && (w2.kernel, w2.stride, w2.padding) == ((2, 2), (2, 2), (0, 0))
-        {
-            // The usual 2x2 window: the gradient goes to the first of its four values equal to
-            // the maximum. Windows tile the plane (but an odd last row or column): each value
-            // is written once, without a pass to zero the plane first.
+        if self.tiled() {
+            // The gradient goes to the value that won (arg). Windows tile the plane (but an
+            // odd last row or column): each value is written once, without zeroing first.
             if h % 2 == 1 || w % 2 == 1 {
                 dx.fill(0.0);
             }
-            for (i, (gr, mr)) in dy.chunks_exact(ow).zip(y.chunks_exact(ow)).enumerate() {
+            for (i, (gr, ar)) in dy.chunks_exact(ow).zip(arg.chunks_exact(ow)).enumerate() {
                 // Row slices, so that the loop runs without bounds checks.
                 let (dt, db) = dx[2 * i * w..(2 * i + 2) * w].split_at_mut(w);
-                let (xt, xb) = (&x[2 * i * w..][..2 * ow], &x[(2 * i + 1) * w..][..2 * ow]);
                 let pairs = dt[..2 * ow]
                     .chunks_exact_mut(2)
-                    .zip(db[..2 * ow].chunks_exact_mut(2))
-                    .zip(xt.chunks_exact(2).zip(xb.chunks_exact(2)));
-                for ((&g, &m), ((dt, db), (xt, xb))) in gr.iter().zip(mr).zip(pairs) {
-                    let first = xt[0] == m;
-                    let second = !first & (xt[1] == m);
-                    let third = !(first | second) & (xb[0] == m);
-                    let fourth = !(first | second | third);
-                    dt[0] = if first { g } else { 0.0 };
-                    dt[1] = if second { g } else { 0.0 };
-                    db[0] = if third { g } else { 0.0 };
-                    db[1] = if fourth { g } else { 0.0 };
+                    .zip(db[..2 * ow].chunks_exact_mut(2));
+                for ((&g, &k), (dt, db)) in gr.iter().zip(ar).zip(pairs) {
+                    dt[0] = if k == 0.0 { g } else { 0.0 };
+                    dt[1] = if k == 1.0 { g } else { 0.0 };
+                    db[0] = if k == 2.0 { g } else { 0.0 };
+                    db[1] = if k == 3.0 { g } else { 0.0 };
                 }
             }
             return;
@@ -220,6 +224,14 @@ impl Pool2d {
                 }
             }
         }
+    }
+
+    /// Max pooling with 2x2 windows, stride 2, no padding (the usual case): the forward
+    /// pass records which of the four values won, so that the backward pass reads a quarter
+    /// of the input instead of the input.
+    fn tiled(&self) -> bool {
+        let w = self.window;
+        self.kind == PoolKind::Max && (w.kernel, w.stride, w.padding) == ((2, 2), (2, 2), (0, 0))
     }
 
     fn plane_sizes(&self) -> (usize, usize) {
@@ -266,17 +278,42 @@ impl Layer for Pool2d {
     }
 
     // x is (B, C, H, W), y is (B, C, OH, OW).
-    fn forward(&self, f: &mut Forward<'_>, x: &[f32], y: &mut [f32], _ws: &mut [f32]) {
+    fn workspace_len(&self, cap: usize, _threads: usize) -> usize {
+        // 2x2 max pooling: which value of each window won.
+        match self.tiled() {
+            true => cap * self.input.0 * self.plane_sizes().1,
+            false => 0,
+        }
+    }
+
+    // x is (B, C, H, W), y is (B, C, OH, OW); ws holds 2x2 max pooling's winners.
+    fn forward(&self, f: &mut Forward<'_>, x: &[f32], y: &mut [f32], ws: &mut [f32]) {
         let (in_p, out_p) = self.plane_sizes();
         let planes = f.batch * self.input.0;
         let parts = self.parts(planes, f.threads);
         let ys = Scratch::new(&mut y[..planes * out_p]);
+        let tiled = self.tiled();
+        let args = Scratch::new(ws);
         f.pool.run(parts, |p| {
             let (start, end) = images(planes, parts, p);
-            // SAFETY: planes start..end belong to part p alone.
-            let yp = unsafe { ys.part(start * out_p, (end - start) * out_p) };
-            for (q, yq) in (start..end).zip(yp.chunks_exact_mut(out_p)) {
-                self.forward_plane(&x[q * in_p..(q + 1) * in_p], yq);
+            // SAFETY: planes start..end belong to part p alone, outputs and winners.
+            let (yp, ap) = unsafe {
+                let n = (end - start) * out_p;
+                let ap = if tiled {
+                    args.part(start * out_p, n)
+                } else {
+                    &mut [][..]
+                };
+                (ys.part(start * out_p, n), ap)
+            };
+            for (k, q) in (start..end).enumerate() {
+                let yq = &mut yp[k * out_p..(k + 1) * out_p];
+                let aq = if tiled {
+                    &mut ap[k * out_p..(k + 1) * out_p]
+                } else {
+                    &mut [][..]
+                };
+                self.forward_plane(&x[q * in_p..(q + 1) * in_p], yq, aq);
             }
         });
     }
@@ -289,21 +326,23 @@ impl Layer for Pool2d {
         y: &[f32],
         dy: &mut [f32],
         dx: Option<&mut [f32]>,
-        _ws: &mut [f32],
+        ws: &mut [f32],
     ) {
         let Some(dx) = dx else { return };
         let (in_p, out_p) = self.plane_sizes();
         let planes = b.batch * self.input.0;
         let parts = self.parts(planes, b.threads);
         let dxs = Scratch::new(&mut dx[..planes * in_p]);
-        let dy = &*dy;
+        let (dy, ws) = (&*dy, &*ws);
+        let tiled = self.tiled();
         b.pool.run(parts, |p| {
             let (start, end) = images(planes, parts, p);
             // SAFETY: planes start..end belong to part p alone.
             let dxp = unsafe { dxs.part(start * in_p, (end - start) * in_p) };
             for (q, dxq) in (start..end).zip(dxp.chunks_exact_mut(in_p)) {
                 let (xi, yo) = (q * in_p..(q + 1) * in_p, q * out_p..(q + 1) * out_p);
-                self.backward_plane(&x[xi], &y[yo.clone()], &dy[yo], dxq);
+                let arg = if tiled { &ws[yo.clone()] } else { &[][..] };
+                self.backward_plane(&x[xi], &y[yo.clone()], &dy[yo], dxq, arg);
             }
         });
     }
