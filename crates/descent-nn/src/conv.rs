@@ -77,6 +77,19 @@ pub struct Conv2d {
     shape: Vec<usize>,
 }
 
+/// One tap row of the columns at one output row: column row `row` (channel `ci` of the
+/// group), output row `oh`, the input row it reads (`None` in the padding), and the output
+/// columns `lo..hi` that read inside the input, the first reading input column `first`.
+struct TapRow {
+    row: usize,
+    ci: usize,
+    oh: usize,
+    ih: Option<usize>,
+    lo: usize,
+    hi: usize,
+    first: usize,
+}
+
 /// Shapes of one image's products, per group.
 #[derive(Clone, Copy)]
 struct Dims {
@@ -161,10 +174,9 @@ impl Conv2d {
         2 * d.k * d.hw() + self.weight_len() + d.o
     }
 
-    /// Writes the columns of group `g` of one image `x` (`c x h x w`) into `cols`
-    /// (`k x oh·ow`): row `(ci, ki, kj)` holds the input under tap `(ki, kj)` of channel
-    /// `ci` at every output position, zero where the tap falls in the padding.
-    fn im2col(&self, x: &[f32], g: usize, cols: &mut [f32]) {
+    /// Calls `f(tap)` for every row `(ci, ki, kj)` of a group's columns and every output
+    /// row: where the tap reads (im2col and col2im walk the same taps).
+    fn for_each_tap_row(&self, mut f: impl FnMut(TapRow)) {
         let d = self.dims();
         let Window {
             kernel: (kh, kw),
@@ -174,10 +186,8 @@ impl Conv2d {
         } = self.window;
         let mut row = 0;
         for ci in 0..d.cg {
-            let plane = &x[(g * d.cg + ci) * d.h * d.w..][..d.h * d.w];
             for ki in 0..kh {
                 for kj in 0..kw {
-                    let dst = &mut cols[row * d.hw()..(row + 1) * d.hw()];
                     // Output columns whose tap lands inside the input: ow in lo..hi.
                     let off = kj * dw;
                     let lo = pw.saturating_sub(off).div_ceil(sw).min(d.ow);
@@ -186,23 +196,16 @@ impl Conv2d {
                         .min(d.ow)
                         .max(lo);
                     for oh in 0..d.oh {
-                        let out = &mut dst[oh * d.ow..(oh + 1) * d.ow];
                         let ih = (oh * sh + ki * dh) as isize - ph as isize;
-                        if ih < 0 || ih >= d.h as isize {
-                            out.fill(0.0);
-                            continue;
-                        }
-                        let src = &plane[ih as usize * d.w..(ih as usize + 1) * d.w];
-                        out[..lo].fill(0.0);
-                        out[hi..].fill(0.0);
-                        let first = lo * sw + off - pw;
-                        if sw == 1 {
-                            out[lo..hi].copy_from_slice(&src[first..first + hi - lo]);
-                        } else {
-                            for (j, o) in out[lo..hi].iter_mut().enumerate() {
-                                *o = src[first + j * sw];
-                            }
-                        }
+                        f(TapRow {
+                            row,
+                            ci,
+                            oh,
+                            ih: (ih >= 0 && ih < d.h as isize).then_some(ih as usize),
+                            lo,
+                            hi,
+                            first: (lo * sw + off).saturating_sub(pw),
+                        });
                     }
                     row += 1;
                 }
@@ -210,50 +213,52 @@ impl Conv2d {
         }
     }
 
+    /// Writes the columns of group `g` of one image `x` (`c x h x w`) into `cols`
+    /// (`k x oh·ow`): row `(ci, ki, kj)` holds the input under tap `(ki, kj)` of channel
+    /// `ci` at every output position, zero where the tap falls in the padding.
+    fn im2col(&self, x: &[f32], g: usize, cols: &mut [f32]) {
+        let d = self.dims();
+        let sw = self.window.stride.1;
+        self.for_each_tap_row(|t| {
+            let out = &mut cols[t.row * d.hw() + t.oh * d.ow..][..d.ow];
+            let Some(ih) = t.ih else {
+                out.fill(0.0);
+                return;
+            };
+            let plane = &x[(g * d.cg + t.ci) * d.h * d.w..][..d.h * d.w];
+            let src = &plane[ih * d.w..(ih + 1) * d.w];
+            out[..t.lo].fill(0.0);
+            out[t.hi..].fill(0.0);
+            if sw == 1 {
+                out[t.lo..t.hi].copy_from_slice(&src[t.first..t.first + t.hi - t.lo]);
+            } else {
+                for (j, o) in out[t.lo..t.hi].iter_mut().enumerate() {
+                    *o = src[t.first + j * sw];
+                }
+            }
+        });
+    }
+
     /// Adds the column gradients `cols` of group `g` back onto the image gradient `dx`
     /// (the transpose of [`Conv2d::im2col`]).
     fn col2im(&self, cols: &[f32], g: usize, dx: &mut [f32]) {
         let d = self.dims();
-        let Window {
-            kernel: (kh, kw),
-            stride: (sh, sw),
-            padding: (ph, pw),
-            dilation: (dh, dw),
-        } = self.window;
-        let mut row = 0;
-        for ci in 0..d.cg {
-            let plane = &mut dx[(g * d.cg + ci) * d.h * d.w..][..d.h * d.w];
-            for ki in 0..kh {
-                for kj in 0..kw {
-                    let src = &cols[row * d.hw()..(row + 1) * d.hw()];
-                    let off = kj * dw;
-                    let lo = pw.saturating_sub(off).div_ceil(sw).min(d.ow);
-                    let hi = ((d.w + pw).saturating_sub(off))
-                        .div_ceil(sw)
-                        .min(d.ow)
-                        .max(lo);
-                    for oh in 0..d.oh {
-                        let ih = (oh * sh + ki * dh) as isize - ph as isize;
-                        if ih < 0 || ih >= d.h as isize {
-                            continue;
-                        }
-                        let dst = &mut plane[ih as usize * d.w..(ih as usize + 1) * d.w];
-                        let s = &src[oh * d.ow + lo..oh * d.ow + hi];
-                        let first = lo * sw + off - pw;
-                        if sw == 1 {
-                            // Contiguous on both sides: an add of slices, which vectorizes.
-                            let dst = &mut dst[first..first + s.len()];
-                            dst.iter_mut().zip(s).for_each(|(d, v)| *d += v);
-                        } else {
-                            for (j, v) in s.iter().enumerate() {
-                                dst[first + j * sw] += v;
-                            }
-                        }
-                    }
-                    row += 1;
+        let sw = self.window.stride.1;
+        self.for_each_tap_row(|t| {
+            let Some(ih) = t.ih else { return };
+            let plane = &mut dx[(g * d.cg + t.ci) * d.h * d.w..][..d.h * d.w];
+            let dst = &mut plane[ih * d.w..(ih + 1) * d.w];
+            let s = &cols[t.row * d.hw() + t.oh * d.ow..][t.lo..t.hi];
+            if sw == 1 {
+                // Contiguous on both sides: an add of slices, which vectorizes.
+                let dst = &mut dst[t.first..t.first + s.len()];
+                dst.iter_mut().zip(s).for_each(|(d, v)| *d += v);
+            } else {
+                for (j, v) in s.iter().enumerate() {
+                    dst[t.first + j * sw] += v;
                 }
             }
-        }
+        });
     }
 
     /// Forward of one image: `y` (`o x oh·ow`) from `x` (`c x h x w`).
