@@ -91,26 +91,6 @@ impl Chain {
         (0..i).map(|j| self.region(j, cap, threads)).sum()
     }
 
-    /// The output of the last forward pass on `batch` rows (`x` itself for an empty chain),
-    /// in an arena made for `cap` rows and `threads` threads.
-    pub fn output<'a>(
-        &self,
-        arena: &'a [f32],
-        x: &'a [f32],
-        batch: usize,
-        cap: usize,
-        threads: usize,
-    ) -> &'a [f32] {
-        let n = batch * numel(self.output_shape());
-        match self.layers.len() {
-            0 => &x[..n],
-            k => {
-                let start = self.offset_of(k - 1, cap, threads);
-                &arena[start..start + n]
-            }
-        }
-    }
-
     /// The output of the last layer after a forward pass on `batch` rows. Panics on an
     /// empty chain.
     pub fn last_output<'a>(

@@ -77,13 +77,13 @@ impl Layer for Residual {
         f.seed = mix_seed(seed, 0);
         self.body.forward(f, x, body_ws);
         let n = f.batch * numel(self.output_shape());
-        let out = self.body.output(body_ws, x, f.batch, f.cap, f.threads);
+        let out = self.body.last_output(body_ws, f.batch, f.cap, f.threads);
         y[..n].copy_from_slice(&out[..n]);
         let short = match &self.shortcut {
             Some(s) => {
                 f.seed = mix_seed(seed, 1);
                 s.forward(f, x, short_ws);
-                s.output(short_ws, x, f.batch, f.cap, f.threads)
+                s.last_output(short_ws, f.batch, f.cap, f.threads)
             }
             None => &x[..n],
         };

@@ -28,7 +28,9 @@ mod trainer;
 
 pub use config::{EarlyStop, Monitor, TrainConfig};
 pub use run_dir::{MetricsLog, RunDir};
-pub use trainer::{EpochReport, Event, Metrics, OnPool, RunSummary, StopReason, Trainer};
+pub use trainer::{
+    EpochReport, Event, Metrics, OnPool, RunSummary, StopReason, Trainer, EVAL_BYTES,
+};
 
 /// Why training could not start or go on.
 #[derive(Debug, thiserror::Error)]

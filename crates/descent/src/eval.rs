@@ -62,7 +62,7 @@ pub fn run(args: EvalArgs) -> Result<()> {
         }
     })?;
     let pool = Pool::new(args.threads.unwrap_or(0))?;
-    let batch = Workspace::capacity_within(&net, 1000, pool.threads(), 64 << 20);
+    let batch = Workspace::capacity_within(&net, 1000, pool.threads(), descent_train::EVAL_BYTES);
     let mut ws = Workspace::new(&net, batch, pool.threads());
     let classes = test.classes();
     let mut confusion = vec![vec![0usize; classes]; classes];

@@ -56,7 +56,8 @@ fn apply_settings(mut spec: ModelSpec, set: &[String]) -> Result<ModelSpec> {
 pub fn spec(args: ModelArgs<'_>, input: &[usize], classes: usize) -> Result<ModelSpec> {
     let spec = unset_spec(args, input, classes)?;
     let spec = apply_settings(spec, args.set)?;
-    fits(&spec, input, classes)?;
+    fits(&spec, input, classes)
+        .with_context(|| format!("--model {}", args.model.unwrap_or("mlp")))?;
     Ok(spec)
 }
 
@@ -102,9 +103,7 @@ fn unset_spec(args: ModelArgs<'_>, input: &[usize], classes: usize) -> Result<Mo
             PRESETS.join(", ")
         );
     }
-    let spec = read_file(path)?;
-    fits(&spec, input, classes).with_context(|| format!("--model {}", path.display()))?;
-    Ok(spec)
+    read_file(path)
 }
 
 /// Reads a TOML model file (`input = [1, 28, 28]` and `[[layers]]` tables).

@@ -436,11 +436,12 @@ pub fn run(args: TuneArgs) -> Result<()> {
     }
     // The optimizer first: what else is suggested depends on it.
     space.sort_by_key(|p| p.flag != "optimizer");
+    let base = train_args(&fixed).context("invalid --fixed flags")?;
+    let base_json = serde_json::to_value(&base)?;
     // Every flag must be one `descent train` knows, with values it accepts: check each
     // parameter at its low end now rather than in every trial.
     for p in &space {
         let probe = p.distribution.to_external(p.distribution.from_unit(0.0));
-        let base_json = serde_json::to_value(train_args(&fixed).context("invalid --fixed flags")?)?;
         let parsed = with_params(&base_json, &[(p.flag.as_str(), &probe)]).map_err(|e| {
             anyhow!(
                 "search-space parameter `{}` is not a usable `descent train` setting: {e}",
@@ -452,8 +453,6 @@ pub fn run(args: TuneArgs) -> Result<()> {
         crate::train::model_spec(&parsed)
             .map_err(|e| anyhow!("search-space parameter `{}`: {e:#}", p.flag))?;
     }
-    let base = train_args(&fixed).context("invalid --fixed flags")?;
-    let base_json = serde_json::to_value(&base)?;
     let storage = open_storage(&args.storage)?;
     let sampler: Box<dyn Sampler> = match args.sampler.as_str() {
         "tpe" => Box::new(TpeSampler::new(args.seed)),

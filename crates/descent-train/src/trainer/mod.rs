@@ -236,8 +236,8 @@ pub struct Trainer {
     y: Vec<u32>,
 }
 
-/// The memory evaluation batches may take for activations.
-const EVAL_BYTES: usize = 64 << 20;
+/// The memory evaluation batches may take for activations (their capacity is cut to fit).
+pub const EVAL_BYTES: usize = 64 << 20;
 
 /// Runs an optimizer's pieces on the engine's pool, whose workers are already awake between
 /// the kernels of a training step (a second pool would fight them for the cores).
