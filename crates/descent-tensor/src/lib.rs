@@ -1,5 +1,5 @@
 //! The compute core of descent: strided f32 matrix views, matrix multiplication (descent's
-//! own AVX2/FMA kernels for the layouts a training step uses, the
+//! own AVX-512 and AVX2/FMA kernels for the layouts a training step uses, the
 //! [`gemm`](https://crates.io/crates/gemm) crate for the rest, and a naive reference twin that
 //! both are tested against), a fork-join [`Pool`] that splits work over a fixed number of
 //! threads, and a small seeded random number generator whose streams never change between
@@ -32,6 +32,7 @@ mod matrix;
 mod pool;
 mod rng;
 
+pub use kernels::{isa, set_isa, Isa};
 pub use matmul::{matmul, matmul_gemm, matmul_naive, matmul_path, matmul_serial};
 pub use matrix::{MatMut, MatRef};
 pub use pool::Pool;
@@ -55,6 +56,12 @@ pub enum TensorError {
         needed: usize,
         /// Elements the buffer holds.
         len: usize,
+    },
+    /// An instruction set was asked for that this CPU does not have.
+    #[error("this CPU cannot run the {isa} kernels; choose an instruction set it supports (`Isa::best()`)")]
+    Unsupported {
+        /// The instruction set asked for.
+        isa: &'static str,
     },
     /// The thread pool could not be created.
     #[error("cannot start a pool of {threads} threads: {reason}")]

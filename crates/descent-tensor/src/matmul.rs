@@ -5,7 +5,7 @@
 //! tested against.
 
 use crate::kernels::{self, Operands};
-use crate::{MatMut, MatRef, Pool};
+use crate::{Isa, MatMut, MatRef, Pool};
 
 /// Below this many multiply-adds a product stays on one thread: the fork costs more.
 const PARALLEL_MIN_MACS: usize = 1 << 20;
@@ -39,15 +39,12 @@ fn operands(
     }
 }
 
-/// Which implementation `matmul_serial` uses for these operands: `"avx2-nt"`, `"avx2-tn"`
-/// (descent's own kernels) or `"gemm"` (the `gemm` crate, for layouts they do not take or
-/// CPUs without AVX2 and FMA).
+/// Which implementation `matmul_serial` uses for these operands under the chosen
+/// instruction set ([`crate::isa`]): `"avx512-packed"`, `"avx2-nt"`, `"avx2-tn"` (descent's
+/// own kernels) or `"gemm"` (the `gemm` crate, for layouts they do not
+/// take or CPUs without AVX2 and FMA).
 pub fn matmul_path(a: MatRef<'_>, b: MatRef<'_>) -> &'static str {
-    match kernels::choose(&operands(None, &a, &b, 1.0, 0.0)) {
-        Some(kernels::Kernel::Nt) => "avx2-nt",
-        Some(kernels::Kernel::Tn) => "avx2-tn",
-        None => "gemm",
-    }
+    kernels::choose(&operands(None, &a, &b, 1.0, 0.0)).map_or("gemm", |k| k.name())
 }
 
 fn check_shapes(dst: &MatMut<'_>, a: &MatRef<'_>, b: &MatRef<'_>) {
@@ -66,12 +63,25 @@ fn check_shapes(dst: &MatMut<'_>, a: &MatRef<'_>, b: &MatRef<'_>) {
 /// `dst = alpha * a·b + beta * dst` on the calling thread. With `beta == 0`, `dst` is
 /// written without being read (NaNs in it do not leak through).
 pub fn matmul_serial(dst: MatMut<'_>, a: MatRef<'_>, b: MatRef<'_>, alpha: f32, beta: f32) {
+    matmul_serial_isa(crate::isa(), dst, a, b, alpha, beta)
+}
+
+/// [`matmul_serial`] with the kernels of `isa`, which the CPU must support.
+pub(crate) fn matmul_serial_isa(
+    isa: Isa,
+    dst: MatMut<'_>,
+    a: MatRef<'_>,
+    b: MatRef<'_>,
+    alpha: f32,
+    beta: f32,
+) {
     check_shapes(&dst, &a, &b);
+    assert!(isa.supported(), "this CPU cannot run {}", isa.name());
     if dst.rows() == 0 || dst.cols() == 0 {
         return;
     }
     let ops = operands(Some(&dst), &a, &b, alpha, beta);
-    match kernels::choose(&ops) {
+    match kernels::choose_for(isa, &ops) {
         // SAFETY: the views were checked at construction to reach only inside their buffers,
         // the shapes agree (checked above), `dst` is an exclusive borrow that `a` and `b`
         // cannot alias, and `choose` checked the CPU features and the layouts.
@@ -173,8 +183,17 @@ mod tests {
         (0..n).map(|_| rng.uniform(-1.0, 1.0)).collect()
     }
 
-    /// Every combination of transposed operands, accumulation and thread count agrees with
-    /// the naive loops, including the shapes of the seed model.
+    fn isas() -> Vec<Isa> {
+        [Isa::Avx512, Isa::Avx2, Isa::Portable]
+            .into_iter()
+            .filter(|i| i.supported())
+            .collect()
+    }
+
+    /// Every combination of transposed operands, accumulation, instruction set and thread
+    /// count agrees with the naive loops: the seed model's shapes, a convolution's, and
+    /// shapes that cross every block and tile edge of the packed kernel (k past one block of
+    /// 192, rows past 192, columns past 1536, sizes that are no multiple of a tile).
     #[test]
     fn fast_matches_naive() {
         let mut rng = Rng::new(7);
@@ -191,6 +210,10 @@ mod tests {
             (64, 10, 512),
             (10, 512, 64),
             (33, 17, 1),
+            (64, 576, 288),
+            (9, 49, 17),
+            (200, 33, 401),
+            (5, 1600, 20),
         ] {
             for ta in [false, true] {
                 for tb in [false, true] {
@@ -210,6 +233,15 @@ mod tests {
                     for (alpha, beta) in [(1.0, 0.0), (-0.5, 1.0), (2.0, 0.25)] {
                         let mut want = init.clone();
                         matmul_naive(MatMut::new(&mut want, m, n).unwrap(), a, b, alpha, beta);
+                        let close = |got: &[f32], what: &str| {
+                            for (g, w) in got.iter().zip(&want) {
+                                let tol = 1e-5 * (k as f32).sqrt() * (1.0 + w.abs());
+                                assert!(
+                                    (g - w).abs() <= tol,
+                                    "{what} m{m} n{n} k{k} ta{ta} tb{tb}: {g} vs {w}"
+                                );
+                            }
+                        };
                         let mut via_crate = init.clone();
                         matmul_gemm(
                             MatMut::new(&mut via_crate, m, n).unwrap(),
@@ -218,8 +250,20 @@ mod tests {
                             alpha,
                             beta,
                         );
-                        for (g, w) in via_crate.iter().zip(&want) {
-                            assert!((g - w).abs() <= 1e-5 * (k as f32).sqrt() * (1.0 + w.abs()));
+                        close(&via_crate, "gemm crate");
+                        for isa in isas() {
+                            let mut got = init.clone();
+                            let dst = MatMut::new(&mut got, m, n).unwrap();
+                            matmul_serial_isa(isa, dst, a, b, alpha, beta);
+                            close(&got, isa.name());
+                            // C stored column-major: the kernels' strided stores.
+                            let mut got_t: Vec<f32> =
+                                (0..m * n).map(|q| init[(q % m) * n + q / m]).collect();
+                            let dst = MatMut::new(&mut got_t, n, m).unwrap().t();
+                            matmul_serial_isa(isa, dst, a, b, alpha, beta);
+                            let back: Vec<f32> =
+                                (0..m * n).map(|q| got_t[(q % n) * m + q / n]).collect();
+                            close(&back, isa.name());
                         }
                         for pool in &pools {
                             let mut got = init.clone();
@@ -231,13 +275,7 @@ mod tests {
                                 beta,
                                 pool,
                             );
-                            for (g, w) in got.iter().zip(&want) {
-                                let tol = 1e-5 * (k as f32).sqrt() * (1.0 + w.abs());
-                                assert!(
-                                    (g - w).abs() <= tol,
-                                    "m{m} n{n} k{k} ta{ta} tb{tb}: {g} vs {w}"
-                                );
-                            }
+                            close(&got, "engine");
                         }
                     }
                 }
@@ -251,18 +289,46 @@ mod tests {
         let x = vec![0.0; 64 * 784];
         let w = vec![0.0; 512 * 784];
         let dz = vec![0.0; 64 * 512];
-        let fwd = matmul_path(
-            MatRef::new(&x, 64, 784).unwrap(),
-            MatRef::new(&w, 512, 784).unwrap().t(),
+        let fwd = operands(
+            None,
+            &MatRef::new(&x, 64, 784).unwrap(),
+            &MatRef::new(&w, 512, 784).unwrap().t(),
+            1.0,
+            0.0,
         );
-        let grad = matmul_path(
-            MatRef::new(&dz, 64, 512).unwrap().t(),
-            MatRef::new(&x, 64, 784).unwrap(),
+        let grad = operands(
+            None,
+            &MatRef::new(&dz, 64, 512).unwrap().t(),
+            &MatRef::new(&x, 64, 784).unwrap(),
+            1.0,
+            0.0,
         );
-        if kernels::available() {
-            assert_eq!((fwd, grad), ("avx2-nt", "avx2-tn"));
-        } else {
-            assert_eq!((fwd, grad), ("gemm", "gemm"));
+        let name = |isa, o| kernels::choose_for(isa, o).map_or("gemm", |k| k.name());
+        for isa in isas() {
+            let want = match isa {
+                Isa::Avx512 => ("avx512-packed", "avx512-packed"),
+                Isa::Avx2 => ("avx2-nt", "avx2-tn"),
+                Isa::Portable => ("gemm", "gemm"),
+            };
+            assert_eq!((name(isa, &fwd), name(isa, &grad)), want);
+        }
+    }
+
+    /// A product over k = 0 leaves `beta · C`.
+    #[test]
+    fn empty_inner_dimension_scales_dst() {
+        for isa in isas() {
+            let mut c = [2.0f32, 4.0];
+            let empty: [f32; 0] = [];
+            matmul_serial_isa(
+                isa,
+                MatMut::new(&mut c, 1, 2).unwrap(),
+                MatRef::new(&empty, 1, 0).unwrap(),
+                MatRef::new(&empty, 0, 2).unwrap(),
+                1.0,
+                0.5,
+            );
+            assert_eq!(c, [1.0, 2.0], "{}", isa.name());
         }
     }
 

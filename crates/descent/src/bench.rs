@@ -9,7 +9,8 @@ use anyhow::{ensure, Result};
 use descent_nn::{Activation, Loss, Model, Targets, Workspace};
 use descent_optim::{HyperValue, Optimizer, OptimizerConfig, ParamSpec, OPTIMIZER_NAMES};
 use descent_tensor::{
-    matmul, matmul_gemm, matmul_naive, matmul_path, matmul_serial, MatMut, MatRef, Pool, Rng,
+    matmul, matmul_gemm, matmul_naive, matmul_path, matmul_serial, set_isa, Isa, MatMut, MatRef,
+    Pool, Rng,
 };
 use descent_train::{Event, OnPool, TrainConfig, Trainer};
 
@@ -43,8 +44,8 @@ pub fn run(args: BenchArgs) -> Result<()> {
     }
 }
 
-/// One product of the seed's training step: `dst (m x n) = a · b` with the operands stored
-/// as the engine stores them.
+/// One product of a training step: `dst (m x n) = a · b` with the operands stored as the
+/// engine stores them.
 struct Shape {
     name: &'static str,
     m: usize,
@@ -54,70 +55,62 @@ struct Shape {
     b_t: bool,
 }
 
-const SHAPES: [Shape; 5] = [
+const fn shape(
+    name: &'static str,
+    (m, n, k): (usize, usize, usize),
+    a_t: bool,
+    b_t: bool,
+) -> Shape {
     Shape {
-        name: "fc1 forward   x·W1ᵀ",
-        m: 64,
-        n: 512,
-        k: 784,
-        a_t: false,
-        b_t: true,
-    },
-    Shape {
-        name: "fc1 weight grad dZᵀ·x",
-        m: 512,
-        n: 784,
-        k: 64,
-        a_t: true,
-        b_t: false,
-    },
-    Shape {
-        name: "fc2 forward   h·W2ᵀ",
-        m: 64,
-        n: 10,
-        k: 512,
-        a_t: false,
-        b_t: true,
-    },
-    Shape {
-        name: "fc2 weight grad dZᵀ·h",
-        m: 10,
-        n: 512,
-        k: 64,
-        a_t: true,
-        b_t: false,
-    },
-    Shape {
-        name: "fc2 input grad dZ·W2",
-        m: 64,
-        n: 512,
-        k: 10,
-        a_t: false,
-        b_t: false,
-    },
+        name,
+        m,
+        n,
+        k,
+        a_t,
+        b_t,
+    }
+}
+
+/// The seed MLP's five products, then the cnn preset's (one image of its second convolution,
+/// and its 9216 -> 128 layer).
+const SHAPES: [Shape; 11] = [
+    shape("fc1 forward   x·W1ᵀ", (64, 512, 784), false, true),
+    shape("fc1 weight grad dZᵀ·x", (512, 784, 64), true, false),
+    shape("fc2 forward   h·W2ᵀ", (64, 10, 512), false, true),
+    shape("fc2 weight grad dZᵀ·h", (10, 512, 64), true, false),
+    shape("fc2 input grad dZ·W2", (64, 512, 10), false, false),
+    shape("cnn conv2 fwd  W·cols", (64, 576, 288), false, false),
+    shape("cnn conv2 dW   dY·colsᵀ", (64, 288, 576), false, true),
+    shape("cnn conv2 dcols Wᵀ·dY", (288, 576, 64), true, false),
+    shape("cnn fc1 fwd    x·Wᵀ", (64, 128, 9216), false, true),
+    shape("cnn fc1 dW     dZᵀ·x", (128, 9216, 64), true, false),
+    shape("cnn fc1 dx     dZ·W", (64, 9216, 128), false, false),
 ];
 
 fn gemm(args: &BenchArgs) -> Result<()> {
     let pool = Pool::new(args.threads.unwrap_or(0))?;
     let t = pool.threads();
+    let best = descent_tensor::isa();
+    let isas: Vec<Isa> = [Isa::Avx2, Isa::Avx512]
+        .into_iter()
+        .filter(|i| i.supported())
+        .collect();
     let mut rng = Rng::new(0);
     out!(
-        "GEMM on the seed model's shapes (batch 64), GFLOP/s, median of {} runs; \
-         'gemm crate' and 'descent' on 1 thread, 'engine' is descent on {} threads",
+        "GEMM on a training step's shapes (batch 64), GFLOP/s, median of {} runs; the \
+         instruction sets' kernels on 1 thread, 'engine' is descent ({}) on {} threads",
         args.runs,
+        best.name(),
         t
     );
-    out!(
-        "{:<24} {:>5} {:>5} {:>5} {:>7} {:>10} {:>8} {:>8}  kernel",
-        "product",
-        "m",
-        "n",
-        "k",
-        "naive",
-        "gemm crate",
-        "descent",
-        "engine"
+    let mut head = format!(
+        "{:<24} {:>5} {:>5} {:>5} {:>7} {:>10}",
+        "product", "m", "n", "k", "naive", "gemm crate"
     );
+    for isa in &isas {
+        head += &format!(" {:>8}", isa.name());
+    }
+    out!("{head} {:>8}  kernel", "engine");
     for s in &SHAPES {
         let a: Vec<f32> = (0..s.m * s.k).map(|_| rng.uniform(-1.0, 1.0)).collect();
         let b: Vec<f32> = (0..s.k * s.n).map(|_| rng.uniform(-1.0, 1.0)).collect();
@@ -153,14 +146,37 @@ fn gemm(args: &BenchArgs) -> Result<()> {
         );
         let mut want = c.clone();
         matmul_naive(MatMut::new(&mut want, s.m, s.n)?, av, bv, 1.0, 0.0);
+        let check = |c: &[f32], what: &str| {
+            let worst = c
+                .iter()
+                .zip(&want)
+                .map(|(x, y)| (x - y).abs() / (1.0 + y.abs()))
+                .fold(0f32, f32::max);
+            ensure!(
+                worst < 1e-3,
+                "{} ({what}): fast and naive disagree by {worst}",
+                s.name
+            );
+            Ok(())
+        };
         let krate = time(
             &mut || matmul_gemm(MatMut::new(&mut c, s.m, s.n).unwrap(), av, bv, 1.0, 0.0),
             reps,
         );
-        let serial = time(
-            &mut || matmul_serial(MatMut::new(&mut c, s.m, s.n).unwrap(), av, bv, 1.0, 0.0),
-            reps,
+        let mut row = format!(
+            "{:<24} {:>5} {:>5} {:>5} {:>7.1} {:>10.1}",
+            s.name, s.m, s.n, s.k, naive, krate
         );
+        for &isa in &isas {
+            set_isa(isa)?;
+            let g = time(
+                &mut || matmul_serial(MatMut::new(&mut c, s.m, s.n).unwrap(), av, bv, 1.0, 0.0),
+                reps,
+            );
+            check(&c, isa.name())?;
+            row += &format!(" {g:>8.1}");
+        }
+        set_isa(best)?;
         let engine = time(
             &mut || {
                 matmul(
@@ -174,28 +190,8 @@ fn gemm(args: &BenchArgs) -> Result<()> {
             },
             reps,
         );
-        let worst = c
-            .iter()
-            .zip(&want)
-            .map(|(x, y)| (x - y).abs() / (1.0 + y.abs()))
-            .fold(0f32, f32::max);
-        ensure!(
-            worst < 1e-3,
-            "{}: fast and naive disagree by {worst}",
-            s.name
-        );
-        out!(
-            "{:<24} {:>5} {:>5} {:>5} {:>7.1} {:>10.1} {:>8.1} {:>8.1}  {}",
-            s.name,
-            s.m,
-            s.n,
-            s.k,
-            naive,
-            krate,
-            serial,
-            engine,
-            matmul_path(av, bv)
-        );
+        check(&c, "engine")?;
+        out!("{row} {engine:>8.1}  {}", matmul_path(av, bv));
     }
     Ok(())
 }

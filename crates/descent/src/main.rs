@@ -40,7 +40,31 @@ mod viz;
 
 use clap::Parser;
 
+/// `DESCENT_ISA=avx512|avx2|portable` makes every matrix product use that instruction set's
+/// kernels (results differ in the last bits between them; a run can then match one made on
+/// another machine).
+fn isa_from_env() -> anyhow::Result<()> {
+    let Ok(name) = std::env::var("DESCENT_ISA") else {
+        return Ok(());
+    };
+    let isa = match name.as_str() {
+        "avx512" => descent_tensor::Isa::Avx512,
+        "avx2" => descent_tensor::Isa::Avx2,
+        "portable" => descent_tensor::Isa::Portable,
+        other => anyhow::bail!(
+            "DESCENT_ISA={other:?} is not an instruction set: use avx512, avx2 or portable \
+             (this CPU's best is {})",
+            descent_tensor::Isa::best().name()
+        ),
+    };
+    descent_tensor::set_isa(isa).map_err(|e| anyhow::anyhow!("DESCENT_ISA={name}: {e}"))
+}
+
 fn main() {
+    if let Err(e) = isa_from_env() {
+        eprintln!("error: {e:#}");
+        std::process::exit(2);
+    }
     let argv =
         match config_file::expand(std::env::args().collect()).and_then(tune::expand_from_study) {
             Ok(argv) => argv,
