@@ -7,6 +7,7 @@
 
 use descent_tensor::{matmul_serial, MatMut, MatRef, Rng};
 
+use crate::conv_sparse::{SparsePlan, SPARSE_BELOW};
 use crate::layer::{Backward, Forward, Layer};
 use crate::par::{images, Scratch};
 use crate::{Activation, LayoutBuilder};
@@ -75,6 +76,8 @@ pub struct Conv2d {
     /// Input height and width.
     pub input_hw: (usize, usize),
     shape: Vec<usize>,
+    /// The sparse backward pass's geometry, for layers it suits.
+    sparse: Option<SparsePlan>,
 }
 
 /// One tap row of the columns at one output row: column row `row` (channel `ci` of the
@@ -133,6 +136,7 @@ impl Conv2d {
             vec![out_channels, c / groups, window.kernel.0, window.kernel.1],
         );
         let bias = bias.then(|| b.param(b.qualify(&format!("{name}.bias")), vec![out_channels]));
+        let sparse = SparsePlan::new((c / groups, h, w), out_channels / groups, window, (oh, ow));
         Self {
             in_channels: c,
             out_channels,
@@ -143,6 +147,7 @@ impl Conv2d {
             act: None,
             input_hw: (h, w),
             shape: vec![out_channels, oh, ow],
+            sparse,
         }
     }
 
@@ -168,10 +173,14 @@ impl Conv2d {
         d.o * d.k
     }
 
-    /// Per-thread scratch: columns, column gradients, and the weight and bias gradients.
+    /// Per-thread scratch: the weight and bias gradients, columns, column gradients, and the
+    /// sparse pass's buffers.
     fn per_thread(&self) -> usize {
         let d = self.dims();
-        2 * d.k * d.hw() + self.weight_len() + d.o
+        self.weight_len()
+            + d.o
+            + 2 * d.k * d.hw()
+            + self.sparse.as_ref().map_or(0, |s| s.scratch_len(d.groups))
     }
 
     /// Calls `f(tap)` for every row `(ci, ki, kj)` of a group's columns and every output
@@ -403,13 +412,23 @@ impl Layer for Conv2d {
         let dxs = dx.map(|dx| Scratch::new(&mut dx[..batch * in_n]));
         let params = &*b.params;
         let w_all = &params[self.weight..self.weight + wl];
+        let sparse = self
+            .sparse
+            .as_ref()
+            .filter(|_| descent_tensor::isa() == descent_tensor::Isa::Avx512);
         b.pool.run(parts, |p| {
             let (start, end) = images(batch, parts, p);
             // SAFETY: part p uses its own scratch block and its own images' input gradients.
             let block = unsafe { scratch.part(p * per_thread, per_thread) };
-            let (cols, rest) = block.split_at_mut(d.k * d.hw());
+            let (dw, rest) = block.split_at_mut(wl);
+            let (db, rest) = rest.split_at_mut(d.o);
+            let (cols, rest) = rest.split_at_mut(d.k * d.hw());
             let (dcols, rest) = rest.split_at_mut(d.k * d.hw());
-            let (dw, db) = rest.split_at_mut(wl);
+            let mut sp = sparse.map(|plan| (plan, plan.scratch(rest, d.groups)));
+            let mut reordered = false;
+            if let Some((_, s)) = sp.as_mut() {
+                s.dwr.fill(0.0);
+            }
             dw.fill(0.0);
             db.fill(0.0);
             for n in start..end {
@@ -424,40 +443,58 @@ impl Layer for Conv2d {
                 let dyn_ = &*dyn_;
                 // SAFETY: image n belongs to part p alone.
                 let mut dxn = dxs.map(|s| unsafe { s.part(n * in_n, in_n) });
-                if let Some(dxn) = dxn.as_deref_mut() {
-                    dxn.fill(0.0);
-                }
                 for g in 0..d.groups {
+                    let dyg = &dyn_[g * d.og * d.hw()..][..d.og * d.hw()];
+                    let xg = &xn[g * d.cg * d.h * d.w..][..d.cg * d.h * d.w];
+                    if let Some((plan, s)) = sp.as_mut() {
+                        let nz = plan.compress(dyg, s);
+                        if (nz as f32) < SPARSE_BELOW * dyg.len() as f32 {
+                            plan.load_input(xg, s);
+                            plan.weight_grad(s, g);
+                            if let Some(dxn) = dxn.as_deref_mut() {
+                                if !reordered {
+                                    plan.reorder_weights(w_all, s);
+                                    reordered = true;
+                                }
+                                let dxg = &mut dxn[g * d.cg * d.h * d.w..][..d.cg * d.h * d.w];
+                                plan.input_grad(dyg, s, g, dxg);
+                            }
+                            continue;
+                        }
+                    }
                     self.im2col(xn, g, cols);
                     let c = MatRef::new(cols, d.k, d.hw()).expect("columns fit");
-                    let dyg =
-                        MatRef::new(&dyn_[g * d.og * d.hw()..][..d.og * d.hw()], d.og, d.hw())
-                            .expect("gradient fits");
+                    let dyg = MatRef::new(dyg, d.og, d.hw()).expect("gradient fits");
                     // dW_g (og x k) += dy_g (og x hw) · colsᵀ (hw x k)
                     let dwg = MatMut::new(&mut dw[g * d.og * d.k..][..d.og * d.k], d.og, d.k)
                         .expect("weight gradient fits");
                     matmul_serial(dwg, dyg, c.t(), 1.0, 1.0);
                     if let Some(dxn) = dxn.as_deref_mut() {
-                        // dcols (k x hw) = W_gᵀ (k x og) · dy_g (og x hw)
+                        // dcols (k x hw) = W_gᵀ (k x og) · dy_g (og x hw), then each group's
+                        // channels of dx are written by col2im.
                         let wg = MatRef::new(&w_all[g * d.og * d.k..][..d.og * d.k], d.og, d.k)
                             .expect("weight fits");
                         let dc = MatMut::new(dcols, d.k, d.hw()).expect("columns fit");
                         matmul_serial(dc, wg.t(), dyg, 1.0, 0.0);
+                        dxn[g * d.cg * d.h * d.w..][..d.cg * d.h * d.w].fill(0.0);
                         self.col2im(dcols, g, dxn);
                     }
                 }
                 if self.bias.is_some() {
                     for (acc, row) in db.iter_mut().zip(dyn_.chunks_exact(d.hw())) {
-                        *acc += row.iter().sum::<f32>();
+                        *acc += descent_tensor::sum(row);
                     }
                 }
+            }
+            if let Some((plan, s)) = sp.as_ref() {
+                plan.add_weight_grad(s, dw);
             }
         });
         // Sum the parts' gradients into part 0's block, in order, then hand them over.
         let (first, rest) = ws.split_at_mut(per_thread);
-        let grads0 = &mut first[2 * d.k * d.hw()..];
+        let grads0 = &mut first[..wl + d.o];
         for p in 1..parts {
-            let other = &rest[(p - 1) * per_thread + 2 * d.k * d.hw()..p * per_thread];
+            let other = &rest[(p - 1) * per_thread..][..wl + d.o];
             grads0.iter_mut().zip(other).for_each(|(a, b)| *a += b);
         }
         let (gw, gb) = grads0.split_at_mut(wl);
@@ -562,4 +599,106 @@ pub fn conv2d_backward_naive(
     });
     let f = |v: Vec<f64>| v.into_iter().map(|v| v as f32).collect();
     (f(dx), f(dw), f(db))
+}
+
+#[cfg(test)]
+mod tests {
+    use descent_tensor::{Pool, Rng};
+
+    use super::*;
+    use crate::layer::Sink;
+
+    /// The backward pass on output gradients that are mostly zeros (the sparse pass, where
+    /// the CPU has AVX-512) and mostly nonzero (the dense products) against the direct loops:
+    /// weight, bias and input gradients, on geometries with stride, padding, dilation, groups,
+    /// channel counts that fill vectors partly (40) or need two blocks of 64 (80), batch 1
+    /// and 3, one and two threads.
+    #[test]
+    fn backward_matches_the_naive_twin_on_sparse_and_dense_gradients() {
+        let cases = [
+            // (c, h, w, o, kernel, stride, padding, dilation, groups)
+            (32, 12, 12, 16, (3, 3), (1, 1), (0, 0), (1, 1), 1),
+            (40, 9, 7, 8, (3, 2), (2, 1), (1, 0), (1, 2), 1),
+            (16, 8, 9, 6, (3, 3), (1, 2), (2, 1), (2, 1), 2),
+            (80, 5, 6, 4, (1, 1), (1, 1), (0, 0), (1, 1), 1),
+            (8, 6, 6, 3, (5, 5), (1, 1), (2, 2), (1, 1), 1),
+        ];
+        let mut rng = Rng::new(11);
+        for (c, h, w, o, kernel, stride, padding, dilation, groups) in cases {
+            let win = Window {
+                kernel,
+                stride,
+                padding,
+                dilation,
+            };
+            let mut lb = LayoutBuilder::default();
+            let conv = Conv2d::build(&mut lb, "conv", &[c, h, w], o, win, groups, true);
+            assert!(
+                conv.sparse.is_some(),
+                "{c} channels per group suit the sparse pass"
+            );
+            let layout = lb.finish();
+            let (oh, ow) = win.output(h, w).unwrap();
+            for (batch, threads) in [(1, 1), (3, 2)] {
+                for density in [0.2, 0.9] {
+                    let mut params: Vec<f32> =
+                        (0..layout.len()).map(|_| rng.uniform(-1.0, 1.0)).collect();
+                    let x: Vec<f32> = (0..batch * c * h * w)
+                        .map(|_| rng.uniform(-1.0, 1.0))
+                        .collect();
+                    let dy: Vec<f32> = (0..batch * o * oh * ow)
+                        .map(|_| {
+                            let v = rng.uniform(-1.0, 1.0);
+                            if rng.uniform(0.0, 1.0) < density {
+                                v
+                            } else {
+                                0.0
+                            }
+                        })
+                        .collect();
+                    let wr = conv.weight..conv.weight + conv.weight_len();
+                    let (want_dx, want_dw, want_db) = conv2d_backward_naive(
+                        &x,
+                        &dy,
+                        batch,
+                        (c, h, w),
+                        &params[wr.clone()],
+                        o,
+                        win,
+                        groups,
+                    );
+                    let pool = Pool::new(threads).unwrap();
+                    let mut ws = vec![0.0; conv.workspace_len(batch, threads)];
+                    let mut grads = vec![0.0; layout.len()];
+                    let mut dx = vec![f32::NAN; x.len()];
+                    let mut dy_in = dy.clone();
+                    let y = vec![1.0; dy.len()];
+                    let mut b = Backward {
+                        pool: &pool,
+                        batch,
+                        cap: batch,
+                        threads,
+                        params: &mut params,
+                        sink: Sink::Grads(&mut grads),
+                        buffers: &[],
+                        times: None,
+                    };
+                    conv.backward(&mut b, &x, &y, &mut dy_in, Some(&mut dx), &mut ws);
+                    let what = format!("c{c} o{o} groups {groups} batch {batch} density {density}");
+                    let close = |got: &[f32], want: &[f32], part: &str| {
+                        for (i, (a, b)) in got.iter().zip(want).enumerate() {
+                            assert!(
+                                (a - b).abs() <= 1e-5 * (1.0 + b.abs()),
+                                "{what}: {part}[{i}] {a} vs {b}"
+                            );
+                        }
+                    };
+                    close(&grads[wr], &want_dw, "dW");
+                    let br = conv.bias.unwrap()..conv.bias.unwrap() + o;
+                    close(&grads[br], &want_db, "db");
+                    close(&dx, &want_dx, "dx");
+                }
+            }
+        }
+    }
 }

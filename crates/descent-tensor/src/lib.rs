@@ -30,12 +30,14 @@ mod kernels;
 mod matmul;
 mod matrix;
 mod pool;
+mod reduce;
 mod rng;
 
 pub use kernels::{isa, set_isa, Isa};
 pub use matmul::{matmul, matmul_gemm, matmul_naive, matmul_path, matmul_serial};
-pub use matrix::{MatMut, MatRef};
+pub use matrix::{transpose, MatMut, MatRef};
 pub use pool::Pool;
+pub use reduce::sum;
 pub use rng::Rng;
 
 /// Errors raised when a view or a pool cannot be built from what the caller gave.

@@ -146,10 +146,39 @@ unsafe fn transpose_lines(
     }
 }
 
+/// `dst (cols x rows) = srcᵀ` for row-major blocks: `src` with rows `src_rs` apart, `dst`
+/// with rows `dst_rs` apart, in 16 x 16 register transposes.
+///
+/// # Safety
+/// The blocks must be valid for their shapes and strides and must not overlap.
+#[target_feature(enable = "avx512f")]
+pub(super) unsafe fn transpose(
+    src: *const f32,
+    src_rs: usize,
+    rows: usize,
+    cols: usize,
+    dst: *mut f32,
+    dst_rs: usize,
+) {
+    // SAFETY: each call reads rows i..i+16 of src and writes columns i..i+16 of dst.
+    unsafe {
+        for i in (0..rows).step_by(16) {
+            let r = (rows - i).min(16);
+            transpose_lines(src.add(i * src_rs), src_rs, r, cols, dst.add(i), dst_rs, r);
+        }
+    }
+}
+
 thread_local! {
     /// Packed blocks of A and B, per thread; they grow to their largest size once and are
     /// reused, so a training step allocates nothing after the first.
     static PACKS: RefCell<(Vec<f32>, Vec<f32>)> = const { RefCell::new((Vec::new(), Vec::new())) };
+}
+
+/// `v` from its first value on a 64-byte boundary.
+pub(crate) fn aligned(v: &mut [f32]) -> &mut [f32] {
+    let skip = v.as_ptr().align_offset(64).min(v.len());
+    &mut v[skip..]
 }
 
 /// Copies A(i0..i0+mc, p0..p0+kc) into micro-panels of MR rows: panel `q` holds, for each
@@ -293,14 +322,18 @@ unsafe fn micro(
 pub(super) unsafe fn packed(o: &Operands) {
     PACKS.with_borrow_mut(|(pa, pb)| {
         let kc_max = o.k.min(KC);
-        let need_a = o.m.min(MC).div_ceil(MR) * MR * kc_max;
-        let need_b = o.n.min(NC).div_ceil(NR) * NR * kc_max;
+        // 16 values more, so that each pack can start on a 64-byte line: a vector load that
+        // straddles two lines costs two.
+        let need_a = o.m.min(MC).div_ceil(MR) * MR * kc_max + 16;
+        let need_b = o.n.min(NC).div_ceil(NR) * NR * kc_max + 16;
         if pa.len() < need_a {
             pa.resize(need_a, 0.0);
         }
         if pb.len() < need_b {
             pb.resize(need_b, 0.0);
         }
+        let pa = aligned(pa);
+        let pb = aligned(pb);
         // SAFETY: the blocks stay inside the shapes; the packs were sized above.
         unsafe {
             for j0 in (0..o.n).step_by(NC) {

@@ -183,3 +183,26 @@ pub(crate) unsafe fn run(kernel: Kernel, o: &Operands) {
 mod avx2;
 #[cfg(target_arch = "x86_64")]
 mod avx512;
+
+/// `dst (cols x rows) = srcᵀ` with both row-major (unit column strides): AVX-512 register
+/// transposes where the CPU has them, false when it does not (the caller then loops).
+///
+/// # Safety
+/// The blocks must be valid for their shapes and strides and must not overlap.
+pub(crate) unsafe fn transpose(
+    src: *const f32,
+    src_rs: usize,
+    rows: usize,
+    cols: usize,
+    dst: *mut f32,
+    dst_rs: usize,
+) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    if isa() == Isa::Avx512 {
+        // SAFETY: forwarded from the caller; the CPU has AVX-512 (`isa` checked it).
+        unsafe { avx512::transpose(src, src_rs, rows, cols, dst, dst_rs) };
+        return true;
+    }
+    let _ = (src, src_rs, rows, cols, dst, dst_rs);
+    false
+}
