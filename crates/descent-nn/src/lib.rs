@@ -33,6 +33,7 @@
 mod activation;
 mod chain;
 mod conv;
+mod conv_direct;
 mod conv_sparse;
 mod dropout;
 mod error;
