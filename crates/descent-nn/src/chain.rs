@@ -68,7 +68,25 @@ impl Chain {
         }
     }
 
+    /// Whether layer `i` is a view ([`Layer::is_view`]) that runs as none: not the first or
+    /// the last (those copy, so that the chain's input and output stay where they are).
+    fn elided(&self, i: usize) -> bool {
+        i > 0 && i + 1 < self.layers.len() && self.layers[i].is_view()
+    }
+
+    /// The layer whose region holds layer `i`'s output (and its gradient): itself, or for an
+    /// elided view the nearest layer before it that is not one.
+    fn storage(&self, mut i: usize) -> usize {
+        while self.elided(i) {
+            i -= 1;
+        }
+        i
+    }
+
     fn region(&self, i: usize, cap: usize, threads: usize) -> usize {
+        if self.elided(i) {
+            return 0;
+        }
         let l = &self.layers[i];
         2 * cap * numel(l.output_shape()) + l.workspace_len(cap, threads)
     }
@@ -148,6 +166,9 @@ impl Chain {
         let mut start = 0;
         let mut prev: Option<(usize, usize)> = None; // (offset, len) of the previous output
         for (i, l) in self.layers.iter().enumerate() {
+            if self.elided(i) {
+                continue;
+            }
             let out_n = f.cap * numel(l.output_shape());
             let ws_n = l.workspace_len(f.cap, f.threads);
             let (before, rest) = arena.split_at_mut(start);
@@ -188,6 +209,9 @@ impl Chain {
         let wants_dx = dx.is_some();
         let mut times = b.times.take();
         for i in (0..self.layers.len()).rev() {
+            if self.elided(i) {
+                continue;
+            }
             let clock = times.is_some().then(std::time::Instant::now);
             let l = &self.layers[i];
             let start = end - self.region(i, cap, threads);
@@ -201,9 +225,11 @@ impl Chain {
                 let dx = if needed { dx.as_deref_mut() } else { None };
                 l.backward(b, x, y, dy, dx, ws);
             } else {
-                let p = &self.layers[i - 1];
-                let p_n = cap * numel(p.output_shape());
-                let p_start = start - self.region(i - 1, cap, threads);
+                // The input is the output of the layer that stores it (before any elided
+                // views: they change no value).
+                let s = self.storage(i - 1);
+                let p_n = cap * numel(self.layers[s].output_shape());
+                let p_start = self.offset_of(s, cap, threads);
                 let (px, pdx) = before[p_start..p_start + 2 * p_n].split_at_mut(p_n);
                 l.backward(b, px, y, dy, needed.then_some(pdx), ws);
             }

@@ -1,7 +1,7 @@
 //! Dropout (Srivastava et al. 2014; PyTorch's `nn.Dropout` and `nn.Dropout2d`) and
 //! `nn.Flatten`.
 
-use descent_tensor::Rng;
+use descent_tensor::Rng8;
 
 use crate::layer::{mix_seed, numel, Backward, Forward, Layer};
 use crate::par::{images, Scratch};
@@ -12,8 +12,9 @@ const CHUNK: usize = 4096;
 
 /// In training, zeroes each value (or, with `channels`, each whole channel of an `(N, C, ...)`
 /// input) with probability `p` and scales the rest by `1 / (1 - p)`; in evaluation, passes
-/// values through. Masks come from the step's seed, one stream per chunk of 4096 entries:
-/// the same on any number of threads and after a resume.
+/// values through. Masks come from the step's seed, eight streams per chunk of 4096 entries
+/// ([`Rng8`], two 24-bit draws from each 64-bit value): the same on any number of threads,
+/// on any CPU and after a resume.
 #[derive(Clone, Debug)]
 pub struct Dropout {
     /// Probability of zeroing.
@@ -87,14 +88,7 @@ impl Layer for Dropout {
                         ys.part(e0 * group, (e1 - e0) * group),
                     )
                 };
-                let mut rng = Rng::new(mix_seed(seed, c));
-                for m in mask.iter_mut() {
-                    *m = if (rng.next_u64() >> 40) < threshold {
-                        0.0
-                    } else {
-                        keep
-                    };
-                }
+                fill_mask(mix_seed(seed, c), threshold, keep, mask);
                 let xs = &x[e0 * group..e1 * group];
                 for ((y, x), &m) in out
                     .chunks_exact_mut(group)
@@ -134,6 +128,41 @@ impl Layer for Dropout {
     }
 }
 
+/// Mask entries `0` (dropped: a 24-bit draw below `threshold`) or `keep`, 16 from each step
+/// of eight streams: entry `i` of a block of 16 takes bits 40..64 of lane `i` (`i < 8`), else
+/// bits 16..40 of lane `i - 8`.
+fn fill_mask(seed: u64, threshold: u64, keep: f32, mask: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if std::is_x86_feature_detected!("avx512f") {
+        // SAFETY: the CPU has AVX-512.
+        return unsafe { fill_mask_avx512(seed, threshold, keep, mask) };
+    }
+    fill_mask_lanes(seed, threshold, keep, mask)
+}
+
+/// [`fill_mask`] compiled for AVX-512 (the same integer arithmetic, so the same masks).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn fill_mask_avx512(seed: u64, threshold: u64, keep: f32, mask: &mut [f32]) {
+    fill_mask_lanes(seed, threshold, keep, mask)
+}
+
+#[inline(always)]
+fn fill_mask_lanes(seed: u64, threshold: u64, keep: f32, mask: &mut [f32]) {
+    let mut rng = Rng8::new(seed);
+    for block in mask.chunks_mut(16) {
+        let r = rng.next_u64s();
+        let mut draws = [0u64; 16];
+        for i in 0..8 {
+            draws[i] = r[i] >> 40;
+            draws[i + 8] = (r[i] >> 16) & 0xFF_FFFF;
+        }
+        for (m, &d) in block.iter_mut().zip(&draws) {
+            *m = if d < threshold { 0.0 } else { keep };
+        }
+    }
+}
+
 /// Flattens every dimension after the batch into one: `(N, C, H, W)` to `(N, C·H·W)`
 /// (PyTorch's `nn.Flatten()` with its defaults). The values do not move.
 #[derive(Clone, Debug)]
@@ -159,6 +188,10 @@ impl Layer for Flatten {
         &self.shape
     }
 
+    fn is_view(&self) -> bool {
+        true
+    }
+
     fn forward(&self, f: &mut Forward<'_>, x: &[f32], y: &mut [f32], _ws: &mut [f32]) {
         let n = f.batch * self.shape[0];
         y[..n].copy_from_slice(&x[..n]);
@@ -177,5 +210,56 @@ impl Layer for Flatten {
             let n = b.batch * self.shape[0];
             dx[..n].copy_from_slice(&dy[..n]);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use descent_tensor::Pool;
+
+    use super::*;
+
+    fn run(layer: &Dropout, batch: usize, threads: usize, seed: u64) -> Vec<f32> {
+        let n = batch * numel(&layer.shape);
+        let x = vec![1.0f32; n];
+        let mut y = vec![f32::NAN; n];
+        let mut ws = vec![0.0; layer.workspace_len(batch, threads)];
+        let pool = Pool::new(threads).unwrap();
+        let mut buffers = [];
+        let mut f = Forward::train(&pool, &[], &mut buffers, seed);
+        (f.batch, f.cap, f.threads) = (batch, batch, threads);
+        layer.forward(&mut f, &x, &mut y, &mut ws);
+        y
+    }
+
+    /// The drop rate is p (within 3 standard deviations), kept values are scaled by
+    /// 1 / (1 - p), the masks do not depend on the thread count and change with the seed,
+    /// and Dropout2d drops whole channels.
+    #[test]
+    fn drops_p_of_the_values_and_scales_the_rest() {
+        for p in [0.1f32, 0.25, 0.5] {
+            let layer = Dropout::new(p, false, vec![10_000]);
+            let y = run(&layer, 20, 1, 3);
+            let dropped = y.iter().filter(|&&v| v == 0.0).count() as f64 / y.len() as f64;
+            let sd = (p as f64 * (1.0 - p as f64) / y.len() as f64).sqrt();
+            assert!(
+                (dropped - p as f64).abs() < 3.0 * sd,
+                "p {p}: dropped {dropped}"
+            );
+            let keep = 1.0 / (1.0 - p);
+            assert!(y.iter().all(|&v| v == 0.0 || v == keep));
+            assert_eq!(y, run(&layer, 20, 2, 3), "threads change the mask");
+            assert_ne!(
+                y,
+                run(&layer, 20, 1, 4),
+                "the seed does not change the mask"
+            );
+        }
+        let layer = Dropout::new(0.5, true, vec![8, 3, 3]);
+        let y = run(&layer, 4, 1, 1);
+        for channel in y.chunks_exact(9) {
+            assert!(channel.iter().all(|&v| v == channel[0]), "{channel:?}");
+        }
+        assert!(y.contains(&0.0) && y.contains(&2.0));
     }
 }

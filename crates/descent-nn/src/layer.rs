@@ -149,6 +149,13 @@ pub trait Layer: Send + Sync + std::fmt::Debug {
         self.kind().to_string()
     }
 
+    /// Whether the output is the input's values, unchanged in memory (`Flatten`): a chain then
+    /// hands the next layer the input itself and the gradient slot before it, and runs no
+    /// copy (unless the layer is its first or last, where the copy is kept).
+    fn is_view(&self) -> bool {
+        false
+    }
+
     /// f32 values of workspace this layer needs for batches of up to `cap` rows on `threads`
     /// threads (values saved by the forward pass for the backward pass, scratch space).
     fn workspace_len(&self, cap: usize, threads: usize) -> usize {

@@ -38,7 +38,7 @@ pub use matmul::{matmul, matmul_gemm, matmul_naive, matmul_path, matmul_serial};
 pub use matrix::{transpose, MatMut, MatRef};
 pub use pool::Pool;
 pub use reduce::sum;
-pub use rng::Rng;
+pub use rng::{Rng, Rng8};
 
 /// Errors raised when a view or a pool cannot be built from what the caller gave.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
