@@ -9,8 +9,9 @@ use descent_tensor::{matmul_serial, MatMut, MatRef, Rng};
 
 use crate::conv_direct::DirectPlan;
 use crate::conv_sparse::{SparsePlan, SPARSE_BELOW};
-use crate::layer::{Backward, Forward, Layer};
+use crate::layer::{numel, Backward, Forward, Layer};
 use crate::par::{images, Scratch};
+use crate::pool2d::Pool2d;
 use crate::{Activation, LayoutBuilder};
 
 /// The geometry of a 2-D convolution or pooling window.
@@ -76,6 +77,11 @@ pub struct Conv2d {
     pub act: Option<Activation>,
     /// Input height and width.
     pub input_hw: (usize, usize),
+    /// The convolution's own output height and width (before a fused pooling).
+    conv_hw: (usize, usize),
+    /// 2x2 max pooling fused onto the output (after the activation), so that the
+    /// full-size output and its gradient stay in cache, image by image.
+    pool: Option<Pool2d>,
     shape: Vec<usize>,
     /// The sparse backward pass's geometry, for layers it suits.
     sparse: Option<SparsePlan>,
@@ -150,10 +156,30 @@ impl Conv2d {
             bias,
             act: None,
             input_hw: (h, w),
+            conv_hw: (oh, ow),
+            pool: None,
             shape: vec![out_channels, oh, ow],
             sparse,
             direct,
         }
+    }
+
+    /// Fuses 2x2 max pooling with stride 2 (`pool`, built for this layer's output) onto the
+    /// output, after the activation. The result is the same as the two layers in turn.
+    pub fn with_max_pool(mut self, pool: Pool2d) -> Self {
+        assert!(
+            pool.tiled()
+                && pool.input_shape() == (self.out_channels, self.conv_hw.0, self.conv_hw.1),
+            "a fused pooling is 2x2 max pooling of this layer's output"
+        );
+        self.shape = pool.output_shape().to_vec();
+        self.pool = Some(pool);
+        self
+    }
+
+    /// Values of one image's pooled output (or output, without pooling).
+    fn out_len(&self) -> usize {
+        numel(&self.shape)
     }
 
     fn dims(&self) -> Dims {
@@ -164,8 +190,8 @@ impl Conv2d {
             h: self.input_hw.0,
             w: self.input_hw.1,
             o: self.out_channels,
-            oh: self.shape[1],
-            ow: self.shape[2],
+            oh: self.conv_hw.0,
+            ow: self.conv_hw.1,
             cg,
             og: self.out_channels / self.groups,
             k: cg * kh * kw,
@@ -188,7 +214,15 @@ impl Conv2d {
             + 2 * d.k * d.hw()
             + self.sparse.as_ref().map_or(0, |s| s.scratch_len(d.groups));
         let direct = self.direct.as_ref().map_or(0, |p| p.scratch_len(d.groups));
-        backward.max(direct)
+        // With a fused pooling, one image's full-size output (forward) or its gradient
+        // (backward) comes first.
+        let full = self.pool.as_ref().map_or(0, |_| d.o * d.hw());
+        full + backward.max(direct.max(d.k * d.hw()))
+    }
+
+    /// Values of the fused pooling's record of each window's winner, for `cap` images.
+    fn winners_len(&self, cap: usize) -> usize {
+        self.pool.as_ref().map_or(0, |_| cap * self.out_len())
     }
 
     /// Calls `f(tap)` for every row `(ci, ki, kj)` of a group's columns and every output
@@ -345,11 +379,14 @@ impl Layer for Conv2d {
         if let Some(a) = self.act {
             s += &format!(" + {}", a.torch_name());
         }
+        if let Some(p) = &self.pool {
+            s += &format!(" + {}", p.summary());
+        }
         s
     }
 
-    fn workspace_len(&self, _cap: usize, threads: usize) -> usize {
-        threads * self.per_thread()
+    fn workspace_len(&self, cap: usize, threads: usize) -> usize {
+        threads * self.per_thread() + self.winners_len(cap)
     }
 
     fn flops(&self) -> u64 {
@@ -378,10 +415,15 @@ impl Layer for Conv2d {
     // x is (B, C, H, W), y is (B, O, OH, OW); images split over the threads.
     fn forward(&self, f: &mut Forward<'_>, x: &[f32], y: &mut [f32], ws: &mut [f32]) {
         let d = self.dims();
-        let (in_n, out_n) = (d.c * d.h * d.w, d.o * d.hw());
+        let (in_n, out_n, full_n) = (d.c * d.h * d.w, self.out_len(), d.o * d.hw());
         let parts = f.threads.min(f.batch).max(1);
         let per_thread = self.per_thread();
-        let (scratch, out) = (Scratch::new(ws), Scratch::new(&mut y[..f.batch * out_n]));
+        let (blocks, winners) = ws.split_at_mut(f.threads * per_thread);
+        let scratch = Scratch::new(blocks);
+        let (out, wins) = (
+            Scratch::new(&mut y[..f.batch * out_n]),
+            Scratch::new(winners),
+        );
         let (params, batch) = (f.params, f.batch);
         let direct = self
             .direct
@@ -389,39 +431,67 @@ impl Layer for Conv2d {
             .filter(|_| descent_tensor::isa() == descent_tensor::Isa::Avx512);
         f.pool.run(parts, |p| {
             let (start, end) = images(batch, parts, p);
-            // SAFETY: part p uses its own scratch block and its own images' outputs.
-            let (block, ys) = unsafe {
+            // SAFETY: part p uses its own scratch block, its own images' outputs and its own
+            // images' winners.
+            let (block, ys, args) = unsafe {
                 (
                     scratch.part(p * per_thread, per_thread),
                     out.part(start * out_n, (end - start) * out_n),
+                    match self.pool {
+                        Some(_) => wins.part(start * out_n, (end - start) * out_n),
+                        None => &mut [][..],
+                    },
                 )
             };
-            let Some(plan) = direct else {
-                for (n, yn) in (start..end).zip(ys.chunks_exact_mut(out_n)) {
-                    let cols = &mut block[..d.k * d.hw()];
-                    self.forward_image(params, &x[n * in_n..(n + 1) * in_n], yn, cols);
+            let (full, block) = block.split_at_mut(if self.pool.is_some() { full_n } else { 0 });
+            // The direct product (its padded input and packed weights), or im2col's columns.
+            let mut how = match direct {
+                Some(plan) => {
+                    let (xp, wt) = plan.split(block);
+                    let w_all = &params[self.weight..self.weight + self.weight_len()];
+                    plan.pack_weights(w_all, d.groups, wt);
+                    Ok((plan, xp, &*wt))
                 }
-                return;
+                None => Err(&mut block[..d.k * d.hw()]),
             };
-            let (xp, wt) = plan.split(block);
-            let w_all = &params[self.weight..self.weight + self.weight_len()];
-            plan.pack_weights(w_all, d.groups, wt);
-            let relu = DirectPlan::fuses(self.act);
-            for (n, yn) in (start..end).zip(ys.chunks_exact_mut(out_n)) {
+            for (k, n) in (start..end).enumerate() {
                 let xn = &x[n * in_n..(n + 1) * in_n];
-                for g in 0..d.groups {
-                    let bias = self.bias.map(|b| &params[b + g * d.og..b + (g + 1) * d.og]);
-                    plan.forward(
-                        &xn[g * d.cg * d.h * d.w..(g + 1) * d.cg * d.h * d.w],
-                        xp,
-                        &wt[g * plan.weights_len()..(g + 1) * plan.weights_len()],
-                        bias,
-                        relu,
-                        &mut yn[g * d.og * d.hw()..(g + 1) * d.og * d.hw()],
-                    );
+                let yn = &mut ys[k * out_n..(k + 1) * out_n];
+                // The convolution's output: this image's, or the full-size one to pool.
+                let conv = match self.pool {
+                    Some(_) => &mut full[..],
+                    None => &mut yn[..],
+                };
+                match &mut how {
+                    Ok((plan, xp, wt)) => {
+                        let relu = DirectPlan::fuses(self.act);
+                        for g in 0..d.groups {
+                            let bias = self.bias.map(|b| &params[b + g * d.og..b + (g + 1) * d.og]);
+                            plan.forward(
+                                &xn[g * d.cg * d.h * d.w..(g + 1) * d.cg * d.h * d.w],
+                                xp,
+                                &wt[g * plan.weights_len()..(g + 1) * plan.weights_len()],
+                                bias,
+                                relu,
+                                &mut conv[g * d.og * d.hw()..(g + 1) * d.og * d.hw()],
+                            );
+                        }
+                        if let Some(act) = self.act.filter(|_| !relu) {
+                            act.forward(conv);
+                        }
+                    }
+                    Err(cols) => self.forward_image(params, xn, conv, cols),
                 }
-                if let Some(act) = self.act.filter(|_| !relu) {
-                    act.forward(yn);
+                if let Some(pool) = &self.pool {
+                    let pp = out_n / d.o;
+                    let argn = &mut args[k * out_n..(k + 1) * out_n];
+                    for c in 0..d.o {
+                        pool.forward_plane(
+                            &full[c * d.hw()..(c + 1) * d.hw()],
+                            &mut yn[c * pp..(c + 1) * pp],
+                            &mut argn[c * pp..(c + 1) * pp],
+                        );
+                    }
                 }
             }
         });
@@ -439,13 +509,15 @@ impl Layer for Conv2d {
         ws: &mut [f32],
     ) {
         let d = self.dims();
-        let (in_n, out_n) = (d.c * d.h * d.w, d.o * d.hw());
+        let (in_n, out_n, full_n) = (d.c * d.h * d.w, self.out_len(), d.o * d.hw());
         let batch = b.batch;
         let dys = Scratch::new(&mut dy[..batch * out_n]);
         let parts = b.threads.min(batch).max(1);
         let per_thread = self.per_thread();
         let wl = self.weight_len();
-        let scratch = Scratch::new(ws);
+        let (blocks, winners) = ws.split_at_mut(b.threads * per_thread);
+        let winners = &*winners;
+        let scratch = Scratch::new(blocks);
         let dxs = dx.map(|dx| Scratch::new(&mut dx[..batch * in_n]));
         let params = &*b.params;
         let w_all = &params[self.weight..self.weight + wl];
@@ -457,6 +529,7 @@ impl Layer for Conv2d {
             let (start, end) = images(batch, parts, p);
             // SAFETY: part p uses its own scratch block and its own images' input gradients.
             let block = unsafe { scratch.part(p * per_thread, per_thread) };
+            let (full, block) = block.split_at_mut(if self.pool.is_some() { full_n } else { 0 });
             let (dw, rest) = block.split_at_mut(wl);
             let (db, rest) = rest.split_at_mut(d.o);
             let (cols, rest) = rest.split_at_mut(d.k * d.hw());
@@ -473,11 +546,25 @@ impl Layer for Conv2d {
                 // SAFETY: image n belongs to part p alone.
                 let dyn_ = unsafe { dys.part(n * out_n, out_n) };
                 // Through the fused activation first, image by image: the gradient is then
-                // in cache for the products below.
+                // in cache for the products below. With a fused pooling, the output is the
+                // pooled one: its values are the activation's outputs at the windows'
+                // winners, the only places the gradient reaches, where it is spread to next.
                 if let Some(act) = self.act {
                     act.backward(&y[n * out_n..(n + 1) * out_n], dyn_);
                 }
-                let dyn_ = &*dyn_;
+                let dyn_: &[f32] = match &self.pool {
+                    None => dyn_,
+                    Some(pool) => {
+                        let pp = out_n / d.o;
+                        let argn = &winners[n * out_n..(n + 1) * out_n];
+                        for c in 0..d.o {
+                            let r = c * pp..(c + 1) * pp;
+                            let plane = &mut full[c * d.hw()..(c + 1) * d.hw()];
+                            pool.backward_plane(&[], &[], &dyn_[r.clone()], plane, &argn[r]);
+                        }
+                        full
+                    }
+                };
                 // SAFETY: image n belongs to part p alone.
                 let mut dxn = dxs.map(|s| unsafe { s.part(n * in_n, in_n) });
                 for g in 0..d.groups {
@@ -528,10 +615,11 @@ impl Layer for Conv2d {
             }
         });
         // Sum the parts' gradients into part 0's block, in order, then hand them over.
-        let (first, rest) = ws.split_at_mut(per_thread);
-        let grads0 = &mut first[..wl + d.o];
+        let (first, rest) = blocks.split_at_mut(per_thread);
+        let skip = if self.pool.is_some() { full_n } else { 0 };
+        let grads0 = &mut first[skip..skip + wl + d.o];
         for p in 1..parts {
-            let other = &rest[(p - 1) * per_thread..][..wl + d.o];
+            let other = &rest[(p - 1) * per_thread + skip..][..wl + d.o];
             grads0.iter_mut().zip(other).for_each(|(a, b)| *a += b);
         }
         let (gw, gb) = grads0.split_at_mut(wl);
@@ -645,6 +733,87 @@ mod tests {
     use super::*;
     use crate::layer::Sink;
 
+    /// A fused 2x2 max pooling gives the bits of the convolution and the pooling in turn:
+    /// outputs, and the weight, bias and input gradients, with ReLU, tanh and no activation,
+    /// odd output sizes (a last row and column no window covers), one and two threads.
+    #[test]
+    fn fused_pooling_is_the_two_layers_in_turn() {
+        let cases = [
+            (8, 10, 10, 16, Some(Activation::Relu)),
+            (3, 8, 9, 5, Some(Activation::Tanh)),
+            (9, 7, 7, 4, None),
+        ];
+        let mut rng = Rng::new(8);
+        for (c, h, w, o, act) in cases {
+            let win = Window {
+                kernel: (3, 3),
+                stride: (1, 1),
+                padding: (0, 0),
+                dilation: (1, 1),
+            };
+            let mut lb = LayoutBuilder::default();
+            let mut conv = Conv2d::build(&mut lb, "conv", &[c, h, w], o, win, 1, true);
+            conv.act = act;
+            let layout = lb.finish();
+            let pw = Window {
+                kernel: (2, 2),
+                stride: (2, 2),
+                padding: (0, 0),
+                dilation: (1, 1),
+            };
+            let pool = Pool2d::new(crate::pool2d::PoolKind::Max, pw, conv.output_shape());
+            let fused = conv.clone().with_max_pool(pool.clone());
+            for (batch, threads) in [(1, 1), (3, 2)] {
+                let params: Vec<f32> = (0..layout.len()).map(|_| rng.uniform(-1.0, 1.0)).collect();
+                let x: Vec<f32> = (0..batch * c * h * w)
+                    .map(|_| rng.uniform(-1.0, 1.0))
+                    .collect();
+                let pn = batch * numel(fused.output_shape());
+                let dyp: Vec<f32> = (0..pn).map(|_| rng.uniform(-1.0, 1.0)).collect();
+                let pool_t = Pool::new(threads).unwrap();
+                let run_fwd = |l: &dyn Layer, x: &[f32], n: usize, ws: &mut Vec<f32>| {
+                    ws.resize(l.workspace_len(batch, threads), 0.0);
+                    let mut y = vec![0.0; n];
+                    let mut f = Forward::eval(&pool_t, &params, &[]);
+                    (f.batch, f.cap, f.threads) = (batch, batch, threads);
+                    l.forward(&mut f, x, &mut y, ws);
+                    y
+                };
+                let run_bwd =
+                    |l: &dyn Layer, x: &[f32], y: &[f32], dy: &[f32], ws: &mut Vec<f32>| {
+                        let mut p = params.clone();
+                        let mut grads = vec![0.0; layout.len()];
+                        let mut dx = vec![0.0; x.len()];
+                        let mut dy = dy.to_vec();
+                        let mut b = Backward {
+                            pool: &pool_t,
+                            batch,
+                            cap: batch,
+                            threads,
+                            params: &mut p,
+                            sink: Sink::Grads(&mut grads),
+                            buffers: &[],
+                            times: None,
+                        };
+                        l.backward(&mut b, x, y, &mut dy, Some(&mut dx), ws);
+                        (grads, dx)
+                    };
+                // In turn.
+                let (mut ws_c, mut ws_p, mut ws_f) = (vec![], vec![], vec![]);
+                let yc = run_fwd(&conv, &x, batch * numel(conv.output_shape()), &mut ws_c);
+                let yp = run_fwd(&pool, &yc, pn, &mut ws_p);
+                let (_, dyc) = run_bwd(&pool, &yc, &yp, &dyp, &mut ws_p);
+                let (g_want, dx_want) = run_bwd(&conv, &x, &yc, &dyc, &mut ws_c);
+                // Fused.
+                let yf = run_fwd(&fused, &x, pn, &mut ws_f);
+                assert_eq!(yf, yp, "c{c} {act:?}: outputs");
+                let (g, dx) = run_bwd(&fused, &x, &yf, &dyp, &mut ws_f);
+                assert_eq!(g, g_want, "c{c} {act:?}: parameter gradients");
+                assert_eq!(dx, dx_want, "c{c} {act:?}: input gradients");
+            }
+        }
+    }
+
     /// The forward pass (the direct product for stride 1 where the CPU has AVX-512, im2col
     /// and the product otherwise) against the direct loops: padding, dilation, groups, one
     /// input channel, output channels that fill no whole tile, no bias, a fused ReLU and a
@@ -743,6 +912,28 @@ mod tests {
                         (a - b).abs() <= 1e-5 * (1.0 + b.abs()),
                         "c{c} o{o} {kernel:?} stride {stride:?} batch {batch}: y[{i}] {a} vs {b}"
                     );
+                }
+                // The direct product sums as im2col and the packed product do: the same bits
+                // where that product runs (not for products smaller than its tile).
+                let dm = conv.dims();
+                let (wv, cv) = (vec![0.0; dm.og * dm.k], vec![0.0; dm.k * dm.hw()]);
+                let path = descent_tensor::matmul_path(
+                    MatRef::new(&wv, dm.og, dm.k).unwrap(),
+                    MatRef::new(&cv, dm.k, dm.hw()).unwrap(),
+                );
+                if conv.direct.is_some() && path == "avx512-packed" {
+                    let (in_n, out_n) = (c * h * w, numel(conv.output_shape()));
+                    let mut cols = vec![0.0; dm.k * dm.hw()];
+                    for n in 0..batch {
+                        let mut yn = vec![0.0; out_n];
+                        conv.forward_image(
+                            &params,
+                            &x[n * in_n..(n + 1) * in_n],
+                            &mut yn,
+                            &mut cols,
+                        );
+                        assert_eq!(yn, y[n * out_n..(n + 1) * out_n], "c{c} o{o} image {n}");
+                    }
                 }
             }
         }

@@ -7,7 +7,10 @@
 //! row discarded), which makes the positions of a vector consecutive in the flattened input
 //! across row ends; the valid lanes are compressed into the output rows as they are stored.
 //! A tile of 8 output channels by 48 positions (24 vector registers) runs over the whole
-//! reduction; bias and ReLU are applied before the store.
+//! reduction; bias and ReLU are applied before the store. The terms are summed in im2col's
+//! order and in the packed product's blocks of [`descent_tensor::PACKED_KC`] (each block from
+//! zero, then added to the output), so that the result has the bits of im2col and the
+//! product on the same CPU.
 //!
 //! This replaces im2col (which copies each input value `kh x kw` times) and the packing of
 //! the columns for the product. Used for stride-1 layers where AVX-512 is available; the
@@ -39,6 +42,8 @@ pub(crate) struct DirectPlan {
     ow: usize,
     /// Offset of each `(kh, kw)` tap in the flattened padded input.
     taps: Vec<usize>,
+    /// Offset of each term `(ci, kh, kw)` of the reduction, in im2col's order.
+    terms: Vec<usize>,
     /// Vectors of virtual positions, rounded up to whole tiles.
     vectors: usize,
     /// Per vector of virtual positions: the lanes that are real outputs, and the index of the
@@ -64,8 +69,11 @@ impl DirectPlan {
             ..
         } = win;
         let (hp, wp) = (h + 2 * ph, w + 2 * pw);
-        let taps = (0..kh * kw)
+        let taps: Vec<usize> = (0..kh * kw)
             .map(|t| (t / kw) * dh * wp + (t % kw) * dw)
+            .collect();
+        let terms = (0..c)
+            .flat_map(|ci| taps.iter().map(move |t| ci * hp * wp + t))
             .collect();
         let vectors = (oh * wp).div_ceil(16 * PV) * PV;
         let valid = (0..vectors)
@@ -95,6 +103,7 @@ impl DirectPlan {
             oh,
             ow,
             taps,
+            terms,
             vectors,
             valid,
         })
@@ -243,23 +252,29 @@ mod x86 {
             // Loops over whole tiles with conditions inside, not shorter loops: the
             // accumulators must stay in registers.
             let rows = plan.og - co0;
-            let mut acc = [[_mm512_setzero_ps(); PV]; CO];
+            let mut out = [[_mm512_setzero_ps(); PV]; CO];
             if let Some(b) = bias {
                 for r in 0..CO {
                     if r < rows {
-                        acc[r] = [_mm512_set1_ps(b[co0 + r]); PV];
+                        out[r] = [_mm512_set1_ps(b[co0 + r]); PV];
                     }
                 }
             }
-            let plane = plan.c_plane();
-            let mut wk = wt.add(co0);
-            for ci in 0..plan.c {
-                let xc = xp.add(ci * plane + 16 * v0);
-                for &off in &plan.taps {
-                    acc = step(acc, xc.add(off), wk);
+            let x0 = xp.add(16 * v0);
+            for (block, terms) in plan.terms.chunks(descent_tensor::PACKED_KC).enumerate() {
+                let mut acc = [[_mm512_setzero_ps(); PV]; CO];
+                let mut wk = wt.add(co0 + block * descent_tensor::PACKED_KC * plan.og_pad);
+                for &off in terms {
+                    acc = step(acc, x0.add(off), wk);
                     wk = wk.add(plan.og_pad);
                 }
+                for r in 0..CO {
+                    for v in 0..PV {
+                        out[r][v] = _mm512_add_ps(out[r][v], acc[r][v]);
+                    }
+                }
             }
+            let acc = out;
             let hw = plan.oh * plan.ow;
             for r in 0..CO {
                 // Channels past the last store nothing (and point at the last).

@@ -94,7 +94,7 @@ impl Pool2d {
 
     // x is one plane (h x w), y one plane (oh x ow); arg (2x2 max pooling) which value of
     // each window won, 0 to 3.
-    fn forward_plane(&self, x: &[f32], y: &mut [f32], arg: &mut [f32]) {
+    pub(crate) fn forward_plane(&self, x: &[f32], y: &mut [f32], arg: &mut [f32]) {
         let (_, _, w) = self.input;
         let ow = self.shape[2];
         if self.tiled() {
@@ -152,6 +152,12 @@ impl Pool2d {
         let rows = y.chunks_exact_mut(ow).zip(arg.chunks_exact_mut(ow));
         for (i, (yr, ar)) in rows.enumerate() {
             let (top, bottom) = (&x[2 * i * w..][..2 * ow], &x[(2 * i + 1) * w..][..2 * ow]);
+            #[cfg(target_arch = "x86_64")]
+            if std::is_x86_feature_detected!("avx512f") {
+                // SAFETY: the CPU has AVX-512; the rows hold 2·ow and ow values.
+                unsafe { x86::max_row(top, bottom, yr, ar) };
+                continue;
+            }
             let windows = top.chunks_exact(2).zip(bottom.chunks_exact(2));
             for ((out, at), (t, b)) in yr.iter_mut().zip(ar.iter_mut()).zip(windows) {
                 let (mut best, mut k) = (t[0], 0.0f32);
@@ -169,7 +175,14 @@ impl Pool2d {
 
     // x, y: one plane's input and output; dy the output's gradient; dx the input's
     // (overwritten); arg, for 2x2 max pooling, which value of each window won.
-    fn backward_plane(&self, x: &[f32], y: &[f32], dy: &[f32], dx: &mut [f32], arg: &[f32]) {
+    pub(crate) fn backward_plane(
+        &self,
+        x: &[f32],
+        y: &[f32],
+        dy: &[f32],
+        dx: &mut [f32],
+        arg: &[f32],
+    ) {
         let (_, h, w) = self.input;
         let ow = self.shape[2];
         if self.tiled() {
@@ -184,6 +197,12 @@ impl Pool2d {
                 let pairs = dt[..2 * ow]
                     .chunks_exact_mut(2)
                     .zip(db[..2 * ow].chunks_exact_mut(2));
+                #[cfg(target_arch = "x86_64")]
+                if std::is_x86_feature_detected!("avx512f") {
+                    // SAFETY: the CPU has AVX-512; the rows hold 2·ow and ow values.
+                    unsafe { x86::spread_row(gr, ar, &mut dt[..2 * ow], &mut db[..2 * ow]) };
+                    continue;
+                }
                 for ((&g, &k), (dt, db)) in gr.iter().zip(ar).zip(pairs) {
                     dt[0] = if k == 0.0 { g } else { 0.0 };
                     dt[1] = if k == 1.0 { g } else { 0.0 };
@@ -229,7 +248,11 @@ impl Pool2d {
     /// Max pooling with 2x2 windows, stride 2, no padding (the usual case): the forward
     /// pass records which of the four values won, so that the backward pass reads a quarter
     /// of the input instead of the input.
-    fn tiled(&self) -> bool {
+    pub(crate) fn input_shape(&self) -> (usize, usize, usize) {
+        self.input
+    }
+
+    pub(crate) fn tiled(&self) -> bool {
         let w = self.window;
         self.kind == PoolKind::Max && (w.kernel, w.stride, w.padding) == ((2, 2), (2, 2), (0, 0))
     }
@@ -345,5 +368,94 @@ impl Layer for Pool2d {
                 self.backward_plane(&x[xi], &y[yo.clone()], &dy[yo], dxq, arg);
             }
         });
+    }
+}
+
+/// 2x2 max pooling rows in AVX-512: 16 windows at a time, the values of a row pair split
+/// into even and odd columns by permutes. The same results as the loops they replace
+/// (comparisons and selects only).
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use std::arch::x86_64::*;
+
+    fn lanes(n: usize) -> __mmask16 {
+        if n >= 16 {
+            0xffff
+        } else {
+            ((1u32 << n) - 1) as __mmask16
+        }
+    }
+
+    /// Even and odd values of `2n <= 32` values from `p`.
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    unsafe fn split(p: *const f32, n: usize) -> (__m512, __m512) {
+        // SAFETY: the 2n values from p are readable (masked loads touch no others).
+        unsafe {
+            let a = _mm512_maskz_loadu_ps(lanes(2 * n), p);
+            let b = _mm512_maskz_loadu_ps(lanes((2 * n).saturating_sub(16)), p.add(16));
+            let even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+            let odd = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
+            (
+                _mm512_permutex2var_ps(a, even, b),
+                _mm512_permutex2var_ps(a, odd, b),
+            )
+        }
+    }
+
+    /// `y[j]` = the maximum of window j of rows `top` and `bottom` (the first maximum, or the
+    /// first NaN), `arg[j]` which of its four values it was (0 to 3).
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn max_row(top: &[f32], bottom: &[f32], y: &mut [f32], arg: &mut [f32]) {
+        // SAFETY: loads and stores are masked to the row.
+        unsafe {
+            for j in (0..y.len()).step_by(16) {
+                let n = (y.len() - j).min(16);
+                let (t0, t1) = split(top.as_ptr().add(2 * j), n);
+                let (b0, b1) = split(bottom.as_ptr().add(2 * j), n);
+                let (mut best, mut k) = (t0, _mm512_setzero_ps());
+                for (v, idx) in [(t1, 1.0), (b0, 2.0), (b1, 3.0)] {
+                    let greater = _mm512_cmp_ps_mask::<_CMP_GT_OQ>(v, best);
+                    let nan = _mm512_cmp_ps_mask::<_CMP_UNORD_Q>(v, v)
+                        & _mm512_cmp_ps_mask::<_CMP_ORD_Q>(best, best);
+                    let better = greater | nan;
+                    best = _mm512_mask_blend_ps(better, best, v);
+                    k = _mm512_mask_blend_ps(better, k, _mm512_set1_ps(idx));
+                }
+                _mm512_mask_storeu_ps(y.as_mut_ptr().add(j), lanes(n), best);
+                _mm512_mask_storeu_ps(arg.as_mut_ptr().add(j), lanes(n), k);
+            }
+        }
+    }
+
+    /// The backward of [`max_row`]: each window's gradient `g[j]` to the value `arg[j]`
+    /// names, zeros to the other three, in rows `top` and `bottom` (2·len values each).
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn spread_row(g: &[f32], arg: &[f32], top: &mut [f32], bottom: &mut [f32]) {
+        // SAFETY: loads and stores are masked to the rows.
+        unsafe {
+            let lo = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
+            let hi =
+                _mm512_setr_epi32(8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
+            for j in (0..g.len()).step_by(16) {
+                let n = (g.len() - j).min(16);
+                let gv = _mm512_maskz_loadu_ps(lanes(n), g.as_ptr().add(j));
+                let kv = _mm512_maskz_loadu_ps(lanes(n), arg.as_ptr().add(j));
+                let pick = |idx: f32| {
+                    let m = _mm512_cmp_ps_mask::<_CMP_EQ_OQ>(kv, _mm512_set1_ps(idx));
+                    _mm512_maskz_mov_ps(m, gv)
+                };
+                for (row, (e, o)) in [
+                    (top.as_mut_ptr(), (0.0, 1.0)),
+                    (bottom.as_mut_ptr(), (2.0, 3.0)),
+                ] {
+                    let (even, odd) = (pick(e), pick(o));
+                    let p = row.add(2 * j);
+                    _mm512_mask_storeu_ps(p, lanes(2 * n), _mm512_permutex2var_ps(even, lo, odd));
+                    let rest = lanes((2 * n).saturating_sub(16));
+                    _mm512_mask_storeu_ps(p.add(16), rest, _mm512_permutex2var_ps(even, hi, odd));
+                }
+            }
+        }
     }
 }

@@ -810,6 +810,7 @@ fn build_chain(
             .get(i + 1)
             .and_then(LayerSpec::activation)
             .filter(|a| a.fusable());
+        let mut pooled = false;
         let declared =
             |b: &LayoutBuilder, suffix: &str| b.contains(&b.qualify(&format!("{name}.{suffix}")));
         let layer: Box<dyn Layer> = match spec {
@@ -897,6 +898,16 @@ fn build_chain(
                 }
                 let mut l = Conv2d::build(b, &name, &shape, *out_channels, w, *groups, *bias);
                 l.act = fuse;
+                // 2x2 max pooling right after (and after the activation) runs inside the
+                // convolution, image by image.
+                let next = i + 1 + usize::from(fuse.is_some());
+                if let Some(pool) = specs
+                    .get(next)
+                    .and_then(|p| fusable_pool(p, l.output_shape()))
+                {
+                    l = l.with_max_pool(pool);
+                    pooled = true;
+                }
                 Box::new(l)
             }
             LayerSpec::MaxPool2d {
@@ -1083,13 +1094,31 @@ fn build_chain(
             return Err(bad(&at, spec, "its output is empty"));
         }
         chain.push(layer);
-        i += if fuse.is_some()
-            && matches!(spec, LayerSpec::Linear { .. } | LayerSpec::Conv2d { .. })
-        {
-            2
-        } else {
-            1
-        };
+        let fused =
+            fuse.is_some() && matches!(spec, LayerSpec::Linear { .. } | LayerSpec::Conv2d { .. });
+        i += 1 + usize::from(fused) + usize::from(pooled);
     }
     Ok(chain)
+}
+
+/// The pooling `spec` as one a convolution with output `shape` can run itself: 2x2 max
+/// pooling with stride 2 and no padding, on an output at least 2 x 2.
+fn fusable_pool(spec: &LayerSpec, shape: &[usize]) -> Option<Pool2d> {
+    let LayerSpec::MaxPool2d {
+        kernel,
+        stride,
+        padding,
+    } = spec
+    else {
+        return None;
+    };
+    let w = Window {
+        kernel: kernel.hw(),
+        stride: stride.unwrap_or(*kernel).hw(),
+        padding: padding.hw(),
+        dilation: (1, 1),
+    };
+    let tiled = (w.kernel, w.stride, w.padding) == ((2, 2), (2, 2), (0, 0));
+    (tiled && shape.len() == 3 && shape[1] >= 2 && shape[2] >= 2)
+        .then(|| Pool2d::new(PoolKind::Max, w, shape))
 }

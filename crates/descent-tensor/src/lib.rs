@@ -40,6 +40,11 @@ pub use pool::Pool;
 pub use reduce::sum;
 pub use rng::{Rng, Rng8};
 
+/// The block of k of the AVX-512 packed product: `C = alpha·A·B + beta·C` sums each run of
+/// this many products from zero and adds it to C, block after block. A kernel that must give
+/// the product's bits (the direct convolution against im2col) sums in the same blocks.
+pub const PACKED_KC: usize = 192;
+
 /// Errors raised when a view or a pool cannot be built from what the caller gave.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum TensorError {

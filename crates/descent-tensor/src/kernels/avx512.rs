@@ -27,7 +27,7 @@ const NR: usize = 16 * NV;
 const _: () = assert!(MR <= 16);
 /// Block sizes: k per packed block (a micro-panel of B, `KC x NR`, stays in L1), rows of A
 /// per block (the packed block of A, `MC x KC`, stays in L2) and columns of B per block.
-const KC: usize = 192;
+const KC: usize = crate::PACKED_KC;
 const MC: usize = 14 * MR;
 const NC: usize = 1536;
 
