@@ -47,6 +47,7 @@ mod par;
 mod pool2d;
 mod presets;
 mod residual;
+mod sparse;
 mod spec;
 
 pub use activation::{Activation, ActivationLayer, LogSoftmax};

@@ -4,6 +4,8 @@
 use descent_tensor::{matmul_serial, MatMut, MatRef, Rng};
 
 use crate::layer::{numel, Backward, Forward, Layer, Sink};
+use crate::par::Scratch;
+use crate::sparse::{compress_row, window_sums, Span, Store};
 use crate::{Activation, LayoutBuilder};
 
 /// A fully connected layer whose weight (`out x in`, row-major) and bias (`out`) live in a
@@ -26,6 +28,17 @@ pub struct Linear {
     /// Output shape per example.
     shape: Vec<usize>,
 }
+
+/// Densities (nonzero fraction of the output gradient) below which the backward pass visits
+/// only the nonzeros, for weights of at least [`SPARSE_MIN_WEIGHT`] values. Behind ReLU and
+/// dropout 0.5, the cnn preset's fc1 (9216 x 128, 25% nonzero) took 1.4 ms a step against 2.1
+/// for the products, which are bound by memory there; on the seed MLP's fc1 (784 x 512, a
+/// 1.6 MB weight, 25-30% nonzero behind ReLU) the products, in cache, were as fast or faster
+/// (epochs 0.44-0.46 s against 0.42-0.44).
+const SPARSE_BELOW: f32 = 0.3;
+
+/// Weights (values) from which the sparse backward pass may run: 4 MB.
+const SPARSE_MIN_WEIGHT: usize = 1 << 20;
 
 /// Features per thread below which a layer is not split.
 const MIN_FEATURES_PER_THREAD: usize = 16;
@@ -122,6 +135,146 @@ impl Linear {
         }
     }
 
+    // dy is (R, out), mostly zeros; x is (R, in); dx is (R, in).
+    /// The backward pass visiting only the nonzeros of `dy` (behind ReLU and dropout):
+    /// `dx[n, :] = Σ_j dy[n, j] · W[j, :]` and `dW[j, :] = Σ_n dy[n, j] · x[n, :]`, each in
+    /// registers over blocks of 192 columns, columns split over the threads. The same bits on
+    /// any number of threads.
+    fn backward_sparse(
+        &self,
+        b: &mut Backward<'_>,
+        x: &[f32],
+        dy: &[f32],
+        dx: Option<&mut [f32]>,
+        ws: &mut [f32],
+    ) {
+        let (inf, outf) = (self.in_features, self.out_features);
+        let rows = dy.len() / outf;
+        let nz = rows * outf;
+        let (bias_g, ws) = ws.split_at_mut(outf);
+        let (row_start, ws) = ws.split_at_mut(rows + 1);
+        let (col_start, ws) = ws.split_at_mut(outf + 1);
+        let (row_idx, ws) = ws.split_at_mut(nz);
+        let (row_val, ws) = ws.split_at_mut(nz);
+        let (col_idx, ws) = ws.split_at_mut(nz);
+        let (col_val, ws) = ws.split_at_mut(nz);
+        let dyt = &mut ws[..nz];
+        // Nonzeros by row (for dx) and, through the transpose, by column (for dW).
+        let mut n = 0;
+        for (r, row) in dy.chunks_exact(outf).enumerate() {
+            row_start[r] = f32::from_bits(n as u32);
+            n += compress_row(row, 0, &mut row_idx[n..], &mut row_val[n..]);
+        }
+        row_start[rows] = f32::from_bits(n as u32);
+        descent_tensor::transpose(
+            MatMut::new(dyt, outf, rows).expect("fits"),
+            MatRef::new(dy, rows, outf).expect("fits"),
+        );
+        let mut n = 0;
+        for (j, col) in dyt.chunks_exact(rows).enumerate() {
+            col_start[j] = f32::from_bits(n as u32);
+            n += compress_row(col, 0, &mut col_idx[n..], &mut col_val[n..]);
+        }
+        col_start[outf] = f32::from_bits(n as u32);
+        let run = |starts: &[f32], i: usize| {
+            (
+                starts[i].to_bits() as usize,
+                starts[i + 1].to_bits() as usize,
+            )
+        };
+        // Column blocks of 16 per part.
+        let parts = b.threads.min(inf.div_ceil(16)).max(1);
+        let cols = |p: usize| {
+            let per = inf.div_ceil(16).div_ceil(parts) * 16;
+            ((p * per).min(inf), ((p + 1) * per).min(inf))
+        };
+        let w_off = self.weight;
+        if let Some(dx) = dx {
+            let dxs = Scratch::new(&mut dx[..rows * inf]);
+            let params = &*b.params;
+            b.pool.run(parts, |p| {
+                let (c0, c1) = cols(p);
+                for s0 in (c0..c1).step_by(crate::sparse::SPAN) {
+                    let span = [Span {
+                        x: s0,
+                        k: s0,
+                        len: (c1 - s0).min(crate::sparse::SPAN),
+                    }];
+                    for r in 0..rows {
+                        let (a, e) = run(row_start, r);
+                        // SAFETY: columns c0..c1 of each row belong to part p alone; the
+                        // weight rows hold `inf` values and the span stays inside them.
+                        unsafe {
+                            let out = dxs.part(r * inf, inf).as_mut_ptr();
+                            window_sums(
+                                &row_idx[a..e],
+                                &row_val[a..e],
+                                |j| params.as_ptr().add(w_off + j * inf),
+                                &span,
+                                |sp| (sp.x, sp.k),
+                                out,
+                                Store::SET,
+                            );
+                        }
+                    }
+                }
+            });
+        }
+        let (target, store, sgd_lr) = match &mut b.sink {
+            Sink::Grads(g) => (&mut **g, Store::SET, None),
+            Sink::Sgd(lr) => (
+                &mut *b.params,
+                Store {
+                    alpha: -*lr,
+                    beta: 1.0,
+                },
+                Some(*lr),
+            ),
+        };
+        {
+            let ws_t = Scratch::new(&mut target[w_off..w_off + outf * inf]);
+            b.pool.run(parts, |p| {
+                let (c0, c1) = cols(p);
+                for s0 in (c0..c1).step_by(crate::sparse::SPAN) {
+                    let span = [Span {
+                        x: s0,
+                        k: s0,
+                        len: (c1 - s0).min(crate::sparse::SPAN),
+                    }];
+                    for j in 0..outf {
+                        let (a, e) = run(col_start, j);
+                        // SAFETY: columns c0..c1 of each weight row belong to part p alone;
+                        // the input rows hold `inf` values.
+                        unsafe {
+                            let out = ws_t.part(j * inf, inf).as_mut_ptr();
+                            window_sums(
+                                &col_idx[a..e],
+                                &col_val[a..e],
+                                |r| x.as_ptr().add(r * inf),
+                                &span,
+                                |sp| (sp.x, sp.k),
+                                out,
+                                store,
+                            );
+                        }
+                    }
+                }
+            });
+        }
+        if self.has_bias {
+            let bias = &mut target[self.bias..self.bias + outf];
+            match sgd_lr {
+                None => Linear::backward_bias(dy, rows, bias),
+                Some(lr) => {
+                    Linear::backward_bias(dy, rows, bias_g);
+                    bias.iter_mut()
+                        .zip(bias_g.iter())
+                        .for_each(|(p, g)| *p -= lr * g);
+                }
+            }
+        }
+    }
+
     // dy is (B, out), weight is (out, in); dx is (B, in), columns j0..j0 + w of the full one.
     /// Input gradient on the input columns `j0..j0 + dx.cols()`: `dx = dy·W[:, j0..]`.
     pub fn backward_input_block(&self, params: &[f32], dy: MatRef<'_>, dx: MatMut<'_>, j0: usize) {
@@ -150,9 +303,12 @@ impl Layer for Linear {
         )
     }
 
-    fn workspace_len(&self, _cap: usize, _threads: usize) -> usize {
-        // The bias gradient of a fused SGD step.
-        self.out_features
+    fn workspace_len(&self, cap: usize, _threads: usize) -> usize {
+        // The bias gradient of a fused SGD step; for the sparse backward pass, the gradient's
+        // nonzeros by row and by column, and its transpose.
+        let rows = cap * numel(&self.shape) / self.out_features;
+        let nz = rows * self.out_features;
+        self.out_features + (rows + 1) + (self.out_features + 1) + 5 * nz
     }
 
     fn flops(&self) -> u64 {
@@ -215,6 +371,12 @@ impl Layer for Linear {
         if let Some(act) = self.act {
             act.backward(&y[..rows * outf], dy);
         }
+        if descent_tensor::isa() == descent_tensor::Isa::Avx512 && inf * outf >= SPARSE_MIN_WEIGHT {
+            let nz = dy.iter().filter(|&&g| g != 0.0).count();
+            if (nz as f32) < SPARSE_BELOW * dy.len() as f32 {
+                return self.backward_sparse(b, x, dy, dx, ws);
+            }
+        }
         let dy_mat = MatRef::new(dy, rows, outf).expect("gradient fits");
         let input = MatRef::new(&x[..rows * inf], rows, inf).expect("input fits");
         if let Some(dx) = dx {
@@ -248,6 +410,106 @@ impl Layer for Linear {
                         .zip(g.iter())
                         .for_each(|(p, g)| *p -= lr * g);
                 }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use descent_tensor::{matmul_naive, Pool};
+
+    use super::*;
+
+    /// The backward pass on gradients that are mostly zeros (the sparse pass, with AVX-512)
+    /// and mostly not (the products) against the naive products: input, weight and bias
+    /// gradients, and the fused SGD step; the same bits on one and three threads.
+    #[test]
+    fn backward_matches_the_naive_products() {
+        let mut rng = Rng::new(4);
+        for (rows, inf, outf) in [(64, 9216, 128), (5, 17, 3), (3, 1 << 16, 17)] {
+            for density in [0.15, 0.9] {
+                let mut lb = LayoutBuilder::default();
+                let l = Linear::build(&mut lb, "fc", &[inf], outf, true);
+                let layout = lb.finish();
+                let params: Vec<f32> = (0..layout.len()).map(|_| rng.uniform(-1.0, 1.0)).collect();
+                let x: Vec<f32> = (0..rows * inf).map(|_| rng.uniform(-1.0, 1.0)).collect();
+                let dy: Vec<f32> = (0..rows * outf)
+                    .map(|_| {
+                        let v = rng.uniform(-1.0, 1.0);
+                        if rng.uniform(0.0, 1.0) < density {
+                            v
+                        } else {
+                            0.0
+                        }
+                    })
+                    .collect();
+                let w = &params[l.weight..l.weight + outf * inf];
+                let mut want_dx = vec![0.0; rows * inf];
+                matmul_naive(
+                    MatMut::new(&mut want_dx, rows, inf).unwrap(),
+                    MatRef::new(&dy, rows, outf).unwrap(),
+                    MatRef::new(w, outf, inf).unwrap(),
+                    1.0,
+                    0.0,
+                );
+                let mut want_dw = vec![0.0; outf * inf];
+                matmul_naive(
+                    MatMut::new(&mut want_dw, outf, inf).unwrap(),
+                    MatRef::new(&dy, rows, outf).unwrap().t(),
+                    MatRef::new(&x, rows, inf).unwrap(),
+                    1.0,
+                    0.0,
+                );
+                let close = |got: &[f32], want: &[f32], what: &str| {
+                    for (i, (a, b)) in got.iter().zip(want).enumerate() {
+                        assert!(
+                            (a - b).abs() <= 1e-5 * (1.0 + b.abs()),
+                            "{rows}x{inf}x{outf} density {density}: {what}[{i}] {a} vs {b}"
+                        );
+                    }
+                };
+                let mut runs = Vec::new();
+                for threads in [1, 3] {
+                    let pool = Pool::new(threads).unwrap();
+                    let mut ws = vec![0.0; l.workspace_len(rows, threads)];
+                    let mut p = params.clone();
+                    let mut grads = vec![0.0; layout.len()];
+                    let mut dx = vec![f32::NAN; rows * inf];
+                    let mut dyc = dy.clone();
+                    let mut b = Backward {
+                        pool: &pool,
+                        batch: rows,
+                        cap: rows,
+                        threads,
+                        params: &mut p,
+                        sink: Sink::Grads(&mut grads),
+                        buffers: &[],
+                        times: None,
+                    };
+                    l.backward(&mut b, &x, &[], &mut dyc, Some(&mut dx), &mut ws);
+                    close(&dx, &want_dx, "dx");
+                    close(&grads[l.weight..l.weight + outf * inf], &want_dw, "dW");
+                    // The fused SGD step: W - lr · dW.
+                    let mut p2 = params.clone();
+                    let mut dyc = dy.clone();
+                    let mut b = Backward {
+                        pool: &pool,
+                        batch: rows,
+                        cap: rows,
+                        threads,
+                        params: &mut p2,
+                        sink: Sink::Sgd(0.5),
+                        buffers: &[],
+                        times: None,
+                    };
+                    l.backward(&mut b, &x, &[], &mut dyc, None, &mut ws);
+                    let stepped: Vec<f32> =
+                        w.iter().zip(&want_dw).map(|(w, g)| w - 0.5 * g).collect();
+                    close(&p2[l.weight..l.weight + outf * inf], &stepped, "SGD weight");
+                    runs.push((dx, grads, p2));
+                }
+                assert!(runs[0] == runs[1], "threads changed the bits");
             }
         }
     }
