@@ -1,9 +1,11 @@
 //! 2-D convolution, PyTorch's `nn.Conv2d` (kernel, stride, padding, dilation, groups, bias),
-//! with an optional activation fused onto its output.
+//! with an optional activation and an optional 2x2 max pooling fused onto its output.
 //!
-//! The fast path lowers each image to columns (im2col) and multiplies them with the engine's
-//! GEMM, images split over the threads; [`conv2d_naive`] and [`conv2d_backward_naive`] are the
-//! direct loops it is tested against.
+//! Images are split over the threads. The general path lowers each image to columns (im2col)
+//! and multiplies them with the engine's GEMM. With AVX-512, stride-1 layers run forward as a
+//! direct product (`conv_direct.rs`, the same bits as im2col), and the backward pass visits
+//! only the nonzeros of a mostly-zero output gradient (`conv_sparse.rs`). [`conv2d_naive`]
+//! and [`conv2d_backward_naive`] are the direct loops every path is tested against.
 
 use descent_tensor::{matmul_serial, MatMut, MatRef, Rng};
 
