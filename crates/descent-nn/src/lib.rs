@@ -29,8 +29,7 @@
 //! names of every layer), karpathy/llm.c (forward/backward pairs over one flat buffer, the
 //! fused softmax + cross-entropy backward), im2col lowering of convolutions (Chellapilla et
 //! al. 2006), direct convolution with register blocking (Georganas et al., "Anatomy of
-//! High-Performance Deep Learning Convolutions on SIMD Architectures", 2018), and skipping the
-//! zeros of ReLU-sparse gradients in the backward pass (as in SparseProp and similar work).
+//! High-Performance Deep Learning Convolutions on SIMD Architectures", 2018).
 
 mod activation;
 mod chain;
