@@ -49,24 +49,33 @@ def pair(v):
 class Chain(nn.Module):
     """Modules run in order under descent's names; a dotted name (`layer1.0`) nests
     containers, so that state_dict keys are the names descent gives (`layer1.0.conv1.weight`).
+    A residual block's layers are registered under the block's name directly, so that two
+    blocks of one name (a transformer block's attention and MLP halves, `blocks.0`) share it.
     With plain names it has the state_dict of an nn.Sequential of the same modules."""
 
     def __init__(self, mods):
         super().__init__()
-        self.order = []
+        self.steps = []
         for name, m in mods:
-            parent = self
-            parts = name.split(".")
-            for p in parts[:-1]:
-                if not hasattr(parent, p):
-                    parent.add_module(p, nn.Module())
-                parent = getattr(parent, p)
-            parent.add_module(parts[-1], m)
-            self.order.append(name)
+            if isinstance(m, Residual):
+                for child, cm in m.named_children():
+                    self.register(name + "." + child, cm)
+            else:
+                self.register(name, m)
+            self.steps.append(m)
+
+    def register(self, name, m):
+        parent = self
+        parts = name.split(".")
+        for p in parts[:-1]:
+            if not hasattr(parent, p):
+                parent.add_module(p, nn.Module())
+            parent = getattr(parent, p)
+        parent.add_module(parts[-1], m)
 
     def forward(self, x):
-        for name in self.order:
-            x = self.get_submodule(name)(x)
+        for m in self.steps:
+            x = m(x)
         return x
 
 
@@ -83,11 +92,66 @@ class Residual(Chain):
         return y + (self.shortcut(x) if self.shortcut is not None else x)
 
 
-def layer(spec, shape):
-    """The PyTorch module for one descent layer entry on inputs of `shape` (per example)."""
+class Embedding(nn.Embedding):
+    """nn.Embedding on ids that arrive as floats (descent holds model inputs as f32)."""
+
+    def forward(self, x):
+        return super().forward(x.long())
+
+
+class PositionEmbedding(nn.Embedding):
+    """x + wpe(arange(L)) on (N, L, D): GPT-2's learned positions, as descent's
+    `position_embedding` (its state_dict key is `name.weight`)."""
+
+    def forward(self, x):
+        return x + self.weight[: x.shape[1]]
+
+
+class CausalSelfAttention(nn.Module):
+    """scaled_dot_product_attention(is_causal=True) over heads on (N, L, 3D) queries, keys and
+    values concatenated (the output of one Linear(D, 3D), split as nanoGPT splits it)."""
+
+    def __init__(self, heads):
+        super().__init__()
+        self.heads = heads
+
+    def forward(self, x):
+        b, t, d3 = x.shape
+        d = d3 // 3
+        q, k, v = (z.view(b, t, self.heads, d // self.heads).transpose(1, 2)
+                   for z in x.split(d, dim=2))
+        y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        return y.transpose(1, 2).reshape(b, t, d)
+
+
+class TiedLinear(nn.Module):
+    """x @ src.weight.T (+ bias): a head that reads an embedding's table (not registered as a
+    child, so that the state_dict holds the table once, under the embedding's name)."""
+
+    def __init__(self, src, bias):
+        super().__init__()
+        object.__setattr__(self, "src", src)
+        self.bias = nn.Parameter(torch.zeros(src.weight.shape[0])) if bias else None
+
+    def forward(self, x):
+        y = x @ self.src.weight.T
+        return y + self.bias if self.bias is not None else y
+
+
+def layer(spec, shape, built=None):
+    """The PyTorch module for one descent layer entry on inputs of `shape` (per example);
+    `built` maps the names of earlier layers to their modules (for `tie`)."""
     t = spec["type"]
+    if t == "linear" and spec.get("tie"):
+        return TiedLinear(built[spec["tie"]], spec.get("bias", True))
     if t == "linear":
         return nn.Linear(shape[-1], spec["out_features"], bias=spec.get("bias", True))
+    if t == "embedding":
+        return Embedding(spec["num_embeddings"], spec["embedding_dim"])
+    if t == "position_embedding":
+        return PositionEmbedding(spec["num_embeddings"], shape[-1])
+    if t == "causal_self_attention":
+        return CausalSelfAttention(spec["heads"])
     if t == "conv2d":
         return nn.Conv2d(shape[0], spec["out_channels"], pair(spec["kernel"]),
                          stride=pair(spec.get("stride", 1)), padding=pair(spec.get("padding", 0)),
@@ -137,9 +201,11 @@ def layer(spec, shape):
 def chain(specs, shape):
     """(name, module) pairs for a list of layer entries, and the output shape."""
     out = []
+    built = {}
     for i, s in enumerate(specs):
-        m = layer(s, shape)
+        m = layer(s, shape, built)
         out.append((s.get("name", str(i)), m))
+        built[s.get("name", str(i))] = m
         with torch.no_grad():
             shape = list(m.eval()(torch.zeros(2, *shape)).shape[1:])
     return out, shape
@@ -154,6 +220,28 @@ def build(spec):
 def tensor_list(t):
     """Values with f32's precision (9 significant digits), to keep fixtures small."""
     return [float("%.9g" % v) for v in t.detach().double().flatten().tolist()]
+
+
+def gpt_spec(vocab, block, width, heads, layers):
+    """A GPT in descent's description (as its `gpt` preset builds it): token and position
+    embeddings, pre-LayerNorm blocks of causal self-attention and a GELU MLP, a final
+    LayerNorm and a head tied to the token embedding; the names of ../shared/bench/torch_gpt.py."""
+    out = [{"type": "embedding", "name": "wte", "num_embeddings": vocab, "embedding_dim": width},
+           {"type": "position_embedding", "name": "wpe", "num_embeddings": block}]
+    for i in range(layers):
+        out.append({"type": "residual", "name": "blocks.%d" % i, "body": [
+            {"type": "layer_norm", "name": "ln1"},
+            {"type": "linear", "name": "qkv", "out_features": 3 * width},
+            {"type": "causal_self_attention", "heads": heads},
+            {"type": "linear", "name": "proj", "out_features": width}]})
+        out.append({"type": "residual", "name": "blocks.%d" % i, "body": [
+            {"type": "layer_norm", "name": "ln2"},
+            {"type": "linear", "name": "fc", "out_features": 4 * width},
+            {"type": "gelu"},
+            {"type": "linear", "name": "fc_proj", "out_features": width}]})
+    out += [{"type": "layer_norm", "name": "ln_f"},
+            {"type": "linear", "name": "head", "out_features": vocab, "bias": False, "tie": "wte"}]
+    return {"input": [block], "layers": out}
 
 
 LAYER_CASES = [
@@ -210,6 +298,7 @@ LAYER_CASES = [
         {"type": "relu"},
         {"type": "adaptive_avg_pool2d"}, {"type": "flatten"},
         {"type": "linear", "name": "fc", "out_features": 3}]}, 3),
+    ("gpt", gpt_spec(vocab=11, block=7, width=12, heads=3, layers=2), 3),
 ]
 
 
@@ -219,12 +308,16 @@ def layers_fixture():
         torch.manual_seed(100 + i)
         model = build(spec)
         state = OrderedDict((k, v.clone()) for k, v in model.state_dict().items())
-        x = torch.randn(batch, *spec["input"])
+        first = spec["layers"][0]
+        if first["type"] == "embedding":
+            x = torch.randint(0, first["num_embeddings"], (batch, *spec["input"])).float()
+        else:
+            x = torch.randn(batch, *spec["input"])
         model.train()
         out = model(x)
-        classes = out.shape[1]
-        y = torch.randint(0, classes, (batch,))
-        loss = F.cross_entropy(out, y)
+        classes = out.shape[-1]
+        y = torch.randint(0, classes, out.shape[:-1])
+        loss = F.cross_entropy(out.reshape(-1, classes), y.reshape(-1))
         loss.backward()
         after = model.state_dict()
         model.eval()
@@ -235,7 +328,7 @@ def layers_fixture():
             "model": spec,
             "batch": batch,
             "x": tensor_list(x),
-            "labels": [int(v) for v in y],
+            "labels": [int(v) for v in y.flatten()],
             "params": {k: tensor_list(v) for k, v in state.items()},
             "loss": loss.item(),
             "output": tensor_list(out),

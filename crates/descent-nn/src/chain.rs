@@ -30,6 +30,12 @@ impl Chain {
         self.layers.push(layer);
     }
 
+    /// Tells the layer that owns the parameter at `offset` that a later layer shares it (see
+    /// [`Layer::share`]); whether one did.
+    pub fn share(&mut self, offset: usize) -> bool {
+        self.layers.iter_mut().any(|l| l.share(offset))
+    }
+
     /// The layers in order.
     pub fn layers(&self) -> &[Box<dyn Layer>] {
         &self.layers

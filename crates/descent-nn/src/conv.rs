@@ -104,6 +104,13 @@ struct TapRow {
     first: usize,
 }
 
+/// How a thread runs the forward pass: the direct product (with its padded input and packed
+/// weights) or im2col (with its columns).
+enum Lowering<'a> {
+    Direct(&'a DirectPlan, &'a mut [f32], &'a [f32]),
+    Columns(&'a mut [f32]),
+}
+
 /// Shapes of one image's products, per group.
 #[derive(Clone, Copy)]
 struct Dims {
@@ -446,15 +453,14 @@ impl Layer for Conv2d {
                 )
             };
             let (full, block) = block.split_at_mut(if self.pool.is_some() { full_n } else { 0 });
-            // The direct product (its padded input and packed weights), or im2col's columns.
             let mut how = match direct {
                 Some(plan) => {
                     let (xp, wt) = plan.split(block);
                     let w_all = &params[self.weight..self.weight + self.weight_len()];
                     plan.pack_weights(w_all, d.groups, wt);
-                    Ok((plan, xp, &*wt))
+                    Lowering::Direct(plan, xp, wt)
                 }
-                None => Err(&mut block[..d.k * d.hw()]),
+                None => Lowering::Columns(&mut block[..d.k * d.hw()]),
             };
             for (k, n) in (start..end).enumerate() {
                 let xn = &x[n * in_n..(n + 1) * in_n];
@@ -465,7 +471,7 @@ impl Layer for Conv2d {
                     None => &mut yn[..],
                 };
                 match &mut how {
-                    Ok((plan, xp, wt)) => {
+                    Lowering::Direct(plan, xp, wt) => {
                         let relu = DirectPlan::fuses(self.act);
                         for g in 0..d.groups {
                             let bias = self.bias.map(|b| &params[b + g * d.og..b + (g + 1) * d.og]);
@@ -482,7 +488,7 @@ impl Layer for Conv2d {
                             act.forward(conv);
                         }
                     }
-                    Err(cols) => self.forward_image(params, xn, conv, cols),
+                    Lowering::Columns(cols) => self.forward_image(params, xn, conv, cols),
                 }
                 if let Some(pool) = &self.pool {
                     let pp = out_n / d.o;

@@ -65,6 +65,9 @@ pub enum NnError {
         /// Actual length.
         got: usize,
     },
+    /// Input values the model's first layer cannot take (a token id outside the vocabulary).
+    #[error("the model's input: {0}")]
+    Input(String),
     /// A batch larger than the workspace was made for.
     #[error("batch of {batch} rows exceeds the workspace's {capacity}; build the Workspace with a larger batch")]
     BatchTooLarge {

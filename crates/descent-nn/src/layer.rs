@@ -116,6 +116,24 @@ pub struct Backward<'a> {
 }
 
 impl Backward<'_> {
+    /// Adds `grad` to the gradient of `params[offset..offset + grad.len()]` that another layer
+    /// put there earlier in this backward pass (a weight two layers share, as a language
+    /// model's head shares its token embedding): added in the gradient buffer, or applied as
+    /// `p -= lr * g` with the SGD sink (two steps of SGD are one step of the sum).
+    pub fn add(&mut self, offset: usize, grad: &[f32]) {
+        let r = offset..offset + grad.len();
+        match &mut self.sink {
+            Sink::Grads(g) => g[r].iter_mut().zip(grad).for_each(|(g, v)| *g += v),
+            Sink::Sgd(lr) => {
+                let lr = *lr;
+                self.params[r]
+                    .iter_mut()
+                    .zip(grad)
+                    .for_each(|(p, g)| *p -= lr * g);
+            }
+        }
+    }
+
     /// Hands over the finished gradient of `params[offset..offset + grad.len()]`: copied into
     /// the gradient buffer, or applied as `p -= lr * g` with the SGD sink. Call it after the
     /// layer's input gradient is computed (that needs the parameters as they were).
@@ -154,6 +172,22 @@ pub trait Layer: Send + Sync + std::fmt::Debug {
     /// copy (unless the layer is its first or last, where the copy is kept).
     fn is_view(&self) -> bool {
         false
+    }
+
+    /// Another layer, later in the model, reads this layer's parameter at `offset` as its own
+    /// (weight tying) and puts its gradient first in the backward pass: from now on this
+    /// layer adds its gradient to that one ([`Backward::add`]). Returns whether the layer
+    /// owns a parameter at `offset` and can share it.
+    fn share(&mut self, offset: usize) -> bool {
+        let _ = offset;
+        false
+    }
+
+    /// Checks a model input for this layer when it is the model's first (token ids must be
+    /// whole numbers below the vocabulary, say): the reason it is refused, if it is.
+    fn check_input(&self, x: &[f32]) -> Result<(), String> {
+        let _ = x;
+        Ok(())
     }
 
     /// f32 values of workspace this layer needs for batches of up to `cap` rows on `threads`

@@ -144,6 +144,11 @@ impl LayoutBuilder {
         offset
     }
 
+    /// The offset and shape of the trainable tensor of this full name, if declared.
+    pub fn param_shape(&self, name: &str) -> Option<(usize, Vec<usize>)> {
+        self.params.get(name).map(|v| (v.offset, v.shape.clone()))
+    }
+
     /// Whether a tensor of this full name was declared already.
     pub fn contains(&self, name: &str) -> bool {
         self.params.get(name).is_some() || self.buffers.iter().any(|(n, _)| n == name)

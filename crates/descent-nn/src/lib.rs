@@ -32,11 +32,13 @@
 //! High-Performance Deep Learning Convolutions on SIMD Architectures", 2018).
 
 mod activation;
+mod attention;
 mod chain;
 mod conv;
 mod conv_direct;
 mod conv_sparse;
 mod dropout;
+mod embedding;
 mod error;
 mod layer;
 mod layout;
@@ -52,9 +54,11 @@ mod sparse;
 mod spec;
 
 pub use activation::{Activation, ActivationLayer, LogSoftmax};
+pub use attention::CausalSelfAttention;
 pub use chain::Chain;
 pub use conv::{conv2d_backward_naive, conv2d_naive, Conv2d, Window};
 pub use dropout::{Dropout, Flatten};
+pub use embedding::{Embedding, PositionEmbedding};
 pub use error::NnError;
 pub use layer::{mix_seed, numel, Backward, Forward, Layer, Sink};
 pub use layout::{LayoutBuilder, ParamLayout, ParamView};

@@ -25,6 +25,9 @@ pub struct Linear {
     pub has_bias: bool,
     /// An activation applied to the output in place (a following ReLU, tanh, ...).
     pub act: Option<Activation>,
+    /// The weight is an earlier layer's (weight tying): not this layer's to initialize or
+    /// count, and its gradient is put first, the owner adding its own after.
+    pub tied: bool,
     /// Output shape per example.
     shape: Vec<usize>,
 }
@@ -71,6 +74,36 @@ impl Linear {
             bias: bias_off,
             has_bias: bias,
             act: None,
+            tied: false,
+            shape,
+        }
+    }
+
+    /// A layer whose weight is the one at `weight` (`out x in`, declared by an earlier
+    /// layer that shares it); it declares only `name.bias` (when `bias`).
+    pub fn build_tied(
+        b: &mut LayoutBuilder,
+        name: &str,
+        input: &[usize],
+        out_features: usize,
+        weight: usize,
+        bias: bool,
+    ) -> Self {
+        let in_features = *input.last().expect("a shape has a dimension");
+        let bias_off = match bias {
+            true => b.param(b.qualify(&format!("{name}.bias")), vec![out_features]),
+            false => 0,
+        };
+        let mut shape = input.to_vec();
+        *shape.last_mut().expect("checked") = out_features;
+        Self {
+            in_features,
+            out_features,
+            weight,
+            bias: bias_off,
+            has_bias: bias,
+            act: None,
+            tied: true,
             shape,
         }
     }
@@ -294,6 +327,11 @@ impl Layer for Linear {
 
     fn summary(&self) -> String {
         let bias = if self.has_bias { "" } else { ", bias=False" };
+        let bias = if self.tied {
+            format!("{bias}, tied")
+        } else {
+            bias.to_string()
+        };
         let act = self
             .act
             .map_or(String::new(), |a| format!(" + {}", a.torch_name()));
@@ -317,7 +355,12 @@ impl Layer for Linear {
     }
 
     fn param_count(&self) -> usize {
-        self.out_features * self.in_features + if self.has_bias { self.out_features } else { 0 }
+        let weight = if self.tied {
+            0
+        } else {
+            self.out_features * self.in_features
+        };
+        weight + if self.has_bias { self.out_features } else { 0 }
     }
 
     /// PyTorch's default initialization: weight and bias uniform in ±1/sqrt(in_features)
@@ -325,8 +368,10 @@ impl Layer for Linear {
     fn init(&self, params: &mut [f32], _buffers: &mut [f32], rng: &mut Rng) {
         let bound = 1.0 / (self.in_features as f32).sqrt();
         let n = self.out_features * self.in_features;
-        for v in &mut params[self.weight..self.weight + n] {
-            *v = rng.uniform(-bound, bound);
+        if !self.tied {
+            for v in &mut params[self.weight..self.weight + n] {
+                *v = rng.uniform(-bound, bound);
+            }
         }
         if self.has_bias {
             for v in &mut params[self.bias..self.bias + self.out_features] {

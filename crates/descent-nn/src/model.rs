@@ -125,6 +125,40 @@ impl Model {
         numel(self.output_shape())
     }
 
+    /// Classes a per-position class target picks from: the last dimension of the output (the
+    /// vocabulary of a language model's `(L, V)` output).
+    pub fn classes(&self) -> usize {
+        *self.output_shape().last().unwrap_or(&1)
+    }
+
+    /// Positions of an output that can each have a class target: `L` for an `(L, V)` output,
+    /// 1 for a flat one.
+    pub fn targets_per_example(&self) -> usize {
+        self.output_features() / self.classes().max(1)
+    }
+
+    /// Examples in a batch of `x_len` input values, the target rows per example and the
+    /// outputs each target row compares with: one class target per example picks from the
+    /// whole output; one per position (`targets_per_example` of them) from its last dimension.
+    fn rows(&self, targets: &Targets<'_>, x_len: usize) -> Result<(usize, usize, usize), NnError> {
+        let batch = x_len / self.input_features().max(1);
+        match targets {
+            Targets::Classes(c) if c.len() == batch => Ok((batch, 1, self.output_features())),
+            Targets::Classes(c) if c.len() == batch * self.targets_per_example() => {
+                Ok((batch, self.targets_per_example(), self.classes()))
+            }
+            Targets::Classes(c) => Err(NnError::Shape {
+                what: "class targets (one per example, or one per position of each)",
+                expected: batch * self.targets_per_example(),
+                got: c.len(),
+            }),
+            Targets::Values(_) => {
+                let n = self.output_features();
+                Ok((targets.len(n), 1, n))
+            }
+        }
+    }
+
     /// Forward FLOPs per example (matrix products; see [`Layer::flops`]).
     pub fn flops(&self) -> u64 {
         self.chain.flops()
@@ -172,6 +206,9 @@ impl Model {
         };
         shape("parameters", self.layout.len(), values.len())?;
         shape("inputs", batch * self.input_features(), x.len())?;
+        if let Some(first) = self.chain.layers().first() {
+            first.check_input(x).map_err(NnError::Input)?;
+        }
         shape(
             "workspace",
             self.chain.arena_len(ws.capacity, ws.threads),
@@ -228,8 +265,9 @@ impl Model {
                 got: grads.len(),
             });
         }
+        let (batch, _, _) = self.rows(&targets, x.len())?;
         let stats = self.forward_loss(values, x, targets, loss, ws, pool, None)?;
-        self.backward(values, Sink::Grads(grads), x, stats.count, ws, pool, None);
+        self.backward(values, Sink::Grads(grads), x, batch, ws, pool, None);
         Ok(stats)
     }
 
@@ -249,8 +287,9 @@ impl Model {
         ws: &mut Workspace,
         pool: &Pool,
     ) -> Result<LossStats, NnError> {
+        let (batch, _, _) = self.rows(&targets, x.len())?;
         let stats = self.forward_loss(values, x, targets, loss, ws, pool, None)?;
-        self.backward(values, Sink::Sgd(lr), x, stats.count, ws, pool, None);
+        self.backward(values, Sink::Sgd(lr), x, batch, ws, pool, None);
         Ok(stats)
     }
 
@@ -267,7 +306,7 @@ impl Model {
         pool: &Pool,
         times: Option<&mut [f64]>,
     ) -> Result<LossStats, NnError> {
-        let batch = targets.len(self.output_features());
+        let (batch, _, outputs) = self.rows(&targets, x.len())?;
         self.check(values, x, batch, ws)?;
         let (params, buffers) = values.split_at_mut(self.layout.trainable_len());
         let mut f = Forward::train(pool, params, buffers, ws.seed);
@@ -277,7 +316,7 @@ impl Model {
         let (logits, dlogits) =
             self.chain
                 .output_and_grad(&mut ws.arena, batch, ws.capacity, ws.threads);
-        loss.compute(logits, targets, self.output_features(), Some(dlogits))
+        loss.compute(logits, targets, outputs, Some(dlogits))
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -327,9 +366,10 @@ impl Model {
                 got: forward.len(),
             });
         }
+        let (batch, _, _) = self.rows(&targets, x.len())?;
         let stats = self.forward_loss(values, x, targets, loss, ws, pool, Some(forward))?;
         let sink = Sink::Grads(grads);
-        self.backward(values, sink, x, stats.count, ws, pool, Some(backward));
+        self.backward(values, sink, x, batch, ws, pool, Some(backward));
         Ok(stats)
     }
 
@@ -345,8 +385,7 @@ impl Model {
         pool: &Pool,
     ) -> Result<LossStats, NnError> {
         let features = self.input_features();
-        let outputs = self.output_features();
-        let n = targets.len(outputs);
+        let (n, per, outputs) = self.rows(&targets, x.len())?;
         if x.len() != n * features {
             return Err(NnError::Shape {
                 what: "inputs",
@@ -365,7 +404,8 @@ impl Model {
                 ws,
                 pool,
             )?;
-            total.merge(loss.compute(out, targets.rows(start, rows, outputs), outputs, None)?);
+            let t = targets.rows(start * per, rows * per, outputs);
+            total.merge(loss.compute(out, t, outputs, None)?);
             start += rows;
         }
         Ok(total)

@@ -12,6 +12,7 @@ fn linear(name: &str, out: usize) -> LayerSpec {
         in_features: None,
         out_features: out,
         bias: true,
+        tie: None,
     }
 }
 

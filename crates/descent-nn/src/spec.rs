@@ -23,9 +23,11 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::attention::CausalSelfAttention;
 use crate::chain::Chain;
 use crate::conv::{Conv2d, Window};
 use crate::dropout::{Dropout, Flatten};
+use crate::embedding::{Embedding, PositionEmbedding};
 use crate::layer::{numel, Layer};
 use crate::norm::{BatchNorm, LayerNorm};
 use crate::pool2d::{Pool2d, PoolKind};
@@ -107,6 +109,36 @@ pub enum LayerSpec {
         /// Whether it has a bias.
         #[serde(default = "yes", skip_serializing_if = "is_true")]
         bias: bool,
+        /// The name of an earlier `embedding` whose weight (`[out_features, in]`) this layer
+        /// uses as its own (weight tying: a language model's head reads the token table).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        tie: Option<String>,
+    },
+    /// `nn.Embedding(num_embeddings, embedding_dim)`: token ids (whole numbers, held as f32)
+    /// to rows of a table; `(L)` inputs to `(L, embedding_dim)`.
+    Embedding {
+        /// Prefix of the parameter names.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        name: Option<String>,
+        /// Rows of the table (the vocabulary).
+        num_embeddings: usize,
+        /// Width of a row.
+        embedding_dim: usize,
+    },
+    /// A learned position embedding added to a `(L, D)` sequence: `x + W[0..L]`, the weight
+    /// `[num_embeddings, D]` (GPT-2's `wpe`).
+    PositionEmbedding {
+        /// Prefix of the parameter names.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        name: Option<String>,
+        /// Rows of the table: the longest sequence.
+        num_embeddings: usize,
+    },
+    /// Causal multi-head self-attention (`F.scaled_dot_product_attention(is_causal=True)`)
+    /// on `(L, 3D)` concatenated queries, keys and values, to `(L, D)`.
+    CausalSelfAttention {
+        /// Heads; they divide `D`.
+        heads: usize,
     },
     /// `nn.Conv2d(in, out_channels, kernel, stride, padding, dilation, groups, bias)`.
     Conv2d {
@@ -274,6 +306,7 @@ impl LayerSpec {
             in_features: None,
             out_features: out,
             bias: true,
+            tie: None,
         }
     }
 
@@ -316,6 +349,8 @@ impl LayerSpec {
     pub fn named(mut self, new: &str) -> Self {
         match &mut self {
             LayerSpec::Linear { name, .. }
+            | LayerSpec::Embedding { name, .. }
+            | LayerSpec::PositionEmbedding { name, .. }
             | LayerSpec::Conv2d { name, .. }
             | LayerSpec::BatchNorm1d { name, .. }
             | LayerSpec::BatchNorm2d { name, .. }
@@ -353,6 +388,9 @@ impl LayerSpec {
     pub fn type_name(&self) -> &'static str {
         match self {
             LayerSpec::Linear { .. } => "linear",
+            LayerSpec::Embedding { .. } => "embedding",
+            LayerSpec::PositionEmbedding { .. } => "position_embedding",
+            LayerSpec::CausalSelfAttention { .. } => "causal_self_attention",
             LayerSpec::Conv2d { .. } => "conv2d",
             LayerSpec::MaxPool2d { .. } => "max_pool2d",
             LayerSpec::AvgPool2d { .. } => "avg_pool2d",
@@ -410,6 +448,8 @@ impl LayerSpec {
     fn name(&self) -> Option<&str> {
         match self {
             LayerSpec::Linear { name, .. }
+            | LayerSpec::Embedding { name, .. }
+            | LayerSpec::PositionEmbedding { name, .. }
             | LayerSpec::Conv2d { name, .. }
             | LayerSpec::BatchNorm1d { name, .. }
             | LayerSpec::BatchNorm2d { name, .. }
@@ -586,6 +626,7 @@ impl ModelSpec {
                 in_features: None,
                 out_features: h,
                 bias: true,
+                tie: None,
             });
             layers.push(LayerSpec::from_activation(act));
             if p > 0.0 {
@@ -597,6 +638,7 @@ impl ModelSpec {
             in_features: None,
             out_features: classes,
             bias: true,
+            tie: None,
         });
         Self {
             input: vec![input],
@@ -725,6 +767,9 @@ fn parse_layers(items: &[serde_json::Value], path: &str) -> Result<Vec<LayerSpec
 /// Every layer type a model file may use.
 pub const LAYER_TYPES: &[&str] = &[
     "linear",
+    "embedding",
+    "position_embedding",
+    "causal_self_attention",
     "conv2d",
     "max_pool2d",
     "avg_pool2d",
@@ -818,6 +863,7 @@ fn build_chain(
                 out_features,
                 bias,
                 in_features,
+                tie,
                 ..
             } => {
                 let last = *shape.last().expect("shapes are not empty");
@@ -841,12 +887,121 @@ fn build_chain(
                 if *out_features == 0 {
                     return Err(bad(&at, spec, "out_features must be at least 1"));
                 }
+                let mut l = match tie {
+                    None => {
+                        if declared(b, "weight") {
+                            return Err(bad(&at, spec, format!("the name `{name}` is used twice")));
+                        }
+                        Linear::build(b, &name, &shape, *out_features, *bias)
+                    }
+                    Some(target) => {
+                        let full = b.qualify(&format!("{target}.weight"));
+                        let want = vec![*out_features, last];
+                        let Some((offset, got)) = b.param_shape(&full) else {
+                            return Err(bad(
+                                &at,
+                                spec,
+                                format!("tie: there is no `{full}` before it to share"),
+                            ));
+                        };
+                        if got != want {
+                            return Err(bad(
+                                &at,
+                                spec,
+                                format!(
+                                    "tie: `{full}` is {} but this layer's weight would be {}",
+                                    shape_str(&got),
+                                    shape_str(&want)
+                                ),
+                            ));
+                        }
+                        if !chain.share(offset) {
+                            return Err(bad(
+                                &at,
+                                spec,
+                                format!("tie: `{target}` is not an embedding earlier in this list"),
+                            ));
+                        }
+                        if *bias && declared(b, "bias") {
+                            return Err(bad(&at, spec, format!("the name `{name}` is used twice")));
+                        }
+                        Linear::build_tied(b, &name, &shape, *out_features, offset, *bias)
+                    }
+                };
+                l.act = fuse;
+                Box::new(l)
+            }
+            LayerSpec::Embedding {
+                num_embeddings,
+                embedding_dim,
+                ..
+            } => {
+                if *num_embeddings == 0 || *embedding_dim == 0 {
+                    return Err(bad(
+                        &at,
+                        spec,
+                        "num_embeddings and embedding_dim must be at least 1",
+                    ));
+                }
                 if declared(b, "weight") {
                     return Err(bad(&at, spec, format!("the name `{name}` is used twice")));
                 }
-                let mut l = Linear::build(b, &name, &shape, *out_features, *bias);
-                l.act = fuse;
-                Box::new(l)
+                Box::new(Embedding::build(
+                    b,
+                    &name,
+                    &shape,
+                    *num_embeddings,
+                    *embedding_dim,
+                ))
+            }
+            LayerSpec::PositionEmbedding { num_embeddings, .. } => {
+                if shape.len() != 2 {
+                    return Err(bad(
+                        &at,
+                        spec,
+                        format!(
+                            "it takes (length, width) sequences, but gets {}",
+                            shape_str(&shape)
+                        ),
+                    ));
+                }
+                if shape[0] > *num_embeddings {
+                    return Err(bad(
+                        &at,
+                        spec,
+                        format!(
+                            "the sequence has {} positions but the table holds {num_embeddings}",
+                            shape[0]
+                        ),
+                    ));
+                }
+                if declared(b, "weight") {
+                    return Err(bad(&at, spec, format!("the name `{name}` is used twice")));
+                }
+                Box::new(PositionEmbedding::build(b, &name, &shape, *num_embeddings))
+            }
+            LayerSpec::CausalSelfAttention { heads } => {
+                let ok = shape.len() == 2 && shape[1].is_multiple_of(3);
+                if !ok {
+                    return Err(bad(
+                        &at,
+                        spec,
+                        format!(
+                            "it takes (length, 3 x width) queries, keys and values, but gets {}; \
+                             put a linear with 3 x width outputs before it",
+                            shape_str(&shape)
+                        ),
+                    ));
+                }
+                let width = shape[1] / 3;
+                if *heads == 0 || !width.is_multiple_of(*heads) {
+                    return Err(bad(
+                        &at,
+                        spec,
+                        format!("heads {heads} must divide the width {width} (at least 1)"),
+                    ));
+                }
+                Box::new(CausalSelfAttention::new(&shape, *heads))
             }
             LayerSpec::Conv2d {
                 out_channels,

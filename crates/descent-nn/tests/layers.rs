@@ -42,6 +42,19 @@ fn check_gradients_with(model: &Model, batch: usize, seed: u64, what: &str, loss
     }
     let classes = model.output_features();
     let (x, y) = data(&mut rng, batch, model.input_features(), classes);
+    check_gradients_on(model, values, &x, &y, batch, what, loss_fn);
+}
+
+/// [`check_gradients_with`] on given values, inputs and class targets.
+fn check_gradients_on(
+    model: &Model,
+    mut values: Vec<f32>,
+    x: &[f32],
+    y: &[u32],
+    batch: usize,
+    what: &str,
+    loss_fn: &Loss,
+) {
     let pool = Pool::new(1).unwrap();
     let mut ws = Workspace::new(model, batch, 1);
     let n = model.param_count();
@@ -50,8 +63,8 @@ fn check_gradients_with(model: &Model, batch: usize, seed: u64, what: &str, loss
     model
         .train_step_grads(
             &mut values,
-            &x,
-            Targets::Classes(&y),
+            x,
+            Targets::Classes(y),
             loss_fn,
             &mut grads,
             &mut ws,
@@ -64,8 +77,8 @@ fn check_gradients_with(model: &Model, batch: usize, seed: u64, what: &str, loss
         model
             .train_step_grads(
                 v,
-                &x,
-                Targets::Classes(&y),
+                x,
+                Targets::Classes(y),
                 loss_fn,
                 &mut scratch,
                 &mut ws,
@@ -912,4 +925,97 @@ fn flatten_anywhere_in_a_chain() {
             .unwrap();
         check_gradients(&m, 3, 21, &format!("{layers}"));
     }
+}
+
+fn tiny_gpt(vocab: usize, block: usize, width: usize, heads: usize) -> serde_json::Value {
+    json!({
+        "input": [block],
+        "layers": [
+            {"type": "embedding", "name": "wte", "num_embeddings": vocab, "embedding_dim": width},
+            {"type": "position_embedding", "name": "wpe", "num_embeddings": block + 2},
+            {"type": "residual", "name": "blocks.0", "body": [
+                {"type": "layer_norm", "name": "ln1"},
+                {"type": "linear", "name": "qkv", "out_features": 3 * width},
+                {"type": "causal_self_attention", "heads": heads},
+                {"type": "linear", "name": "proj", "out_features": width}]},
+            {"type": "residual", "name": "blocks.0", "body": [
+                {"type": "layer_norm", "name": "ln2"},
+                {"type": "linear", "name": "fc", "out_features": 4 * width},
+                {"type": "gelu"},
+                {"type": "linear", "name": "fc_proj", "out_features": width}]},
+            {"type": "layer_norm", "name": "ln_f"},
+            {"type": "linear", "name": "head", "out_features": vocab, "bias": false, "tie": "wte"},
+        ]
+    })
+}
+
+/// A small GPT (token and position embeddings, causal attention, a tied head): every
+/// gradient against finite differences, the tied table's the sum of its two uses; names
+/// as PyTorch's; a target per position.
+#[test]
+fn gpt_gradients_and_names() {
+    let m = spec(tiny_gpt(7, 5, 6, 2)).build().unwrap();
+    let names: Vec<&str> = m.layout().views().iter().map(|v| v.name.as_str()).collect();
+    assert_eq!(
+        names[..4],
+        [
+            "wte.weight",
+            "wpe.weight",
+            "blocks.0.ln1.weight",
+            "blocks.0.ln1.bias"
+        ]
+    );
+    assert!(
+        !names.iter().any(|n| n.starts_with("head")),
+        "the head shares wte: {names:?}"
+    );
+    assert_eq!((m.classes(), m.targets_per_example()), (7, 5));
+    let mut rng = Rng::new(3);
+    let values = m.init_params(&mut rng);
+    let batch = 2;
+    let x: Vec<f32> = (0..batch * 5).map(|_| rng.below(7) as f32).collect();
+    let y: Vec<u32> = (0..batch * 5).map(|_| rng.below(7) as u32).collect();
+    check_gradients_on(&m, values, &x, &y, batch, "gpt", &Loss::default());
+}
+
+/// Token ids outside the vocabulary, a tie to nothing, heads that do not divide the width,
+/// a sequence longer than the position table: each refused with what was wrong.
+#[test]
+fn bad_sequence_models_and_inputs_are_errors() {
+    let mut v = tiny_gpt(7, 5, 6, 4);
+    assert!(
+        err(v.clone()).contains("heads 4 must divide the width 6"),
+        "{}",
+        err(v.clone())
+    );
+    v = tiny_gpt(7, 5, 6, 2);
+    v["layers"][1]["num_embeddings"] = json!(3);
+    assert!(err(v).contains("the sequence has 5 positions but the table holds 3"));
+    let mut v = tiny_gpt(7, 5, 6, 2);
+    v["layers"][5]["tie"] = json!("nothing");
+    assert!(err(v).contains("tie: there is no `nothing.weight`"));
+    let mut v = tiny_gpt(7, 5, 6, 2);
+    v["layers"][5]["out_features"] = json!(8);
+    let e = err(v);
+    assert!(
+        e.contains("tie: `wte.weight` is (7, 6) but this layer's weight would be (8, 6)"),
+        "{e}"
+    );
+    let m = spec(tiny_gpt(7, 5, 6, 2)).build().unwrap();
+    let values = m.init_params(&mut Rng::new(0));
+    let pool = Pool::new(1).unwrap();
+    let mut ws = Workspace::new(&m, 1, 1);
+    let e = m
+        .forward(&values, &[0.0, 1.0, 7.0, 2.0, 3.0], &mut ws, &pool)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("input value 2 is 7, not a token id: ids are whole numbers in 0..7"),
+        "{e}"
+    );
+    let e = m
+        .forward(&values, &[0.0, 1.5, 1.0, 2.0, 3.0], &mut ws, &pool)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("input value 1 is 1.5"), "{e}");
 }

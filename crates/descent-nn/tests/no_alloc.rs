@@ -60,16 +60,47 @@ fn training_steps_do_not_allocate() {
     for net in [
         Model::mlp(784, &[512], 10, Activation::Relu, 0.0).unwrap(),
         cnn(),
+        gpt(),
     ] {
         steps_do_not_allocate(&net);
     }
+}
+
+/// A GPT of 10 positions and a vocabulary of 10 (so that the same inputs and one target per
+/// example serve every model here).
+fn gpt() -> Model {
+    let v = serde_json::json!({
+        "input": [10],
+        "layers": [
+            {"type": "embedding", "name": "wte", "num_embeddings": 10, "embedding_dim": 8},
+            {"type": "position_embedding", "name": "wpe", "num_embeddings": 10},
+            {"type": "residual", "name": "b", "body": [
+                {"type": "layer_norm", "name": "ln1"},
+                {"type": "linear", "name": "qkv", "out_features": 24},
+                {"type": "causal_self_attention", "heads": 2},
+                {"type": "linear", "name": "proj", "out_features": 8}]},
+            {"type": "layer_norm", "name": "ln_f"},
+            {"type": "linear", "name": "head", "out_features": 10, "bias": false, "tie": "wte"},
+        ]
+    });
+    ModelSpec::from_value(v).unwrap().build().unwrap()
 }
 
 fn steps_do_not_allocate(net: &Model) {
     let mut rng = Rng::new(0);
     let mut params = net.init_params(&mut rng);
     let f = net.input_features();
-    let x: Vec<f32> = (0..64 * f).map(|_| rng.uniform(-1.0, 1.0)).collect();
+    // Token ids for a model that starts with an embedding; values otherwise.
+    let ids = net.layers()[0].kind() == "Embedding";
+    let x: Vec<f32> = (0..64 * f)
+        .map(|i| {
+            if ids {
+                (i % 10) as f32
+            } else {
+                rng.uniform(-1.0, 1.0)
+            }
+        })
+        .collect();
     let y: Vec<u32> = (0..64).map(|i| (i % 10) as u32).collect();
     let mut grads = vec![0.0; net.param_count()];
     for threads in [1, 2] {

@@ -71,6 +71,15 @@ impl Rng {
         low + (high - low) * self.next_f32()
     }
 
+    /// Standard normal (mean 0, variance 1), by the Box-Muller transform of two uniform
+    /// draws of 53 bits (one value per pair; the other is dropped, so that the stream
+    /// position does not depend on a cache).
+    pub fn normal(&mut self) -> f32 {
+        let u1 = ((self.next_u64() >> 11) as f64 + 1.0) * (1.0 / (1u64 << 53) as f64);
+        let u2 = (self.next_u64() >> 11) as f64 * (1.0 / (1u64 << 53) as f64);
+        ((-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()) as f32
+    }
+
     /// Uniform integer in `0..n` (n > 0), without modulo bias (Lemire's method).
     pub fn below(&mut self, n: u64) -> u64 {
         assert!(n > 0, "Rng::below(0)");
@@ -184,6 +193,19 @@ mod tests {
             counts.iter().all(|&c| (9_000..11_000).contains(&c)),
             "{counts:?}"
         );
+    }
+
+    #[test]
+    fn normal_has_mean_0_and_variance_1() {
+        let mut r = Rng::new(11);
+        let v: Vec<f64> = (0..200_000).map(|_| r.normal() as f64).collect();
+        let mean = v.iter().sum::<f64>() / v.len() as f64;
+        let var = v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / v.len() as f64;
+        assert!(
+            mean.abs() < 0.01 && (var - 1.0).abs() < 0.01,
+            "{mean} {var}"
+        );
+        assert!(v.iter().all(|x| x.is_finite()));
     }
 
     #[test]
