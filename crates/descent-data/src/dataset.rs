@@ -1,4 +1,5 @@
-//! An in-memory classification data set of normalized f32 images.
+//! An in-memory data set: rows of normalized f32 values with class targets (images and their
+//! labels), or the windows of a token stream (a text, each window's targets the next tokens).
 
 use descent_tensor::Rng;
 
@@ -23,15 +24,31 @@ impl Default for Normalize {
     }
 }
 
-/// Images (each `features` f32 values, normalized) and their labels.
+/// Examples (each `features` f32 values of `shape`) and their class targets: one per example
+/// (a label), or one per position of a sequence (the next token of each window of a text).
 #[derive(Clone, Debug)]
 pub struct Dataset {
-    /// Shape of one example: `[1, 28, 28]` for MNIST (a channel axis is added to 2-D images).
+    /// Shape of one example: `[1, 28, 28]` for MNIST (a channel axis is added to 2-D images),
+    /// `[L]` for windows of `L` tokens.
     shape: Vec<usize>,
     features: usize,
     classes: usize,
-    images: Vec<f32>,
-    labels: Vec<u32>,
+    /// Class targets per example.
+    per_example: usize,
+    store: Store,
+}
+
+#[derive(Clone, Debug)]
+enum Store {
+    /// `len x features` values and `len x per_example` targets.
+    Rows { images: Vec<f32>, labels: Vec<u32> },
+    /// Windows of a token stream: example `i` is `ids[s..s + L]` (as f32) with targets
+    /// `ids[s + 1..s + L + 1]`, `s = i` (every offset) or `starts[i]`.
+    Windows {
+        tokens: Vec<f32>,
+        ids: Vec<u32>,
+        starts: Option<Vec<u32>>,
+    },
 }
 
 impl Dataset {
@@ -78,8 +95,11 @@ impl Dataset {
             shape,
             features,
             classes,
-            images,
-            labels: labels.data.iter().map(|&l| u32::from(l)).collect(),
+            per_example: 1,
+            store: Store::Rows {
+                images,
+                labels: labels.data.iter().map(|&l| u32::from(l)).collect(),
+            },
         })
     }
 
@@ -122,19 +142,69 @@ impl Dataset {
             shape: shape.to_vec(),
             features,
             classes,
-            images,
-            labels,
+            per_example: 1,
+            store: Store::Rows { images, labels },
+        })
+    }
+
+    /// The windows of `block` tokens of a token stream `ids` (every id below `classes`), each
+    /// with the next `block` tokens as its targets: at every offset (`starts` `None`: `len -
+    /// block` windows), or at the given offsets.
+    pub fn windows(
+        ids: Vec<u32>,
+        block: usize,
+        classes: usize,
+        starts: Option<Vec<u32>>,
+    ) -> Result<Self, DataError> {
+        if block == 0 || ids.len() <= block {
+            return Err(DataError::Loader(format!(
+                "{} tokens hold no window of {block} tokens and its next ones: give a longer \
+                 text or a shorter block",
+                ids.len()
+            )));
+        }
+        if let Some(i) = ids.iter().position(|&t| t as usize >= classes) {
+            return Err(DataError::Loader(format!(
+                "token {i} is {}, not below the vocabulary of {classes}",
+                ids[i]
+            )));
+        }
+        if let Some(s) = starts
+            .as_ref()
+            .and_then(|s| s.iter().find(|&&s| s as usize + block >= ids.len()))
+        {
+            return Err(DataError::Loader(format!(
+                "a window at {s} runs past the {} tokens",
+                ids.len()
+            )));
+        }
+        Ok(Self {
+            shape: vec![block],
+            features: block,
+            classes,
+            per_example: block,
+            store: Store::Windows {
+                tokens: ids.iter().map(|&t| t as f32).collect(),
+                ids,
+                starts,
+            },
         })
     }
 
     /// Number of examples.
     pub fn len(&self) -> usize {
-        self.labels.len()
+        match &self.store {
+            Store::Rows { labels, .. } => labels.len() / self.per_example,
+            Store::Windows {
+                starts: Some(s), ..
+            } => s.len(),
+            Store::Windows { ids, .. } => ids.len() - self.features,
+        }
     }
 
     /// Whether there is no example.
     pub fn is_empty(&self) -> bool {
-        self.labels.is_empty()
+        self.len() == 0
     }
 
     /// Shape of one example (`[1, 28, 28]` for MNIST: channels, height, width).
@@ -142,70 +212,117 @@ impl Dataset {
         &self.shape
     }
 
-    /// Values per image (784 for MNIST).
+    /// Values per example (784 for MNIST).
     pub fn features(&self) -> usize {
         self.features
     }
 
-    /// Number of classes.
+    /// Number of classes (the vocabulary, for a text).
     pub fn classes(&self) -> usize {
         self.classes
     }
 
-    /// Example `i`'s normalized pixels.
+    /// Class targets per example: 1, or a window's positions.
+    pub fn targets_per_example(&self) -> usize {
+        self.per_example
+    }
+
+    /// Example `i`'s values.
+    pub fn example(&self, i: usize) -> &[f32] {
+        let f = self.features;
+        match &self.store {
+            Store::Rows { images, .. } => &images[i * f..(i + 1) * f],
+            Store::Windows { tokens, starts, .. } => {
+                let s = starts.as_ref().map_or(i, |s| s[i] as usize);
+                &tokens[s..s + f]
+            }
+        }
+    }
+
+    /// Example `i`'s class targets.
+    pub fn targets(&self, i: usize) -> &[u32] {
+        let p = self.per_example;
+        match &self.store {
+            Store::Rows { labels, .. } => &labels[i * p..(i + 1) * p],
+            Store::Windows { ids, starts, .. } => {
+                let s = starts.as_ref().map_or(i, |s| s[i] as usize);
+                &ids[s + 1..s + 1 + p]
+            }
+        }
+    }
+
+    /// Example `i`'s normalized pixels (the same as [`Dataset::example`]).
     pub fn image(&self, i: usize) -> &[f32] {
-        &self.images[i * self.features..(i + 1) * self.features]
+        self.example(i)
     }
 
-    /// All images, `len x features` row-major.
+    /// All images, `len x features` row-major (empty for the windows of a text: see
+    /// [`Dataset::example`]).
     pub fn images(&self) -> &[f32] {
-        &self.images
+        match &self.store {
+            Store::Rows { images, .. } => images,
+            Store::Windows { .. } => &[],
+        }
     }
 
-    /// All labels (class indices).
+    /// All labels (class indices; empty for the windows of a text: see
+    /// [`Dataset::targets`]).
     pub fn labels(&self) -> &[u32] {
-        &self.labels
+        match &self.store {
+            Store::Rows { labels, .. } => labels,
+            Store::Windows { .. } => &[],
+        }
     }
 
     /// Holds out `n` examples chosen by a shuffle seeded with `seed` and returns them as a new
     /// data set (in their original order); `self` keeps the rest, in order, without copying
     /// the whole set. The same seed always holds out the same examples.
     pub fn split_off_random(&mut self, n: usize, seed: u64) -> Result<Dataset, DataError> {
-        if n == 0 || n >= self.len() {
+        let len = self.len();
+        let Store::Rows { images, labels } = &mut self.store else {
+            return Err(DataError::Loader(
+                "the windows of a text are split by position, not at random: split the text \
+                 (TextCorpus::split) and make windows of each part"
+                    .into(),
+            ));
+        };
+        if n == 0 || n >= len {
             return Err(DataError::Loader(format!(
-                "cannot hold out {n} of {} examples: keep at least one on each side",
-                self.len()
+                "cannot hold out {n} of {len} examples: keep at least one on each side"
             )));
         }
-        let mut order: Vec<u32> = (0..self.len() as u32).collect();
+        let mut order: Vec<u32> = (0..len as u32).collect();
         Rng::new(seed ^ 0x005E_ED0F_5A11_D00D).shuffle(&mut order);
-        let mut held = vec![false; self.len()];
+        let mut held = vec![false; len];
         for &i in &order[..n] {
             held[i as usize] = true;
         }
-        let f = self.features;
-        let mut val = Dataset {
-            shape: self.shape.clone(),
-            features: f,
-            classes: self.classes,
-            images: Vec::with_capacity(n * f),
-            labels: Vec::with_capacity(n),
-        };
+        let (f, p) = (self.features, self.per_example);
+        let mut v_images = Vec::with_capacity(n * f);
+        let mut v_labels = Vec::with_capacity(n * p);
         let mut kept = 0;
         for (i, &is_held) in held.iter().enumerate() {
             if is_held {
-                val.images
-                    .extend_from_slice(&self.images[i * f..(i + 1) * f]);
-                val.labels.push(self.labels[i]);
+                v_images.extend_from_slice(&images[i * f..(i + 1) * f]);
+                v_labels.extend_from_slice(&labels[i * p..(i + 1) * p]);
             } else {
-                self.images.copy_within(i * f..(i + 1) * f, kept * f);
-                self.labels[kept] = self.labels[i];
+                images.copy_within(i * f..(i + 1) * f, kept * f);
+                labels.copy_within(i * p..(i + 1) * p, kept * p);
                 kept += 1;
             }
         }
-        self.images.truncate(kept * f);
-        self.labels.truncate(kept);
-        Ok(val)
+        images.truncate(kept * f);
+        labels.truncate(kept * p);
+        Ok(Dataset {
+            shape: self.shape.clone(),
+            features: f,
+            classes: self.classes,
+            per_example: p,
+            store: Store::Rows {
+                images: v_images,
+                labels: v_labels,
+            },
+        })
     }
 }
 

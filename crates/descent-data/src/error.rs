@@ -111,6 +111,14 @@ pub enum DataError {
     /// Batch settings that cannot work.
     #[error("invalid loader setting: {0}")]
     Loader(String),
+    /// A text that cannot be read as tokens.
+    #[error("{what}: {why}")]
+    Text {
+        /// The file (or "the text").
+        what: String,
+        /// What was wrong.
+        why: String,
+    },
 }
 
 impl DataError {

@@ -23,6 +23,7 @@ mod fetch;
 mod idx;
 mod loader;
 mod mnist;
+mod text;
 
 pub use dataset::{Dataset, Normalize};
 pub use error::DataError;
@@ -36,3 +37,4 @@ pub use mnist::{
     default_data_dir, load_mnist, locate_mnist, missing_mnist_files, DataDir, Mnist, MnistFile,
     MNIST_FILES,
 };
+pub use text::{TextCorpus, TokenKind, Vocab};

@@ -78,13 +78,14 @@ impl BatchLoader {
         &self.order[start..(start + self.batch_size).min(self.order.len())]
     }
 
-    /// Copies batch `b` into `x` (`rows x features`) and `y` (`rows`); returns the rows.
+    /// Copies batch `b` into `x` (`rows x features`) and `y` (`rows x` targets per
+    /// example); returns the rows.
     pub fn fill(&self, ds: &Dataset, b: usize, x: &mut [f32], y: &mut [u32]) -> usize {
         let idx = self.indices(b);
-        let f = ds.features();
+        let (f, p) = (ds.features(), ds.targets_per_example());
         for (k, &i) in idx.iter().enumerate() {
-            x[k * f..(k + 1) * f].copy_from_slice(ds.image(i as usize));
-            y[k] = ds.labels()[i as usize];
+            x[k * f..(k + 1) * f].copy_from_slice(ds.example(i as usize));
+            y[k * p..(k + 1) * p].copy_from_slice(ds.targets(i as usize));
         }
         idx.len()
     }

@@ -67,6 +67,6 @@ pub use loss::{softmax_cross_entropy, Loss, LossStats, Targets, LOSS_NAMES};
 pub use model::{Model, Workspace};
 pub use norm::{BatchNorm, LayerNorm};
 pub use pool2d::{Pool2d, PoolKind};
-pub use presets::PRESETS;
+pub use presets::{GptSize, PRESETS};
 pub use residual::Residual;
 pub use spec::{GeluApprox, LayerSpec, ModelSpec, Pair, LAYER_TYPES};

@@ -73,7 +73,94 @@ fn basic_block(name: &str, channels: usize, stride: usize, project: bool) -> Lay
     }
 }
 
+/// The sizes of a GPT (`ModelSpec::gpt`); the defaults are `../shared/bench/torch_gpt.py`'s.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct GptSize {
+    /// Transformer blocks.
+    pub layers: usize,
+    /// Attention heads per block.
+    pub heads: usize,
+    /// Model width (embedding size).
+    pub width: usize,
+    /// Context length: tokens per window.
+    pub block: usize,
+}
+
+impl Default for GptSize {
+    fn default() -> Self {
+        Self {
+            layers: 4,
+            heads: 4,
+            width: 128,
+            block: 128,
+        }
+    }
+}
+
 impl ModelSpec {
+    /// A GPT for a vocabulary of `vocab` tokens (GPT-2's layout as nanoGPT writes it):
+    /// token and position embeddings (`wte`, `wpe`), `layers` pre-LayerNorm blocks
+    /// (`blocks.N`: `ln1`, `qkv`, causal self-attention, `proj`; `ln2`, `fc`, GELU,
+    /// `fc_proj`, each half a residual), a final LayerNorm (`ln_f`) and a head tied to the
+    /// token embedding. The names are `../shared/bench/torch_gpt.py`'s.
+    pub fn gpt(vocab: usize, size: GptSize) -> Self {
+        let d = size.width;
+        let mut layers = vec![
+            LayerSpec::Embedding {
+                name: Some("wte".into()),
+                num_embeddings: vocab,
+                embedding_dim: d,
+            },
+            LayerSpec::PositionEmbedding {
+                name: Some("wpe".into()),
+                num_embeddings: size.block,
+            },
+        ];
+        let norm = |name: &str| LayerSpec::LayerNorm {
+            name: Some(name.into()),
+            normalized_shape: None,
+            eps: 1e-5,
+            affine: true,
+        };
+        for i in 0..size.layers {
+            let block = format!("blocks.{i}");
+            layers.push(LayerSpec::Residual {
+                name: Some(block.clone()),
+                body: vec![
+                    norm("ln1"),
+                    linear("qkv", 3 * d),
+                    LayerSpec::CausalSelfAttention { heads: size.heads },
+                    linear("proj", d),
+                ],
+                shortcut: Vec::new(),
+            });
+            layers.push(LayerSpec::Residual {
+                name: Some(block),
+                body: vec![
+                    norm("ln2"),
+                    linear("fc", 4 * d),
+                    LayerSpec::Gelu {
+                        approximate: crate::spec::GeluApprox::None,
+                    },
+                    linear("fc_proj", d),
+                ],
+                shortcut: Vec::new(),
+            });
+        }
+        layers.push(norm("ln_f"));
+        layers.push(LayerSpec::Linear {
+            name: Some("head".into()),
+            in_features: None,
+            out_features: vocab,
+            bias: false,
+            tie: Some("wte".into()),
+        });
+        Self {
+            input: vec![size.block],
+            layers,
+        }
+    }
+
     /// The preset `name` for inputs of `input` shape and `classes` outputs: `cnn`, `lenet5` or
     /// `resnet` (`mlp` is [`ModelSpec::mlp`], which takes its sizes). `None` for another name.
     pub fn preset(name: &str, input: &[usize], classes: usize) -> Option<Self> {
@@ -138,6 +225,25 @@ impl ModelSpec {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The GPT of `torch_gpt.py` (4 blocks, 4 heads, width 128, block 128) on its 113
+    /// characters: its 824 192 parameters, with its names.
+    #[test]
+    fn gpt_has_torch_gpts_parameters() {
+        let m = ModelSpec::gpt(113, GptSize::default()).build().unwrap();
+        assert_eq!(m.param_count(), 824_192);
+        assert_eq!(m.output_shape(), &[128, 113]);
+        let names: Vec<&str> = m.layout().views().iter().map(|v| v.name.as_str()).collect();
+        for n in [
+            "wte.weight",
+            "wpe.weight",
+            "blocks.3.fc_proj.bias",
+            "ln_f.weight",
+        ] {
+            assert!(names.contains(&n), "{n} in {names:?}");
+        }
+        assert_eq!(names.len(), 2 + 4 * 12 + 2);
+    }
 
     #[test]
     fn presets_build_on_mnist_shapes_with_pytorch_names() {

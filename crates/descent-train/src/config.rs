@@ -61,6 +61,12 @@ pub struct TrainConfig {
     pub normalize: Normalize,
     /// Rows per evaluation batch.
     pub eval_batch: usize,
+    /// Batches whose gradients are summed into one optimizer step: the update of one batch
+    /// `grad_accum` times as large (1: a step per batch).
+    pub grad_accum: usize,
+    /// Evaluate the validation set (else the test set) every this many optimizer steps, as
+    /// well as after each epoch (`None`: after each epoch only).
+    pub eval_every: Option<u64>,
 }
 
 impl Default for TrainConfig {
@@ -89,6 +95,8 @@ impl Default for TrainConfig {
             drop_last: false,
             normalize: Normalize::default(),
             eval_batch: 1000,
+            grad_accum: 1,
+            eval_every: None,
         }
     }
 }
@@ -198,6 +206,23 @@ impl TrainConfig {
                     return Err(bad(name, v, "clip to a finite number > 0"));
                 }
             }
+        }
+        if self.grad_accum == 0 {
+            return Err(bad(
+                "grad_accum",
+                0,
+                "sum the gradients of 1 or more batches per step",
+            ));
+        }
+        if self.grad_accum > 1 && self.full_batch() {
+            return Err(bad(
+                "grad_accum",
+                self.grad_accum,
+                "full-batch descent already sums every batch into its one step",
+            ));
+        }
+        if self.eval_every == Some(0) {
+            return Err(bad("eval_every", 0, "evaluate every 1 or more steps"));
         }
         if self.clip_error_nonfinite && self.clip_norm.is_none() {
             return Err(bad(

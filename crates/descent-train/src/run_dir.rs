@@ -202,7 +202,8 @@ impl RunDir {
 }
 
 /// Appends a run's events to its metrics file, one JSON object per line: log lines as
-/// `{"type": "log", "epoch", "batch", "loss"}`, epochs as their report with `"type": "epoch"`.
+/// `{"type": "log", "epoch", "batch", "loss"}`, epochs as their report with `"type": "epoch"`,
+/// step evaluations as `{"type": "step_eval", "step", "train_loss", "eval_loss", "eval_acc"}`.
 #[derive(Debug)]
 pub struct MetricsLog {
     file: std::fs::File,
@@ -221,6 +222,12 @@ impl MetricsLog {
                 json["type"] = "epoch".into();
                 json
             }
+            Event::StepEval {
+                step,
+                train_loss,
+                eval,
+            } => serde_json::json!({"type": "step_eval", "step": step, "train_loss": train_loss,
+                                    "eval_loss": eval.loss, "eval_acc": eval.acc}),
             Event::Progress { .. } => return,
         };
         let _ = writeln!(self.file, "{line}");

@@ -732,6 +732,14 @@ fn on_event(e: Event, bar: &Bar, quiet: bool) {
             line += &format!(" time {:.2}s", r.seconds);
             bar.println(&line);
         }
+        Event::StepEval {
+            step,
+            train_loss,
+            eval,
+        } => bar.println(&format!(
+            "step {step} train_loss {train_loss:.4} val_loss {:.4}",
+            eval.loss
+        )),
     }
 }
 

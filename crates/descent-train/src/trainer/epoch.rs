@@ -11,8 +11,8 @@ use descent_tensor::{MatMut, Pool};
 use super::{Batches, EpochReport, Event, LoopState, Metrics, OnPool, StopReason, Trainer};
 use crate::TrainError;
 
-/// Copies batch `b` into `x` and `y` with the pool's threads (a batch of the seed is 200 KB);
-/// returns its rows.
+/// Copies batch `b` into `x` and `y` (each example's targets) with the pool's threads (a batch
+/// of the seed is 200 KB); returns its rows.
 fn fill_batch(
     loader: &BatchLoader,
     data: &Dataset,
@@ -22,17 +22,17 @@ fn fill_batch(
     pool: &Pool,
 ) -> usize {
     let idx = loader.indices(b);
-    let f = data.features();
+    let (f, p) = (data.features(), data.targets_per_example());
     let rows = idx.len();
     let xs = MatMut::new(&mut x[..rows * f], rows, f).expect("batch buffer fits");
     pool.split_rows(xs, 8, 16, |r0, mut band| {
         for r in 0..band.rows() {
             band.row_mut(r)
-                .copy_from_slice(data.image(idx[r0 + r] as usize));
+                .copy_from_slice(data.example(idx[r0 + r] as usize));
         }
     });
-    for (dst, &i) in y.iter_mut().zip(idx) {
-        *dst = data.labels()[i as usize];
+    for (dst, &i) in y.chunks_exact_mut(p).zip(idx) {
+        dst.copy_from_slice(data.targets(i as usize));
     }
     rows
 }
@@ -102,6 +102,7 @@ impl Trainer {
     pub(super) fn run_batches(
         &mut self,
         train: &Dataset,
+        eval: &Dataset,
         loader: &mut BatchLoader,
         on_event: &mut impl FnMut(Event),
     ) -> Result<Batches, TrainError> {
@@ -113,11 +114,14 @@ impl Trainer {
             self.full_grad.resize(self.net.param_count(), 0.0);
         }
         let mut ran = self.pos.batch;
+        let accum = self.cfg.grad_accum;
         for b in self.pos.batch..batches {
-            if self
-                .interrupt
-                .as_ref()
-                .is_some_and(|f| f.load(Ordering::SeqCst))
+            // With gradient accumulation only between steps: a step's batches run together.
+            if b % accum == 0
+                && self
+                    .interrupt
+                    .as_ref()
+                    .is_some_and(|f| f.load(Ordering::SeqCst))
             {
                 return Ok(Batches::Interrupted { batch: b });
             }
@@ -130,14 +134,29 @@ impl Trainer {
                 }
             }
             ran = b + 1;
+            let steps_before = self.optimizer.steps();
             let stats = self.train_batch(train, loader, b)?;
             let loss = stats.mean_loss();
             self.pos.loss_sum += stats.loss_sum;
             self.pos.correct += stats.correct;
             self.pos.count += stats.count;
             self.pos.running += loss;
+            self.pos.since_eval.0 += loss;
+            self.pos.since_eval.1 += 1;
             self.pos.batch = b + 1;
             let done = b + 1;
+            let step = self.optimizer.steps();
+            if let Some(every) = self.cfg.eval_every {
+                if step > steps_before && step.is_multiple_of(every) {
+                    let eval = Metrics::from(self.evaluate(eval)?);
+                    let (sum, n) = std::mem::take(&mut self.pos.since_eval);
+                    on_event(Event::StepEval {
+                        step,
+                        train_loss: sum / n.max(1) as f64,
+                        eval,
+                    });
+                }
+            }
             if self.cfg.log_every > 0 && done % self.cfg.log_every == 0 {
                 on_event(Event::Log {
                     epoch,
@@ -174,17 +193,20 @@ impl Trainer {
         }
         let rows = fill_batch(loader, train, b, &mut self.x, &mut self.y, &self.pool);
         let features = self.net.input_features();
-        let (x, y) = (&self.x[..rows * features], &self.y[..rows]);
+        let per = train.targets_per_example();
+        let (x, y) = (&self.x[..rows * features], &self.y[..rows * per]);
         // Dropout masks are a function of the seed and the step: a resumed run draws the
         // same ones.
+        let accum = self.cfg.grad_accum as u64;
         let step = match full_batch {
             true => self.optimizer.steps() * loader.num_batches() as u64 + b as u64,
-            false => self.optimizer.steps(),
+            false => self.optimizer.steps() * accum + b as u64 % accum,
         };
         self.ws
             .set_dropout_seed(self.cfg.seed ^ step.wrapping_mul(0xD1B5_4A32_D192_ED03));
         let clipping = self.cfg.clip_norm.is_some() || self.cfg.clip_value.is_some();
-        let fused_lr = match full_batch || clipping || self.cfg.l1 > 0.0 {
+        let accumulating = self.cfg.grad_accum > 1;
+        let fused_lr = match full_batch || clipping || self.cfg.l1 > 0.0 || accumulating {
             true => None,
             false => self.optimizer.plain_sgd_lr(),
         };
@@ -236,6 +258,31 @@ impl Trainer {
             acc.iter_mut().zip(g).for_each(|(a, g)| *a += w * g);
         } else if fused_lr.is_some() {
             self.optimizer.fused_step_done();
+        } else if accumulating {
+            // The step's gradient is the mean over all its batches' rows: sum each batch's
+            // mean weighted by its rows, then divide once the step's batches are in.
+            if self.accum_rows == 0 {
+                self.full_grad.clear();
+                self.full_grad.resize(trainable, 0.0);
+            }
+            let w = rows as f32;
+            let (acc, g) = (&mut self.full_grad, &self.grads);
+            acc.iter_mut().zip(g).for_each(|(a, g)| *a += w * g);
+            self.accum_rows += rows;
+            let last = b + 1 == loader.num_batches();
+            if (b + 1).is_multiple_of(self.cfg.grad_accum) || last {
+                let mut g = std::mem::take(&mut self.full_grad);
+                let inv = 1.0 / self.accum_rows as f32;
+                g.iter_mut().for_each(|v| *v *= inv);
+                self.accum_rows = 0;
+                self.add_l1(&mut g);
+                self.clip(&mut g, epoch, b + 1)?;
+                let stepped =
+                    self.optimizer
+                        .step_on(&OnPool(&self.pool), &mut self.params[..trainable], &g);
+                self.full_grad = g;
+                stepped?;
+            }
         } else {
             let mut grads = std::mem::take(&mut self.grads);
             self.add_l1(&mut grads);

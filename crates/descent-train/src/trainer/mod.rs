@@ -165,6 +165,16 @@ pub enum Event {
     },
     /// An epoch finished and was evaluated.
     EpochEnd(EpochReport),
+    /// `eval_every` optimizer steps went by: the validation set (else the test set) on the
+    /// current weights.
+    StepEval {
+        /// Optimizer steps taken.
+        step: u64,
+        /// Mean training loss of the batches since the last of these.
+        train_loss: f64,
+        /// The evaluation.
+        eval: Metrics,
+    },
 }
 
 /// Where a run stands, between any two batches: everything besides the weights, the
@@ -185,6 +195,9 @@ pub struct LoopState {
     pub running: f64,
     /// Training seconds spent in the epoch so far.
     pub seconds: f64,
+    /// Sum of batch losses, and batches, since the last step evaluation (`eval_every`).
+    #[serde(default)]
+    pub since_eval: (f64, usize),
     /// Reports of the finished epochs.
     pub epochs: Vec<EpochReport>,
     /// Early stopping: the best epoch and its value.
@@ -225,8 +238,11 @@ pub struct Trainer {
     /// The batch gradient of the trainable parameters; allocated on the first step that
     /// needs it (plain SGD is fused into the backward pass and never does).
     grads: Vec<f32>,
-    /// Full-batch descent: the gradient summed over the epoch.
+    /// Full-batch descent: the gradient summed over the epoch; gradient accumulation: the
+    /// row-weighted sum over the step's batches so far.
     full_grad: Vec<f32>,
+    /// Gradient accumulation: rows summed into `full_grad` so far.
+    accum_rows: usize,
     optimizer: Optimizer,
     plateau: Option<ReduceOnPlateau>,
     pool: Pool,
@@ -276,6 +292,7 @@ impl Trainer {
             checkpoints: None,
             grads: Vec::new(),
             full_grad: Vec::new(),
+            accum_rows: 0,
             optimizer,
             plateau,
             ws: Workspace::new(&net, cfg.batch_size, pool.threads()),
@@ -334,26 +351,62 @@ impl Trainer {
 
     /// Loss and accuracy of the current weights on `data`.
     pub fn evaluate(&mut self, data: &Dataset) -> Result<LossStats, TrainError> {
-        Ok(self.net.evaluate(
-            &self.params,
-            data.images(),
-            Targets::Classes(data.labels()),
-            &self.cfg.loss,
-            &mut self.eval_ws,
-            &self.pool,
-        )?)
+        if !data.images().is_empty() || data.is_empty() {
+            return Ok(self.net.evaluate(
+                &self.params,
+                data.images(),
+                Targets::Classes(data.labels()),
+                &self.cfg.loss,
+                &mut self.eval_ws,
+                &self.pool,
+            )?);
+        }
+        // Windows of a text have no contiguous rows: copy them in, a batch at a time.
+        let (f, p) = (data.features(), data.targets_per_example());
+        let cap = self.eval_ws.capacity().max(1);
+        let (mut x, mut y) = (vec![0.0; cap * f], vec![0; cap * p]);
+        let mut total = LossStats::default();
+        for start in (0..data.len()).step_by(cap) {
+            let rows = cap.min(data.len() - start);
+            for r in 0..rows {
+                x[r * f..(r + 1) * f].copy_from_slice(data.example(start + r));
+                y[r * p..(r + 1) * p].copy_from_slice(data.targets(start + r));
+            }
+            total.merge(self.net.evaluate(
+                &self.params,
+                &x[..rows * f],
+                Targets::Classes(&y[..rows * p]),
+                &self.cfg.loss,
+                &mut self.eval_ws,
+                &self.pool,
+            )?);
+        }
+        Ok(total)
     }
 
     fn check_data(&self, data: &Dataset, what: &str) -> Result<(), TrainError> {
-        if data.features() != self.net.input_features()
-            || data.classes() != self.net.output_features()
-        {
+        let net = &self.net;
+        let per = data.targets_per_example();
+        let classes_fit = match per {
+            1 => data.classes() == net.output_features(),
+            p => p == net.targets_per_example() && data.classes() == net.classes(),
+        };
+        if data.features() != net.input_features() || !classes_fit {
             return Err(TrainError::Data(format!(
-                "the {what} set has {} features and {} classes; the model takes {} and predicts {}",
+                "the {what} set has {} features and {} targets of {} classes per example; the \
+                 model takes {} and predicts {}",
                 data.features(),
+                per,
                 data.classes(),
-                self.net.input_features(),
-                self.net.output_features()
+                net.input_features(),
+                match per {
+                    1 => format!("{} classes", net.output_features()),
+                    _ => format!(
+                        "{} positions of {} classes",
+                        net.targets_per_example(),
+                        net.classes()
+                    ),
+                }
             )));
         }
         if data.is_empty() {
@@ -407,6 +460,8 @@ impl Trainer {
             });
         }
         let full_batch = self.cfg.full_batch();
+        self.y
+            .resize(self.cfg.batch_size * train.targets_per_example(), 0);
         let mut loader = BatchLoader::new(
             train.len(),
             self.cfg.batch_size,
@@ -426,13 +481,14 @@ impl Trainer {
             }
             let epoch = self.pos.epoch;
             let start = Instant::now();
-            let (ran, step_limit) = match self.run_batches(train, &mut loader, &mut on_event)? {
-                Batches::Interrupted { batch } => {
-                    self.pos.seconds += start.elapsed().as_secs_f64();
-                    return self.finish(StopReason::Interrupted { epoch, batch }, test);
-                }
-                Batches::Ran { ran, step_limit } => (ran, step_limit),
-            };
+            let (ran, step_limit) =
+                match self.run_batches(train, val.unwrap_or(test), &mut loader, &mut on_event)? {
+                    Batches::Interrupted { batch } => {
+                        self.pos.seconds += start.elapsed().as_secs_f64();
+                        return self.finish(StopReason::Interrupted { epoch, batch }, test);
+                    }
+                    Batches::Ran { ran, step_limit } => (ran, step_limit),
+                };
             let converged = self.full_batch_step(epoch, loader.num_batches())?;
             let seconds = self.pos.seconds + start.elapsed().as_secs_f64();
             if ran == 0 {

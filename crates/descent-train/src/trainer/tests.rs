@@ -497,3 +497,109 @@ fn data_that_does_not_fit_the_model_is_refused() {
     let d = toy(10, 1);
     assert!(matches!(t.run(&d, &d, |_| {}), Err(TrainError::Data(_))));
 }
+
+/// A text of repeating phrases for a tiny GPT: windows of 8 characters.
+fn phrases() -> (descent_data::TextCorpus, Dataset, Dataset) {
+    let text = "the cat sat on the mat. a dog ran in the fog. ".repeat(40);
+    let c =
+        descent_data::TextCorpus::from_bytes(text.as_bytes(), descent_data::TokenKind::Chars, "t")
+            .unwrap();
+    let (train, val) = c.split(0.9);
+    let tw = c.windows(train, 8).unwrap();
+    let vw = c.sampled_windows(val, 8, 40, 1).unwrap();
+    (c, tw, vw)
+}
+
+fn tiny_gpt(vocab: usize) -> Model {
+    descent_nn::ModelSpec::gpt(
+        vocab,
+        descent_nn::GptSize {
+            layers: 1,
+            heads: 2,
+            width: 16,
+            block: 8,
+        },
+    )
+    .build()
+    .unwrap()
+}
+
+fn adamw() -> OptimizerConfig {
+    let mut o = OptimizerConfig::default_for("adamw").unwrap();
+    o.set("lr", HyperValue::Num(1e-2)).unwrap();
+    o
+}
+
+/// A GPT learns a text from its windows (a target per position), and evaluates every few
+/// steps on held-out windows.
+#[test]
+fn a_gpt_learns_windows_of_text_and_evaluates_by_step() {
+    let (c, train, val) = phrases();
+    let cfg = TrainConfig {
+        optimizer: adamw(),
+        batch_size: 16,
+        epochs: 3,
+        max_steps: Some(150),
+        eval_every: Some(50),
+        log_every: 0,
+        threads: 2,
+        ..TrainConfig::default()
+    };
+    let mut t = Trainer::new(tiny_gpt(c.vocab.len()), &cfg).unwrap();
+    let mut evals = Vec::new();
+    let summary = t
+        .run_split(&train, None, &val, |e| {
+            if let Event::StepEval { step, eval, .. } = e {
+                evals.push((step, eval.loss));
+            }
+        })
+        .unwrap();
+    assert_eq!(summary.stop, StopReason::MaxSteps(150));
+    assert_eq!(
+        evals.iter().map(|e| e.0).collect::<Vec<_>>(),
+        [50, 100, 150]
+    );
+    // The phrases repeat: well under a third of a uniform guess's ln(vocab), and falling.
+    assert!(evals[2].1 < (c.vocab.len() as f64).ln() / 3.0, "{evals:?}");
+    assert!(evals[2].1 < evals[0].1, "{evals:?}");
+    assert!(summary.test.acc > 70.0, "{:?}", summary.test);
+}
+
+/// Four batches of 8 summed into a step give the weights of one batch of 32: the same
+/// examples, the mean over the 32 (SGD with momentum, clipping, 12 steps). (Adam's first
+/// steps move a weight by about the learning rate whatever the size of its gradient, so a
+/// gradient that is zero up to rounding moves it by the sign of the rounding: it cannot show
+/// equality to 1e-5.)
+#[test]
+fn gradient_accumulation_matches_a_larger_batch() {
+    let (c, train, val) = phrases();
+    let run = |batch: usize, accum: usize| {
+        let cfg = TrainConfig {
+            optimizer: sgd(0.1, 0.9),
+            batch_size: batch,
+            grad_accum: accum,
+            clip_norm: Some(1.0),
+            epochs: 1,
+            max_steps: Some(12),
+            log_every: 0,
+            threads: 2,
+            ..TrainConfig::default()
+        };
+        let mut t = Trainer::new(tiny_gpt(c.vocab.len()), &cfg).unwrap();
+        t.run_split(&train, None, &val, |_| {}).unwrap();
+        assert_eq!(t.steps(), 12);
+        t.params().to_vec()
+    };
+    let (big, small) = (run(32, 1), run(8, 4));
+    let diff: f64 = big
+        .iter()
+        .zip(&small)
+        .map(|(a, b)| ((a - b) as f64).powi(2))
+        .sum();
+    let norm: f64 = big.iter().map(|a| (*a as f64).powi(2)).sum();
+    let rel = (diff / norm).sqrt();
+    assert!(rel < 1e-5, "relative L2 {rel:.2e}");
+    assert!(rel > 0.0 || big == small);
+    let start = tiny_gpt(c.vocab.len()).init_params(&mut Rng::new(0));
+    assert_ne!(start, big, "it trained");
+}
