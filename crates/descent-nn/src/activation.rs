@@ -14,7 +14,8 @@ pub enum Activation {
     Relu,
     /// `x` for `x > 0`, `slope * x` otherwise (PyTorch's default slope 0.01).
     LeakyRelu(f32),
-    /// `x * Φ(x)`, Φ the standard normal CDF (PyTorch's `approximate='none'`).
+    /// `x * Φ(x)`, Φ the standard normal CDF (PyTorch's `approximate='none'`; erf as
+    /// PyTorch's vectorized CPU kernel computes it, `descent_tensor::vmath`).
     Gelu,
     /// `0.5 x (1 + tanh(sqrt(2/π) (x + 0.044715 x³)))` (`approximate='tanh'`).
     GeluTanh,
@@ -27,9 +28,6 @@ pub enum Activation {
 }
 
 const SQRT_2_OVER_PI: f32 = 0.797_884_6;
-const FRAC_1_SQRT_2: f32 = std::f32::consts::FRAC_1_SQRT_2;
-/// 1 / sqrt(2π).
-const INV_SQRT_2PI: f32 = 0.398_942_3;
 
 fn sigmoid(x: f32) -> f32 {
     1.0 / (1.0 + (-x).exp())
@@ -97,7 +95,11 @@ impl Activation {
                     s * x
                 }
             }
-            Activation::Gelu => 0.5 * x * (1.0 + libm::erff(x * FRAC_1_SQRT_2)),
+            Activation::Gelu => {
+                let mut v = [x];
+                descent_tensor::vmath::gelu(&mut v);
+                v[0]
+            }
             Activation::GeluTanh => {
                 0.5 * x * (1.0 + (SQRT_2_OVER_PI * (x + 0.044715 * x * x * x)).tanh())
             }
@@ -120,8 +122,9 @@ impl Activation {
                 }
             }
             Activation::Gelu => {
-                let cdf = 0.5 * (1.0 + libm::erff(x * FRAC_1_SQRT_2));
-                cdf + x * INV_SQRT_2PI * (-0.5 * x * x).exp()
+                let mut d = [0.0];
+                descent_tensor::vmath::gelu_backward(&[x], &[1.0], &mut d);
+                d[0]
             }
             Activation::GeluTanh => {
                 let inner = SQRT_2_OVER_PI * (x + 0.044715 * x * x * x);
@@ -143,6 +146,7 @@ impl Activation {
     pub fn forward(self, x: &mut [f32]) {
         match self {
             Activation::Relu => x.iter_mut().for_each(|v| *v = v.max(0.0)),
+            Activation::Gelu => descent_tensor::vmath::gelu(x),
             Activation::Tanh => x.iter_mut().for_each(|v| *v = v.tanh()),
             Activation::Sigmoid => x.iter_mut().for_each(|v| *v = sigmoid(*v)),
             a => x.iter_mut().for_each(|v| *v = a.apply(*v)),
@@ -175,6 +179,9 @@ impl Activation {
     // x, y, dy, dx have the same shape: dx = dy * f'(x)
     /// Backward from the input and the output, for every activation.
     pub fn backward_from_input(self, x: &[f32], y: &[f32], dy: &[f32], dx: &mut [f32]) {
+        if self == Activation::Gelu {
+            return descent_tensor::vmath::gelu_backward(x, dy, dx);
+        }
         for (((d, &g), &x), &y) in dx.iter_mut().zip(dy).zip(x).zip(y) {
             *d = g * self.derivative(x, y);
         }

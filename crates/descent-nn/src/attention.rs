@@ -67,12 +67,9 @@ fn causal_softmax(s: &mut [f32], n: usize) {
     for (i, row) in s.chunks_exact_mut(n).enumerate() {
         let (seen, masked) = row.split_at_mut(i + 1);
         let max = seen.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-        let mut sum = 0.0;
-        for v in seen.iter_mut() {
-            *v = (*v - max).exp();
-            sum += *v;
-        }
-        let inv = 1.0 / sum;
+        seen.iter_mut().for_each(|v| *v -= max);
+        descent_tensor::vmath::exp(seen);
+        let inv = 1.0 / descent_tensor::sum(seen);
         seen.iter_mut().for_each(|v| *v *= inv);
         masked.fill(0.0);
     }
@@ -102,7 +99,9 @@ impl Layer for CausalSelfAttention {
         cap * self.heads * ll + threads * ll
     }
 
-    // x is (B, L, 3D), y is (B, L, D); ws keeps P per (sequence, head).
+    // x is (B, L, 3D), y is (B, L, D); ws keeps P per (sequence, head). Rows in blocks of
+    // BLOCK: block [r0, r1) sees keys [0, r1) only, so the products skip most of the zeros
+    // above the diagonal.
     fn forward(&self, f: &mut Forward<'_>, x: &[f32], y: &mut [f32], ws: &mut [f32]) {
         let (l, d, dh, hn) = (self.len, self.width, self.head_dim(), self.heads);
         let pairs = f.batch * hn;
@@ -116,17 +115,29 @@ impl Layer for CausalSelfAttention {
                 let xb = &x[b * l * 3 * d..(b + 1) * l * 3 * d];
                 // SAFETY: pair q's P and its head's columns of sequence b are part p's alone.
                 let (pm, yb) = unsafe { (probs.part(q * l * l, l * l), ys.part(b * l * d, l * d)) };
-                let s = MatMut::new(pm, l, l).expect("fits");
-                matmul_serial(s, self.part(xb, 0, h), self.part(xb, 1, h).t(), scale, 0.0);
-                causal_softmax(pm, l);
-                let o = MatMut::strided(&mut yb[h * dh..], l, dh, d, 1).expect("fits");
-                matmul_serial(
-                    o,
-                    MatRef::new(pm, l, l).expect("fits"),
+                let (qm, km, vm) = (
+                    self.part(xb, 0, h),
+                    self.part(xb, 1, h),
                     self.part(xb, 2, h),
-                    1.0,
-                    0.0,
                 );
+                for r0 in (0..l).step_by(BLOCK) {
+                    let r1 = (r0 + BLOCK).min(l);
+                    let s = block(pm, l, r0, r1, r1);
+                    matmul_serial(
+                        s,
+                        qm.rows_range(r0, r1 - r0),
+                        km.rows_range(0, r1).t(),
+                        scale,
+                        0.0,
+                    );
+                }
+                causal_softmax(pm, l);
+                for r0 in (0..l).step_by(BLOCK) {
+                    let r1 = (r0 + BLOCK).min(l);
+                    let o = cols(&mut yb[r0 * d..r1 * d], h * dh, r1 - r0, dh);
+                    let pr = MatRef::strided(&pm[r0 * l..], r1 - r0, r1, l, 1).expect("fits");
+                    matmul_serial(o, pr, vm.rows_range(0, r1), 1.0, 0.0);
+                }
             }
         });
     }
@@ -157,41 +168,166 @@ impl Layer for CausalSelfAttention {
             for q in start..end {
                 let (bi, h) = (q / hn, q % hn);
                 let xb = &x[bi * l * 3 * d..(bi + 1) * l * 3 * d];
+                let (qm, km, vm) = (
+                    self.part(xb, 0, h),
+                    self.part(xb, 1, h),
+                    self.part(xb, 2, h),
+                );
                 let pm = &probs[q * l * l..(q + 1) * l * l];
-                let pmat = MatRef::new(pm, l, l).expect("fits");
                 let dyb = &dy[bi * l * d..(bi + 1) * l * d];
                 let d_o = MatRef::strided(&dyb[h * dh..], l, dh, d, 1).expect("fits");
                 // SAFETY: head h's columns of sequence bi's input gradient are part p's alone.
                 let dxb = unsafe { dxs.part(bi * l * 3 * d, l * 3 * d) };
                 let head = |which: usize| which * d + h * dh;
-                // dV = Pᵀ·dO
-                matmul_serial(cols(dxb, head(2), l, dh), pmat.t(), d_o, 1.0, 0.0);
-                // dP = dO·Vᵀ, then dS = P ⊙ (dP - rowsum(P ⊙ dP)) in place
-                matmul_serial(
-                    MatMut::new(dp, l, l).expect("fits"),
-                    d_o,
-                    self.part(xb, 2, h).t(),
-                    1.0,
-                    0.0,
-                );
-                for (prow, drow) in pm.chunks_exact(l).zip(dp.chunks_exact_mut(l)) {
-                    let c: f32 = prow.iter().zip(drow.iter()).map(|(p, g)| p * g).sum();
-                    drow.iter_mut()
-                        .zip(prow)
-                        .for_each(|(g, p)| *g = p * (*g - c));
+                // dP = dO·Vᵀ on the blocks at or below the diagonal, then
+                // dS = P ⊙ (dP - rowsum(P ⊙ dP)) in place (zero above the diagonal).
+                for r0 in (0..l).step_by(BLOCK) {
+                    let r1 = (r0 + BLOCK).min(l);
+                    let g = block(dp, l, r0, r1, r1);
+                    matmul_serial(
+                        g,
+                        d_o.rows_range(r0, r1 - r0),
+                        vm.rows_range(0, r1).t(),
+                        1.0,
+                        0.0,
+                    );
                 }
-                let ds = MatRef::new(dp, l, l).expect("fits");
-                // dQ = dS·K · scale, dK = dSᵀ·Q · scale
-                matmul_serial(
-                    cols(dxb, head(0), l, dh),
-                    ds,
-                    self.part(xb, 1, h),
-                    scale,
-                    0.0,
-                );
-                let dk = cols(dxb, head(1), l, dh);
-                matmul_serial(dk, ds.t(), self.part(xb, 0, h), scale, 0.0);
+                for (i, (prow, drow)) in pm.chunks_exact(l).zip(dp.chunks_exact_mut(l)).enumerate()
+                {
+                    let (pr, dr) = (&prow[..=i], &mut drow[..=i]);
+                    let c: f32 = pr.iter().zip(dr.iter()).map(|(p, g)| p * g).sum();
+                    dr.iter_mut().zip(pr).for_each(|(g, p)| *g = p * (*g - c));
+                    drow[i + 1..].fill(0.0);
+                }
+                for c0 in (0..l).step_by(BLOCK) {
+                    let c1 = (c0 + BLOCK).min(l);
+                    // Key block [c0, c1) is seen by the rows from c0 on.
+                    // dV = Pᵀ·dO, dK = dSᵀ·Q · scale
+                    let pcol = rows(pm, l, c0, l, l).cols_range(c0, c1 - c0);
+                    let dv = cols(&mut dxb[c0 * 3 * d..c1 * 3 * d], head(2), c1 - c0, dh);
+                    matmul_serial(dv, pcol.t(), d_o.rows_range(c0, l - c0), 1.0, 0.0);
+                    let scol = rows(dp, l, c0, l, l).cols_range(c0, c1 - c0);
+                    let dk = cols(&mut dxb[c0 * 3 * d..c1 * 3 * d], head(1), c1 - c0, dh);
+                    matmul_serial(dk, scol.t(), qm.rows_range(c0, l - c0), scale, 0.0);
+                    // dQ = dS·K · scale for the query block [c0, c1), keys [0, c1).
+                    let dq = cols(&mut dxb[c0 * 3 * d..c1 * 3 * d], head(0), c1 - c0, dh);
+                    matmul_serial(
+                        dq,
+                        rows(dp, l, c0, c1, c1),
+                        km.rows_range(0, c1),
+                        scale,
+                        0.0,
+                    );
+                }
             }
         });
+    }
+}
+
+/// Rows of a causal pass: attention is computed in blocks of this many rows.
+const BLOCK: usize = 32;
+
+/// Rows `r0..r1`, columns `0..c1` of the `l x l` matrix `m`, read only.
+fn rows(m: &[f32], l: usize, r0: usize, r1: usize, c1: usize) -> MatRef<'_> {
+    MatRef::strided(&m[r0 * l..], r1 - r0, c1, l, 1).expect("the block fits")
+}
+
+/// Rows `r0..r1`, columns `0..c1` of the `l x l` matrix `m`.
+fn block(m: &mut [f32], l: usize, r0: usize, r1: usize, c1: usize) -> MatMut<'_> {
+    MatMut::strided(&mut m[r0 * l..], r1 - r0, c1, l, 1).expect("the block fits")
+}
+
+/// The direct loops of causal attention in f64 on one batch of `n` sequences of `l` positions
+/// (`x` is `n x l x 3d`): the reference the blocked passes are tested against.
+#[cfg(test)]
+fn attention_naive(x: &[f32], n: usize, l: usize, d: usize, heads: usize) -> Vec<f64> {
+    let dh = d / heads;
+    let scale = 1.0 / (dh as f64).sqrt();
+    let at = |b: usize, t: usize, c: usize| x[(b * l + t) * 3 * d + c] as f64;
+    let mut y = vec![0.0; n * l * d];
+    for b in 0..n {
+        for h in 0..heads {
+            for i in 0..l {
+                let s: Vec<f64> = (0..=i)
+                    .map(|j| {
+                        (0..dh)
+                            .map(|c| at(b, i, h * dh + c) * at(b, j, d + h * dh + c))
+                            .sum::<f64>()
+                            * scale
+                    })
+                    .collect();
+                let m = s.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+                let e: Vec<f64> = s.iter().map(|v| (v - m).exp()).collect();
+                let z: f64 = e.iter().sum();
+                for c in 0..dh {
+                    y[(b * l + i) * d + h * dh + c] = (0..=i)
+                        .map(|j| e[j] / z * at(b, j, 2 * d + h * dh + c))
+                        .sum();
+                }
+            }
+        }
+    }
+    y
+}
+
+#[cfg(test)]
+mod tests {
+    use descent_tensor::{Pool, Rng};
+
+    use super::*;
+    use crate::layer::Sink;
+
+    /// Several row blocks (and a partial last one): the output against the direct loops, and
+    /// the input gradient of `sum(y · r)` against central differences of them, on one and two
+    /// threads.
+    #[test]
+    fn blocked_passes_match_the_direct_loops() {
+        let (n, l, d, heads) = (2, 70, 8, 2);
+        let layer = CausalSelfAttention::new(&[l, 3 * d], heads);
+        let mut rng = Rng::new(2);
+        let x: Vec<f32> = (0..n * l * 3 * d).map(|_| rng.uniform(-1.0, 1.0)).collect();
+        let r: Vec<f32> = (0..n * l * d).map(|_| rng.uniform(-1.0, 1.0)).collect();
+        let want = attention_naive(&x, n, l, d, heads);
+        for threads in [1, 2] {
+            let pool = Pool::new(threads).unwrap();
+            let mut ws = vec![0.0; layer.workspace_len(n, threads)];
+            let mut y = vec![0.0; n * l * d];
+            let mut f = Forward::eval(&pool, &[], &[]);
+            (f.batch, f.cap, f.threads) = (n, n, threads);
+            layer.forward(&mut f, &x, &mut y, &mut ws);
+            for (a, b) in y.iter().zip(&want) {
+                assert!((*a as f64 - b).abs() < 1e-5, "{a} vs {b}");
+            }
+            let (mut params, mut grads) = (vec![], vec![]);
+            let mut dx = vec![f32::NAN; x.len()];
+            let mut dy = r.clone();
+            let mut b = Backward {
+                pool: &pool,
+                batch: n,
+                cap: n,
+                threads,
+                params: &mut params,
+                sink: Sink::Grads(&mut grads),
+                buffers: &[],
+                times: None,
+            };
+            layer.backward(&mut b, &x, &y, &mut dy, Some(&mut dx), &mut ws);
+            // A spread of inputs: queries, keys and values of early and late positions.
+            for k in (0..x.len()).step_by(37) {
+                let f = |v: f32| {
+                    let mut xp = x.clone();
+                    xp[k] = v;
+                    let y = attention_naive(&xp, n, l, d, heads);
+                    y.iter().zip(&r).map(|(y, r)| y * *r as f64).sum::<f64>()
+                };
+                let e = 1e-3;
+                let num = (f(x[k] + e) - f(x[k] - e)) / (2.0 * e as f64);
+                assert!(
+                    (dx[k] as f64 - num).abs() < 1e-4 * (1.0 + num.abs()),
+                    "dx[{k}] {} vs {num}",
+                    dx[k]
+                );
+            }
+        }
     }
 }

@@ -8,6 +8,7 @@
 use descent_tensor::Rng;
 
 use crate::layer::{numel, Backward, Forward, Layer};
+use crate::par::{images, Scratch};
 use crate::LayoutBuilder;
 
 /// Batch normalization over `(N, C, *)` inputs: statistics per channel over the batch and
@@ -272,10 +273,10 @@ impl Layer for LayerNorm {
         &self.shape
     }
 
-    fn workspace_len(&self, cap: usize, _threads: usize) -> usize {
-        // x̂, invstd per row, and the γ and β gradients.
+    fn workspace_len(&self, cap: usize, threads: usize) -> usize {
+        // x̂, invstd per row, and each thread's γ and β gradients.
         let rows = cap * numel(&self.shape) / self.normalized;
-        cap * numel(&self.shape) + rows + 2 * self.normalized
+        cap * numel(&self.shape) + rows + threads * 2 * self.normalized
     }
 
     fn param_count(&self) -> usize {
@@ -289,33 +290,62 @@ impl Layer for LayerNorm {
         }
     }
 
-    // x and y are (R, D) with R = B x the leading dimensions, D = `normalized`.
+    // x and y are (R, D) with R = B x the leading dimensions, D = `normalized`; rows over
+    // the threads.
     fn forward(&self, f: &mut Forward<'_>, x: &[f32], y: &mut [f32], ws: &mut [f32]) {
         let d = self.normalized;
         let n = f.batch * numel(&self.shape);
+        let rows = n / d;
         let (xhat, rest) = ws.split_at_mut(f.cap * numel(&self.shape));
-        let invstd = &mut rest[..n / d];
-        for (r, ((xr, yr), xh)) in x[..n]
-            .chunks_exact(d)
-            .zip(y[..n].chunks_exact_mut(d))
-            .zip(xhat[..n].chunks_exact_mut(d))
-            .enumerate()
-        {
-            let mu = xr.iter().map(|&v| v as f64).sum::<f64>() / d as f64;
-            let var = xr.iter().map(|&v| (v as f64 - mu).powi(2)).sum::<f64>() / d as f64;
-            let is = (1.0 / (var + self.eps as f64).sqrt()) as f32;
-            invstd[r] = is;
-            let mu = mu as f32;
-            for (i, ((h, yv), &xv)) in xh.iter_mut().zip(yr.iter_mut()).zip(xr).enumerate() {
-                *h = (xv - mu) * is;
-                *yv = match self.affine {
-                    Some((w, b)) => *h * f.params[w + i] + f.params[b + i],
-                    None => *h,
-                };
+        let parts = f.threads.min(rows).max(1);
+        let (xh_s, is_s, y_s) = (
+            Scratch::new(&mut xhat[..n]),
+            Scratch::new(&mut rest[..rows]),
+            Scratch::new(&mut y[..n]),
+        );
+        let (eps, affine, params) = (self.eps, self.affine, f.params);
+        f.pool.run(parts, |p| {
+            let (r0, r1) = images(rows, parts, p);
+            // SAFETY: rows r0..r1 of every buffer belong to part p alone.
+            let (xh, is, yv) = unsafe {
+                (
+                    xh_s.part(r0 * d, (r1 - r0) * d),
+                    is_s.part(r0, r1 - r0),
+                    y_s.part(r0 * d, (r1 - r0) * d),
+                )
+            };
+            for (k, r) in (r0..r1).enumerate() {
+                let xr = &x[r * d..(r + 1) * d];
+                let (hr, yr) = (&mut xh[k * d..(k + 1) * d], &mut yv[k * d..(k + 1) * d]);
+                let mu = descent_tensor::sum(xr) / d as f32;
+                hr.iter_mut().zip(xr).for_each(|(h, &v)| *h = v - mu);
+                // The same 16-lane sum as the mean's, over the squares (two passes: no
+                // cancellation in the variance).
+                let mut sq = [0.0f32; 16];
+                for c in hr.chunks(16) {
+                    for (a, v) in sq.iter_mut().zip(c) {
+                        *a += v * v;
+                    }
+                }
+                let var = descent_tensor::sum(&sq) / d as f32;
+                let inv = 1.0 / (var + eps).sqrt();
+                is[k] = inv;
+                hr.iter_mut().for_each(|h| *h *= inv);
+                match affine {
+                    Some((w, b)) => {
+                        let (g, bb) = (&params[w..w + d], &params[b..b + d]);
+                        for (((y, &h), &g), &bb) in yr.iter_mut().zip(hr.iter()).zip(g).zip(bb) {
+                            *y = h * g + bb;
+                        }
+                    }
+                    None => yr.copy_from_slice(hr),
+                }
             }
-        }
+        });
     }
 
+    // dy is (R, D): dγ = Σ dy·x̂, dβ = Σ dy (per thread, then in order);
+    // dx = invstd / D · (D dy γ - Σ dy γ - x̂ Σ dy γ x̂).
     fn backward(
         &self,
         b: &mut Backward<'_>,
@@ -327,40 +357,63 @@ impl Layer for LayerNorm {
     ) {
         let d = self.normalized;
         let n = b.batch * numel(&self.shape);
+        let rows = n / d;
         let (xhat, rest) = ws.split_at_mut(b.cap * numel(&self.shape));
         let rows_cap = b.cap * numel(&self.shape) / d;
         let (invstd, rest) = rest.split_at_mut(rows_cap);
-        let (gw, gb) = rest[..2 * d].split_at_mut(d);
-        gw.fill(0.0);
-        gb.fill(0.0);
-        for (g, xh) in dy[..n].chunks_exact(d).zip(xhat[..n].chunks_exact(d)) {
-            for i in 0..d {
-                gw[i] += g[i] * xh[i];
-                gb[i] += g[i];
-            }
-        }
-        if let Some(dx) = dx {
-            let df = d as f32;
-            for (r, ((dxr, g), xh)) in dx[..n]
-                .chunks_exact_mut(d)
-                .zip(dy[..n].chunks_exact(d))
-                .zip(xhat[..n].chunks_exact(d))
-                .enumerate()
-            {
-                let gamma = |i: usize| self.affine.map_or(1.0, |(w, _)| b.params[w + i]);
-                let (mut s1, mut s2) = (0.0f32, 0.0f32);
+        let parts = b.threads.min(rows).max(1);
+        let (xhat, invstd, dy) = (&xhat[..n], &invstd[..rows], &dy[..n]);
+        let grads = Scratch::new(&mut rest[..parts * 2 * d]);
+        let dxs = dx.map(|dx| Scratch::new(&mut dx[..n]));
+        let (affine, params) = (self.affine, &*b.params);
+        let df = d as f32;
+        b.pool.run(parts, |p| {
+            let (r0, r1) = images(rows, parts, p);
+            // SAFETY: part p's gradient block and rows r0..r1 of dx are its own.
+            let (gw, gb) = unsafe { grads.part(p * 2 * d, 2 * d) }.split_at_mut(d);
+            gw.fill(0.0);
+            gb.fill(0.0);
+            let mut dxp = dxs.map(|s| unsafe { s.part(r0 * d, (r1 - r0) * d) });
+            for (k, r) in (r0..r1).enumerate() {
+                let (g, xh) = (&dy[r * d..(r + 1) * d], &xhat[r * d..(r + 1) * d]);
                 for i in 0..d {
-                    let dh = g[i] * gamma(i);
-                    s1 += dh;
-                    s2 += dh * xh[i];
+                    gw[i] += g[i] * xh[i];
+                    gb[i] += g[i];
                 }
-                let k = invstd[r] / df;
-                for i in 0..d {
-                    dxr[i] = k * (df * g[i] * gamma(i) - s1 - xh[i] * s2);
+                if let Some(dxp) = dxp.as_deref_mut() {
+                    let dxr = &mut dxp[k * d..(k + 1) * d];
+                    let gamma = affine.map(|(w, _)| &params[w..w + d]);
+                    // dx̂ = dy γ, into dx first.
+                    match gamma {
+                        Some(gm) => dxr
+                            .iter_mut()
+                            .zip(g)
+                            .zip(gm)
+                            .for_each(|((o, g), m)| *o = g * m),
+                        None => dxr.copy_from_slice(g),
+                    }
+                    let s1 = descent_tensor::sum(dxr);
+                    let mut prod = [0.0f32; 16];
+                    for (c, h) in dxr.chunks(16).zip(xh.chunks(16)) {
+                        for ((a, v), h) in prod.iter_mut().zip(c).zip(h) {
+                            *a += v * h;
+                        }
+                    }
+                    let s2 = descent_tensor::sum(&prod);
+                    let kf = invstd[r] / df;
+                    for (o, &h) in dxr.iter_mut().zip(xh) {
+                        *o = kf * (df * *o - s1 - h * s2);
+                    }
                 }
             }
+        });
+        let (first, others) = rest[..parts * 2 * d].split_at_mut(2 * d);
+        for p in 1..parts {
+            let o = &others[(p - 1) * 2 * d..p * 2 * d];
+            first.iter_mut().zip(o).for_each(|(a, b)| *a += b);
         }
         if let Some((w, bo)) = self.affine {
+            let (gw, gb) = first.split_at(d);
             b.put(w, gw);
             b.put(bo, gb);
         }

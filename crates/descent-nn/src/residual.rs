@@ -78,7 +78,6 @@ impl Layer for Residual {
         self.body.forward(f, x, body_ws);
         let n = f.batch * numel(self.output_shape());
         let out = self.body.last_output(body_ws, f.batch, f.cap, f.threads);
-        y[..n].copy_from_slice(&out[..n]);
         let short = match &self.shortcut {
             Some(s) => {
                 f.seed = mix_seed(seed, 1);
@@ -87,7 +86,10 @@ impl Layer for Residual {
             }
             None => &x[..n],
         };
-        y[..n].iter_mut().zip(short).for_each(|(y, s)| *y += s);
+        // y = body(x) + shortcut(x) in one pass.
+        for ((y, o), s) in y[..n].iter_mut().zip(&out[..n]).zip(short) {
+            *y = o + s;
+        }
         f.seed = seed;
     }
 

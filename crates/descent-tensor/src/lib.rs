@@ -32,6 +32,7 @@ mod matrix;
 mod pool;
 mod reduce;
 mod rng;
+pub mod vmath;
 
 pub use kernels::{isa, set_isa, Isa};
 pub use matmul::{matmul, matmul_gemm, matmul_naive, matmul_path, matmul_serial};

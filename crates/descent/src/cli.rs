@@ -531,6 +531,62 @@ pub struct TrainArgs {
     /// Never download: fail if the data is not on disk.
     #[arg(long)]
     pub no_fetch: bool,
+    /// The data: mnist (the default), or text:FILE (any UTF-8 file, for --model gpt: every
+    /// window of --block-size tokens of its first 90% trains, windows of the rest validate).
+    #[arg(long, value_name = "SOURCE", help_heading = "Data")]
+    pub data: Option<String>,
+    /// What a token of text:FILE is: a character (the file's distinct characters are the
+    /// vocabulary) or a byte.
+    #[arg(long, value_enum, default_value = "chars", help_heading = "Data")]
+    pub tokens: TokensArg,
+    /// Validation windows of text:FILE (drawn at random offsets of its last 10%).
+    #[arg(long, default_value_t = 640, value_name = "N", help_heading = "Data")]
+    pub val_windows: usize,
+    /// Transformer blocks of --model gpt.
+    #[arg(long, value_name = "N", help_heading = "GPT")]
+    pub layers: Option<usize>,
+    /// Attention heads of --model gpt.
+    #[arg(long, value_name = "N", help_heading = "GPT")]
+    pub heads: Option<usize>,
+    /// Width (embedding size) of --model gpt.
+    #[arg(long, value_name = "N", help_heading = "GPT")]
+    pub embd: Option<usize>,
+    /// Context length of --model gpt: tokens per window.
+    #[arg(long, value_name = "N", help_heading = "GPT")]
+    pub block_size: Option<usize>,
+    /// Sum the gradients of N batches into each optimizer step (the update of a batch N
+    /// times --batch-size).
+    #[arg(
+        long,
+        default_value_t = 1,
+        value_name = "N",
+        help_heading = "Optimizer"
+    )]
+    pub grad_accum: usize,
+    /// Evaluate the validation set every N optimizer steps (`step N train_loss X val_loss Y`).
+    #[arg(long, value_name = "N", help_heading = "Validation and stopping")]
+    pub eval_every: Option<u64>,
+}
+
+/// What a token of a text is.
+#[derive(
+    ValueEnum, Clone, Copy, Debug, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize,
+)]
+pub enum TokensArg {
+    /// A Unicode character.
+    #[default]
+    Chars,
+    /// A byte.
+    Bytes,
+}
+
+impl From<TokensArg> for descent_data::TokenKind {
+    fn from(t: TokensArg) -> Self {
+        match t {
+            TokensArg::Chars => descent_data::TokenKind::Chars,
+            TokensArg::Bytes => descent_data::TokenKind::Bytes,
+        }
+    }
 }
 
 /// Hyperparameters, in PyTorch's names; each optimizer takes the ones it has (`descent

@@ -60,3 +60,57 @@ pub fn mnist(
     let data = load_mnist(&dir, norm)?;
     Ok((data, dir))
 }
+
+/// A text to train a language model on: its tokens' vocabulary, every window of the first
+/// 90% (training) and `val_windows` windows at seeded offsets of the rest (validation).
+pub struct Text {
+    /// What the ids stand for.
+    pub vocab: descent_data::Vocab,
+    /// Every window of `block` tokens of the first 90%.
+    pub train: descent_data::Dataset,
+    /// Windows of the last 10%.
+    pub val: descent_data::Dataset,
+}
+
+/// `--data`'s text file, if it names one (`text:FILE`); `mnist` or nothing is MNIST.
+pub fn text_source(data: Option<&str>) -> Result<Option<PathBuf>> {
+    match data {
+        None | Some("mnist") => Ok(None),
+        Some(s) => match s.strip_prefix("text:") {
+            Some(path) if !path.is_empty() => Ok(Some(PathBuf::from(path))),
+            _ => anyhow::bail!(
+                "invalid --data {s}: the sources are mnist and text:FILE (a UTF-8 text file)"
+            ),
+        },
+    }
+}
+
+/// Reads `path` as tokens of `kind`.
+pub fn read_text(path: &Path, kind: descent_data::TokenKind) -> Result<descent_data::TextCorpus> {
+    descent_data::TextCorpus::read(path, kind).map_err(|e| anyhow::anyhow!("invalid --data: {e}"))
+}
+
+/// The windows of `block` tokens of `corpus` for training and validation.
+pub fn text_windows(
+    corpus: &descent_data::TextCorpus,
+    block: usize,
+    val_windows: usize,
+    seed: u64,
+) -> Result<Text> {
+    let (train, val) = corpus.split(0.9);
+    if val.len() <= block || train.len() <= block {
+        anyhow::bail!(
+            "invalid --data: {} tokens split 90/10 leave fewer than a window of {block} tokens \
+             and its next ones on a side; use a longer text or a smaller --block-size",
+            corpus.ids.len()
+        );
+    }
+    if val_windows == 0 {
+        anyhow::bail!("invalid --val-windows 0: validate on 1 or more windows");
+    }
+    Ok(Text {
+        vocab: corpus.vocab.clone(),
+        train: corpus.windows(train, block)?,
+        val: corpus.sampled_windows(val, block, val_windows, seed)?,
+    })
+}

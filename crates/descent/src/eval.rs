@@ -28,6 +28,7 @@ pub fn architecture(
             activation,
             dropout: None,
             set: &[],
+            gpt: Default::default(),
         };
         return crate::models::spec(args, &crate::models::MNIST_SHAPE, 10);
     }

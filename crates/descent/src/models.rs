@@ -25,6 +25,57 @@ pub struct ModelArgs<'a> {
     pub dropout: Option<f32>,
     /// `--model-set LAYER.FIELD=VALUE`, in order.
     pub set: &'a [String],
+    /// `--layers`, `--heads`, `--embd`, `--block-size` of `--model gpt`.
+    pub gpt: GptArgs,
+}
+
+/// The sizes `--model gpt` takes; unset ones are torch_gpt.py's.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct GptArgs {
+    /// `--layers`.
+    pub layers: Option<usize>,
+    /// `--heads`.
+    pub heads: Option<usize>,
+    /// `--embd`.
+    pub embd: Option<usize>,
+    /// `--block-size`.
+    pub block: Option<usize>,
+}
+
+impl GptArgs {
+    /// Whether any size is given.
+    pub fn any(&self) -> bool {
+        self.layers.is_some() || self.heads.is_some() || self.embd.is_some() || self.block.is_some()
+    }
+
+    /// The sizes, checked.
+    pub fn size(&self) -> Result<descent_nn::GptSize> {
+        let d = descent_nn::GptSize::default();
+        let size = descent_nn::GptSize {
+            layers: self.layers.unwrap_or(d.layers),
+            heads: self.heads.unwrap_or(d.heads),
+            width: self.embd.unwrap_or(d.width),
+            block: self.block.unwrap_or(d.block),
+        };
+        for (flag, v) in [
+            ("--layers", size.layers),
+            ("--heads", size.heads),
+            ("--embd", size.width),
+            ("--block-size", size.block),
+        ] {
+            if v == 0 {
+                bail!("invalid {flag} 0: give at least 1");
+            }
+        }
+        if !size.width.is_multiple_of(size.heads) {
+            bail!(
+                "invalid --heads {}: it must divide --embd {} (each head takes an equal share)",
+                size.heads,
+                size.width
+            );
+        }
+        Ok(size)
+    }
 }
 
 /// The description with every `--model-set` applied in order.
@@ -77,6 +128,15 @@ fn unset_spec(args: ModelArgs<'_>, input: &[usize], classes: usize) -> Result<Mo
             }
         }
     }
+    if name != "gpt" && args.gpt.any() {
+        bail!(
+            "invalid --layers/--heads/--embd/--block-size: they shape --model gpt, not --model \
+             {name}"
+        );
+    }
+    if name == "gpt" {
+        return Ok(ModelSpec::gpt(classes, args.gpt.size()?));
+    }
     if name == "mlp" {
         let hidden = args.hidden.unwrap_or(&[512]);
         if hidden.contains(&0) || hidden.is_empty() {
@@ -99,7 +159,7 @@ fn unset_spec(args: ModelArgs<'_>, input: &[usize], classes: usize) -> Result<Mo
     let path = Path::new(name);
     if !path.exists() {
         bail!(
-            "invalid --model {name}: not a preset ({}) nor a model file",
+            "invalid --model {name}: not a preset ({}, gpt) nor a model file",
             PRESETS.join(", ")
         );
     }
@@ -133,7 +193,12 @@ pub fn fits(spec: &ModelSpec, input: &[usize], classes: usize) -> Result<()> {
         );
     }
     let model = spec.build()?;
-    if model.output_features() != classes {
+    // One class per example from the whole output, or one per position from its last
+    // dimension (a language model's windows).
+    let per_position = model.targets_per_example() > 1
+        && model.targets_per_example() == numel(input)
+        && model.classes() == classes;
+    if model.output_features() != classes && !per_position {
         bail!(
             "the model gives {} outputs (shape {:?}) but the data has {classes} classes: make \
              the last layer's out_features {classes}",

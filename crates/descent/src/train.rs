@@ -287,12 +287,23 @@ pub fn cli_error(e: descent_train::TrainError) -> anyhow::Error {
 /// The model the flags name, for MNIST-shaped data (a weights file's own model when
 /// starting from one without --model).
 pub fn model_spec(args: &TrainArgs) -> Result<ModelSpec> {
+    model_spec_for(args, &crate::models::MNIST_SHAPE, 10)
+}
+
+/// [`model_spec`] for examples of `input` shape and `classes` classes.
+pub fn model_spec_for(args: &TrainArgs, input: &[usize], classes: usize) -> Result<ModelSpec> {
     let margs = crate::models::ModelArgs {
         model: args.model.as_deref(),
         hidden: args.hidden.as_deref(),
         activation: args.activation,
         dropout: args.dropout,
         set: &args.model_set,
+        gpt: crate::models::GptArgs {
+            layers: args.layers,
+            heads: args.heads,
+            embd: args.embd,
+            block: args.block_size,
+        },
     };
     if let (Some(path), None, None, None) =
         (&args.init_from, &args.model, &args.hidden, &args.activation)
@@ -302,7 +313,7 @@ pub fn model_spec(args: &TrainArgs) -> Result<ModelSpec> {
             return crate::models::recorded(path, &meta, None, None);
         }
     }
-    crate::models::spec(margs, &crate::models::MNIST_SHAPE, 10)
+    crate::models::spec(margs, input, classes)
 }
 
 /// The loss the flags name, checked against a model of `outputs` outputs.
@@ -363,14 +374,19 @@ pub fn config(args: &TrainArgs, train_len: usize, model: &Model) -> Result<Train
     let layout = model.layout();
     let train_len = train_len - val_count(args, train_len)?;
     let optimizer = optimizer(args)?;
-    let per_epoch = if matches!(optimizer, OptimizerConfig::Gd(_)) {
-        1
-    } else if args.drop_last {
+    let batches = if args.drop_last {
         train_len / args.batch_size.max(1)
     } else {
         train_len.div_ceil(args.batch_size.max(1))
     };
-    let (schedule, plateau) = schedule(&args.schedule, (per_epoch * args.epochs) as u64)?;
+    let per_epoch = if matches!(optimizer, OptimizerConfig::Gd(_)) {
+        1
+    } else {
+        batches.div_ceil(args.grad_accum.max(1))
+    };
+    // A schedule spans the run: its epochs, or its step limit when that comes first.
+    let total = ((per_epoch * args.epochs) as u64).min(args.max_steps.unwrap_or(u64::MAX));
+    let (schedule, plateau) = schedule(&args.schedule, total)?;
     let mut groups = Vec::new();
     if args.no_bias_decay {
         // The model's bias tensors (and normalization weights, which are not matrices).
@@ -415,6 +431,8 @@ pub fn config(args: &TrainArgs, train_len: usize, model: &Model) -> Result<Train
         shuffle: !args.no_shuffle,
         drop_last: args.drop_last,
         normalize: Normalize::default(),
+        grad_accum: args.grad_accum,
+        eval_every: args.eval_every,
         ..TrainConfig::default()
     };
     cfg.validate().map_err(cli_error)?;
@@ -548,9 +566,22 @@ pub fn run(args: TrainArgs) -> Result<()> {
         })?),
         None => None,
     };
-    let spec = match &resumed {
-        Some(run) => run.model().map_err(|e| anyhow!("{e}"))?,
-        None => model_spec(&args)?,
+    // A text is read first: its vocabulary sizes the model.
+    let text_path = crate::data::text_source(args.data.as_deref())?;
+    let corpus = match &text_path {
+        Some(path) => Some(crate::data::read_text(path, args.tokens.into())?),
+        None => None,
+    };
+    if corpus.is_none() && args.model.as_deref() == Some("gpt") {
+        bail!("invalid --model gpt: it is a language model; give it a text with --data text:FILE");
+    }
+    let block = args
+        .block_size
+        .unwrap_or(descent_nn::GptSize::default().block);
+    let spec = match (&resumed, &corpus) {
+        (Some(run), _) => run.model().map_err(|e| anyhow!("{e}"))?,
+        (None, Some(c)) => model_spec_for(&args, &[block], c.vocab.len())?,
+        (None, None) => model_spec(&args)?,
     };
     let model = crate::models::build(&spec)?;
     let cfg = config(&args, MNIST_TRAIN, &model)?;
@@ -566,19 +597,56 @@ pub fn run(args: TrainArgs) -> Result<()> {
     if let Some(path) = &args.save {
         check_writable(path)?; // fail now, not after training
     }
-    let (mut data, _) = crate::data::mnist(
-        args.data_dir.as_deref(),
-        args.no_fetch,
-        cfg.normalize,
-        args.quiet,
-    )?;
-    crate::models::fits(&spec, data.train.shape(), data.train.classes())?;
-    let cfg = config(&args, data.train.len(), &model)?;
-    let n_val = val_count(&args, data.train.len())?;
-    let val = match n_val {
-        0 => None,
-        n => Some(data.train.split_off_random(n, cfg.seed)?),
+    let (train, val, test, vocab) = match &corpus {
+        Some(c) => {
+            if args.val_split.is_some() || args.val_size.is_some() {
+                bail!(
+                    "invalid --val-split/--val-size: a text validates on windows of its last \
+                     10% (--val-windows)"
+                );
+            }
+            let t = crate::data::text_windows(
+                c,
+                descent_nn::numel(&spec.input),
+                args.val_windows,
+                args.seed,
+            )?;
+            if !args.quiet {
+                eprintln!(
+                    "text {}: {} tokens, a vocabulary of {}, {} training windows of {} and {} \
+                     validation windows",
+                    text_path.as_ref().expect("a text").display(),
+                    c.ids.len(),
+                    t.vocab.len(),
+                    t.train.len(),
+                    descent_nn::numel(&spec.input),
+                    t.val.len()
+                );
+            }
+            (t.train, Some(t.val.clone()), t.val, Some(t.vocab))
+        }
+        None => {
+            let (mut data, _) = crate::data::mnist(
+                args.data_dir.as_deref(),
+                args.no_fetch,
+                cfg.normalize,
+                args.quiet,
+            )?;
+            let n_val = val_count(&args, data.train.len())?;
+            let val = match n_val {
+                0 => None,
+                n => Some(data.train.split_off_random(n, args.seed)?),
+            };
+            (data.train, val, data.test, None)
+        }
     };
+    crate::models::fits(&spec, train.shape(), train.classes())?;
+    let mut cfg = config(&args, train.len(), &model)?;
+    if vocab.is_some() {
+        // The validation windows are the text's only held-out set: evaluated after each
+        // epoch (and every --eval-every steps), not a second time as a test set.
+        cfg.val_only = true;
+    }
     let mut trainer = Trainer::new(model, &cfg).map_err(cli_error)?;
     if let Some(path) = &args.init_from {
         let (weights, _) = load_weights(path, trainer.net().layout())?;
@@ -652,7 +720,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
     }
     let bar = Bar::new(!args.quiet);
     let quiet = args.quiet;
-    let result = trainer.run_split(&data.train, val.as_ref(), &data.test, |e| {
+    let result = trainer.run_split(&train, val.as_ref(), &test, |e| {
         record(&e);
         on_event(e, &bar, quiet)
     });
@@ -673,7 +741,10 @@ pub fn run(args: TrainArgs) -> Result<()> {
         }
         std::process::exit(130);
     }
-    let meta = model_metadata(trainer.net(), &cfg, &summary);
+    let mut meta = model_metadata(trainer.net(), &cfg, &summary);
+    if let Some(v) = &vocab {
+        meta.insert("vocab".into(), serde_json::to_string(v)?);
+    }
     if let Some(run) = &run {
         run.save_weights(trainer.net(), trainer.params(), &meta)?;
     }
@@ -688,7 +759,16 @@ pub fn run(args: TrainArgs) -> Result<()> {
         }
     }
     let last = summary.epochs.last().map_or(0, |r| r.epoch);
-    if summary.stop != StopReason::MaxEpochs || summary.kept_epoch != last || val.is_some() {
+    if vocab.is_some() {
+        out!(
+            "stopped: {}; val_loss {:.4} (perplexity {:.2}) val_acc {:.2}% after {} steps",
+            summary.stop,
+            summary.test.loss,
+            summary.test.loss.exp(),
+            summary.test.acc,
+            trainer.steps()
+        );
+    } else if summary.stop != StopReason::MaxEpochs || summary.kept_epoch != last || val.is_some() {
         out!(
             "stopped: {}; test_loss {:.4} test_acc {:.2}% with the weights of epoch {}",
             summary.stop,
