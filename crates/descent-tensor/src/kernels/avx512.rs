@@ -42,8 +42,7 @@ fn lanes(n: usize) -> __mmask16 {
 }
 
 /// `alpha · v + beta · C` into the `n <= 16` values of C from `p`, `cs` apart.
-#[inline]
-#[target_feature(enable = "avx512f")]
+#[inline(always)]
 unsafe fn store_row(p: *mut f32, cs: usize, n: usize, v: __m512, alpha: f32, beta: f32) {
     // SAFETY: the n values from p, cs apart, are inside C (the callers' bounds).
     unsafe {
@@ -274,13 +273,46 @@ unsafe fn pack_b(o: &Operands, p0: usize, kc: usize, j0: usize, nc: usize, dst: 
     }
 }
 
+/// Copies A(i0..i0+mc, p0..p0+kc) of a row-major A into micro-panels of MR rows kept as rows:
+/// row `r` of panel `q` at `q·MR·KC + r·KC` (a straight copy, where the column layout needs a
+/// transpose), zeros past the last row.
+#[target_feature(enable = "avx512f")]
+unsafe fn pack_a_rows(o: &Operands, i0: usize, mc: usize, p0: usize, kc: usize, dst: &mut [f32]) {
+    // SAFETY: the reads stay inside A's rows i0..i0+mc and columns p0..p0+kc.
+    unsafe {
+        for (q, panel) in dst
+            .chunks_exact_mut(MR * KC)
+            .take(mc.div_ceil(MR))
+            .enumerate()
+        {
+            let rows = (mc - q * MR).min(MR);
+            for (r, out) in panel.chunks_exact_mut(KC).enumerate() {
+                let out = &mut out[..kc];
+                if r < rows {
+                    // In vectors (a call to memcpy per row costs as much as the copy).
+                    let src = o.a.add((i0 + q * MR + r) * o.a_rs + p0);
+                    for p in (0..kc).step_by(16) {
+                        let m = lanes(kc - p);
+                        let v = _mm512_maskz_loadu_ps(m, src.add(p));
+                        _mm512_mask_storeu_ps(out.as_mut_ptr().add(p), m, v);
+                    }
+                } else {
+                    out.fill(0.0);
+                }
+            }
+        }
+    }
+}
+
 /// One `MR x NR` tile: the sum over `kc` of outer products of a packed A micro-panel and a
 /// packed B micro-panel, then `alpha · sum + beta · C` into the `rows x cols` corner of C at
-/// `c` (row stride `rs`, column stride `cs`).
+/// `c` (row stride `rs`, column stride `cs`). The A panel holds, for each k, its MR values
+/// together (`ROW_PANEL` false) or its MR rows `KC` apart (true, [`pack_a_rows`]); the sums
+/// are the same either way.
 #[inline]
 #[target_feature(enable = "avx512f")]
 #[allow(clippy::too_many_arguments)]
-unsafe fn micro(
+unsafe fn micro<const ROW_PANEL: bool>(
     kc: usize,
     a: *const f32,
     b: *const f32,
@@ -297,12 +329,12 @@ unsafe fn micro(
         for _ in 0..kc {
             let bv: [__m512; NV] = std::array::from_fn(|v| _mm512_loadu_ps(b.add(16 * v)));
             for r in 0..MR {
-                let av = _mm512_set1_ps(*a.add(r));
+                let av = _mm512_set1_ps(*a.add(if ROW_PANEL { r * KC } else { r }));
                 for v in 0..NV {
                     acc[r][v] = _mm512_fmadd_ps(av, bv[v], acc[r][v]);
                 }
             }
-            a = a.add(MR);
+            a = a.add(if ROW_PANEL { 1 } else { MR });
             b = b.add(NR);
         }
         for r in 0..rows {
@@ -322,9 +354,12 @@ unsafe fn micro(
 pub(super) unsafe fn packed(o: &Operands) {
     PACKS.with_borrow_mut(|(pa, pb)| {
         let kc_max = o.k.min(KC);
+        // A row-major A is packed as rows (a copy), anything else as columns.
+        let rows_layout = o.a_cs == 1 && o.a_rs != 1;
+        let a_kc = if rows_layout { KC } else { kc_max };
         // 16 values more, so that each pack can start on a 64-byte line: a vector load that
         // straddles two lines costs two.
-        let need_a = o.m.min(MC).div_ceil(MR) * MR * kc_max + 16;
+        let need_a = o.m.min(MC).div_ceil(MR) * MR * a_kc + 16;
         let need_b = o.n.min(NC).div_ceil(NR) * NR * kc_max + 16;
         if pa.len() < need_a {
             pa.resize(need_a, 0.0);
@@ -345,23 +380,28 @@ pub(super) unsafe fn packed(o: &Operands) {
                     pack_b(o, p0, kc, j0, nc, pb);
                     for i0 in (0..o.m).step_by(MC) {
                         let mc = (o.m - i0).min(MC);
-                        pack_a(o, i0, mc, p0, kc, pa);
+                        match rows_layout {
+                            true => pack_a_rows(o, i0, mc, p0, kc, pa),
+                            false => pack_a(o, i0, mc, p0, kc, pa),
+                        }
                         for q in 0..nc.div_ceil(NR) {
                             let bp = pb.as_ptr().add(q * NR * kc);
                             let cols = (nc - q * NR).min(NR);
                             for r in 0..mc.div_ceil(MR) {
                                 let rows = (mc - r * MR).min(MR);
                                 let c = o.c.add((i0 + r * MR) * o.c_rs + (j0 + q * NR) * o.c_cs);
-                                micro(
-                                    kc,
-                                    pa.as_ptr().add(r * MR * kc),
-                                    bp,
-                                    c,
-                                    (o.c_rs, o.c_cs),
-                                    (rows, cols),
-                                    o.alpha,
-                                    beta,
-                                );
+                                let at = (o.c_rs, o.c_cs);
+                                let rc = (rows, cols);
+                                match rows_layout {
+                                    true => {
+                                        let ap = pa.as_ptr().add(r * MR * KC);
+                                        micro::<true>(kc, ap, bp, c, at, rc, o.alpha, beta)
+                                    }
+                                    false => {
+                                        let ap = pa.as_ptr().add(r * MR * kc);
+                                        micro::<false>(kc, ap, bp, c, at, rc, o.alpha, beta)
+                                    }
+                                }
                             }
                         }
                     }
