@@ -6,6 +6,7 @@ sides with the same parameter names, and records fixtures for descent's tests:
 
     python tools/nn_reference.py layers    # crates/descent-nn/tests/fixtures/torch_layers.json
     python tools/nn_reference.py cnn       # crates/descent-train/tests/fixtures/torch_cnn_adadelta.json
+    python tools/nn_reference.py gpt       # crates/descent-train/tests/fixtures/torch_gpt_adamw.json
     python tools/nn_reference.py load WEIGHTS.safetensors [MNIST_DIR [OUT.safetensors]]
 
 `load`: builds the model a descent weights file records, loads the file with strict=True, and
@@ -385,6 +386,44 @@ def cnn_fixture(steps=50, batch=64):
     print("wrote", path, "final loss", losses[-1])
 
 
+def gpt_fixture(steps=20, batch=8):
+    """A small GPT (the `gpt` preset's layout: vocab 13, block 10, width 16, 2 heads, 2 blocks)
+    trained 20 AdamW steps from PyTorch's own initialization (seed 0), as torch_gpt.py trains
+    (betas 0.9/0.99, weight decay 0.1 on tensors of 2 or more dimensions, clipping at norm 1;
+    a constant lr 3e-3), on windows of a token stream a formula gives (token i:
+    (7i + 3 (i // 5)) mod 13; step s, window w starts at (37 s + 11 w) mod 400)."""
+    vocab, block, width, heads, layers = 13, 10, 16, 2, 2
+    spec = gpt_spec(vocab=vocab, block=block, width=width, heads=heads, layers=layers)
+    torch.manual_seed(0)
+    torch.set_num_threads(1)
+    model = build(spec)
+    init = OrderedDict((k, v.clone()) for k, v in model.state_dict().items())
+    decay = [p for p in model.parameters() if p.dim() >= 2]
+    rest = [p for p in model.parameters() if p.dim() < 2]
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.1},
+                             {"params": rest, "weight_decay": 0.0}], lr=3e-3, betas=(0.9, 0.99))
+    tokens = torch.tensor([(7 * i + 3 * (i // 5)) % vocab for i in range(500)])
+    losses = []
+    model.train()
+    for s in range(steps):
+        starts = [(37 * s + 11 * w) % 400 for w in range(batch)]
+        x = torch.stack([tokens[a:a + block] for a in starts]).float()
+        y = torch.stack([tokens[a + 1:a + block + 1] for a in starts])
+        opt.zero_grad()
+        loss = F.cross_entropy(model(x).reshape(-1, vocab), y.reshape(-1))
+        loss.backward()
+        nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        losses.append(loss.item())
+    flat = torch.cat([p.detach().flatten() for _, p in model.named_parameters()])
+    path = os.path.join(ROOT, "crates/descent-train/tests/fixtures/torch_gpt_adamw.json")
+    with open(path, "w") as f:
+        json.dump({"torch": torch.__version__, "model": spec, "steps": steps, "batch": batch,
+                   "init": {k: tensor_list(v) for k, v in init.items()},
+                   "losses": losses, "len": flat.numel(), "weights": tensor_list(flat)}, f)
+    print("wrote", path, "final loss", losses[-1])
+
+
 def load(path, data_dir=None, out=None):
     """Loads descent's weights file into the model it records, strict=True."""
     import gzip
@@ -422,6 +461,8 @@ if __name__ == "__main__":
         layers_fixture()
     elif what == "cnn":
         cnn_fixture()
+    elif what == "gpt":
+        gpt_fixture()
     elif what == "load":
         load(*sys.argv[2:5])
     else:
