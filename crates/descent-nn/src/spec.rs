@@ -445,6 +445,11 @@ impl LayerSpec {
         }
     }
 
+    /// The name it gives its parameters, when it has one.
+    pub(crate) fn name_of(&self) -> Option<String> {
+        self.name().map(str::to_string)
+    }
+
     fn name(&self) -> Option<&str> {
         match self {
             LayerSpec::Linear { name, .. }

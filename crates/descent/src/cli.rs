@@ -27,8 +27,11 @@ pub enum Command {
     Viz(VizArgs),
     /// The most likely digits of an image (28x28 PNG) or of the images of an IDX file.
     Predict(PredictArgs),
-    /// Evaluate weights on the MNIST test set: loss, accuracy, confusion matrix.
+    /// Evaluate weights on the MNIST test set (loss, accuracy, confusion matrix), or a
+    /// language model on a text (--data text:FILE: loss and perplexity).
     Eval(EvalArgs),
+    /// Continue a text with a language model trained by `descent train --model gpt`.
+    Generate(GenerateArgs),
     /// List the optimizers: hyperparameters, defaults, update formula, reference.
     Optimizers(OptimizersArgs),
     /// List the model presets, or show one model (a preset or a TOML file) layer by layer.
@@ -259,6 +262,34 @@ pub struct EvalArgs {
     /// Never download: fail if the data is not on disk.
     #[arg(long)]
     pub no_fetch: bool,
+    /// The data: mnist (the default), or text:FILE for a language model (every window of
+    /// the model's context in the file, read with the vocabulary the weights record).
+    #[arg(long, value_name = "SOURCE")]
+    pub data: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct GenerateArgs {
+    /// A weights file of a language model (`descent train --model gpt --save`).
+    pub weights: PathBuf,
+    /// The text to continue (every character must be in the model's vocabulary).
+    #[arg(long, default_value = "\n")]
+    pub prompt: String,
+    /// Tokens to generate.
+    #[arg(long, default_value_t = 200, value_name = "N")]
+    pub tokens: usize,
+    /// Divides the logits: below 1 sharper, above 1 flatter; 0 always takes the most likely.
+    #[arg(long, default_value_t = 0.8, value_name = "T")]
+    pub temperature: f32,
+    /// Draw from the K most likely tokens only (0: all).
+    #[arg(long, default_value_t = 0, value_name = "K")]
+    pub top_k: usize,
+    /// Draw from the fewest most likely tokens whose probabilities reach P (1: all).
+    #[arg(long, default_value_t = 1.0, value_name = "P")]
+    pub top_p: f32,
+    /// Seed of the draws: the same seed gives the same text.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
 }
 
 #[derive(Args, Debug)]

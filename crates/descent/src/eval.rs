@@ -35,7 +35,67 @@ pub fn architecture(
     crate::models::recorded(path, &meta, hidden, activation)
 }
 
+/// A language model on a text: the mean loss per token and the perplexity over the windows
+/// of the model's context that tile the file (each position's next token the target).
+fn run_text(args: &EvalArgs, path: &Path) -> Result<()> {
+    let vocab = crate::generate::vocab_of(&args.weights)?;
+    let spec = architecture(&args.weights, None, None, None)?;
+    let net = crate::models::build(&spec)?;
+    let (params, _) = load_weights(&args.weights, net.layout())?;
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| anyhow::anyhow!("invalid --data text:{}: {e}", path.display()))?;
+    let ids = vocab
+        .encode(&text)
+        .map_err(|e| anyhow::anyhow!("invalid --data text:{}: {e}", path.display()))?;
+    let block = descent_nn::numel(&spec.input);
+    if ids.len() <= block {
+        anyhow::bail!(
+            "invalid --data text:{}: {} tokens hold no window of the model's {block} and the next",
+            path.display(),
+            ids.len()
+        );
+    }
+    let starts: Vec<u32> = (0..(ids.len() - 1) / block)
+        .map(|w| (w * block) as u32)
+        .collect();
+    let windows = descent_data::Dataset::windows(ids, block, vocab.len(), Some(starts))?;
+    let pool = Pool::new(args.threads.unwrap_or(0))?;
+    let batch = Workspace::capacity_within(&net, 64, pool.threads(), descent_train::EVAL_BYTES);
+    let mut ws = Workspace::new(&net, batch, pool.threads());
+    let mut total = LossStats::default();
+    let (mut x, mut y) = (vec![0.0; batch * block], vec![0; batch * block]);
+    for start in (0..windows.len()).step_by(batch) {
+        let rows = batch.min(windows.len() - start);
+        for r in 0..rows {
+            x[r * block..(r + 1) * block].copy_from_slice(windows.example(start + r));
+            y[r * block..(r + 1) * block].copy_from_slice(windows.targets(start + r));
+        }
+        total.merge(net.evaluate(
+            &params,
+            &x[..rows * block],
+            descent_nn::Targets::Classes(&y[..rows * block]),
+            &descent_nn::Loss::default(),
+            &mut ws,
+            &pool,
+        )?);
+    }
+    out!(
+        "{} on {}: loss {:.4} per token, perplexity {:.2}, next-token accuracy {:.2}% ({} tokens in {} windows of {block})",
+        args.weights.display(),
+        path.display(),
+        total.mean_loss(),
+        total.mean_loss().exp(),
+        total.accuracy(),
+        total.count,
+        windows.len()
+    );
+    Ok(())
+}
+
 pub fn run(args: EvalArgs) -> Result<()> {
+    if let Some(path) = crate::data::text_source(args.data.as_deref())? {
+        return run_text(&args, &path);
+    }
     let spec = architecture(
         &args.weights,
         args.model.as_deref(),

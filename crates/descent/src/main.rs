@@ -27,6 +27,7 @@ mod compare;
 mod config_file;
 mod data;
 mod eval;
+mod generate;
 mod model_list;
 mod models;
 mod optimizers;
@@ -91,6 +92,7 @@ fn main() {
         cli::Command::Train(args) => train::run(*args),
         cli::Command::Data(cli::DataCommand::Fetch(args)) => data::fetch(args),
         cli::Command::Eval(args) => eval::run(args),
+        cli::Command::Generate(args) => generate::run(args),
         cli::Command::Predict(args) => predict::run(args),
         cli::Command::Report(args) => report::run(args),
         cli::Command::Viz(args) => viz::run(args),

@@ -764,3 +764,112 @@ fn tune_refuses_bad_search_spaces_and_storage_before_any_work() {
         "give sqlite:PATH:STUDY",
     );
 }
+
+fn run(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_descent"))
+        .args(args)
+        .output()
+        .expect("the binary runs")
+}
+
+/// A small GPT on a text: trains from one command with step evaluations, saves its
+/// vocabulary; `generate` continues a prompt reproducibly by seed and names a character the
+/// vocabulary lacks; `eval` gives the text's perplexity; a GPT without a text is refused.
+#[test]
+fn a_gpt_trains_on_a_text_generates_and_evaluates() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = dir.path().join("t.txt");
+    std::fs::write(
+        &text,
+        "the cat sat on the mat. the dog sat on the log.\n".repeat(60),
+    )
+    .unwrap();
+    let weights = dir.path().join("gpt.safetensors");
+    let data = format!("text:{}", text.display());
+    let o = run(&[
+        "train",
+        "--model",
+        "gpt",
+        "--data",
+        &data,
+        "--layers",
+        "1",
+        "--heads",
+        "2",
+        "--embd",
+        "16",
+        "--block-size",
+        "16",
+        "--optimizer",
+        "adamw",
+        "--lr",
+        "0.01",
+        "--batch-size",
+        "16",
+        "--max-steps",
+        "60",
+        "--eval-every",
+        "30",
+        "--epochs",
+        "1",
+        "--log-every",
+        "0",
+        "--save",
+        weights.to_str().unwrap(),
+    ]);
+    let out = String::from_utf8_lossy(&o.stdout).into_owned() + &stderr(&o);
+    assert!(o.status.success(), "{out}");
+    assert!(
+        out.contains("step 30 train_loss") && out.contains("step 60 train_loss"),
+        "{out}"
+    );
+    assert!(
+        out.contains("stopped: reached the step limit of 60 steps; val_loss"),
+        "{out}"
+    );
+    let w = weights.to_str().unwrap();
+    let gen = |seed: &str| {
+        let o = run(&[
+            "generate", w, "--prompt", "the ", "--tokens", "40", "--seed", seed,
+        ]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    let (a, b) = (gen("3"), gen("3"));
+    assert_eq!(a, b, "the same seed gives the same text");
+    assert!(
+        a.starts_with("the ") && a.trim_end().chars().count() >= 30,
+        "{a:?}"
+    );
+    assert_clean_failure(
+        &run(&["generate", w, "--prompt", "the zebra"]),
+        "character 4 is 'z' (U+007A)",
+    );
+    let o = run(&["eval", w, "--data", &data]);
+    let line = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(
+        o.status.success() && line.contains("perplexity"),
+        "{line}{}",
+        stderr(&o)
+    );
+    assert_clean_failure(
+        &run(&["train", "--model", "gpt"]),
+        "give it a text with --data text:FILE",
+    );
+    assert_clean_failure(
+        &run(&["train", "--data", "csv:x"]),
+        "the sources are mnist and text:FILE",
+    );
+    let bad = dir.path().join("bad.txt");
+    std::fs::write(&bad, b"abc\xffdef").unwrap();
+    assert_clean_failure(
+        &run(&[
+            "train",
+            "--model",
+            "gpt",
+            "--data",
+            &format!("text:{}", bad.display()),
+        ]),
+        "offset 3",
+    );
+}
