@@ -310,6 +310,8 @@ mod tests {
                 sink: Sink::Grads(&mut grads),
                 buffers: &[],
                 times: None,
+                seed: 0,
+                scratch: Vec::new(),
             };
             layer.backward(&mut b, &x, &y, &mut dy, Some(&mut dx), &mut ws);
             // A spread of inputs: queries, keys and values of early and late positions.

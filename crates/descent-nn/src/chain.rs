@@ -97,6 +97,21 @@ impl Chain {
         2 * cap * numel(l.output_shape()) + l.workspace_len(cap, threads)
     }
 
+    /// Scratch values the layers share ([`Layer::scratch_len`]): the most any asks for.
+    pub fn scratch_len(&self, cap: usize, threads: usize) -> usize {
+        self.layers
+            .iter()
+            .map(|l| l.scratch_len(cap, threads))
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// Turns activation recomputation on or off in every layer that offers it (see
+    /// [`Layer::set_recompute`]); how many changed.
+    pub fn set_recompute(&mut self, on: bool) -> usize {
+        self.layers.iter_mut().map(|l| l.set_recompute(on)).sum()
+    }
+
     /// Arena values for batches of up to `cap` rows on `threads` threads.
     pub fn arena_len(&self, cap: usize, threads: usize) -> usize {
         (0..self.layers.len())
@@ -214,6 +229,7 @@ impl Chain {
             .sum();
         let wants_dx = dx.is_some();
         let mut times = b.times.take();
+        let base_seed = b.seed;
         for i in (0..self.layers.len()).rev() {
             if self.elided(i) {
                 continue;
@@ -227,6 +243,8 @@ impl Chain {
             let (dy, rest) = rest.split_at_mut(out_n);
             let ws = &mut rest[..l.workspace_len(cap, threads)];
             let needed = wants_dx || self.layers[..i].iter().any(|p| p.param_count() > 0);
+            // The stream the layer's forward pass had.
+            b.seed = mix_seed(base_seed, i);
             if i == 0 {
                 let dx = if needed { dx.as_deref_mut() } else { None };
                 l.backward(b, x, y, dy, dx, ws);
@@ -244,6 +262,7 @@ impl Chain {
             }
             end = start;
         }
+        b.seed = base_seed;
         b.times = times;
     }
 }

@@ -802,6 +802,8 @@ mod tests {
                             sink: Sink::Grads(&mut grads),
                             buffers: &[],
                             times: None,
+                            seed: 0,
+                            scratch: Vec::new(),
                         };
                         l.backward(&mut b, x, y, &mut dy, Some(&mut dx), ws);
                         (grads, dx)
@@ -1021,6 +1023,8 @@ mod tests {
                         sink: Sink::Grads(&mut grads),
                         buffers: &[],
                         times: None,
+                        seed: 0,
+                        scratch: Vec::new(),
                     };
                     conv.backward(&mut b, &x, &y, &mut dy_in, Some(&mut dx), &mut ws);
                     let what = format!("c{c} o{o} groups {groups} batch {batch} density {density}");

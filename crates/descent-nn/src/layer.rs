@@ -30,6 +30,10 @@ pub struct Forward<'a> {
     /// When set, the model's top-level layers add their seconds here (`descent bench
     /// layers`).
     pub times: Option<&'a mut [f64]>,
+    /// Scratch shared by the model's layers, kept by none between calls
+    /// ([`Layer::scratch_len`] values or more): a residual block that recomputes its body
+    /// takes it for the body's activations and hands it back.
+    pub scratch: Vec<f32>,
 }
 
 enum Buffers<'a> {
@@ -50,6 +54,16 @@ impl<'a> Forward<'a> {
             params,
             buffers: Buffers::Read(buffers),
             times: None,
+            scratch: Vec::new(),
+        }
+    }
+
+    /// A forward pass in training mode that leaves the buffers as they are: a body run again
+    /// in the backward pass (its batch statistics, not a second update of the running ones).
+    pub(crate) fn recompute(pool: &'a Pool, params: &'a [f32], buffers: &'a [f32]) -> Self {
+        Self {
+            train: true,
+            ..Self::eval(pool, params, buffers)
         }
     }
 
@@ -65,6 +79,7 @@ impl<'a> Forward<'a> {
             params,
             buffers: Buffers::Write(buffers),
             times: None,
+            scratch: Vec::new(),
         }
     }
 
@@ -113,6 +128,10 @@ pub struct Backward<'a> {
     pub buffers: &'a [f32],
     /// When set, the model's top-level layers add their seconds here.
     pub times: Option<&'a mut [f64]>,
+    /// The random stream the layer's forward pass had ([`Forward::seed`]), to run it again.
+    pub seed: u64,
+    /// Scratch shared by the model's layers, as [`Forward::scratch`].
+    pub scratch: Vec<f32>,
 }
 
 impl Backward<'_> {
@@ -194,6 +213,24 @@ pub trait Layer: Send + Sync + std::fmt::Debug {
     /// threads (values saved by the forward pass for the backward pass, scratch space).
     fn workspace_len(&self, cap: usize, threads: usize) -> usize {
         let _ = (cap, threads);
+        0
+    }
+
+    /// f32 values of scratch this layer uses during one call of its forward or backward pass
+    /// and keeps nothing in ([`Forward::scratch`]; it is taken whole, so a layer that uses it
+    /// runs no other layer that does); the model holds the largest any layer asks for, once.
+    fn scratch_len(&self, cap: usize, threads: usize) -> usize {
+        let _ = (cap, threads);
+        0
+    }
+
+    /// Activation recomputation: keep fewer activations and run part of the forward pass
+    /// again in the backward pass (a residual block keeps its input and output, and runs its
+    /// body again from the input). Called on a model's top-level layers; returns how many
+    /// changed (a block that is one, a nested layer none). The
+    /// gradients are the same, bit for bit; workspaces made before no longer fit the model.
+    fn set_recompute(&mut self, on: bool) -> usize {
+        let _ = on;
         0
     }
 

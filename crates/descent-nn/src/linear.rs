@@ -531,6 +531,8 @@ mod tests {
                         sink: Sink::Grads(&mut grads),
                         buffers: &[],
                         times: None,
+                        seed: 0,
+                        scratch: Vec::new(),
                     };
                     l.backward(&mut b, &x, &[], &mut dyc, Some(&mut dx), &mut ws);
                     close(&dx, &want_dx, "dx");
@@ -547,6 +549,8 @@ mod tests {
                         sink: Sink::Sgd(0.5),
                         buffers: &[],
                         times: None,
+                        seed: 0,
+                        scratch: Vec::new(),
                     };
                     l.backward(&mut b, &x, &[], &mut dyc, None, &mut ws);
                     let stepped: Vec<f32> =

@@ -23,6 +23,8 @@ pub struct Workspace {
     capacity: usize,
     threads: usize,
     arena: Vec<f32>,
+    /// Shared by the layers during a pass (a recomputed block's body).
+    scratch: Vec<f32>,
     /// Seeds the random streams (dropout masks) of the next training step.
     seed: u64,
 }
@@ -36,6 +38,7 @@ impl Workspace {
             capacity,
             threads,
             arena: vec![0.0; model.chain.arena_len(capacity, threads)],
+            scratch: vec![0.0; model.chain.scratch_len(capacity, threads)],
             seed: 0,
         }
     }
@@ -44,7 +47,8 @@ impl Workspace {
     /// evaluation batch of 1000 fits an MLP easily, but a convolutional network's activations
     /// for 1000 images take hundreds of megabytes.
     pub fn capacity_within(model: &Model, want: usize, threads: usize, bytes: usize) -> usize {
-        let per_row = model.chain.arena_len(1, threads.max(1)).max(1) * 4;
+        let t = threads.max(1);
+        let per_row = (model.chain.arena_len(1, t) + model.chain.scratch_len(1, t)).max(1) * 4;
         want.min(bytes / per_row).max(1)
     }
 
@@ -59,14 +63,15 @@ impl Workspace {
         self.capacity
     }
 
-    /// Values held, for memory estimates.
+    /// Values held (activations, their gradients and the layers' workspace), for memory
+    /// reports.
     pub fn len(&self) -> usize {
-        self.arena.len()
+        self.arena.len() + self.scratch.len()
     }
 
     /// Whether it holds nothing.
     pub fn is_empty(&self) -> bool {
-        self.arena.is_empty()
+        self.len() == 0
     }
 }
 
@@ -88,6 +93,15 @@ impl Model {
         dropout: f32,
     ) -> Result<Self, NnError> {
         ModelSpec::mlp(input, hidden, classes, act, dropout).build()
+    }
+
+    /// Activation recomputation on or off (see [`Layer::set_recompute`]): each top-level
+    /// residual block keeps its output only and runs its body again in the backward pass, so
+    /// one body's activations are held instead of every block's, for about one more forward
+    /// pass of compute; the gradients are the same bit for bit. Returns how many blocks
+    /// changed (0: the model has none to recompute). Make workspaces after it.
+    pub fn set_recompute(&mut self, on: bool) -> usize {
+        self.chain.set_recompute(on)
     }
 
     /// The description it was built from.
@@ -214,6 +228,11 @@ impl Model {
             self.chain.arena_len(ws.capacity, ws.threads),
             ws.arena.len(),
         )?;
+        shape(
+            "workspace scratch",
+            self.chain.scratch_len(ws.capacity, ws.threads),
+            ws.scratch.len(),
+        )?;
         if batch > ws.capacity {
             return Err(NnError::BatchTooLarge {
                 batch,
@@ -237,7 +256,9 @@ impl Model {
         let (params, buffers) = values.split_at(self.layout.trainable_len());
         let mut f = Forward::eval(pool, params, buffers);
         (f.batch, f.cap, f.threads) = (batch, ws.capacity, ws.threads);
+        f.scratch = std::mem::take(&mut ws.scratch);
         self.chain.forward(&mut f, x, &mut ws.arena);
+        ws.scratch = std::mem::take(&mut f.scratch);
         Ok(self
             .chain
             .last_output(&ws.arena, batch, ws.capacity, ws.threads))
@@ -312,7 +333,9 @@ impl Model {
         let mut f = Forward::train(pool, params, buffers, ws.seed);
         (f.batch, f.cap, f.threads) = (batch, ws.capacity, ws.threads);
         f.times = times;
+        f.scratch = std::mem::take(&mut ws.scratch);
         self.chain.forward(&mut f, x, &mut ws.arena);
+        ws.scratch = std::mem::take(&mut f.scratch);
         let (logits, dlogits) =
             self.chain
                 .output_and_grad(&mut ws.arena, batch, ws.capacity, ws.threads);
@@ -340,8 +363,11 @@ impl Model {
             sink,
             buffers,
             times,
+            seed: ws.seed,
+            scratch: std::mem::take(&mut ws.scratch),
         };
         self.chain.backward(&mut b, x, &mut ws.arena, None);
+        ws.scratch = std::mem::take(&mut b.scratch);
     }
 
     /// One training step (gradients out) that adds each top-level layer's forward and

@@ -7,15 +7,36 @@ use crate::chain::Chain;
 use crate::layer::{mix_seed, numel, Backward, Forward, Layer};
 
 /// A residual block over two chains from the same input.
+///
+/// With recomputation on ([`Layer::set_recompute`]) the body's activations live in the
+/// model's shared scratch instead of the block's own workspace: the forward pass keeps only
+/// the block's output (its input is the layer before's), and the backward pass runs the body
+/// forward again from the input, with the same random streams and parameters, before its
+/// backward pass. One body's activations are held at a time instead of every block's.
 #[derive(Debug)]
 pub struct Residual {
     /// The main path; not empty.
     pub body: Chain,
     /// The shortcut; `None` is the identity (then the body keeps the input's shape).
     pub shortcut: Option<Chain>,
+    recompute: bool,
 }
 
 impl Residual {
+    /// `y = body(x) + shortcut(x)` (`None`: the identity), keeping its activations.
+    pub fn new(body: Chain, shortcut: Option<Chain>) -> Self {
+        Self {
+            body,
+            shortcut,
+            recompute: false,
+        }
+    }
+
+    /// Whether the body runs again in the backward pass instead of keeping its activations.
+    pub fn recomputes(&self) -> bool {
+        self.recompute
+    }
+
     fn arenas(&self, cap: usize, threads: usize) -> (usize, usize) {
         (
             self.body.arena_len(cap, threads),
@@ -49,8 +70,24 @@ impl Layer for Residual {
 
     fn workspace_len(&self, cap: usize, threads: usize) -> usize {
         let (body, short) = self.arenas(cap, threads);
+        let body = if self.recompute { 0 } else { body };
         // Plus the shortcut's input gradient, added to the body's.
         body + short + cap * numel(self.body.input_shape())
+    }
+
+    fn scratch_len(&self, cap: usize, threads: usize) -> usize {
+        match self.recompute {
+            true => self.body.arena_len(cap, threads),
+            false => 0,
+        }
+    }
+
+    fn set_recompute(&mut self, on: bool) -> usize {
+        // Only the block itself, not blocks nested in it: the body's layers run without
+        // the scratch it takes.
+        let changed = self.recompute != on;
+        self.recompute = on;
+        usize::from(changed)
     }
 
     fn param_count(&self) -> usize {
@@ -71,8 +108,16 @@ impl Layer for Residual {
     // x is (B, *input), y is (B, *output); ws holds both chains' arenas.
     fn forward(&self, f: &mut Forward<'_>, x: &[f32], y: &mut [f32], ws: &mut [f32]) {
         let (body_n, short_n) = self.arenas(f.cap, f.threads);
-        let (body_ws, rest) = ws.split_at_mut(body_n);
-        let short_ws = &mut rest[..short_n];
+        let mut scratch = match self.recompute {
+            true => std::mem::take(&mut f.scratch),
+            false => Vec::new(),
+        };
+        let (body_ws, short_ws) = if self.recompute {
+            (&mut scratch[..body_n], &mut ws[..short_n])
+        } else {
+            let (body, rest) = ws.split_at_mut(body_n);
+            (body, &mut rest[..short_n])
+        };
         let seed = f.seed;
         f.seed = mix_seed(seed, 0);
         self.body.forward(f, x, body_ws);
@@ -91,6 +136,9 @@ impl Layer for Residual {
             *y = o + s;
         }
         f.seed = seed;
+        if self.recompute {
+            f.scratch = scratch;
+        }
     }
 
     fn backward(
@@ -104,20 +152,45 @@ impl Layer for Residual {
     ) {
         let (cap, threads, batch) = (b.cap, b.threads, b.batch);
         let (body_n, short_n) = self.arenas(cap, threads);
-        let (body_ws, rest) = ws.split_at_mut(body_n);
-        let (short_ws, tmp) = rest.split_at_mut(short_n);
+        let mut scratch = match self.recompute {
+            true => std::mem::take(&mut b.scratch),
+            false => Vec::new(),
+        };
+        let (body_ws, short_ws, tmp) = if self.recompute {
+            let (short, tmp) = ws.split_at_mut(short_n);
+            (&mut scratch[..body_n], short, tmp)
+        } else {
+            let (body, rest) = ws.split_at_mut(body_n);
+            let (short, tmp) = rest.split_at_mut(short_n);
+            (body, short, tmp)
+        };
+        let seed = b.seed;
+        if self.recompute {
+            // The body's forward pass again, as it ran: the same parameters (no layer of
+            // this block has been updated yet), random streams and batch statistics.
+            let mut f = Forward::recompute(b.pool, b.params, b.buffers);
+            (f.batch, f.cap, f.threads, f.seed) = (batch, cap, threads, mix_seed(seed, 0));
+            self.body.forward(&mut f, x, body_ws);
+        }
         let n = batch * numel(self.output_shape());
         let m = batch * numel(self.body.input_shape());
         self.body
             .output_grad(body_ws, batch, cap, threads)
             .copy_from_slice(&dy[..n]);
+        b.seed = mix_seed(seed, 0);
         self.body.backward(b, x, body_ws, dx.as_deref_mut());
+        b.seed = seed;
+        if self.recompute {
+            b.scratch = scratch;
+        }
         match &self.shortcut {
             Some(s) => {
                 s.output_grad(short_ws, batch, cap, threads)
                     .copy_from_slice(&dy[..n]);
                 let tmp = &mut tmp[..m];
+                b.seed = mix_seed(seed, 1);
                 s.backward(b, x, short_ws, dx.is_some().then_some(&mut *tmp));
+                b.seed = seed;
                 if let Some(dx) = dx {
                     dx[..m]
                         .iter_mut()

@@ -1238,10 +1238,7 @@ fn build_chain(
                         ),
                     ));
                 }
-                Box::new(Residual {
-                    body: body_chain,
-                    shortcut: short_chain,
-                })
+                Box::new(Residual::new(body_chain, short_chain))
             }
             act => {
                 let a = act

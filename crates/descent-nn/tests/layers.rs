@@ -1019,3 +1019,94 @@ fn bad_sequence_models_and_inputs_are_errors() {
         .to_string();
     assert!(e.contains("input value 1 is 1.5"), "{e}");
 }
+
+/// One training step's gradients, updated buffers and loss, with recomputation on or off.
+fn step_with(
+    m: &Model,
+    x: &[f32],
+    y: &[u32],
+    batch: usize,
+    threads: usize,
+) -> (Vec<f32>, Vec<f32>, f64, usize) {
+    let pool = Pool::new(threads).unwrap();
+    let mut values = m.init_params(&mut Rng::new(5));
+    let mut grads = vec![0.0; m.param_count()];
+    let mut ws = Workspace::new(m, batch, threads);
+    ws.set_dropout_seed(77);
+    let stats = m
+        .train_step_grads(
+            &mut values,
+            x,
+            Targets::Classes(y),
+            &Loss::default(),
+            &mut grads,
+            &mut ws,
+            &pool,
+        )
+        .unwrap();
+    (grads, values, stats.loss_sum, ws.len())
+}
+
+/// Recomputing each residual block's body in the backward pass gives the same gradients,
+/// running statistics and loss bit for bit (dropout masks and BatchNorm's batch statistics
+/// drawn again as they were), holds fewer activations, and a workspace made before the switch
+/// is refused.
+#[test]
+fn recomputation_gives_the_same_step_with_fewer_activations() {
+    let mut resnet = spec(json!({
+        "input": [2, 6, 6],
+        "layers": [
+            {"type": "conv2d", "name": "stem", "out_channels": 4, "kernel": 3, "padding": 1},
+            {"type": "relu"},
+            {"type": "residual", "name": "b1", "body": [
+                {"type": "conv2d", "name": "conv1", "out_channels": 4, "kernel": 3, "padding": 1},
+                {"type": "batch_norm2d", "name": "bn1"},
+                {"type": "relu"},
+                {"type": "dropout", "p": 0.3},
+                {"type": "conv2d", "name": "conv2", "out_channels": 4, "kernel": 3, "padding": 1},
+            ]},
+            {"type": "residual", "name": "b2", "body": [
+                {"type": "conv2d", "name": "conv1", "out_channels": 6, "kernel": 3, "padding": 1, "stride": 2},
+                {"type": "batch_norm2d", "name": "bn1"},
+                {"type": "relu"},
+            ], "shortcut": [
+                {"type": "conv2d", "out_channels": 6, "kernel": 1, "stride": 2, "bias": false},
+                {"type": "batch_norm2d"},
+            ]},
+            {"type": "adaptive_avg_pool2d"},
+            {"type": "flatten"},
+            {"type": "linear", "name": "fc", "out_features": 3},
+        ]
+    }))
+    .build()
+    .unwrap();
+    let mut rng = Rng::new(9);
+    let (x, y) = data(&mut rng, 4, resnet.input_features(), 3);
+    let mut gpt = spec(tiny_gpt(7, 5, 8, 2)).build().unwrap();
+    let ids: Vec<f32> = (0..3 * 5).map(|_| rng.below(7) as f32).collect();
+    let next: Vec<u32> = (0..3 * 5).map(|_| rng.below(7) as u32).collect();
+    for (m, x, y, batch, blocks) in [
+        (&mut resnet, &x[..], &y[..], 4, 2),
+        (&mut gpt, &ids[..], &next[..], 3, 2),
+    ] {
+        for threads in [1, 2] {
+            let (g0, v0, l0, kept) = step_with(m, x, y, batch, threads);
+            assert_eq!(m.set_recompute(true), blocks);
+            let (g1, v1, l1, less) = step_with(m, x, y, batch, threads);
+            let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&g0), bits(&g1), "gradients");
+            assert_eq!(bits(&v0), bits(&v1), "parameters and running statistics");
+            assert_eq!(l0.to_bits(), l1.to_bits(), "loss");
+            assert!(less < kept, "{less} values held against {kept}");
+            assert_eq!(m.set_recompute(true), 0, "already on");
+            // A workspace sized for the other setting does not fit.
+            let old = Workspace::new(m, batch, threads);
+            assert_eq!(m.set_recompute(false), blocks);
+            let pool = Pool::new(threads).unwrap();
+            let values = m.init_params(&mut Rng::new(5));
+            let mut old = old;
+            let e = m.forward(&values, x, &mut old, &pool).unwrap_err();
+            assert!(matches!(e, NnError::Shape { .. }), "{e}");
+        }
+    }
+}

@@ -282,6 +282,13 @@ impl Optimizer {
         Ok(())
     }
 
+    /// f32 values of state the optimizer holds once it steps (its buffers, one value per
+    /// parameter each: Adam's two moments, SGD with momentum's one), for memory reports.
+    pub fn state_len(&self) -> usize {
+        let slots = self.groups[0].config.buffer_names();
+        slots.iter().filter(|n| !n.is_empty()).count() * self.len
+    }
+
     /// A copy of everything the next steps depend on besides the hyperparameters, keyed by
     /// tensor name.
     pub fn state(&self) -> OptimizerState {

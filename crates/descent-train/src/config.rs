@@ -67,6 +67,10 @@ pub struct TrainConfig {
     /// Evaluate the validation set (else the test set) every this many optimizer steps, as
     /// well as after each epoch (`None`: after each epoch only).
     pub eval_every: Option<u64>,
+    /// Activation recomputation: each residual block keeps its output only and runs its body
+    /// again in the backward pass (less memory, about one more forward pass of compute; the
+    /// same gradients).
+    pub recompute: bool,
 }
 
 impl Default for TrainConfig {
@@ -97,6 +101,7 @@ impl Default for TrainConfig {
             eval_batch: 1000,
             grad_accum: 1,
             eval_every: None,
+            recompute: false,
         }
     }
 }

@@ -29,7 +29,7 @@ mod trainer;
 pub use config::{EarlyStop, Monitor, TrainConfig};
 pub use run_dir::{MetricsLog, RunDir};
 pub use trainer::{
-    EpochReport, Event, Metrics, OnPool, RunSummary, StopReason, Trainer, EVAL_BYTES,
+    EpochReport, Event, Memory, Metrics, OnPool, RunSummary, StopReason, Trainer, EVAL_BYTES,
 };
 
 /// Why training could not start or go on.

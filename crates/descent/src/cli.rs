@@ -597,6 +597,11 @@ pub struct TrainArgs {
     /// Evaluate the validation set every N optimizer steps (`step N train_loss X val_loss Y`).
     #[arg(long, value_name = "N", help_heading = "Validation and stopping")]
     pub eval_every: Option<u64>,
+    /// Activation recomputation: keep only each residual block's output and run its body
+    /// again in the backward pass (the memory report shows the activations it saves; about a
+    /// third more compute; the same weights).
+    #[arg(long, help_heading = "Model")]
+    pub recompute: bool,
 }
 
 /// What a token of a text is.

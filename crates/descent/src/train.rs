@@ -433,6 +433,7 @@ pub fn config(args: &TrainArgs, train_len: usize, model: &Model) -> Result<Train
         normalize: Normalize::default(),
         grad_accum: args.grad_accum,
         eval_every: args.eval_every,
+        recompute: args.recompute,
         ..TrainConfig::default()
     };
     cfg.validate().map_err(cli_error)?;
@@ -718,6 +719,9 @@ pub fn run(args: TrainArgs) -> Result<()> {
             trainer.threads()
         );
     }
+    if !args.quiet {
+        eprintln!("{}", memory_line(&trainer, &cfg));
+    }
     let bar = Bar::new(!args.quiet);
     let quiet = args.quiet;
     let result = trainer.run_split(&train, val.as_ref(), &test, |e| {
@@ -778,6 +782,32 @@ pub fn run(args: TrainArgs) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// The memory report a run prints before it starts: what the parameters, gradients,
+/// optimizer state and activations take.
+pub fn memory_line(trainer: &Trainer, cfg: &TrainConfig) -> String {
+    let m = trainer.memory();
+    let mb = |b: usize| {
+        let v = b as f64 / 1e6;
+        match v < 10.0 {
+            true => format!("{v:.2} MB"),
+            false => format!("{v:.0} MB"),
+        }
+    };
+    format!(
+        "memory: parameters {}, gradients {}, {} state {}, activations {} (batch {}{}), \
+         evaluation {}; {} in all",
+        mb(m.params),
+        mb(m.grads),
+        cfg.optimizer.name(),
+        mb(m.optimizer),
+        mb(m.activations),
+        cfg.batch_size,
+        if cfg.recompute { ", recomputed" } else { "" },
+        mb(m.eval),
+        mb(m.total())
+    )
 }
 
 /// Prints an event: the seed's log line, the progress bar, the epoch's line.

@@ -69,6 +69,18 @@ impl Trainer {
         }
     }
 
+    /// Whether plain SGD runs inside the backward pass (no gradient buffer): nothing between
+    /// the gradient and the update (no clipping, L1, accumulation or full-batch sum).
+    pub(super) fn fused_sgd(&self) -> bool {
+        let c = &self.cfg;
+        let between = c.full_batch()
+            || c.clip_norm.is_some()
+            || c.clip_value.is_some()
+            || c.l1 > 0.0
+            || c.grad_accum > 1;
+        !between && self.optimizer.plain_sgd_lr().is_some()
+    }
+
     /// Clips `grads` as configured; the error names where training stands.
     pub(super) fn clip(
         &self,
@@ -204,11 +216,9 @@ impl Trainer {
         };
         self.ws
             .set_dropout_seed(self.cfg.seed ^ step.wrapping_mul(0xD1B5_4A32_D192_ED03));
-        let clipping = self.cfg.clip_norm.is_some() || self.cfg.clip_value.is_some();
-        let accumulating = self.cfg.grad_accum > 1;
-        let fused_lr = match full_batch || clipping || self.cfg.l1 > 0.0 || accumulating {
-            true => None,
-            false => self.optimizer.plain_sgd_lr(),
+        let fused_lr = match self.fused_sgd() {
+            true => self.optimizer.plain_sgd_lr(),
+            false => None,
         };
         let trainable = self.net.param_count();
         if fused_lr.is_none() && self.grads.len() != trainable {
@@ -258,7 +268,7 @@ impl Trainer {
             acc.iter_mut().zip(g).for_each(|(a, g)| *a += w * g);
         } else if fused_lr.is_some() {
             self.optimizer.fused_step_done();
-        } else if accumulating {
+        } else if self.cfg.grad_accum > 1 {
             // The step's gradient is the mean over all its batches' rows: sum each batch's
             // mean weighted by its rows, then divide once the step's batches are in.
             if self.accum_rows == 0 {

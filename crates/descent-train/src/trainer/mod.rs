@@ -223,6 +223,29 @@ enum Batches {
     },
 }
 
+/// What a trainer holds, in bytes: the numbers a run prints before it starts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Memory {
+    /// Trainable parameters (f32), and buffers such as BatchNorm's running statistics.
+    pub params: usize,
+    /// The batch gradient (none for plain SGD, fused into the backward pass), and the sum
+    /// that gradient accumulation or full-batch descent keeps beside it.
+    pub grads: usize,
+    /// The optimizer's buffers (Adam's two moments).
+    pub optimizer: usize,
+    /// A training batch's activations, their gradients and the layers' workspace.
+    pub activations: usize,
+    /// An evaluation batch's activations.
+    pub eval: usize,
+}
+
+impl Memory {
+    /// Everything together.
+    pub fn total(&self) -> usize {
+        self.params + self.grads + self.optimizer + self.activations + self.eval
+    }
+}
+
 /// A model, its parameters, an optimizer and the buffers to train them.
 pub struct Trainer {
     pos: LoopState,
@@ -268,9 +291,16 @@ impl Parallel for OnPool<'_> {
 impl Trainer {
     /// Checks `cfg` and prepares to train `net` from freshly initialized weights (seeded by
     /// `cfg.seed`); the optimizer sees the trainable parameters only.
-    pub fn new(net: Model, cfg: &TrainConfig) -> Result<Self, TrainError> {
+    pub fn new(mut net: Model, cfg: &TrainConfig) -> Result<Self, TrainError> {
         cfg.validate()?;
         cfg.loss.validate(net.output_features())?;
+        if net.set_recompute(cfg.recompute) == 0 && cfg.recompute {
+            return Err(TrainError::Setting {
+                name: "recompute".into(),
+                value: "true".into(),
+                why: "the model has no residual blocks whose bodies could be recomputed".into(),
+            });
+        }
         let params = net.init_params(&mut Rng::new(cfg.seed));
         let specs: Vec<ParamSpec> = net
             .layout()
@@ -332,6 +362,22 @@ impl Trainer {
         }
         self.params.copy_from_slice(params);
         Ok(())
+    }
+
+    /// The memory training takes (see [`Memory`]); the gradient and the optimizer's state
+    /// as they will be once the first step is taken.
+    pub fn memory(&self) -> Memory {
+        let f = std::mem::size_of::<f32>();
+        let trainable = self.net.param_count();
+        let fused = self.fused_sgd();
+        let sums = self.cfg.grad_accum > 1 || self.cfg.full_batch();
+        Memory {
+            params: self.params.len() * f,
+            grads: (usize::from(!fused) + usize::from(sums)) * trainable * f,
+            optimizer: self.optimizer.state_len() * f,
+            activations: self.ws.len() * f,
+            eval: self.eval_ws.len() * f,
+        }
     }
 
     /// Threads the engine runs on.

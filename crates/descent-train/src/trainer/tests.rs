@@ -603,3 +603,71 @@ fn gradient_accumulation_matches_a_larger_batch() {
     let start = tiny_gpt(c.vocab.len()).init_params(&mut Rng::new(0));
     assert_ne!(start, big, "it trained");
 }
+
+/// The memory report counts what the trainer holds (AdamW: two moments per parameter; plain
+/// SGD: no gradient buffer), and recomputation trains to the same weights bit for bit while
+/// holding less than half the activations of two blocks; a model without residual blocks
+/// refuses it.
+#[test]
+fn memory_report_and_recomputation() {
+    let (c, train, val) = phrases();
+    let two_blocks = || {
+        descent_nn::ModelSpec::gpt(
+            c.vocab.len(),
+            descent_nn::GptSize {
+                layers: 2,
+                heads: 2,
+                width: 16,
+                block: 8,
+            },
+        )
+        .build()
+        .unwrap()
+    };
+    let run = |recompute: bool| {
+        let cfg = TrainConfig {
+            optimizer: adamw(),
+            batch_size: 16,
+            epochs: 1,
+            max_steps: Some(5),
+            log_every: 0,
+            threads: 2,
+            recompute,
+            ..TrainConfig::default()
+        };
+        let mut t = Trainer::new(two_blocks(), &cfg).unwrap();
+        let m = t.memory();
+        t.run_split(&train, None, &val, |_| {}).unwrap();
+        (m, t.params().to_vec())
+    };
+    let (plain, p0) = run(false);
+    let (less, p1) = run(true);
+    let n = two_blocks().param_count() * 4;
+    assert_eq!((plain.params, plain.grads, plain.optimizer), (n, n, 2 * n));
+    assert_eq!(plain.total(), 4 * n + plain.activations + plain.eval);
+    assert!(
+        2 * less.activations <= plain.activations,
+        "{} against {}",
+        less.activations,
+        plain.activations
+    );
+    assert_eq!(p0, p1, "the same weights");
+    let sgd_cfg = TrainConfig {
+        optimizer: sgd(0.1, 0.0),
+        ..TrainConfig::default()
+    };
+    let t = Trainer::new(mlp(4, 8, 0.0), &sgd_cfg).unwrap();
+    assert_eq!((t.memory().grads, t.memory().optimizer), (0, 0));
+    let refused = Trainer::new(
+        mlp(4, 8, 0.0),
+        &TrainConfig {
+            recompute: true,
+            ..TrainConfig::default()
+        },
+    );
+    assert!(
+        matches!(refused, Err(TrainError::Setting { ref name, .. }) if name == "recompute"),
+        "{:?}",
+        refused.err()
+    );
+}
