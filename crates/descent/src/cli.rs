@@ -199,9 +199,24 @@ pub struct CompareArgs {
     /// Hidden layer sizes of --model mlp (default 512).
     #[arg(long, value_delimiter = ',', value_name = "N[,N...]")]
     pub hidden: Option<Vec<usize>>,
-    /// Examples per batch.
-    #[arg(long, default_value_t = 64)]
-    pub batch_size: usize,
+    /// Examples per batch (default: 64, or the recipe's 32 windows for a text).
+    #[arg(long)]
+    pub batch_size: Option<usize>,
+    /// The data: mnist (the default), or text:FILE (a UTF-8 text for --model gpt, the runs
+    /// ranked by validation loss).
+    #[arg(long, value_name = "SOURCE")]
+    pub data: Option<String>,
+    /// Stop each run after N optimizer steps (a text's recipe: 2000).
+    #[arg(long, value_name = "N")]
+    pub max_steps: Option<u64>,
+    /// Validation loss (a text) whose time to reach the table reports.
+    #[arg(long, value_name = "LOSS")]
+    pub target_loss: Option<f64>,
+    /// A `descent train` setting every run shares, as `descent tune --fixed` takes it
+    /// (`--fixed eval-every=50`, `--fixed layers=2`, `--fixed clip-norm=0.5`); optimizers and
+    /// their settings come from --optimizers or --runs.
+    #[arg(long, value_name = "KEY=VALUE")]
+    pub fixed: Vec<String>,
     /// Seed of the shared initial weights, shuffles and validation split.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
@@ -762,6 +777,10 @@ pub struct ScheduleArgs {
     /// Lowest rate (cosine, cosine-restarts; default 0).
     #[arg(long, allow_negative_numbers = true)]
     pub eta_min: Option<f64>,
+    /// Lowest rate as a fraction of --lr (cosine, cosine-restarts; 0.1: a tenth of the
+    /// rate, as nanoGPT decays to).
+    #[arg(long, value_name = "F", conflicts_with = "eta_min")]
+    pub eta_min_factor: Option<f64>,
     /// First period in steps (cosine-restarts).
     #[arg(long, value_name = "N")]
     pub t0: Option<u64>,

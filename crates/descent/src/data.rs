@@ -114,3 +114,23 @@ pub fn text_windows(
         val: corpus.sampled_windows(val, block, val_windows, seed)?,
     })
 }
+
+/// The windows and the model of a text run: the GPT the flags shape (sized by the corpus's
+/// vocabulary), and the text's training and validation windows of its context length.
+pub fn text_run(
+    args: &crate::cli::TrainArgs,
+    corpus: &descent_data::TextCorpus,
+) -> Result<(Text, descent_nn::ModelSpec)> {
+    let block = args
+        .block_size
+        .unwrap_or(descent_nn::GptSize::default().block);
+    let spec = crate::train::model_spec_for(args, &[block], corpus.vocab.len())?;
+    let text = text_windows(
+        corpus,
+        descent_nn::numel(&spec.input),
+        args.val_windows,
+        args.seed,
+    )?;
+    crate::models::fits(&spec, text.train.shape(), text.train.classes())?;
+    Ok((text, spec))
+}

@@ -34,6 +34,7 @@ mod optimizers;
 mod plot;
 mod predict;
 mod progress;
+mod recipe;
 mod report;
 mod train;
 mod tune;
@@ -68,7 +69,7 @@ fn main() {
     }
     let argv =
         match config_file::expand(std::env::args().collect()).and_then(tune::expand_from_study) {
-            Ok(argv) => argv,
+            Ok(argv) => recipe::expand(argv),
             Err(e) => {
                 eprintln!("error: {e:#}");
                 std::process::exit(2);

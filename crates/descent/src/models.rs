@@ -279,11 +279,48 @@ pub fn describe(name: Option<&str>, model: &Model) -> String {
         }
         return format!("{} {}", sizes.join("-"), act.unwrap_or("linear"));
     }
+    if let Some(gpt) = describe_gpt(&spec.layers) {
+        return format!("{} ({gpt})", name.unwrap_or("gpt"));
+    }
     let kinds: Vec<&str> = model.layers().iter().map(|l| l.kind()).collect();
     match name {
         Some(n) => format!("{n} ({})", kinds.join(" ")),
         None => kinds.join(" "),
     }
+}
+
+/// A GPT's shape in words, if `layers` are a token embedding, a position embedding and
+/// residual blocks with attention.
+fn describe_gpt(layers: &[descent_nn::LayerSpec]) -> Option<String> {
+    use descent_nn::LayerSpec as L;
+    let [L::Embedding {
+        num_embeddings: vocab,
+        embedding_dim: width,
+        ..
+    }, L::PositionEmbedding {
+        num_embeddings: block,
+        ..
+    }, ..] = layers
+    else {
+        return None;
+    };
+    let mut heads = None;
+    let mut blocks = 0;
+    for l in layers {
+        if let L::Residual { body, .. } = l {
+            if let Some(h) = body.iter().find_map(|b| match b {
+                L::CausalSelfAttention { heads } => Some(*heads),
+                _ => None,
+            }) {
+                heads = Some(h);
+                blocks += 1;
+            }
+        }
+    }
+    Some(format!(
+        "{blocks} blocks x {} heads, {width} wide, context {block}, vocabulary {vocab}",
+        heads?
+    ))
 }
 
 /// Builds a model, naming where its description came from on error.

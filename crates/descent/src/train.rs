@@ -92,7 +92,11 @@ pub fn optimizer(args: &TrainArgs) -> Result<OptimizerConfig> {
 
 /// The schedule and plateau settings from the flags, for a run of `total_steps` steps. A
 /// schedule flag that the chosen schedule does not use is an error.
-pub fn schedule(a: &ScheduleArgs, total_steps: u64) -> Result<(Schedule, Option<PlateauConfig>)> {
+pub fn schedule(
+    a: &ScheduleArgs,
+    total_steps: u64,
+    lr: f64,
+) -> Result<(Schedule, Option<PlateauConfig>)> {
     use ScheduleName::*;
     let uses: &[(&str, bool, &[ScheduleName])] = &[
         ("--step-size", a.step_size.is_some(), &[Step]),
@@ -104,6 +108,11 @@ pub fn schedule(a: &ScheduleArgs, total_steps: u64) -> Result<(Schedule, Option<
         ("--milestones", a.milestones.is_some(), &[Multistep]),
         ("--t-max", a.t_max.is_some(), &[Cosine]),
         ("--eta-min", a.eta_min.is_some(), &[Cosine, CosineRestarts]),
+        (
+            "--eta-min-factor",
+            a.eta_min_factor.is_some(),
+            &[Cosine, CosineRestarts],
+        ),
         ("--t0", a.t0.is_some(), &[CosineRestarts]),
         ("--t-mult", a.t_mult.is_some(), &[CosineRestarts]),
         ("--start-factor", a.start_factor.is_some(), &[Linear]),
@@ -160,6 +169,15 @@ pub fn schedule(a: &ScheduleArgs, total_steps: u64) -> Result<(Schedule, Option<
         );
     }
     let rest = total_steps.saturating_sub(a.warmup_steps).max(1);
+    if let Some(f) = a.eta_min_factor {
+        if !(0.0..=1.0).contains(&f) {
+            bail!("invalid --eta-min-factor {f}: give a fraction of --lr from 0 to 1");
+        }
+    }
+    let eta_min = a
+        .eta_min
+        .or(a.eta_min_factor.map(|f| f * lr))
+        .unwrap_or(0.0);
     let need = |what: &str, flag: &str| anyhow!("invalid --schedule {what}: it needs {flag}");
     let main = match a.schedule {
         Constant | Plateau => Schedule::Constant,
@@ -179,12 +197,12 @@ pub fn schedule(a: &ScheduleArgs, total_steps: u64) -> Result<(Schedule, Option<
         },
         Cosine => Schedule::Cosine {
             t_max: a.t_max.unwrap_or(rest),
-            eta_min: a.eta_min.unwrap_or(0.0),
+            eta_min,
         },
         CosineRestarts => Schedule::CosineWarmRestarts {
             t_0: a.t0.ok_or_else(|| need("cosine-restarts", "--t0 N"))?,
             t_mult: a.t_mult.unwrap_or(1),
-            eta_min: a.eta_min.unwrap_or(0.0),
+            eta_min,
         },
         Linear => Schedule::Linear {
             start_factor: a.start_factor.unwrap_or(1.0 / 3.0),
@@ -386,7 +404,15 @@ pub fn config(args: &TrainArgs, train_len: usize, model: &Model) -> Result<Train
     };
     // A schedule spans the run: its epochs, or its step limit when that comes first.
     let total = ((per_epoch * args.epochs) as u64).min(args.max_steps.unwrap_or(u64::MAX));
-    let (schedule, plateau) = schedule(&args.schedule, total)?;
+    let lr = args.lr.unwrap_or(optimizer.lr() as f64);
+    let (schedule, plateau) = schedule(&args.schedule, total, lr)?;
+    if args.schedule.warmup_steps >= total && !args.quiet {
+        eprintln!(
+            "warning: --warmup-steps {} is not shorter than the run ({total} steps): the rate \
+             never reaches --lr",
+            args.schedule.warmup_steps
+        );
+    }
     let mut groups = Vec::new();
     if args.no_bias_decay {
         // The model's bias tensors (and normalization weights, which are not matrices).
@@ -703,7 +729,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
     };
     if !args.quiet {
         eprintln!(
-            "model {} ({} parameters), {} lr {}{}, batch {}, {} epochs, seed {}, {} threads",
+            "model {} ({} parameters), {} lr {}{}, batch {}, {}, seed {}, {} threads",
             crate::models::describe(args.model.as_deref(), trainer.net()),
             trainer.net().param_count(),
             cfg.optimizer.name(),
@@ -714,7 +740,11 @@ pub fn run(args: TrainArgs) -> Result<()> {
                 _ => format!(" ({} schedule)", args.schedule_label()),
             },
             cfg.batch_size,
-            cfg.epochs,
+            match cfg.max_steps {
+                Some(m) if vocab.is_some() => format!("{m} steps"),
+                Some(m) => format!("{} epochs (at most {m} steps)", cfg.epochs),
+                None => format!("{} epochs", cfg.epochs),
+            },
             cfg.seed,
             trainer.threads()
         );

@@ -7,7 +7,10 @@
 //! that take them (define-by-run: `momentum` for SGD, `beta1` for Adam). Each trial trains
 //! for `--epochs` on the training set less a validation split (the same split for every
 //! trial), reports validation accuracy after each epoch, and is pruned when the pruner says
-//! so; its value is its best validation accuracy.
+//! so; its value is its best validation accuracy. A study of a language model
+//! (`--fixed data=text:FILE`, `--model gpt` and its recipe implied) minimizes instead: each
+//! trial reports its validation loss every `eval-every` optimizer steps, is pruned on it, and
+//! its value is its lowest validation loss.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -252,7 +255,7 @@ fn parse_space_file(path: &Path) -> Result<(Vec<SpaceParam>, Vec<String>)> {
 }
 
 /// `--fixed KEY=VALUE` as train flags (`true` gives a bare switch).
-fn fixed_flag(kv: &str) -> Vec<String> {
+pub(crate) fn fixed_flag(kv: &str) -> Vec<String> {
     let (k, v) = kv.split_once('=').unwrap_or((kv, "true"));
     let flag = format!("--{}", k.trim().trim_start_matches("--").replace('_', "-"));
     match v {
@@ -278,9 +281,61 @@ fn default_space() -> Vec<SpaceParam> {
     .collect()
 }
 
+/// What the trials train on.
+enum Workload {
+    /// MNIST, with the validation split every trial shares (boxed: three data sets).
+    Mnist(Box<MnistSplit>),
+    /// A text's tokens.
+    Text(descent_data::TextCorpus),
+}
+
+/// MNIST's training set less a validation split, the split, and the test set.
+struct MnistSplit {
+    train: descent_data::Dataset,
+    val: descent_data::Dataset,
+    test: descent_data::Dataset,
+}
+
+/// `flags` without the named ones (and their values).
+fn drop_flags(flags: Vec<String>, names: &[&str]) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut it = flags.into_iter().peekable();
+    while let Some(f) = it.next() {
+        if names.contains(&f.as_str()) {
+            if it.peek().is_some_and(|v| !v.starts_with("--")) {
+                it.next();
+            }
+            continue;
+        }
+        out.push(f);
+    }
+    out
+}
+
+/// The search space of a language model when none is given: the recipe's rate, warmup and
+/// weight decay.
+fn text_space() -> Vec<SpaceParam> {
+    [
+        "lr=float:0.0001:0.003:log",
+        "warmup-steps=int:0:300",
+        "weight-decay=float:0.0:0.3",
+    ]
+    .iter()
+    .map(|s| parse_param(s).expect("the default space is valid"))
+    .collect()
+}
+
+/// How a trial's value reads: validation accuracy (maximized) or loss (minimized).
+fn metric(d: descent_tune::Direction, v: f64) -> String {
+    match d {
+        descent_tune::Direction::Maximize => format!("val_acc {v:.2}%"),
+        descent_tune::Direction::Minimize => format!("val_loss {v:.4}"),
+    }
+}
+
 /// Whether `flag` names an optimizer hyperparameter (then it applies only to optimizers that
 /// take it).
-fn is_hyper(flag: &str) -> bool {
+pub(crate) fn is_hyper(flag: &str) -> bool {
     let name = flag.replace('-', "_");
     descent_optim::catalog()
         .iter()
@@ -351,7 +406,7 @@ fn with_params(
 }
 
 /// Parses `descent train` flags into its arguments.
-fn train_args(flags: &[String]) -> Result<crate::cli::TrainArgs> {
+pub(crate) fn train_args(flags: &[String]) -> Result<crate::cli::TrainArgs> {
     let argv = ["descent", "train"]
         .iter()
         .map(|s| s.to_string())
@@ -389,7 +444,32 @@ pub fn run(args: TuneArgs) -> Result<()> {
     for f in &args.fixed {
         fixed.extend(fixed_flag(f));
     }
-    if space.is_empty() {
+    // A text implies the GPT; the GPT brings its recipe (under the flags given).
+    let text_path =
+        crate::data::text_source(train_args(&fixed).ok().and_then(|a| a.data).as_deref())?;
+    if text_path.is_some()
+        && !fixed
+            .iter()
+            .any(|f| f == "--model" || f.starts_with("--model="))
+    {
+        fixed.extend(["--model".to_string(), "gpt".to_string()]);
+    }
+    let searches_optimizer = space.iter().any(|p| p.flag == "optimizer");
+    fixed = crate::recipe::with_recipe(fixed);
+    if searches_optimizer && text_path.is_some() {
+        // The recipe's AdamW settings would be given to every optimizer searched.
+        fixed = drop_flags(fixed, &["--beta2", "--weight-decay"]);
+    }
+    if space.is_empty() && text_path.is_some() {
+        // What --fixed sets is not searched.
+        space = text_space();
+        space.retain(|p| {
+            !args
+                .fixed
+                .iter()
+                .any(|f| fixed_flag(f).first() == Some(&format!("--{}", p.flag)))
+        });
+    } else if space.is_empty() {
         space = default_space();
         // The MLP's widths and dropout shape only --model mlp: another model keeps its own.
         let other_model = train_args(&fixed)
@@ -401,6 +481,15 @@ pub fn run(args: TuneArgs) -> Result<()> {
         }
     }
     // Flags `descent tune` sets itself, or that make no sense per trial.
+    for p in &space {
+        if matches!(p.flag.as_str(), "data" | "tokens" | "model") && text_path.is_some() {
+            bail!(
+                "`{}` cannot be searched in a study of a text: fix it with --fixed {}=...",
+                p.flag,
+                p.flag
+            );
+        }
+    }
     const RESERVED: [&str; 13] = [
         "epochs",
         "quiet",
@@ -450,8 +539,18 @@ pub fn run(args: TuneArgs) -> Result<()> {
         })?;
         // The model the trials train must take it (a model setting must name a layer and a
         // field; the MLP's widths go with --model mlp only).
-        crate::train::model_spec(&parsed)
-            .map_err(|e| anyhow!("search-space parameter `{}`: {e:#}", p.flag))?;
+        match &text_path {
+            // The vocabulary is not read yet: any size shows whether the GPT can be built.
+            Some(_) => crate::train::model_spec_for(
+                &parsed,
+                &[parsed
+                    .block_size
+                    .unwrap_or(descent_nn::GptSize::default().block)],
+                2,
+            ),
+            None => crate::train::model_spec(&parsed),
+        }
+        .map_err(|e| anyhow!("search-space parameter `{}`: {e:#}", p.flag))?;
     }
     let storage = open_storage(&args.storage)?;
     let sampler: Box<dyn Sampler> = match args.sampler.as_str() {
@@ -463,14 +562,24 @@ pub fn run(args: TuneArgs) -> Result<()> {
         "median" => Box::new(PercentilePruner::median()),
         "none" => Box::new(NopPruner),
         "sh" | "successive-halving" => Box::new(SuccessiveHalvingPruner::new(1, 3, 0)?),
-        "hyperband" => Box::new(HyperbandPruner::new(1, args.epochs as u64, 3)?),
+        "hyperband" => Box::new(match (&text_path, base.max_steps) {
+            // A text's trials report every eval_every steps, up to max_steps.
+            (Some(_), Some(max)) => {
+                HyperbandPruner::new(base.eval_every.unwrap_or(1).min(max), max, 3)?
+            }
+            _ => HyperbandPruner::new(1, args.epochs as u64, 3)?,
+        }),
         other => match other.strip_prefix("percentile:").map(str::parse::<f64>) {
             Some(Ok(p)) => Box::new(PercentilePruner::new(p)?),
             _ => bail!("invalid --pruner {other}: median, percentile:P, sh, hyperband or none"),
         },
     };
+    let direction = match text_path {
+        Some(_) => descent_tune::Direction::Minimize,
+        None => descent_tune::Direction::Maximize,
+    };
     let study = Study::builder(&args.study)
-        .maximize()
+        .direction(direction)
         .storage(storage.clone())
         .sampler(sampler)
         .pruner(pruner)
@@ -482,15 +591,25 @@ pub fn run(args: TuneArgs) -> Result<()> {
     let before = study.trials()?;
     if before.is_empty() {
         // The seed's settings run first, so the study shows what tuning gained.
-        let defaults = [
-            ("optimizer", ParamValue::from("sgd")),
-            ("lr", ParamValue::Float(0.01)),
-            ("momentum", ParamValue::Float(0.0)),
-            ("batch-size", ParamValue::Int(64)),
-            ("hidden", ParamValue::Int(512)),
-            ("dropout", ParamValue::Float(0.0)),
-            ("schedule", ParamValue::from("constant")),
-        ];
+        // (The recipe's, for a text.)
+        let defaults: Vec<(&str, ParamValue)> = if text_path.is_some() {
+            vec![
+                ("optimizer", ParamValue::from("adamw")),
+                ("lr", ParamValue::Float(1e-3)),
+                ("warmup-steps", ParamValue::Int(100)),
+                ("weight-decay", ParamValue::Float(0.1)),
+            ]
+        } else {
+            vec![
+                ("optimizer", ParamValue::from("sgd")),
+                ("lr", ParamValue::Float(0.01)),
+                ("momentum", ParamValue::Float(0.0)),
+                ("batch-size", ParamValue::Int(64)),
+                ("hidden", ParamValue::Int(512)),
+                ("dropout", ParamValue::Float(0.0)),
+                ("schedule", ParamValue::from("constant")),
+            ]
+        };
         let mut fixed_params = BTreeMap::new();
         for (name, v) in defaults {
             if let Some(p) = space.iter().find(|p| p.flag == name) {
@@ -514,20 +633,44 @@ pub fn run(args: TuneArgs) -> Result<()> {
         );
         return Ok(());
     }
-    let (mut data, _) = crate::data::mnist(
-        args.data_dir.as_deref(),
-        args.no_fetch,
-        Normalize::default(),
-        false,
-    )?;
-    let n_val = crate::train::val_split_count(args.val_split, data.train.len())?;
-    let val = data.train.split_off_random(n_val, base.seed)?;
+    // MNIST with its validation split, the same for every trial; or a text, whose windows
+    // each trial cuts to its own context length (views, not copies).
+    let workload = match &text_path {
+        Some(path) => Workload::Text(crate::data::read_text(path, base.tokens.into())?),
+        None => {
+            let (mut data, _) = crate::data::mnist(
+                args.data_dir.as_deref(),
+                args.no_fetch,
+                Normalize::default(),
+                false,
+            )?;
+            let n_val = crate::train::val_split_count(args.val_split, data.train.len())?;
+            let val = data.train.split_off_random(n_val, base.seed)?;
+            Workload::Mnist(Box::new(MnistSplit {
+                train: data.train,
+                val,
+                test: data.test,
+            }))
+        }
+    };
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let threads = args.threads.unwrap_or((cores / args.jobs.max(1)).max(1));
     eprintln!(
-        "study `{}` in {}: {started} trials so far, running until {}; {} epochs per trial, \
-         {} sampler, {} pruner, {} job(s) x {threads} thread(s)",
-        args.study, args.storage, args.trials, args.epochs, args.sampler, args.pruner, args.jobs
+        "study `{}` in {}: {started} trials so far, running until {}; {} per trial, {} \
+         sampler, {} pruner, {} job(s) x {threads} thread(s)",
+        args.study,
+        args.storage,
+        args.trials,
+        match (&workload, base.max_steps) {
+            (Workload::Text(_), Some(m)) => format!(
+                "{m} steps (validation loss every {})",
+                base.eval_every.map_or("-".into(), |e| e.to_string())
+            ),
+            _ => format!("{} epochs", args.epochs),
+        },
+        args.sampler,
+        args.pruner,
+        args.jobs
     );
     // Ctrl-C: no new trial starts, and the running ones stop mid-epoch.
     let stop = Arc::new(AtomicBool::new(false));
@@ -552,7 +695,10 @@ pub fn run(args: TuneArgs) -> Result<()> {
     let seed = base.seed;
     let summary = study.optimize_with_callback(
         |trial| {
-            let mut flags = fixed.clone();
+            // A searched setting's value replaces any fixed one (the recipe's --lr).
+            let searched: Vec<String> = space.iter().map(|p| format!("--{}", p.flag)).collect();
+            let searched: Vec<&str> = searched.iter().map(String::as_str).collect();
+            let mut flags = drop_flags(fixed.clone(), &searched);
             let mut optimizer = base.optimizer.clone();
             let mut suggested = Vec::new();
             for p in &space {
@@ -571,10 +717,24 @@ pub fn run(args: TuneArgs) -> Result<()> {
             let params: Vec<(&str, &ParamValue)> = suggested.iter().map(|(n, v)| (*n, v)).collect();
             let mut targs = with_params(&base_json, &params).map_err(TrialError::msg)?;
             (targs.quiet, targs.epochs, targs.threads) = (true, epochs, Some(threads));
-            let spec = crate::train::model_spec(&targs).map_err(TrialError::msg)?;
+            let text;
+            let (spec, train, val, test) = match &workload {
+                Workload::Mnist(m) => (
+                    crate::train::model_spec(&targs).map_err(TrialError::msg)?,
+                    &m.train,
+                    &m.val,
+                    &m.test,
+                ),
+                Workload::Text(corpus) => {
+                    let (t, spec) =
+                        crate::data::text_run(&targs, corpus).map_err(TrialError::msg)?;
+                    text = t;
+                    (spec, &text.train, &text.val, &text.val)
+                }
+            };
             let model = crate::models::build(&spec).map_err(TrialError::msg)?;
             let mut cfg =
-                crate::train::config(&targs, data.train.len(), &model).map_err(TrialError::msg)?;
+                crate::train::config(&targs, train.len(), &model).map_err(TrialError::msg)?;
             cfg.val_only = true;
             cfg.seed = seed;
             // The typed record of what the trial trains.
@@ -595,13 +755,21 @@ pub fn run(args: TuneArgs) -> Result<()> {
             let mut best = f64::NAN;
             let mut pruned = false;
             let mut failure: Option<TrialError> = None;
-            let result = trainer.run_split(&data.train, Some(&val), &data.test, |e| {
-                if let Event::EpochEnd(r) = e {
-                    let acc = r.val.map_or(f64::NAN, |m| m.acc);
-                    if best.is_nan() || acc > best {
-                        best = acc;
+            let result = trainer.run_split(train, Some(val), test, |e| {
+                // MNIST reports validation accuracy each epoch; a text its validation loss
+                // every eval_every steps.
+                let (value, step) = match (&e, &workload) {
+                    (Event::EpochEnd(r), Workload::Mnist(_)) => {
+                        (r.val.map_or(f64::NAN, |m| m.acc), r.epoch as u64)
                     }
-                    let report = trial.report(acc, r.epoch as u64);
+                    (Event::StepEval { step, eval, .. }, Workload::Text(_)) => (eval.loss, *step),
+                    _ => return,
+                };
+                {
+                    if best.is_nan() || direction.better(value, best) {
+                        best = value;
+                    }
+                    let report = trial.report(value, step);
                     match report.and_then(|()| trial.should_prune()) {
                         Ok(true) => {
                             pruned = true;
@@ -620,6 +788,10 @@ pub fn run(args: TuneArgs) -> Result<()> {
                 .unwrap_or_else(|e| e.into_inner())
                 .retain(|f| !Arc::ptr_eq(f, &flag));
             let summary = result.map_err(TrialError::msg)?;
+            if best.is_nan() && matches!(workload, Workload::Text(_)) {
+                // No step evaluation came (fewer steps than eval_every): the final one.
+                best = summary.test.loss;
+            }
             if let Some(f) = failure {
                 return Err(f);
             }
@@ -633,7 +805,7 @@ pub fn run(args: TuneArgs) -> Result<()> {
             Ok(best)
         },
         &opts,
-        print_trial,
+        |t| print_trial(t, direction),
     )?;
     let best = study.best_trial()?;
     if summary.stopped || stopped() {
@@ -652,9 +824,9 @@ pub fn run(args: TuneArgs) -> Result<()> {
     );
     if let Some(b) = best {
         out!(
-            "best: trial {} val_acc {:.2}% with {}",
+            "best: trial {} {} with {}",
             b.number,
-            b.value.unwrap_or(f64::NAN),
+            metric(direction, b.value.unwrap_or(f64::NAN)),
             flags_of(&b).join(" ")
         );
         out!(
@@ -678,13 +850,17 @@ fn flags_of(t: &FrozenTrial) -> Vec<String> {
         .unwrap_or_default()
 }
 
-fn print_trial(t: &FrozenTrial) {
+fn print_trial(t: &FrozenTrial, d: descent_tune::Direction) {
     let value = match t.state {
-        TrialState::Complete => format!("val_acc {:.2}%", t.value.unwrap_or(f64::NAN)),
+        TrialState::Complete => metric(d, t.value.unwrap_or(f64::NAN)),
         TrialState::Pruned => format!(
-            "pruned after epoch {} at {:.2}%",
+            "pruned after {} {} at {}",
+            match d {
+                descent_tune::Direction::Maximize => "epoch",
+                descent_tune::Direction::Minimize => "step",
+            },
             t.last_step().map_or(0, |s| s.0),
-            t.value.unwrap_or(f64::NAN)
+            metric(d, t.value.unwrap_or(f64::NAN))
         ),
         _ => format!("failed: {}", t.message.as_deref().unwrap_or("no message")),
     };
@@ -731,9 +907,9 @@ pub fn expand_from_study(argv: Vec<String>) -> Result<Vec<String>> {
         .ok_or_else(|| anyhow!("study `{name}` has no complete trial yet"))?;
     let flags = flags_of(&best);
     eprintln!(
-        "training trial {} of study `{name}` (val_acc {:.2}%): {}",
+        "training trial {} of study `{name}` ({}): {}",
         best.number,
-        best.value.unwrap_or(f64::NAN),
+        metric(study.direction(), best.value.unwrap_or(f64::NAN)),
         flags.join(" ")
     );
     let mut out: Vec<String> = argv[..2].to_vec();

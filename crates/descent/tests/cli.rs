@@ -873,3 +873,130 @@ fn a_gpt_trains_on_a_text_generates_and_evaluates() {
         "offset 3",
     );
 }
+
+/// `compare` races optimizers on a GPT and ranks them by validation loss; `tune` searches
+/// the recipe on it (minimizing validation loss, pruning on step evaluations), and
+/// `--from-study` retrains the best trial to the same loss; the recipe comes with --model gpt.
+#[test]
+fn compare_and_tune_work_on_a_gpt() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = dir.path().join("t.txt");
+    std::fs::write(
+        &text,
+        "the cat sat on the mat. the dog sat on the log.\n".repeat(60),
+    )
+    .unwrap();
+    let data = format!("text:{}", text.display());
+    let out = dir.path().join("cmp");
+    let small = [
+        "--fixed",
+        "layers=1",
+        "--fixed",
+        "heads=2",
+        "--fixed",
+        "embd=16",
+        "--fixed",
+        "block-size=16",
+        "--fixed",
+        "eval-every=10",
+        "--fixed",
+        "warmup-steps=5",
+    ];
+    let mut args = vec![
+        "compare",
+        "--data",
+        &data,
+        "--optimizers",
+        "sgd,adamw",
+        "--max-steps",
+        "30",
+        "--batch-size",
+        "8",
+        "--out",
+        out.to_str().unwrap(),
+    ];
+    args.extend(small);
+    let o = run(&args);
+    let table = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(o.status.success(), "{table}{}", stderr(&o));
+    // AdamW at 1e-3 beats SGD at 1e-2 here, and the table ranks by validation loss.
+    let rows: Vec<&str> = table.lines().skip(1).take(2).collect();
+    assert!(
+        rows[0].starts_with("adamw") && rows[1].starts_with("sgd"),
+        "{table}"
+    );
+    let csv = std::fs::read_to_string(out.join("compare.csv")).unwrap();
+    let losses: Vec<f64> = csv
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').nth(4).unwrap().parse().unwrap())
+        .collect();
+    assert!(losses[0] < losses[1], "{csv}");
+    assert!(
+        csv.lines()
+            .skip(1)
+            .all(|l| l.split(',').nth(2) == Some("30")),
+        "{csv}"
+    );
+    assert!(out.join("compare.png").exists() && out.join("compare_loss.svg").exists());
+    assert_clean_failure(
+        &run(&["compare", "--data", &data, "--fixed", "lr=0.1"]),
+        "`lr` is set by descent compare or per run",
+    );
+
+    let db = format!("sqlite:{}", dir.path().join("t.db").display());
+    let fixed_data = format!("data={data}");
+    let mut args = vec![
+        "tune",
+        "--storage",
+        &db,
+        "--study",
+        "gpt",
+        "--trials",
+        "3",
+        "--fixed",
+        &fixed_data,
+        "--fixed",
+        "max-steps=20",
+        "--fixed",
+        "batch-size=8",
+    ];
+    args.extend(small);
+    let o = run(&args);
+    let log = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(o.status.success(), "{log}{}", stderr(&o));
+    // The recipe's settings are the first trial; warmup is fixed, so only lr and decay vary.
+    assert!(log.contains("trial   0 val_loss"), "{log}");
+    assert!(log.contains("--lr 0.001 --weight-decay 0.1"), "{log}");
+    assert!(!log.contains("--warmup-steps 1"), "{log}");
+    let best: f64 = log
+        .lines()
+        .find_map(|l| l.strip_prefix("best: trial "))
+        .and_then(|l| l.split_whitespace().nth(2))
+        .and_then(|v| v.parse().ok())
+        .expect("a best trial");
+    let shown = dir.path().join("show");
+    let show = run(&[
+        "tune",
+        "show",
+        "--storage",
+        &db,
+        "--study",
+        "gpt",
+        "--out",
+        shown.to_str().unwrap(),
+    ]);
+    assert!(
+        String::from_utf8_lossy(&show.stdout).contains("(minimize): 3 trials"),
+        "{}",
+        stderr(&show)
+    );
+    let spec = format!("{db}:gpt");
+    let o = run(&["train", "--from-study", &spec, "--quiet"]);
+    let line = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(o.status.success(), "{line}{}", stderr(&o));
+    assert!(
+        line.contains(&format!("val_loss {best:.4}")),
+        "{line} vs {best}"
+    );
+}

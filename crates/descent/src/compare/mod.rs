@@ -1,15 +1,20 @@
-//! `descent compare`: the seed's model trained with several optimizers from the same initial
+//! `descent compare`: one model trained with several optimizers from the same initial
 //! weights, data order and validation split; a ranked table, a CSV and curves on shared axes.
+//! On MNIST the runs are ranked by validation accuracy per epoch; on a text
+//! (`--data text:FILE`, a GPT with its recipe) by validation loss every `eval_every` steps.
+
+mod text;
 
 use std::fmt::Write as _;
 
-use anyhow::{anyhow, bail, Result};
+use anyhow::{anyhow, bail, Context, Result};
 use descent_data::Normalize;
+use descent_nn::Model;
 use descent_optim::{HyperValue, OptimizerConfig};
 use descent_train::checkpoint::write_atomic;
 use descent_train::{Event, TrainConfig, Trainer};
 
-use crate::cli::CompareArgs;
+use crate::cli::{CompareArgs, TrainArgs};
 use crate::plot::{Chart, Series};
 use crate::report::write_chart;
 
@@ -90,14 +95,119 @@ fn runs_from_file(path: &std::path::Path) -> Result<Vec<(String, OptimizerConfig
     Ok(out)
 }
 
-struct Outcome {
-    name: String,
-    lr: f32,
-    val_acc: Vec<(usize, f64)>,
-    train_loss: Vec<(usize, f64)>,
-    /// Training seconds at the end of each epoch, accumulated.
-    elapsed: Vec<f64>,
-    test_acc: f64,
+/// Train settings `descent compare` sets itself or per run.
+const RESERVED: [&str; 13] = [
+    "optimizer",
+    "lr",
+    "epochs",
+    "seed",
+    "threads",
+    "quiet",
+    "data",
+    "config",
+    "resume",
+    "run-dir",
+    "from-study",
+    "save",
+    "val-only",
+];
+
+/// The `descent train` settings every run shares: the model, the data, the batch, epochs and
+/// steps, `--fixed` settings, and the model's recipe (`--model gpt`'s) where one goes with it.
+fn base_args(args: &CompareArgs, text: bool) -> Result<TrainArgs> {
+    let mut flags: Vec<String> = Vec::new();
+    let mut push = |f: &str, v: String| {
+        flags.push(f.to_string());
+        flags.push(v);
+    };
+    match (&args.model, text) {
+        (Some(m), _) => push("--model", m.clone()),
+        (None, true) => push("--model", "gpt".into()),
+        (None, false) => {}
+    }
+    if let Some(h) = &args.hidden {
+        let h: Vec<String> = h.iter().map(usize::to_string).collect();
+        push("--hidden", h.join(","));
+    }
+    if let Some(d) = &args.data {
+        push("--data", d.clone());
+    }
+    push("--epochs", args.epochs.to_string());
+    push("--seed", args.seed.to_string());
+    if let Some(b) = args.batch_size {
+        push("--batch-size", b.to_string());
+    }
+    if let Some(m) = args.max_steps {
+        push("--max-steps", m.to_string());
+    }
+    for kv in &args.fixed {
+        let f = crate::tune::fixed_flag(kv);
+        let name = f.first().map_or("", |f| f.trim_start_matches("--"));
+        if RESERVED.contains(&name) || crate::tune::is_hyper(name) {
+            bail!(
+                "invalid --fixed {kv}: `{name}` is set by descent compare or per run; give \
+                 optimizers and their settings with --optimizers or --runs, the rest with \
+                 compare's own flags"
+            );
+        }
+        flags.extend(f);
+    }
+    crate::tune::train_args(&crate::recipe::with_recipe(flags)).context("invalid --fixed flags")
+}
+
+/// A run's configuration: the shared settings with `optimizer` (its learning rate sizing the
+/// schedule's floor), on `threads` threads, evaluated on the validation set only.
+fn run_config(
+    base: &TrainArgs,
+    optimizer: OptimizerConfig,
+    train_len: usize,
+    model: &Model,
+    threads: usize,
+) -> Result<TrainConfig> {
+    let mut a = base.clone();
+    a.lr = Some(optimizer.lr() as f64);
+    let mut cfg = crate::train::config(&a, train_len, model)?;
+    cfg.optimizer = optimizer;
+    cfg.val_only = true;
+    cfg.threads = threads;
+    cfg.log_every = 0;
+    cfg.validate().map_err(crate::train::cli_error)?;
+    Ok(cfg)
+}
+
+/// Runs `one` for every configuration, `jobs` at a time, in the order given.
+fn race<T: Send>(
+    configs: &[(String, OptimizerConfig)],
+    jobs: usize,
+    one: impl Fn(&str, OptimizerConfig) -> Result<T> + Sync,
+) -> Result<Vec<T>> {
+    let mut outcomes = Vec::new();
+    for batch in configs.chunks(jobs.max(1)) {
+        let results: Vec<Result<T>> = std::thread::scope(|scope| {
+            let handles: Vec<_> = batch
+                .iter()
+                .map(|(name, cfg)| {
+                    let one = &one;
+                    scope.spawn(move || one(name, *cfg))
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().unwrap_or_else(|_| Err(anyhow!("a run panicked"))))
+                .collect()
+        });
+        for r in results {
+            outcomes.push(r?);
+        }
+    }
+    Ok(outcomes)
+}
+
+/// Engine threads per run when `jobs` run at a time.
+fn threads_per_run(args: &CompareArgs, runs: usize) -> (usize, usize) {
+    let jobs = args.jobs.clamp(1, runs.max(1));
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    (jobs, (args.threads.unwrap_or(cores) / jobs).max(1))
 }
 
 pub fn run(args: CompareArgs) -> Result<()> {
@@ -107,8 +217,11 @@ pub fn run(args: CompareArgs) -> Result<()> {
     if args.epochs == 0 {
         bail!("invalid --epochs 0: train for at least 1 epoch");
     }
-    // Checked now, before any work; counted again once the data is loaded.
-    crate::train::val_split_count(args.val_split, crate::train::MNIST_TRAIN)?;
+    let text = crate::data::text_source(args.data.as_deref())?;
+    if text.is_none() {
+        // Checked now, before any work; counted again once the data is loaded.
+        crate::train::val_split_count(args.val_split, crate::train::MNIST_TRAIN)?;
+    }
     let configs = match &args.runs {
         Some(path) => runs_from_file(path)?,
         None => args
@@ -120,48 +233,62 @@ pub fn run(args: CompareArgs) -> Result<()> {
     if configs.is_empty() {
         bail!("nothing to compare: name at least one optimizer or run");
     }
+    let base = base_args(&args, text.is_some())?;
+    match text {
+        Some(path) => text::run(&args, &base, &path, &configs),
+        None => mnist(&args, &base, &configs),
+    }
+}
+
+/// Creates `--out`.
+fn create_out(args: &CompareArgs) -> Result<()> {
+    std::fs::create_dir_all(&args.out).map_err(|e| {
+        anyhow!(
+            "invalid --out {}: cannot create it: {e}",
+            args.out.display()
+        )
+    })
+}
+
+struct Outcome {
+    name: String,
+    lr: f32,
+    val_acc: Vec<(usize, f64)>,
+    train_loss: Vec<(usize, f64)>,
+    /// Training seconds at the end of each epoch, accumulated.
+    elapsed: Vec<f64>,
+    test_acc: f64,
+}
+
+fn mnist(
+    args: &CompareArgs,
+    base: &TrainArgs,
+    configs: &[(String, OptimizerConfig)],
+) -> Result<()> {
+    if base.model.as_deref() == Some("gpt") {
+        bail!("invalid --model gpt: it is a language model; give it a text with --data text:FILE");
+    }
     let (mut data, _) = crate::data::mnist(
         args.data_dir.as_deref(),
         args.no_fetch,
         Normalize::default(),
         false,
     )?;
-    let n_val = crate::train::val_split_count(args.val_split, data.train.len())?;
+    let all = data.train.len();
+    let n_val = crate::train::val_split_count(args.val_split, all)?;
     let val = data.train.split_off_random(n_val, args.seed)?;
-    std::fs::create_dir_all(&args.out).map_err(|e| {
-        anyhow!(
-            "invalid --out {}: cannot create it: {e}",
-            args.out.display()
-        )
-    })?;
+    create_out(args)?;
     // `--jobs` runs at a time, the threads shared among them; each run's result does not
     // depend on how many run beside it.
-    let jobs = args.jobs.clamp(1, configs.len());
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let threads = (args.threads.unwrap_or(cores) / jobs).max(1);
-    let spec = crate::models::spec(
-        crate::models::ModelArgs {
-            model: args.model.as_deref(),
-            hidden: args.hidden.as_deref(),
-            ..Default::default()
-        },
-        data.train.shape(),
-        data.train.classes(),
-    )?;
-    let model_name = crate::models::describe(args.model.as_deref(), &crate::models::build(&spec)?);
+    let (jobs, threads) = threads_per_run(args, configs.len());
+    let mut base = base.clone();
+    base.val_split = Some(args.val_split);
+    let spec = crate::train::model_spec(&base)?;
+    let model_name = crate::models::describe(base.model.as_deref(), &crate::models::build(&spec)?);
     let train_one = |name: &str, optimizer: OptimizerConfig| -> Result<Outcome> {
-        let cfg = TrainConfig {
-            optimizer,
-            batch_size: args.batch_size,
-            epochs: args.epochs,
-            seed: args.seed,
-            threads,
-            log_every: 0,
-            val_only: true,
-            ..TrainConfig::default()
-        };
-        let mut trainer =
-            Trainer::new(crate::models::build(&spec)?, &cfg).map_err(crate::train::cli_error)?;
+        let model = crate::models::build(&spec)?;
+        let cfg = run_config(&base, optimizer, all, &model, threads)?;
+        let mut trainer = Trainer::new(model, &cfg).map_err(crate::train::cli_error)?;
         let mut total = 0.0;
         let mut o = Outcome {
             name: name.to_string(),
@@ -187,25 +314,7 @@ pub fn run(args: CompareArgs) -> Result<()> {
         o.test_acc = summary.test.acc;
         Ok(o)
     };
-    let mut outcomes = Vec::new();
-    for batch in configs.chunks(jobs) {
-        let results: Vec<Result<Outcome>> = std::thread::scope(|scope| {
-            let handles: Vec<_> = batch
-                .iter()
-                .map(|(name, cfg)| {
-                    let train_one = &train_one;
-                    scope.spawn(move || train_one(name, *cfg))
-                })
-                .collect();
-            handles
-                .into_iter()
-                .map(|h| h.join().unwrap_or_else(|_| Err(anyhow!("a run panicked"))))
-                .collect()
-        });
-        for r in results {
-            outcomes.push(r?);
-        }
-    }
+    let mut outcomes = race(configs, jobs, train_one)?;
     // Ranked by the best validation accuracy.
     let best = |o: &Outcome| {
         o.val_acc
