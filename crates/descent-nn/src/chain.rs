@@ -112,6 +112,15 @@ impl Chain {
         self.layers.iter_mut().map(|l| l.set_recompute(on)).sum()
     }
 
+    /// Sets the precision of every layer's matrix products that offer one (see
+    /// [`Layer::set_precision`]); how many took it.
+    pub fn set_precision(&mut self, precision: descent_tensor::Precision) -> usize {
+        self.layers
+            .iter_mut()
+            .map(|l| l.set_precision(precision))
+            .sum()
+    }
+
     /// Arena values for batches of up to `cap` rows on `threads` threads.
     pub fn arena_len(&self, cap: usize, threads: usize) -> usize {
         (0..self.layers.len())

@@ -234,6 +234,14 @@ pub trait Layer: Send + Sync + std::fmt::Debug {
         0
     }
 
+    /// The precision of the layer's matrix products' inputs (mixed precision: bf16 inputs,
+    /// f32 sums, f32 parameters, gradients and activations); layers without products, or
+    /// whose products stay f32, ignore it. Returns how many layers took it.
+    fn set_precision(&mut self, precision: descent_tensor::Precision) -> usize {
+        let _ = precision;
+        0
+    }
+
     /// Number of trainable values the layer owns (for summaries).
     fn param_count(&self) -> usize {
         0

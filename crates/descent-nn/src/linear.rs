@@ -1,7 +1,7 @@
 //! The fully connected layer `y = x·Wᵀ + b`, PyTorch's `nn.Linear`, with an optional
 //! activation fused onto its output.
 
-use descent_tensor::{matmul_serial, MatMut, MatRef, Rng};
+use descent_tensor::{matmul_serial_in, MatMut, MatRef, Precision, Rng};
 
 use crate::layer::{numel, Backward, Forward, Layer, Sink};
 use crate::par::Scratch;
@@ -30,6 +30,8 @@ pub struct Linear {
     pub tied: bool,
     /// Output shape per example.
     shape: Vec<usize>,
+    /// The inputs' precision in its products (f32, or bf16 with f32 sums).
+    pub precision: Precision,
 }
 
 /// Densities (nonzero fraction of the output gradient) below which the backward pass visits
@@ -76,6 +78,7 @@ impl Linear {
             act: None,
             tied: false,
             shape,
+            precision: Precision::F32,
         }
     }
 
@@ -105,6 +108,7 @@ impl Linear {
             act: None,
             tied: true,
             shape,
+            precision: Precision::F32,
         }
     }
 
@@ -134,9 +138,9 @@ impl Linear {
             for i in 0..y.rows() {
                 y.row_mut(i).copy_from_slice(bias);
             }
-            matmul_serial(y, x, weight.t(), 1.0, 1.0);
+            matmul_serial_in(self.precision, y, x, weight.t(), 1.0, 1.0);
         } else {
-            matmul_serial(y, x, weight.t(), 1.0, 0.0);
+            matmul_serial_in(self.precision, y, x, weight.t(), 1.0, 0.0);
         }
     }
 
@@ -144,7 +148,9 @@ impl Linear {
     /// Weight gradient for the output features `i0..i0 + w.rows()`:
     /// `w = alpha · dyᵀ·x + beta · w` (alpha 1, beta 0 writes the gradient; alpha `-lr`,
     /// beta 1 applies an SGD step to the weights themselves).
+    #[allow(clippy::too_many_arguments)]
     pub fn backward_weight_block(
+        precision: Precision,
         dy: MatRef<'_>,
         x: MatRef<'_>,
         w: MatMut<'_>,
@@ -153,7 +159,7 @@ impl Linear {
         beta: f32,
     ) {
         let h = w.rows();
-        matmul_serial(w, dy.cols_range(i0, h).t(), x, alpha, beta);
+        matmul_serial_in(precision, w, dy.cols_range(i0, h).t(), x, alpha, beta);
     }
 
     // dy is (B, out); dbias is (out).
@@ -312,13 +318,19 @@ impl Linear {
     /// Input gradient on the input columns `j0..j0 + dx.cols()`: `dx = dy·W[:, j0..]`.
     pub fn backward_input_block(&self, params: &[f32], dy: MatRef<'_>, dx: MatMut<'_>, j0: usize) {
         let w = dx.cols();
-        matmul_serial(dx, dy, self.weight(params).cols_range(j0, w), 1.0, 0.0);
+        let weight = self.weight(params).cols_range(j0, w);
+        matmul_serial_in(self.precision, dx, dy, weight, 1.0, 0.0);
     }
 }
 
 impl Layer for Linear {
     fn kind(&self) -> &'static str {
         "Linear"
+    }
+
+    fn set_precision(&mut self, precision: Precision) -> usize {
+        self.precision = precision;
+        1
     }
 
     fn output_shape(&self) -> &[usize] {
@@ -440,9 +452,10 @@ impl Layer for Linear {
         };
         let w = &mut target[self.weight..self.weight + outf * inf];
         let w = MatMut::new(w, outf, inf).expect("weight fits");
+        let precision = self.precision;
         b.pool
             .split_rows(w, 8, MIN_FEATURES_PER_THREAD, |i0, band| {
-                Linear::backward_weight_block(dy_mat, input, band, i0, alpha, beta)
+                Linear::backward_weight_block(precision, dy_mat, input, band, i0, alpha, beta)
             });
         if self.has_bias {
             let bias = &mut target[self.bias..self.bias + outf];

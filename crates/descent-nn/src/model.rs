@@ -104,6 +104,15 @@ impl Model {
         self.chain.set_recompute(on)
     }
 
+    /// Mixed precision: the matrix products of the layers that offer it (Linear: the
+    /// forward pass and both gradients) round their inputs to bf16 and sum in f32; the
+    /// parameters, gradients, activations and optimizer state stay f32. Returns how many
+    /// layers took it. Native on CPUs with AVX512-BF16 ([`descent_tensor::bf16_native`]),
+    /// emulated elsewhere (the same arithmetic, slower than f32).
+    pub fn set_precision(&mut self, precision: descent_tensor::Precision) -> usize {
+        self.chain.set_precision(precision)
+    }
+
     /// The description it was built from.
     pub fn spec(&self) -> &ModelSpec {
         &self.spec

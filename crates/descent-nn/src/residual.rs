@@ -90,6 +90,14 @@ impl Layer for Residual {
         usize::from(changed)
     }
 
+    fn set_precision(&mut self, precision: descent_tensor::Precision) -> usize {
+        self.body.set_precision(precision)
+            + self
+                .shortcut
+                .as_mut()
+                .map_or(0, |s| s.set_precision(precision))
+    }
+
     fn param_count(&self) -> usize {
         self.body.param_count() + self.shortcut.as_ref().map_or(0, |s| s.param_count())
     }

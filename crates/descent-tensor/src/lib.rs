@@ -34,8 +34,11 @@ mod reduce;
 mod rng;
 pub mod vmath;
 
-pub use kernels::{isa, set_isa, Isa};
-pub use matmul::{matmul, matmul_gemm, matmul_naive, matmul_path, matmul_serial};
+pub use kernels::{amx_enabled, bf16_native, isa, set_isa, Isa};
+pub use matmul::{
+    matmul, matmul_gemm, matmul_naive, matmul_path, matmul_serial, matmul_serial_in, round_bf16,
+    Precision,
+};
 pub use matrix::{transpose, MatMut, MatRef};
 pub use pool::Pool;
 pub use reduce::sum;

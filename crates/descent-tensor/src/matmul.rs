@@ -66,6 +66,70 @@ pub fn matmul_serial(dst: MatMut<'_>, a: MatRef<'_>, b: MatRef<'_>, alpha: f32, 
     matmul_serial_isa(crate::isa(), dst, a, b, alpha, beta)
 }
 
+/// The precision of a product's inputs: f32, or rounded to bfloat16 (8 bits of mantissa, to
+/// nearest even) with products and sums in f32 (the mixed precision of `torch.autocast`
+/// with `dtype=torch.bfloat16` on the CPU).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Precision {
+    /// f32 inputs.
+    #[default]
+    F32,
+    /// bfloat16 inputs, f32 accumulation.
+    Bf16,
+}
+
+/// `x` rounded to the nearest bfloat16 (ties to even), as an f32; NaN stays NaN.
+pub fn round_bf16(x: f32) -> f32 {
+    let b = x.to_bits();
+    if x.is_nan() {
+        return x;
+    }
+    let rounded = b.wrapping_add(0x7fff + ((b >> 16) & 1)) & 0xffff_0000;
+    f32::from_bits(rounded)
+}
+
+thread_local! {
+    /// Rounded copies of the operands for the emulated bf16 product, per thread.
+    static ROUNDED: std::cell::RefCell<(Vec<f32>, Vec<f32>)> =
+        const { std::cell::RefCell::new((Vec::new(), Vec::new())) };
+}
+
+/// `v` (`rows x cols`) copied row-major into `buf`, each value rounded to bfloat16.
+fn rounded_copy<'b>(v: &MatRef<'_>, buf: &'b mut Vec<f32>) -> MatRef<'b> {
+    buf.clear();
+    buf.extend((0..v.rows()).flat_map(|i| (0..v.cols()).map(move |j| round_bf16(v.at(i, j)))));
+    MatRef::new(buf, v.rows(), v.cols()).expect("sized to the view")
+}
+
+/// [`matmul_serial`] in `precision`. In bf16, the AVX512-BF16 kernel where
+/// [`crate::bf16_native`] says so; elsewhere the inputs are rounded into copies and
+/// multiplied in f32, the same arithmetic in another order.
+pub fn matmul_serial_in(
+    precision: Precision,
+    dst: MatMut<'_>,
+    a: MatRef<'_>,
+    b: MatRef<'_>,
+    alpha: f32,
+    beta: f32,
+) {
+    if precision == Precision::F32 {
+        return matmul_serial(dst, a, b, alpha, beta);
+    }
+    check_shapes(&dst, &a, &b);
+    if dst.rows() == 0 || dst.cols() == 0 {
+        return;
+    }
+    let ops = operands(Some(&dst), &a, &b, alpha, beta);
+    // SAFETY: as in `matmul_serial_isa`: valid views of agreeing shapes, `dst` exclusive.
+    if unsafe { kernels::run_bf16(&ops) } {
+        return;
+    }
+    ROUNDED.with_borrow_mut(|(ra, rb)| {
+        let (ra, rb) = (rounded_copy(&a, ra), rounded_copy(&b, rb));
+        matmul_serial(dst, ra, rb, alpha, beta)
+    })
+}
+
 /// [`matmul_serial`] with the kernels of `isa`, which the CPU must support.
 pub(crate) fn matmul_serial_isa(
     isa: Isa,
@@ -277,6 +341,84 @@ mod tests {
                             );
                             close(&got, "engine");
                         }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Products in bf16 equal the naive product of the inputs rounded to bf16 (the native
+    /// AVX512-BF16 kernel where the CPU has it, and the emulation everywhere), in every
+    /// layout and across every block edge; and they are not the f32 product.
+    #[test]
+    fn bf16_products_match_the_naive_product_of_rounded_inputs() {
+        assert_eq!(round_bf16(1.0 + 1.0 / 256.0), 1.0); // a tie goes to even
+        assert_eq!(round_bf16(1.0 + 3.0 / 256.0), 1.0 + 4.0 / 256.0);
+        assert_eq!(round_bf16(-1.009_765_6), -1.007_812_5);
+        assert!(round_bf16(f32::NAN).is_nan());
+        if !crate::bf16_native() {
+            eprintln!("no AVX512-BF16 on this CPU: only the emulated bf16 product is tested");
+        } else if !crate::amx_enabled() {
+            eprintln!("no AMX here: row-major products in bf16 are tested on AVX512-BF16");
+        }
+        let mut rng = Rng::new(11);
+        for &(m, n, k) in &[
+            (1, 1, 1),
+            (3, 5, 7),
+            (64, 512, 128),
+            (200, 33, 401),
+            (5, 1600, 21),
+            (4096, 128, 113),
+        ] {
+            for (ta, tb) in [(false, false), (false, true), (true, false), (true, true)] {
+                let a_buf = random(&mut rng, m * k);
+                let b_buf = random(&mut rng, k * n);
+                let a = if ta {
+                    MatRef::new(&a_buf, k, m).unwrap().t()
+                } else {
+                    MatRef::new(&a_buf, m, k).unwrap()
+                };
+                let b = if tb {
+                    MatRef::new(&b_buf, n, k).unwrap().t()
+                } else {
+                    MatRef::new(&b_buf, k, n).unwrap()
+                };
+                let (mut ra, mut rb) = (Vec::new(), Vec::new());
+                let (ar, br) = (rounded_copy(&a, &mut ra), rounded_copy(&b, &mut rb));
+                let init = random(&mut rng, m * n);
+                for (alpha, beta) in [(1.0, 0.0), (-0.5, 1.0)] {
+                    let mut want = init.clone();
+                    matmul_naive(MatMut::new(&mut want, m, n).unwrap(), ar, br, alpha, beta);
+                    let mut exact = init.clone();
+                    matmul_naive(MatMut::new(&mut exact, m, n).unwrap(), a, b, alpha, beta);
+                    let mut got = init.clone();
+                    let dst = MatMut::new(&mut got, m, n).unwrap();
+                    matmul_serial_in(Precision::Bf16, dst, a, b, alpha, beta);
+                    let mut emulated = init.clone();
+                    let mut ea = Vec::new();
+                    let mut eb = Vec::new();
+                    let (ea, eb) = (rounded_copy(&a, &mut ea), rounded_copy(&b, &mut eb));
+                    matmul_serial(
+                        MatMut::new(&mut emulated, m, n).unwrap(),
+                        ea,
+                        eb,
+                        alpha,
+                        beta,
+                    );
+                    let mut off_f32 = 0.0f32;
+                    for q in 0..m * n {
+                        let tol = 1e-5 * (k as f32).sqrt() * (1.0 + want[q].abs());
+                        for (g, what) in [(got[q], "bf16"), (emulated[q], "emulated")] {
+                            assert!(
+                                (g - want[q]).abs() <= tol,
+                                "{what} m{m} n{n} k{k} ta{ta} tb{tb}: {g} vs {}",
+                                want[q]
+                            );
+                        }
+                        off_f32 = off_f32.max((got[q] - exact[q]).abs());
+                    }
+                    if k > 16 {
+                        assert!(off_f32 > 1e-4, "m{m} n{n} k{k}: bf16 gave the f32 product");
                     }
                 }
             }

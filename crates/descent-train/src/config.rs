@@ -71,6 +71,9 @@ pub struct TrainConfig {
     /// again in the backward pass (less memory, about one more forward pass of compute; the
     /// same gradients).
     pub recompute: bool,
+    /// Mixed precision: matrix products take bf16 inputs and sum in f32 (see
+    /// `descent_nn::Model::set_precision`); weights, gradients and optimizer state stay f32.
+    pub bf16: bool,
 }
 
 impl Default for TrainConfig {
@@ -102,6 +105,7 @@ impl Default for TrainConfig {
             grad_accum: 1,
             eval_every: None,
             recompute: false,
+            bf16: false,
         }
     }
 }

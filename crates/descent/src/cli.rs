@@ -617,6 +617,11 @@ pub struct TrainArgs {
     /// third more compute; the same weights).
     #[arg(long, help_heading = "Model")]
     pub recompute: bool,
+    /// Mixed precision: the linear layers' matrix products (forward and both gradients) take
+    /// bf16 inputs and sum in f32; weights, gradients, activations and the optimizer's state
+    /// stay f32. Native with AVX512-BF16, emulated (slower) on other CPUs.
+    #[arg(long, help_heading = "Model")]
+    pub bf16: bool,
 }
 
 /// What a token of a text is.

@@ -460,6 +460,7 @@ pub fn config(args: &TrainArgs, train_len: usize, model: &Model) -> Result<Train
         grad_accum: args.grad_accum,
         eval_every: args.eval_every,
         recompute: args.recompute,
+        bf16: args.bf16,
         ..TrainConfig::default()
     };
     cfg.validate().map_err(cli_error)?;
@@ -751,6 +752,12 @@ pub fn run(args: TrainArgs) -> Result<()> {
     }
     if !args.quiet {
         eprintln!("{}", memory_line(&trainer, &cfg));
+        if cfg.bf16 && !descent_tensor::bf16_native() {
+            eprintln!(
+                "note: this CPU has no AVX512-BF16 (or another instruction set was chosen): bf16 \
+                 products are emulated, slower than f32"
+            );
+        }
     }
     let bar = Bar::new(!args.quiet);
     let quiet = args.quiet;

@@ -786,7 +786,7 @@ fn a_gpt_trains_on_a_text_generates_and_evaluates() {
     .unwrap();
     let weights = dir.path().join("gpt.safetensors");
     let data = format!("text:{}", text.display());
-    let o = run(&[
+    let flags = [
         "train",
         "--model",
         "gpt",
@@ -814,11 +814,23 @@ fn a_gpt_trains_on_a_text_generates_and_evaluates() {
         "1",
         "--log-every",
         "0",
-        "--save",
-        weights.to_str().unwrap(),
-    ]);
+    ];
+    let o = run(&[&flags[..], &["--save", weights.to_str().unwrap()]].concat());
     let out = String::from_utf8_lossy(&o.stdout).into_owned() + &stderr(&o);
     assert!(o.status.success(), "{out}");
+    // Mixed precision trains the same model to nearly the same loss.
+    let val_loss = |out: &str| -> f64 {
+        out.lines()
+            .find_map(|l| l.strip_prefix("stopped: reached the step limit of 60 steps; val_loss "))
+            .and_then(|l| l.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            .expect("a final validation loss")
+    };
+    let b = run(&[&flags[..], &["--bf16", "--quiet"]].concat());
+    let bf16_out = String::from_utf8_lossy(&b.stdout).into_owned();
+    assert!(b.status.success(), "{bf16_out}{}", stderr(&b));
+    let (f, h) = (val_loss(&out), val_loss(&bf16_out));
+    assert!((f - h).abs() < 0.05 * f, "f32 {f} against bf16 {h}");
     assert!(
         out.contains("step 30 train_loss") && out.contains("step 60 train_loss"),
         "{out}"

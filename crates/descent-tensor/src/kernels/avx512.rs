@@ -20,16 +20,16 @@ use super::Operands;
 
 /// Rows of A per micro-panel (values broadcast) and vectors of 16 columns of B per
 /// micro-panel: a tile of `MR x 16·NV` = 28 accumulators.
-const MR: usize = 14;
-const NV: usize = 2;
-const NR: usize = 16 * NV;
+pub(super) const MR: usize = 14;
+pub(super) const NV: usize = 2;
+pub(super) const NR: usize = 16 * NV;
 // A micro-panel's column of A is one masked vector.
 const _: () = assert!(MR <= 16);
 /// Block sizes: k per packed block (a micro-panel of B, `KC x NR`, stays in L1), rows of A
 /// per block (the packed block of A, `MC x KC`, stays in L2) and columns of B per block.
-const KC: usize = crate::PACKED_KC;
-const MC: usize = 14 * MR;
-const NC: usize = 1536;
+pub(super) const KC: usize = crate::PACKED_KC;
+pub(super) const MC: usize = 14 * MR;
+pub(super) const NC: usize = 1536;
 
 /// Mask of the first `n` of 16 lanes.
 #[inline]
@@ -43,7 +43,7 @@ fn lanes(n: usize) -> __mmask16 {
 
 /// `alpha · v + beta · C` into the `n <= 16` values of C from `p`, `cs` apart.
 #[inline(always)]
-unsafe fn store_row(p: *mut f32, cs: usize, n: usize, v: __m512, alpha: f32, beta: f32) {
+pub(super) unsafe fn store_row(p: *mut f32, cs: usize, n: usize, v: __m512, alpha: f32, beta: f32) {
     // SAFETY: the n values from p, cs apart, are inside C (the callers' bounds).
     unsafe {
         let v = _mm512_mul_ps(_mm512_set1_ps(alpha), v);
@@ -183,7 +183,14 @@ pub(crate) fn aligned(v: &mut [f32]) -> &mut [f32] {
 /// Copies A(i0..i0+mc, p0..p0+kc) into micro-panels of MR rows: panel `q` holds, for each
 /// p, A(i0 + q·MR + r, p0 + p) for r < MR, zeros past the last row.
 #[target_feature(enable = "avx512f")]
-unsafe fn pack_a(o: &Operands, i0: usize, mc: usize, p0: usize, kc: usize, dst: &mut [f32]) {
+pub(super) unsafe fn pack_a(
+    o: &Operands,
+    i0: usize,
+    mc: usize,
+    p0: usize,
+    kc: usize,
+    dst: &mut [f32],
+) {
     // SAFETY: the reads stay inside A's rows i0..i0+mc and columns p0..p0+kc.
     unsafe {
         for (q, panel) in dst
@@ -223,7 +230,14 @@ unsafe fn pack_a(o: &Operands, i0: usize, mc: usize, p0: usize, kc: usize, dst: 
 /// Copies B(p0..p0+kc, j0..j0+nc) into micro-panels of NR columns: panel `q` holds, for
 /// each p, B(p0 + p, j0 + q·NR + c) for c < NR, zeros past the last column.
 #[target_feature(enable = "avx512f")]
-unsafe fn pack_b(o: &Operands, p0: usize, kc: usize, j0: usize, nc: usize, dst: &mut [f32]) {
+pub(super) unsafe fn pack_b(
+    o: &Operands,
+    p0: usize,
+    kc: usize,
+    j0: usize,
+    nc: usize,
+    dst: &mut [f32],
+) {
     // SAFETY: the reads stay inside B's rows p0..p0+kc and columns j0..j0+nc.
     unsafe {
         for (q, panel) in dst
@@ -277,7 +291,14 @@ unsafe fn pack_b(o: &Operands, p0: usize, kc: usize, j0: usize, nc: usize, dst: 
 /// row `r` of panel `q` at `q·MR·KC + r·KC` (a straight copy, where the column layout needs a
 /// transpose), zeros past the last row.
 #[target_feature(enable = "avx512f")]
-unsafe fn pack_a_rows(o: &Operands, i0: usize, mc: usize, p0: usize, kc: usize, dst: &mut [f32]) {
+pub(super) unsafe fn pack_a_rows(
+    o: &Operands,
+    i0: usize,
+    mc: usize,
+    p0: usize,
+    kc: usize,
+    dst: &mut [f32],
+) {
     // SAFETY: the reads stay inside A's rows i0..i0+mc and columns p0..p0+kc.
     unsafe {
         for (q, panel) in dst

@@ -180,9 +180,67 @@ pub(crate) unsafe fn run(kernel: Kernel, o: &Operands) {
 }
 
 #[cfg(target_arch = "x86_64")]
+mod amx;
+#[cfg(target_arch = "x86_64")]
 mod avx2;
 #[cfg(target_arch = "x86_64")]
 mod avx512;
+#[cfg(target_arch = "x86_64")]
+mod bf16;
+
+/// Whether products in bfloat16 run natively here: the AVX-512 kernels are chosen and the CPU
+/// has AVX512-BF16 (`vdpbf16ps`). Elsewhere they are emulated: the same rounding of the
+/// inputs, f32 products and sums.
+pub fn bf16_native() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        isa() == Isa::Avx512 && std::is_x86_feature_detected!("avx512bf16")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+/// Whether bf16 products with a row-major A run on AMX tiles: the CPU has AMX-BF16, Linux
+/// granted this process its state, and `DESCENT_AMX=off` is not set (it keeps them on the
+/// AVX512-BF16 kernel).
+pub fn amx_enabled() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+        bf16_native()
+            && *ON.get_or_init(|| std::env::var("DESCENT_AMX").as_deref() != Ok("off"))
+            && amx::available()
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+/// `C = alpha · bf16(A) · bf16(B) + beta · C` with f32 sums, natively; false (nothing done)
+/// where [`bf16_native`] is false.
+///
+/// # Safety
+/// The operands must describe valid, non-overlapping (for C) memory of the given shapes.
+pub(crate) unsafe fn run_bf16(o: &Operands) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    if bf16_native() && o.k > 0 {
+        // SAFETY: forwarded from the caller; the CPU has AVX-512 F and BF16 (checked above),
+        // and AMX where `amx_enabled` says so.
+        unsafe {
+            if o.a_cs == 1 && o.a_rs != 1 && amx_enabled() {
+                amx::packed(o)
+            } else {
+                bf16::packed(o)
+            }
+        };
+        return true;
+    }
+    let _ = o;
+    false
+}
 
 /// `dst (cols x rows) = srcᵀ` with both row-major (unit column strides): AVX-512 register
 /// transposes where the CPU has them, false when it does not (the caller then loops).

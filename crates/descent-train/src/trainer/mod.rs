@@ -301,6 +301,17 @@ impl Trainer {
                 why: "the model has no residual blocks whose bodies could be recomputed".into(),
             });
         }
+        let precision = match cfg.bf16 {
+            true => descent_tensor::Precision::Bf16,
+            false => descent_tensor::Precision::F32,
+        };
+        if net.set_precision(precision) == 0 && cfg.bf16 {
+            return Err(TrainError::Setting {
+                name: "bf16".into(),
+                value: "true".into(),
+                why: "the model has no layer whose matrix products run in bf16 (Linear)".into(),
+            });
+        }
         let params = net.init_params(&mut Rng::new(cfg.seed));
         let specs: Vec<ParamSpec> = net
             .layout()
