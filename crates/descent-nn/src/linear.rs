@@ -48,6 +48,13 @@ const SPARSE_MIN_WEIGHT: usize = 1 << 20;
 /// Features per thread below which a layer is not split.
 const MIN_FEATURES_PER_THREAD: usize = 16;
 
+/// Rows (examples x positions) from which the forward pass and the input gradient split the
+/// rows among threads instead of the features, when there are at least `TALL` times as many
+/// rows as output columns: each thread then packs only its own rows of the input (a GPT's
+/// 4096 x 128 activations), not all of them for a few columns each. The sums are the same.
+const ROW_SPLIT_MIN: usize = 512;
+const TALL: usize = 4;
+
 impl Linear {
     /// Declares `name.weight` and `name.bias` (when `bias`) for inputs of `input` shape (the
     /// last dimension is the features).
@@ -400,14 +407,25 @@ impl Layer for Linear {
         let out = MatMut::new(&mut y[..rows * self.out_features], rows, self.out_features)
             .expect("output fits");
         let params = f.params;
+        let act = |block: &mut MatMut<'_>| {
+            if let Some(act) = self.act {
+                for r in 0..block.rows() {
+                    act.forward(block.row_mut(r));
+                }
+            }
+        };
+        if rows >= ROW_SPLIT_MIN && rows >= TALL * self.out_features {
+            f.pool.split_rows(out, 8, 64, |i0, mut block| {
+                let x = input.rows_range(i0, block.rows());
+                self.forward_block(params, x, block.rb_mut(), 0);
+                act(&mut block);
+            });
+            return;
+        }
         f.pool
             .split_cols(out, 16, MIN_FEATURES_PER_THREAD, |j0, mut block| {
                 self.forward_block(params, input, block.rb_mut(), j0);
-                if let Some(act) = self.act {
-                    for r in 0..block.rows() {
-                        act.forward(block.row_mut(r));
-                    }
-                }
+                act(&mut block);
             });
     }
 
@@ -439,10 +457,17 @@ impl Layer for Linear {
         if let Some(dx) = dx {
             let dx = MatMut::new(&mut dx[..rows * inf], rows, inf).expect("input gradient fits");
             let params = &*b.params;
-            b.pool
-                .split_cols(dx, 16, MIN_FEATURES_PER_THREAD, |j0, mut block| {
-                    self.backward_input_block(params, dy_mat, block.rb_mut(), j0);
+            if rows >= ROW_SPLIT_MIN && rows >= TALL * inf {
+                b.pool.split_rows(dx, 8, 64, |i0, mut block| {
+                    let dy = dy_mat.rows_range(i0, block.rows());
+                    self.backward_input_block(params, dy, block.rb_mut(), 0);
                 });
+            } else {
+                b.pool
+                    .split_cols(dx, 16, MIN_FEATURES_PER_THREAD, |j0, mut block| {
+                        self.backward_input_block(params, dy_mat, block.rb_mut(), j0);
+                    });
+            }
         }
         // dW (out, in) = dyᵀ (out, R) · x (R, in), one band of output features per thread;
         // with SGD, W = W - lr · dW in the same product.

@@ -386,7 +386,7 @@ mod tests {
                 let (mut ra, mut rb) = (Vec::new(), Vec::new());
                 let (ar, br) = (rounded_copy(&a, &mut ra), rounded_copy(&b, &mut rb));
                 let init = random(&mut rng, m * n);
-                for (alpha, beta) in [(1.0, 0.0), (-0.5, 1.0)] {
+                for (alpha, beta) in [(1.0, 0.0), (1.0, 1.0), (-0.5, 1.0)] {
                     let mut want = init.clone();
                     matmul_naive(MatMut::new(&mut want, m, n).unwrap(), ar, br, alpha, beta);
                     let mut exact = init.clone();

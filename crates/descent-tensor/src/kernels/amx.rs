@@ -13,8 +13,8 @@ use std::arch::x86_64::*;
 use std::cell::RefCell;
 use std::sync::OnceLock;
 
-use super::avx512::{aligned, pack_a_rows, pack_b, store_row, KC, MR, NC, NR};
-use super::bf16::{aligned_u32, pair_panels, pair_rows, Packs, KC2};
+use super::avx512::{aligned, pack_b, store_row, KC, NC, NR};
+use super::bf16::{aligned_u32, pair_panels, pair_rows_strided, Packs, KC2};
 use super::Operands;
 
 /// Rows of A per block: a multiple of the 32 rows of a micro-tile.
@@ -84,22 +84,55 @@ thread_local! {
         const { RefCell::new((Vec::new(), Vec::new(), Vec::new(), Vec::new())) };
 }
 
-/// One `32 x 32` block of C: `kp` pairs of k (a multiple of 16) from 32 rows of pairs at `a`
-/// (`KC2` pairs apart) and a panel of `NR` columns at `b` (`NR` pairs a row), summed in the
-/// four C tiles, which are left in `out` (tile t at `t·256`, rows of 16).
+/// The four C tiles (a `32 x 32` block) from `c`, rows `rs` bytes apart.
 #[inline]
-unsafe fn micro(kp: usize, a: *const u32, b: *const u32, out: *mut f32) {
-    let sa = KC2 * 4;
-    let sb = NR * 4;
-    // SAFETY: the caller loaded the tile configuration; the tiles read 16 rows of 64 bytes
-    // inside the packed panels (sized for whole tiles) and write 4 x 1 KB into `out`.
+unsafe fn load_c(c: *const f32, rs: usize) {
+    // SAFETY: the caller's block of 32 rows of 32 f32 is inside C; AMX is configured.
     unsafe {
         asm!(
-            "tilezero tmm0",
-            "tilezero tmm1",
-            "tilezero tmm2",
-            "tilezero tmm3"
+            "tileloadd tmm0, [{c0} + {s}*1]",
+            "tileloadd tmm1, [{c1} + {s}*1]",
+            "tileloadd tmm2, [{c2} + {s}*1]",
+            "tileloadd tmm3, [{c3} + {s}*1]",
+            c0 = in(reg) c,
+            c1 = in(reg) c.add(16),
+            c2 = in(reg) c.byte_add(16 * rs),
+            c3 = in(reg) c.byte_add(16 * rs).add(16),
+            s = in(reg) rs,
+            options(nostack, readonly),
         );
+    }
+}
+
+/// The four C tiles into `c`, rows `rs` bytes apart.
+#[inline]
+unsafe fn store_c(c: *mut f32, rs: usize) {
+    // SAFETY: as `load_c`, written.
+    unsafe {
+        asm!(
+            "tilestored [{c0} + {s}*1], tmm0",
+            "tilestored [{c1} + {s}*1], tmm1",
+            "tilestored [{c2} + {s}*1], tmm2",
+            "tilestored [{c3} + {s}*1], tmm3",
+            c0 = in(reg) c,
+            c1 = in(reg) c.add(16),
+            c2 = in(reg) c.byte_add(16 * rs),
+            c3 = in(reg) c.byte_add(16 * rs).add(16),
+            s = in(reg) rs,
+            options(nostack),
+        );
+    }
+}
+
+/// Adds to the four C tiles the products over `kp` pairs of k (a multiple of 16) of 32 rows
+/// of pairs at `a` (`KC2` pairs apart) and a panel of `NR` columns at `b` (`NR` pairs a row).
+#[inline]
+unsafe fn micro(kp: usize, a: *const u32, b: *const u32) {
+    let sa = KC2 * 4;
+    let sb = NR * 4;
+    // SAFETY: the caller configured AMX; the tiles read 16 rows of 64 bytes inside the
+    // packed panels, which are sized for whole tiles.
+    unsafe {
         for p in (0..kp).step_by(TK) {
             let a0 = a.add(p);
             let a1 = a.add(16 * KC2 + p);
@@ -123,18 +156,6 @@ unsafe fn micro(kp: usize, a: *const u32, b: *const u32, out: *mut f32) {
                 options(nostack, readonly),
             );
         }
-        asm!(
-            "tilestored [{o} + {s}*1], tmm0",
-            "tilestored [{o1} + {s}*1], tmm1",
-            "tilestored [{o2} + {s}*1], tmm2",
-            "tilestored [{o3} + {s}*1], tmm3",
-            o = in(reg) out,
-            o1 = in(reg) out.add(256),
-            o2 = in(reg) out.add(512),
-            o3 = in(reg) out.add(768),
-            s = in(reg) 64usize,
-            options(nostack),
-        );
     }
 }
 
@@ -144,32 +165,29 @@ unsafe fn micro(kp: usize, a: *const u32, b: *const u32, out: *mut f32) {
 /// The operands must describe valid memory; [`available`] must be true.
 #[target_feature(enable = "avx512f,avx512bf16")]
 pub(super) unsafe fn packed(o: &Operands) {
-    PACKS.with_borrow_mut(|(pa, pb, ha, hb)| {
+    PACKS.with_borrow_mut(|(_, pb, ha, hb)| {
         let kc_max = o.k.min(KC);
         let kp_max = kc_max.div_ceil(2).div_ceil(TK) * TK;
         let b_panels = o.n.min(NC).div_ceil(NR);
-        // Rows of A packed: whole 14-row panels of the block, and whole 32-row tiles read.
-        let a_rows = MC.div_ceil(MR) * MR;
         let grow = |v: &mut Vec<f32>, n: usize| {
             if v.len() < n {
                 v.resize(n, 0.0);
             }
         };
-        grow(pa, a_rows * KC + 16);
         grow(pb, b_panels * NR * kc_max + 16);
-        if ha.len() < a_rows * KC2 + 16 {
-            ha.resize(a_rows * KC2 + 16, 0);
+        if ha.len() < MC * KC2 + 16 {
+            ha.resize(MC * KC2 + 16, 0);
         }
         if hb.len() < b_panels * NR * kp_max + 16 {
             hb.resize(b_panels * NR * kp_max + 16, 0);
         }
-        let pa = aligned(pa);
         let pb = aligned(pb);
         let ha = aligned_u32(ha);
         let hb = aligned_u32(hb);
         let cfg = TileConfig::new();
         let mut tiles = [0.0f32; 4 * 256 + 16];
         let tiles = aligned(&mut tiles);
+        let out = tiles.as_mut_ptr();
         // SAFETY: AMX is available (the caller's contract) and configured here for this
         // thread; the blocks stay inside the shapes; the packs were sized above.
         unsafe {
@@ -184,27 +202,49 @@ pub(super) unsafe fn packed(o: &Operands) {
                     pair_panels(pb, hb, nc.div_ceil(NR), NR, kc, kp);
                     for i0 in (0..o.m).step_by(MC) {
                         let mc = (o.m - i0).min(MC);
-                        pack_a_rows(o, i0, mc, p0, kc, pa);
-                        // Rows past the block's last are read by the last tile but never
-                        // stored: whatever they hold changes only their own sums.
-                        pair_rows(pa, ha, mc.div_ceil(MR) * MR, kc);
+                        // A's rows straight from A to pairs; zeros up to whole tiles.
+                        let a = o.a.add(i0 * o.a_rs + p0);
+                        pair_rows_strided(a, o.a_rs, mc, mc.div_ceil(32) * 32, kc, ha);
                         for q in 0..nc.div_ceil(NR) {
                             let bp = hb.as_ptr().add(q * NR * kp);
                             let cols = (nc - q * NR).min(NR);
                             for r in (0..mc).step_by(32) {
-                                micro(kp, ha.as_ptr().add(r * KC2), bp, tiles.as_mut_ptr());
+                                let ap = ha.as_ptr().add(r * KC2);
+                                let c = o.c.add((i0 + r) * o.c_rs + (j0 + q * NR) * o.c_cs);
+                                let rs = o.c_rs * 4;
+                                // A whole block with C += A·B or C = A·B: C in the tiles.
+                                let whole = mc - r >= 32 && cols == NR && o.c_cs == 1;
+                                if whole && o.alpha == 1.0 && (beta == 0.0 || beta == 1.0) {
+                                    if beta == 1.0 {
+                                        load_c(c, rs);
+                                    } else {
+                                        asm!(
+                                            "tilezero tmm0",
+                                            "tilezero tmm1",
+                                            "tilezero tmm2",
+                                            "tilezero tmm3"
+                                        );
+                                    }
+                                    micro(kp, ap, bp);
+                                    store_c(c, rs);
+                                    continue;
+                                }
+                                asm!(
+                                    "tilezero tmm0",
+                                    "tilezero tmm1",
+                                    "tilezero tmm2",
+                                    "tilezero tmm3"
+                                );
+                                micro(kp, ap, bp);
+                                store_c(out, 128);
                                 for t in 0..4 {
                                     let (dr, dc) = (16 * (t / 2), 16 * (t % 2));
                                     let n = cols.saturating_sub(dc).min(16);
                                     let rows = (mc - r).saturating_sub(dr).min(16);
                                     for i in 0..rows {
-                                        let v =
-                                            _mm512_loadu_ps(tiles.as_ptr().add(t * 256 + i * 16));
-                                        let c = o.c.add(
-                                            (i0 + r + dr + i) * o.c_rs
-                                                + (j0 + q * NR + dc) * o.c_cs,
-                                        );
                                         if n > 0 {
+                                            let v = _mm512_loadu_ps(out.add((dr + i) * 32 + dc));
+                                            let c = c.add((dr + i) * o.c_rs + dc * o.c_cs);
                                             store_row(c, o.c_cs, n, v, o.alpha, beta);
                                         }
                                     }

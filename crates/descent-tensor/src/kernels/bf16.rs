@@ -87,17 +87,40 @@ pub(super) unsafe fn pair_panels(
 #[target_feature(enable = "avx512f,avx512bf16")]
 pub(super) unsafe fn pair_rows(src: &[f32], dst: &mut [u32], rows: usize, kc: usize) {
     // SAFETY: row r reads src[r·KC..][..KC] and writes dst[r·KC2..][..KC2].
+    unsafe { pair_rows_strided(src.as_ptr(), KC, rows, rows, kc, dst) }
+}
+
+/// Rows `0..rows` of `kc` f32 each, `ld` apart from `src`, as rows of `KC2` pairs in `dst`
+/// (an odd `kc`'s last pair and the pairs up to the next 16 are zeros); rows `rows..total`
+/// are zeros.
+///
+/// # Safety
+/// `src` must hold the rows; `dst` must hold `total·KC2` values.
+#[target_feature(enable = "avx512f,avx512bf16")]
+pub(super) unsafe fn pair_rows_strided(
+    src: *const f32,
+    ld: usize,
+    rows: usize,
+    total: usize,
+    kc: usize,
+    dst: &mut [u32],
+) {
+    // SAFETY: row r reads src[r·ld..][..kc] and writes dst[r·KC2..][..KC2].
     unsafe {
-        for r in 0..rows {
-            let s = src.as_ptr().add(r * KC);
+        for r in 0..total {
+            let s = src.add(r * ld);
             let d = dst.as_mut_ptr().add(r * KC2);
             for p in (0..kc).step_by(32) {
-                let m0 = lanes(kc - p);
-                let m1 = lanes(kc.saturating_sub(p + 16));
-                let lo = _mm512_maskz_loadu_ps(m0, s.add(p));
-                let hi = _mm512_maskz_loadu_ps(m1, s.add(p + 16));
-                // The low 16 bf16 from the second argument, in order.
-                let x: __m512i = std::mem::transmute(_mm512_cvtne2ps_pbh(hi, lo));
+                let x: __m512i = if r < rows {
+                    let m0 = lanes(kc - p);
+                    let m1 = lanes(kc.saturating_sub(p + 16));
+                    let lo = _mm512_maskz_loadu_ps(m0, s.add(p));
+                    let hi = _mm512_maskz_loadu_ps(m1, s.add(p + 16));
+                    // The low 16 bf16 from the second argument, in order.
+                    std::mem::transmute(_mm512_cvtne2ps_pbh(hi, lo))
+                } else {
+                    _mm512_setzero_si512()
+                };
                 _mm512_storeu_si512(d.add(p / 2) as *mut __m512i, x);
             }
         }
