@@ -117,7 +117,7 @@ pub(super) unsafe fn pair_rows_strided(
                     let lo = _mm512_maskz_loadu_ps(m0, s.add(p));
                     let hi = _mm512_maskz_loadu_ps(m1, s.add(p + 16));
                     // The low 16 bf16 from the second argument, in order.
-                    std::mem::transmute(_mm512_cvtne2ps_pbh(hi, lo))
+                    std::mem::transmute::<__m512bh, __m512i>(_mm512_cvtne2ps_pbh(hi, lo))
                 } else {
                     _mm512_setzero_si512()
                 };
