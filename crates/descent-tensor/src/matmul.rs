@@ -405,6 +405,25 @@ mod tests {
                         alpha,
                         beta,
                     );
+                    // Row bands (as threads split a product) give the same bits.
+                    if m > 40 {
+                        let mut banded = init.clone();
+                        let (top, bottom) = banded.split_at_mut(40 * n);
+                        for (i0, band) in [(0, top), (40, bottom)] {
+                            let h = band.len() / n;
+                            let dst = MatMut::new(band, h, n).unwrap();
+                            matmul_serial_in(
+                                Precision::Bf16,
+                                dst,
+                                a.rows_range(i0, h),
+                                b,
+                                alpha,
+                                beta,
+                            );
+                        }
+                        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+                        assert!(bits(&banded) == bits(&got), "m{m} n{n} k{k}: bands differ");
+                    }
                     let mut off_f32 = 0.0f32;
                     for q in 0..m * n {
                         let tol = 1e-5 * (k as f32).sqrt() * (1.0 + want[q].abs());

@@ -134,3 +134,14 @@ pub fn text_run(
     crate::models::fits(&spec, text.train.shape(), text.train.classes())?;
     Ok((text, spec))
 }
+
+/// Epochs enough for a text run to reach its step limit: `args.epochs`, or more when the
+/// windows of `train_len` make fewer steps than `--max-steps` in that many (a short text).
+pub fn epochs_for_steps(args: &crate::cli::TrainArgs, train_len: usize) -> usize {
+    let per_epoch = train_len
+        .div_ceil(args.batch_size.max(1))
+        .div_ceil(args.grad_accum.max(1))
+        .max(1) as u64;
+    let needed = args.max_steps.map_or(0, |m| m.div_ceil(per_epoch)) as usize;
+    args.epochs.max(needed)
+}

@@ -68,8 +68,13 @@ fn main() {
         std::process::exit(2);
     }
     let argv =
-        match config_file::expand(std::env::args().collect()).and_then(tune::expand_from_study) {
-            Ok(argv) => recipe::expand(argv),
+        // The recipe goes in before a study's trial is replayed: the trial's recorded flags
+        // hold the recipe as the trial had it.
+        match config_file::expand(std::env::args().collect())
+            .map(recipe::expand)
+            .and_then(tune::expand_from_study)
+        {
+            Ok(argv) => argv,
             Err(e) => {
                 eprintln!("error: {e:#}");
                 std::process::exit(2);

@@ -23,9 +23,9 @@ pub const GPT: &[(&str, Option<&str>)] = &[
 ];
 
 /// Flags of the recipe that belong to its optimizer: left out when another is chosen.
-const OPTIMIZER_FLAGS: [&str; 3] = ["--lr", "--beta2", "--weight-decay"];
+pub const OPTIMIZER_FLAGS: [&str; 3] = ["--lr", "--beta2", "--weight-decay"];
 /// Flags of the recipe that belong to its schedule: left out when another is chosen.
-const SCHEDULE_FLAGS: [&str; 1] = ["--eta-min-factor"];
+pub const SCHEDULE_FLAGS: [&str; 1] = ["--eta-min-factor"];
 
 /// The value of `flag` in `args` (`--flag V` or `--flag=V`), or `Some("")` for a bare switch.
 fn given<'a>(args: &'a [String], flag: &str) -> Option<&'a str> {
@@ -48,6 +48,12 @@ fn given<'a>(args: &'a [String], flag: &str) -> Option<&'a str> {
 /// schedule's) settings when the arguments choose another optimizer (or schedule), nor
 /// anything at all for a run resumed or replayed from a study (they carry their own).
 pub fn with_recipe(args: Vec<String>) -> Vec<String> {
+    with_recipe_except(args, &[])
+}
+
+/// [`with_recipe`] without the recipe's flags named in `skip` (a search that sets them
+/// itself, or chooses the optimizer or schedule they belong to).
+pub fn with_recipe_except(args: Vec<String>, skip: &[&str]) -> Vec<String> {
     if given(&args, "--model") != Some("gpt")
         || given(&args, "--resume").is_some()
         || given(&args, "--from-study").is_some()
@@ -59,6 +65,7 @@ pub fn with_recipe(args: Vec<String>) -> Vec<String> {
     let mut out = Vec::new();
     for &(flag, value) in GPT {
         if given(&args, flag).is_some()
+            || skip.contains(&flag)
             || (own_optimizer && OPTIMIZER_FLAGS.contains(&flag))
             || (own_schedule && SCHEDULE_FLAGS.contains(&flag))
             || (flag == "--eta-min-factor" && given(&args, "--eta-min").is_some())

@@ -454,12 +454,17 @@ pub fn run(args: TuneArgs) -> Result<()> {
     {
         fixed.extend(["--model".to_string(), "gpt".to_string()]);
     }
-    let searches_optimizer = space.iter().any(|p| p.flag == "optimizer");
-    fixed = crate::recipe::with_recipe(fixed);
-    if searches_optimizer && text_path.is_some() {
-        // The recipe's AdamW settings would be given to every optimizer searched.
-        fixed = drop_flags(fixed, &["--beta2", "--weight-decay"]);
+    // The recipe's AdamW settings would go to every optimizer searched, its cosine floor to
+    // every schedule: a search of either leaves them out (the user's own --fixed stay).
+    let searches = |name: &str| space.iter().any(|p| p.flag == name);
+    let mut skip: Vec<&str> = Vec::new();
+    if searches("optimizer") {
+        skip.extend(crate::recipe::OPTIMIZER_FLAGS);
     }
+    if searches("schedule") {
+        skip.extend(crate::recipe::SCHEDULE_FLAGS);
+    }
+    fixed = crate::recipe::with_recipe_except(fixed, &skip);
     if space.is_empty() && text_path.is_some() {
         // What --fixed sets is not searched.
         space = text_space();
@@ -732,6 +737,10 @@ pub fn run(args: TuneArgs) -> Result<()> {
                     (spec, &text.train, &text.val, &text.val)
                 }
             };
+            if let Workload::Text(_) = &workload {
+                // Steps, not epochs, end a text's trials.
+                targs.epochs = crate::data::epochs_for_steps(&targs, train.len());
+            }
             let model = crate::models::build(&spec).map_err(TrialError::msg)?;
             let mut cfg =
                 crate::train::config(&targs, train.len(), &model).map_err(TrialError::msg)?;

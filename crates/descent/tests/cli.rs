@@ -1011,4 +1011,27 @@ fn compare_and_tune_work_on_a_gpt() {
         line.contains(&format!("val_loss {best:.4}")),
         "{line} vs {best}"
     );
+    // Searching the optimizer leaves the recipe's AdamW settings out of every trial, and
+    // the replay keeps them out: the retrained loss is the trial's.
+    args[4] = "opt";
+    args[6] = "2";
+    args.extend(["--param", "optimizer=cat:sgd,adamw", "--sampler", "random"]);
+    let o = run(&args);
+    let log = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(o.status.success(), "{log}{}", stderr(&o));
+    assert!(!log.contains("--beta2"), "{log}");
+    let best: f64 = log
+        .lines()
+        .find_map(|l| l.strip_prefix("best: trial "))
+        .and_then(|l| l.split_whitespace().nth(2))
+        .and_then(|v| v.parse().ok())
+        .expect("a best trial");
+    let spec = format!("{db}:opt");
+    let o = run(&["train", "--from-study", &spec, "--quiet"]);
+    let line = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(o.status.success(), "{line}{}", stderr(&o));
+    assert!(
+        line.contains(&format!("val_loss {best:.4}")),
+        "{line} vs {best}"
+    );
 }

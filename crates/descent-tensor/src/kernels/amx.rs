@@ -1,6 +1,7 @@
 //! The AMX product in bf16 (Intel Advanced Matrix Extensions: eight 1 KB tile registers and
 //! `tdpbf16ps`, a 16 x 16 block of f32 sums over 32 values of k per instruction) for a
-//! row-major A, the layout of a forward pass (`x · Wᵀ`) and of an input gradient (`dy · W`).
+//! row-major A (a forward pass `x · Wᵀ`, an input gradient `dy · W`) or a column-major one (a
+//! weight gradient `dyᵀ · x`, its rows gathered through 16 x 16 transposes).
 //! The panels are those of the AVX512-BF16 product (`bf16.rs`): A's rows of bf16 pairs are
 //! the tiles' rows as they are, B's pair panels are already in the "VNNI" layout the tiles
 //! read. A `32 x 32` block of C stays in four tiles over a block of k.
@@ -14,7 +15,7 @@ use std::cell::RefCell;
 use std::sync::OnceLock;
 
 use super::avx512::{aligned, pack_b, store_row, KC, NC, NR};
-use super::bf16::{aligned_u32, pair_panels, pair_rows_strided, Packs, KC2};
+use super::bf16::{aligned_u32, pair_panels, pair_rows_columns, pair_rows_strided, Packs, KC2};
 use super::Operands;
 
 /// Rows of A per block: a multiple of the 32 rows of a micro-tile.
@@ -104,6 +105,20 @@ unsafe fn load_c(c: *const f32, rs: usize) {
     }
 }
 
+/// The four C tiles set to zero.
+#[inline]
+unsafe fn zero_c() {
+    // SAFETY: AMX is configured (the callers' contract); only tile registers change.
+    unsafe {
+        asm!(
+            "tilezero tmm0",
+            "tilezero tmm1",
+            "tilezero tmm2",
+            "tilezero tmm3"
+        )
+    }
+}
+
 /// The four C tiles into `c`, rows `rs` bytes apart.
 #[inline]
 unsafe fn store_c(c: *mut f32, rs: usize) {
@@ -159,7 +174,8 @@ unsafe fn micro(kp: usize, a: *const u32, b: *const u32) {
     }
 }
 
-/// `C = alpha · bf16(A) · bf16(B) + beta · C` for a row-major A (`a_cs == 1`), on AMX.
+/// `C = alpha · bf16(A) · bf16(B) + beta · C` for a row-major (`a_cs == 1`) or column-major
+/// (`a_rs == 1`: a weight gradient's `dyᵀ`) A, on AMX.
 ///
 /// # Safety
 /// The operands must describe valid memory; [`available`] must be true.
@@ -203,8 +219,14 @@ pub(super) unsafe fn packed(o: &Operands) {
                     for i0 in (0..o.m).step_by(MC) {
                         let mc = (o.m - i0).min(MC);
                         // A's rows straight from A to pairs; zeros up to whole tiles.
-                        let a = o.a.add(i0 * o.a_rs + p0);
-                        pair_rows_strided(a, o.a_rs, mc, mc.div_ceil(32) * 32, kc, ha);
+                        let total = mc.div_ceil(32) * 32;
+                        if o.a_cs == 1 {
+                            let a = o.a.add(i0 * o.a_rs + p0);
+                            pair_rows_strided(a, o.a_rs, mc, total, kc, ha);
+                        } else {
+                            let a = o.a.add(i0 + p0 * o.a_cs);
+                            pair_rows_columns(a, o.a_cs, mc, total, kc, ha);
+                        }
                         for q in 0..nc.div_ceil(NR) {
                             let bp = hb.as_ptr().add(q * NR * kp);
                             let cols = (nc - q * NR).min(NR);
@@ -212,29 +234,43 @@ pub(super) unsafe fn packed(o: &Operands) {
                                 let ap = ha.as_ptr().add(r * KC2);
                                 let c = o.c.add((i0 + r) * o.c_rs + (j0 + q * NR) * o.c_cs);
                                 let rs = o.c_rs * 4;
-                                // A whole block with C += A·B or C = A·B: C in the tiles.
-                                let whole = mc - r >= 32 && cols == NR && o.c_cs == 1;
-                                if whole && o.alpha == 1.0 && (beta == 0.0 || beta == 1.0) {
-                                    if beta == 1.0 {
-                                        load_c(c, rs);
-                                    } else {
-                                        asm!(
-                                            "tilezero tmm0",
-                                            "tilezero tmm1",
-                                            "tilezero tmm2",
-                                            "tilezero tmm3"
-                                        );
+                                // C += A·B or C = A·B: C itself in the tiles, for every
+                                // block (through `out` at the edges), so that each value
+                                // is summed in the same order wherever the block falls.
+                                if o.alpha == 1.0 && (beta == 0.0 || beta == 1.0) {
+                                    let rows = (mc - r).min(32);
+                                    let whole = rows == 32 && cols == NR && o.c_cs == 1;
+                                    if whole {
+                                        if beta == 1.0 {
+                                            load_c(c, rs);
+                                        } else {
+                                            zero_c();
+                                        }
+                                        micro(kp, ap, bp);
+                                        store_c(c, rs);
+                                        continue;
                                     }
+                                    for i in 0..32 {
+                                        for j in 0..32 {
+                                            *out.add(i * 32 + j) =
+                                                if beta == 1.0 && i < rows && j < cols {
+                                                    *c.add(i * o.c_rs + j * o.c_cs)
+                                                } else {
+                                                    0.0
+                                                };
+                                        }
+                                    }
+                                    load_c(out, 128);
                                     micro(kp, ap, bp);
-                                    store_c(c, rs);
+                                    store_c(out, 128);
+                                    for i in 0..rows {
+                                        for j in 0..cols {
+                                            *c.add(i * o.c_rs + j * o.c_cs) = *out.add(i * 32 + j);
+                                        }
+                                    }
                                     continue;
                                 }
-                                asm!(
-                                    "tilezero tmm0",
-                                    "tilezero tmm1",
-                                    "tilezero tmm2",
-                                    "tilezero tmm3"
-                                );
+                                zero_c();
                                 micro(kp, ap, bp);
                                 store_c(out, 128);
                                 for t in 0..4 {

@@ -69,7 +69,7 @@ pub(super) unsafe fn store_row(p: *mut f32, cs: usize, n: usize, v: __m512, alph
 /// The transpose of a 16 x 16 block held as 16 rows.
 #[inline]
 #[target_feature(enable = "avx512f")]
-fn transpose16(r: [__m512; 16]) -> [__m512; 16] {
+pub(super) fn transpose16(r: [__m512; 16]) -> [__m512; 16] {
     // Pairs of rows interleaved, then pairs of pairs: u[4g + j] holds, in 128-bit lane L,
     // column 4L + j of rows 4g..4g+4.
     let t: [__m512; 16] = std::array::from_fn(|q| {

@@ -29,7 +29,7 @@ thread_local! {
 /// the high half): the pair `vdpbf16ps` multiplies lane by lane.
 #[inline]
 #[target_feature(enable = "avx512f,avx512bf16")]
-fn pairs(lo: __m512, hi: __m512) -> __m512i {
+pub(super) fn pairs(lo: __m512, hi: __m512) -> __m512i {
     // SAFETY of the transmutes: __m256bh and __m256i are both 32 bytes of plain bits.
     let lo: __m256i = unsafe { std::mem::transmute(_mm512_cvtneps_pbh(lo)) };
     let hi: __m256i = unsafe { std::mem::transmute(_mm512_cvtneps_pbh(hi)) };
@@ -108,20 +108,66 @@ pub(super) unsafe fn pair_rows_strided(
     // SAFETY: row r reads src[r·ld..][..kc] and writes dst[r·KC2..][..KC2].
     unsafe {
         for r in 0..total {
-            let s = src.add(r * ld);
+            // Pointers past a row's end are formed with wrapping arithmetic: the masked
+            // loads read nothing there.
+            let s = src.wrapping_add(r * ld);
             let d = dst.as_mut_ptr().add(r * KC2);
             for p in (0..kc).step_by(32) {
                 let x: __m512i = if r < rows {
                     let m0 = lanes(kc - p);
                     let m1 = lanes(kc.saturating_sub(p + 16));
-                    let lo = _mm512_maskz_loadu_ps(m0, s.add(p));
-                    let hi = _mm512_maskz_loadu_ps(m1, s.add(p + 16));
+                    let lo = _mm512_maskz_loadu_ps(m0, s.wrapping_add(p));
+                    let hi = _mm512_maskz_loadu_ps(m1, s.wrapping_add(p + 16));
                     // The low 16 bf16 from the second argument, in order.
                     std::mem::transmute::<__m512bh, __m512i>(_mm512_cvtne2ps_pbh(hi, lo))
                 } else {
                     _mm512_setzero_si512()
                 };
                 _mm512_storeu_si512(d.add(p / 2) as *mut __m512i, x);
+            }
+        }
+    }
+}
+
+/// Rows `0..rows` of a column-major block (row `r`, column `p` at `src + r + p·ld`) as rows
+/// of `KC2` pairs over its `kc` columns, as [`pair_rows_strided`] writes them, through 16 x 16
+/// transposes of pairs; rows `rows..total` (a multiple of 16) are zeros.
+///
+/// # Safety
+/// `src` must hold the block; `dst` must hold `total·KC2` values.
+#[target_feature(enable = "avx512f,avx512bf16")]
+pub(super) unsafe fn pair_rows_columns(
+    src: *const f32,
+    ld: usize,
+    rows: usize,
+    total: usize,
+    kc: usize,
+    dst: &mut [u32],
+) {
+    let kc2 = kc.div_ceil(2);
+    // SAFETY: column p of rows r0..r0+16 is read at src + p·ld + r0 (masked to `rows`, and
+    // only for p < kc); row r of dst is written at r·KC2, 16 pairs at a time up to the next
+    // 16 past kc2 (<= KC2).
+    unsafe {
+        for r0 in (0..total).step_by(16) {
+            let m = lanes(rows.saturating_sub(r0));
+            for q0 in (0..kc2).step_by(16) {
+                let v: [__m512; 16] = std::array::from_fn(|t| {
+                    let p = 2 * (q0 + t);
+                    let col = |p: usize| {
+                        if p < kc {
+                            _mm512_maskz_loadu_ps(m, src.wrapping_add(p * ld + r0))
+                        } else {
+                            _mm512_setzero_ps()
+                        }
+                    };
+                    _mm512_castsi512_ps(pairs(col(p), col(p + 1)))
+                });
+                let t = super::avx512::transpose16(v);
+                for (j, row) in t.iter().enumerate() {
+                    let d = dst.as_mut_ptr().add((r0 + j) * KC2 + q0);
+                    _mm512_storeu_si512(d as *mut __m512i, _mm512_castps_si512(*row));
+                }
             }
         }
     }

@@ -230,7 +230,7 @@ pub(crate) unsafe fn run_bf16(o: &Operands) -> bool {
         // SAFETY: forwarded from the caller; the CPU has AVX-512 F and BF16 (checked above),
         // and AMX where `amx_enabled` says so.
         unsafe {
-            if o.a_cs == 1 && o.a_rs != 1 && amx_enabled() {
+            if (o.a_cs == 1 || o.a_rs == 1) && amx_enabled() {
                 amx::packed(o)
             } else {
                 bf16::packed(o)

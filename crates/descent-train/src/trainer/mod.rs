@@ -294,7 +294,12 @@ impl Trainer {
     pub fn new(mut net: Model, cfg: &TrainConfig) -> Result<Self, TrainError> {
         cfg.validate()?;
         cfg.loss.validate(net.output_features())?;
-        if net.set_recompute(cfg.recompute) == 0 && cfg.recompute {
+        // The configuration decides, whatever the model was set to: count the blocks that
+        // can recompute, then set them as configured.
+        net.set_recompute(false);
+        let blocks = net.set_recompute(true);
+        net.set_recompute(cfg.recompute);
+        if blocks == 0 && cfg.recompute {
             return Err(TrainError::Setting {
                 name: "recompute".into(),
                 value: "true".into(),

@@ -56,6 +56,10 @@ pub fn run(
 ) -> Result<()> {
     let corpus = crate::data::read_text(path, base.tokens.into())?;
     let (text, spec) = crate::data::text_run(base, &corpus)?;
+    // Steps, not epochs, end a text's runs.
+    let mut base = base.clone();
+    base.epochs = crate::data::epochs_for_steps(&base, text.train.len());
+    let base = &base;
     create_out(args)?;
     let (jobs, threads) = threads_per_run(args, configs.len());
     let model = crate::models::build(&spec)?;
