@@ -15,7 +15,10 @@ use std::cell::RefCell;
 use std::sync::OnceLock;
 
 use super::avx512::{aligned, pack_b, store_row, KC, NC, NR};
-use super::bf16::{aligned_u32, pair_panels, pair_rows_columns, pair_rows_strided, Packs, KC2};
+use super::bf16::{
+    aligned_u32, pair_panels, pair_panels_from_rows, pair_rows_columns, pair_rows_strided, Packs,
+    KC2,
+};
 use super::Operands;
 
 /// Rows of A per block: a multiple of the 32 rows of a micro-tile.
@@ -214,8 +217,13 @@ pub(super) unsafe fn packed(o: &Operands) {
                     let kc = (o.k - p0).min(KC);
                     let kp = kc.div_ceil(2).div_ceil(TK) * TK;
                     let beta = if p0 == 0 { o.beta } else { 1.0 };
-                    pack_b(o, p0, kc, j0, nc, pb);
-                    pair_panels(pb, hb, nc.div_ceil(NR), NR, kc, kp);
+                    if o.b_cs == 1 {
+                        // A row-major B (a weight gradient's x): straight into pairs.
+                        pair_panels_from_rows(o, p0, kc, j0, nc, hb, kp);
+                    } else {
+                        pack_b(o, p0, kc, j0, nc, pb);
+                        pair_panels(pb, hb, nc.div_ceil(NR), NR, kc, kp);
+                    }
                     for i0 in (0..o.m).step_by(MC) {
                         let mc = (o.m - i0).min(MC);
                         // A's rows straight from A to pairs; zeros up to whole tiles.

@@ -173,6 +173,49 @@ pub(super) unsafe fn pair_rows_columns(
     }
 }
 
+/// B(p0..p0+kc, j0..j0+nc) of a row-major B (`b_cs == 1`) straight into pair panels of `NR`
+/// columns and `rows` pairs each, as `pack_b` then [`pair_panels`] would leave them: pairs of
+/// consecutive rows, zeros past the last column and past `kc`.
+///
+/// # Safety
+/// The block must lie inside B; `dst` must hold `nc.div_ceil(NR)·NR·rows` values.
+#[target_feature(enable = "avx512f,avx512bf16")]
+pub(super) unsafe fn pair_panels_from_rows(
+    o: &Operands,
+    p0: usize,
+    kc: usize,
+    j0: usize,
+    nc: usize,
+    dst: &mut [u32],
+    rows: usize,
+) {
+    let kc2 = kc.div_ceil(2);
+    // SAFETY: row p of B is read at b + (p0 + p)·b_rs + j0 + q·NR + 16·v, masked to the
+    // columns left and only for p < kc; panel q is written at q·NR·rows, rows·NR values.
+    unsafe {
+        for q in 0..nc.div_ceil(NR) {
+            let cols = (nc - q * NR).min(NR);
+            let base = o.b.add(p0 * o.b_rs + j0 + q * NR);
+            let d = dst.as_mut_ptr().add(q * NR * rows);
+            for p2 in 0..kc2 {
+                for v in 0..NR / 16 {
+                    let m = lanes(cols.saturating_sub(16 * v));
+                    let row = |p: usize| {
+                        if p < kc {
+                            _mm512_maskz_loadu_ps(m, base.wrapping_add(p * o.b_rs + 16 * v))
+                        } else {
+                            _mm512_setzero_ps()
+                        }
+                    };
+                    let x = pairs(row(2 * p2), row(2 * p2 + 1));
+                    _mm512_storeu_si512(d.add(p2 * NR + 16 * v) as *mut __m512i, x);
+                }
+            }
+            std::ptr::write_bytes(d.add(kc2 * NR), 0, (rows - kc2) * NR);
+        }
+    }
+}
+
 /// `v` from its first value on a 64-byte boundary.
 pub(super) fn aligned_u32(v: &mut [u32]) -> &mut [u32] {
     let skip = v.as_ptr().align_offset(64).min(v.len());
