@@ -14,11 +14,19 @@ fn shape(s: &[usize]) -> String {
         .join("x")
 }
 
+/// The vocabulary `descent models gpt` sizes the GPT for: the fortunes text's 113
+/// characters, as torch_gpt.py counts them (a real run takes its text's).
+const GPT_VOCAB: usize = 113;
+
 fn build(name: &str) -> Result<Model> {
     let args = ModelArgs {
         model: Some(name),
         ..Default::default()
     };
+    if name == "gpt" {
+        let block = descent_nn::GptSize::default().block;
+        return crate::models::build(&crate::models::spec(args, &[block], GPT_VOCAB)?);
+    }
     crate::models::build(&crate::models::spec(args, &MNIST_SHAPE, 10)?)
 }
 
@@ -42,12 +50,27 @@ pub fn run(args: ModelsArgs) -> Result<()> {
                 kinds.join(" ")
             );
         }
+        let g = build("gpt")?;
+        out!(
+            "{:<8} {:>12} {:>14.2}  a language model for --data text:FILE (context {}, a \
+             vocabulary of {GPT_VOCAB}); `descent models gpt`",
+            "gpt",
+            g.param_count(),
+            g.flops() as f64 / 1e6,
+            descent_nn::GptSize::default().block
+        );
         out!("a model file (TOML) works wherever a preset does: docs/models.md");
         return Ok(());
     };
     let m = build(&name)?;
+    if name == "gpt" {
+        out!(
+            "a vocabulary of {GPT_VOCAB} characters (the fortunes text's); a run sizes the \
+             token embedding and the tied head by its own text"
+        );
+    }
     out!(
-        "{name}: input {}, {} parameters, {:.2} MFLOP per image forward, {:.2} per training step",
+        "{name}: input {}, {} parameters, {:.2} MFLOP per example forward, {:.2} per training step",
         shape(m.input_shape()),
         m.param_count(),
         m.flops() as f64 / 1e6,

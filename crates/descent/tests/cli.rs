@@ -501,6 +501,13 @@ fn models_lists_presets_and_shows_one() {
             .output()
             .unwrap()
     };
+    let o = run(&["models", "gpt"]);
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        o.status.success() && text.contains("gpt: input 128, 824192 parameters"),
+        "{text}{}",
+        stderr(&o)
+    );
     let o = run(&["models"]);
     let text = String::from_utf8_lossy(&o.stdout);
     assert!(o.status.success(), "{}", stderr(&o));
@@ -508,6 +515,7 @@ fn models_lists_presets_and_shows_one() {
         "cnn           1199882",
         "lenet5          61706",
         "resnet          77754",
+        "gpt            824192",
     ] {
         assert!(text.contains(want), "{want:?} in {text}");
     }
