@@ -247,6 +247,15 @@ mod tests {
         (0..n).map(|_| rng.uniform(-1.0, 1.0)).collect()
     }
 
+    /// A `rows x cols` view of `buf`, stored row-major, or (`transposed`) as the transpose
+    /// of a row-major `cols x rows` matrix.
+    fn view(buf: &[f32], rows: usize, cols: usize, transposed: bool) -> MatRef<'_> {
+        match transposed {
+            true => MatRef::new(buf, cols, rows).unwrap().t(),
+            false => MatRef::new(buf, rows, cols).unwrap(),
+        }
+    }
+
     fn isas() -> Vec<Isa> {
         [Isa::Avx512, Isa::Avx2, Isa::Portable]
             .into_iter()
@@ -283,16 +292,8 @@ mod tests {
                 for tb in [false, true] {
                     let a_buf = random(&mut rng, m * k);
                     let b_buf = random(&mut rng, k * n);
-                    let a = if ta {
-                        MatRef::new(&a_buf, k, m).unwrap().t()
-                    } else {
-                        MatRef::new(&a_buf, m, k).unwrap()
-                    };
-                    let b = if tb {
-                        MatRef::new(&b_buf, n, k).unwrap().t()
-                    } else {
-                        MatRef::new(&b_buf, k, n).unwrap()
-                    };
+                    let a = view(&a_buf, m, k, ta);
+                    let b = view(&b_buf, k, n, tb);
                     let init = random(&mut rng, m * n);
                     for (alpha, beta) in [(1.0, 0.0), (-0.5, 1.0), (2.0, 0.25)] {
                         let mut want = init.clone();
@@ -373,16 +374,8 @@ mod tests {
             for (ta, tb) in [(false, false), (false, true), (true, false), (true, true)] {
                 let a_buf = random(&mut rng, m * k);
                 let b_buf = random(&mut rng, k * n);
-                let a = if ta {
-                    MatRef::new(&a_buf, k, m).unwrap().t()
-                } else {
-                    MatRef::new(&a_buf, m, k).unwrap()
-                };
-                let b = if tb {
-                    MatRef::new(&b_buf, n, k).unwrap().t()
-                } else {
-                    MatRef::new(&b_buf, k, n).unwrap()
-                };
+                let a = view(&a_buf, m, k, ta);
+                let b = view(&b_buf, k, n, tb);
                 let (mut ra, mut rb) = (Vec::new(), Vec::new());
                 let (ar, br) = (rounded_copy(&a, &mut ra), rounded_copy(&b, &mut rb));
                 let init = random(&mut rng, m * n);
@@ -394,14 +387,12 @@ mod tests {
                     let mut got = init.clone();
                     let dst = MatMut::new(&mut got, m, n).unwrap();
                     matmul_serial_in(Precision::Bf16, dst, a, b, alpha, beta);
+                    // The emulation: the rounded copies multiplied in f32.
                     let mut emulated = init.clone();
-                    let mut ea = Vec::new();
-                    let mut eb = Vec::new();
-                    let (ea, eb) = (rounded_copy(&a, &mut ea), rounded_copy(&b, &mut eb));
                     matmul_serial(
                         MatMut::new(&mut emulated, m, n).unwrap(),
-                        ea,
-                        eb,
+                        ar,
+                        br,
                         alpha,
                         beta,
                     );

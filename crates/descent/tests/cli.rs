@@ -780,18 +780,24 @@ fn run(args: &[&str]) -> Output {
         .expect("the binary runs")
 }
 
+/// A short text of two sentences repeated, for tiny GPTs: `t.txt` in `dir`.
+fn tiny_text(dir: &std::path::Path) -> std::path::PathBuf {
+    let text = dir.join("t.txt");
+    std::fs::write(
+        &text,
+        "the cat sat on the mat. the dog sat on the log.\n".repeat(60),
+    )
+    .unwrap();
+    text
+}
+
 /// A small GPT on a text: trains from one command with step evaluations, saves its
 /// vocabulary; `generate` continues a prompt reproducibly by seed and names a character the
 /// vocabulary lacks; `eval` gives the text's perplexity; a GPT without a text is refused.
 #[test]
 fn a_gpt_trains_on_a_text_generates_and_evaluates() {
     let dir = tempfile::tempdir().unwrap();
-    let text = dir.path().join("t.txt");
-    std::fs::write(
-        &text,
-        "the cat sat on the mat. the dog sat on the log.\n".repeat(60),
-    )
-    .unwrap();
+    let text = tiny_text(dir.path());
     let weights = dir.path().join("gpt.safetensors");
     let data = format!("text:{}", text.display());
     let flags = [
@@ -894,18 +900,33 @@ fn a_gpt_trains_on_a_text_generates_and_evaluates() {
     );
 }
 
+/// The value of a `descent tune` log's best trial.
+fn best_value(log: &str) -> f64 {
+    log.lines()
+        .find_map(|l| l.strip_prefix("best: trial "))
+        .and_then(|l| l.split_whitespace().nth(2))
+        .and_then(|v| v.parse().ok())
+        .expect("a best trial")
+}
+
+/// `descent train --from-study SPEC` ends at the study's best validation loss.
+fn assert_retrains_to(spec: &str, best: f64) {
+    let o = run(&["train", "--from-study", spec, "--quiet"]);
+    let line = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(o.status.success(), "{line}{}", stderr(&o));
+    assert!(
+        line.contains(&format!("val_loss {best:.4}")),
+        "{line} vs {best}"
+    );
+}
+
 /// `compare` races optimizers on a GPT and ranks them by validation loss; `tune` searches
 /// the recipe on it (minimizing validation loss, pruning on step evaluations), and
 /// `--from-study` retrains the best trial to the same loss; the recipe comes with --model gpt.
 #[test]
 fn compare_and_tune_work_on_a_gpt() {
     let dir = tempfile::tempdir().unwrap();
-    let text = dir.path().join("t.txt");
-    std::fs::write(
-        &text,
-        "the cat sat on the mat. the dog sat on the log.\n".repeat(60),
-    )
-    .unwrap();
+    let text = tiny_text(dir.path());
     let data = format!("text:{}", text.display());
     let out = dir.path().join("cmp");
     let small = [
@@ -989,12 +1010,7 @@ fn compare_and_tune_work_on_a_gpt() {
     assert!(log.contains("trial   0 val_loss"), "{log}");
     assert!(log.contains("--lr 0.001 --weight-decay 0.1"), "{log}");
     assert!(!log.contains("--warmup-steps 1"), "{log}");
-    let best: f64 = log
-        .lines()
-        .find_map(|l| l.strip_prefix("best: trial "))
-        .and_then(|l| l.split_whitespace().nth(2))
-        .and_then(|v| v.parse().ok())
-        .expect("a best trial");
+    let best = best_value(&log);
     let shown = dir.path().join("show");
     let show = run(&[
         "tune",
@@ -1011,14 +1027,7 @@ fn compare_and_tune_work_on_a_gpt() {
         "{}",
         stderr(&show)
     );
-    let spec = format!("{db}:gpt");
-    let o = run(&["train", "--from-study", &spec, "--quiet"]);
-    let line = String::from_utf8_lossy(&o.stdout).into_owned();
-    assert!(o.status.success(), "{line}{}", stderr(&o));
-    assert!(
-        line.contains(&format!("val_loss {best:.4}")),
-        "{line} vs {best}"
-    );
+    assert_retrains_to(&format!("{db}:gpt"), best);
     // Searching the optimizer leaves the recipe's AdamW settings out of every trial, and
     // the replay keeps them out: the retrained loss is the trial's.
     args[4] = "opt";
@@ -1028,18 +1037,6 @@ fn compare_and_tune_work_on_a_gpt() {
     let log = String::from_utf8_lossy(&o.stdout).into_owned();
     assert!(o.status.success(), "{log}{}", stderr(&o));
     assert!(!log.contains("--beta2"), "{log}");
-    let best: f64 = log
-        .lines()
-        .find_map(|l| l.strip_prefix("best: trial "))
-        .and_then(|l| l.split_whitespace().nth(2))
-        .and_then(|v| v.parse().ok())
-        .expect("a best trial");
-    let spec = format!("{db}:opt");
-    let o = run(&["train", "--from-study", &spec, "--quiet"]);
-    let line = String::from_utf8_lossy(&o.stdout).into_owned();
-    assert!(o.status.success(), "{line}{}", stderr(&o));
-    assert!(
-        line.contains(&format!("val_loss {best:.4}")),
-        "{line} vs {best}"
-    );
+    let best = best_value(&log);
+    assert_retrains_to(&format!("{db}:opt"), best);
 }

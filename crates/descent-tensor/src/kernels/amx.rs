@@ -14,10 +14,9 @@ use std::arch::x86_64::*;
 use std::cell::RefCell;
 use std::sync::OnceLock;
 
-use super::avx512::{aligned, pack_b, store_row, KC, NC, NR};
+use super::avx512::{aligned, grown, pack_b, store_row, KC, NC, NR};
 use super::bf16::{
-    aligned_u32, pair_panels, pair_panels_from_rows, pair_rows_columns, pair_rows_strided, Packs,
-    KC2,
+    pair_panels, pair_panels_from_rows, pair_rows_columns, pair_rows_strided, Packs, KC2,
 };
 use super::Operands;
 
@@ -188,21 +187,13 @@ pub(super) unsafe fn packed(o: &Operands) {
         let kc_max = o.k.min(KC);
         let kp_max = kc_max.div_ceil(2).div_ceil(TK) * TK;
         let b_panels = o.n.min(NC).div_ceil(NR);
-        let grow = |v: &mut Vec<f32>, n: usize| {
-            if v.len() < n {
-                v.resize(n, 0.0);
-            }
+        // A row-major B goes straight into pairs: no f32 pack for it.
+        let pb = match o.b_cs {
+            1 => &mut [][..],
+            _ => grown(pb, b_panels * NR * kc_max),
         };
-        grow(pb, b_panels * NR * kc_max + 16);
-        if ha.len() < MC * KC2 + 16 {
-            ha.resize(MC * KC2 + 16, 0);
-        }
-        if hb.len() < b_panels * NR * kp_max + 16 {
-            hb.resize(b_panels * NR * kp_max + 16, 0);
-        }
-        let pb = aligned(pb);
-        let ha = aligned_u32(ha);
-        let hb = aligned_u32(hb);
+        let ha = grown(ha, MC * KC2);
+        let hb = grown(hb, b_panels * NR * kp_max);
         let cfg = TileConfig::new();
         let mut tiles = [0.0f32; 4 * 256 + 16];
         let tiles = aligned(&mut tiles);

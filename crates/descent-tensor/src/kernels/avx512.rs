@@ -33,7 +33,7 @@ pub(super) const NC: usize = 1536;
 
 /// Mask of the first `n` of 16 lanes.
 #[inline]
-fn lanes(n: usize) -> __mmask16 {
+pub(super) fn lanes(n: usize) -> __mmask16 {
     if n >= 16 {
         0xffff
     } else {
@@ -175,9 +175,45 @@ thread_local! {
 }
 
 /// `v` from its first value on a 64-byte boundary.
-pub(crate) fn aligned(v: &mut [f32]) -> &mut [f32] {
+pub(crate) fn aligned<T>(v: &mut [T]) -> &mut [T] {
     let skip = v.as_ptr().align_offset(64).min(v.len());
     &mut v[skip..]
+}
+
+/// A pack buffer of at least `n` values from a 64-byte boundary: `v` grown to `n + 16` values
+/// once (so that a pack can start on a line; a vector load that straddles two lines costs
+/// two) and reused after.
+pub(super) fn grown<T: Copy + Default>(v: &mut Vec<T>, n: usize) -> &mut [T] {
+    if v.len() < n + 16 {
+        v.resize(n + 16, T::default());
+    }
+    aligned(v)
+}
+
+/// `alpha · acc + beta · C` into the `rows x cols` corner of C at `c` (row stride `rs`,
+/// column stride `cs`) from a micro-kernel's `MR x NR` accumulators.
+#[inline]
+#[target_feature(enable = "avx512f")]
+#[allow(clippy::too_many_arguments)]
+pub(super) unsafe fn store_tile(
+    acc: &[[__m512; NV]; MR],
+    c: *mut f32,
+    (rs, cs): (usize, usize),
+    (rows, cols): (usize, usize),
+    alpha: f32,
+    beta: f32,
+) {
+    // SAFETY: the corner of C is inside C (the callers' bounds).
+    unsafe {
+        for r in 0..rows {
+            for v in 0..NV {
+                let n = cols.saturating_sub(16 * v).min(16);
+                if n > 0 {
+                    store_row(c.add(r * rs + 16 * v * cs), cs, n, acc[r][v], alpha, beta);
+                }
+            }
+        }
+    }
 }
 
 /// Copies A(i0..i0+mc, p0..p0+kc) into micro-panels of MR rows: panel `q` holds, for each
@@ -358,14 +394,7 @@ unsafe fn micro<const ROW_PANEL: bool>(
             a = a.add(if ROW_PANEL { 1 } else { MR });
             b = b.add(NR);
         }
-        for r in 0..rows {
-            for v in 0..NV {
-                let n = cols.saturating_sub(16 * v).min(16);
-                if n > 0 {
-                    store_row(c.add(r * rs + 16 * v * cs), cs, n, acc[r][v], alpha, beta);
-                }
-            }
-        }
+        store_tile(&acc, c, (rs, cs), (rows, cols), alpha, beta);
     }
 }
 
@@ -378,18 +407,8 @@ pub(super) unsafe fn packed(o: &Operands) {
         // A row-major A is packed as rows (a copy), anything else as columns.
         let rows_layout = o.a_cs == 1 && o.a_rs != 1;
         let a_kc = if rows_layout { KC } else { kc_max };
-        // 16 values more, so that each pack can start on a 64-byte line: a vector load that
-        // straddles two lines costs two.
-        let need_a = o.m.min(MC).div_ceil(MR) * MR * a_kc + 16;
-        let need_b = o.n.min(NC).div_ceil(NR) * NR * kc_max + 16;
-        if pa.len() < need_a {
-            pa.resize(need_a, 0.0);
-        }
-        if pb.len() < need_b {
-            pb.resize(need_b, 0.0);
-        }
-        let pa = aligned(pa);
-        let pb = aligned(pb);
+        let pa = grown(pa, o.m.min(MC).div_ceil(MR) * MR * a_kc);
+        let pb = grown(pb, o.n.min(NC).div_ceil(NR) * NR * kc_max);
         // SAFETY: the blocks stay inside the shapes; the packs were sized above.
         unsafe {
             for j0 in (0..o.n).step_by(NC) {

@@ -9,7 +9,9 @@
 use std::arch::x86_64::*;
 use std::cell::RefCell;
 
-use super::avx512::{aligned, pack_a, pack_a_rows, pack_b, store_row, KC, MC, MR, NC, NR, NV};
+use super::avx512::{
+    grown, lanes, pack_a, pack_a_rows, pack_b, store_tile, KC, MC, MR, NC, NR, NV,
+};
 use super::Operands;
 
 /// A packed row of the rows layout, in 32-bit pairs.
@@ -53,11 +55,8 @@ pub(super) unsafe fn pair_panels(
 ) {
     let kc2 = kc.div_ceil(2);
     let vectors = width.div_ceil(16);
-    let m = if width.is_multiple_of(16) {
-        0xffff
-    } else {
-        ((1u32 << (width % 16)) - 1) as __mmask16
-    };
+    // The last vector's lanes.
+    let m = lanes(width - 16 * (vectors - 1));
     // SAFETY: panel q reads src[q·width·kc..][..width·kc] and writes dst[q·width·rows..]
     // [..width·rows]; the callers sized both for `panels` panels.
     unsafe {
@@ -216,21 +215,6 @@ pub(super) unsafe fn pair_panels_from_rows(
     }
 }
 
-/// `v` from its first value on a 64-byte boundary.
-pub(super) fn aligned_u32(v: &mut [u32]) -> &mut [u32] {
-    let skip = v.as_ptr().align_offset(64).min(v.len());
-    &mut v[skip..]
-}
-
-#[inline]
-fn lanes(n: usize) -> __mmask16 {
-    if n >= 16 {
-        0xffff
-    } else {
-        ((1u32 << n) - 1) as __mmask16
-    }
-}
-
 /// One `MR x NR` tile over `kc2` pairs of k: as the f32 micro-kernel, two k per instruction.
 #[inline]
 #[target_feature(enable = "avx512f,avx512bf16")]
@@ -263,14 +247,7 @@ unsafe fn micro<const ROW_PANEL: bool>(
             a = a.add(if ROW_PANEL { 1 } else { MR });
             b = b.add(NR);
         }
-        for r in 0..rows {
-            for v in 0..NV {
-                let n = cols.saturating_sub(16 * v).min(16);
-                if n > 0 {
-                    store_row(c.add(r * rs + 16 * v * cs), cs, n, acc[r][v], alpha, beta);
-                }
-            }
-        }
+        store_tile(&acc, c, (rs, cs), (rows, cols), alpha, beta);
     }
 }
 
@@ -283,25 +260,10 @@ pub(super) unsafe fn packed(o: &Operands) {
         let a_kc = if rows_layout { KC } else { kc_max };
         let a_panels = o.m.min(MC).div_ceil(MR);
         let b_panels = o.n.min(NC).div_ceil(NR);
-        let grow = |v: &mut Vec<f32>, n: usize| {
-            if v.len() < n {
-                v.resize(n, 0.0);
-            }
-        };
-        grow(pa, a_panels * MR * a_kc + 16);
-        grow(pb, b_panels * NR * kc_max + 16);
-        let need_ha = a_panels * MR * a_kc.div_ceil(2) + 16;
-        let need_hb = b_panels * NR * kc_max.div_ceil(2) + 16;
-        if ha.len() < need_ha {
-            ha.resize(need_ha, 0);
-        }
-        if hb.len() < need_hb {
-            hb.resize(need_hb, 0);
-        }
-        let pa = aligned(pa);
-        let pb = aligned(pb);
-        let ha = aligned_u32(ha);
-        let hb = aligned_u32(hb);
+        let pa = grown(pa, a_panels * MR * a_kc);
+        let pb = grown(pb, b_panels * NR * kc_max);
+        let ha = grown(ha, a_panels * MR * a_kc.div_ceil(2));
+        let hb = grown(hb, b_panels * NR * kc_max.div_ceil(2));
         // SAFETY: the blocks stay inside the shapes; the packs were sized above.
         unsafe {
             for j0 in (0..o.n).step_by(NC) {
