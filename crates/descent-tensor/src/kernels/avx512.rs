@@ -191,9 +191,10 @@ pub(super) fn grown<T: Copy + Default>(v: &mut Vec<T>, n: usize) -> &mut [T] {
 }
 
 /// `alpha · acc + beta · C` into the `rows x cols` corner of C at `c` (row stride `rs`,
-/// column stride `cs`) from a micro-kernel's `MR x NR` accumulators.
-#[inline]
-#[target_feature(enable = "avx512f")]
+/// column stride `cs`) from a micro-kernel's `MR x NR` accumulators. Always inlined (as
+/// `store_row`), so the accumulators stay in registers: a call spilled them and cost the
+/// GPT's f32 step 6%.
+#[inline(always)]
 #[allow(clippy::too_many_arguments)]
 pub(super) unsafe fn store_tile(
     acc: &[[__m512; NV]; MR],
