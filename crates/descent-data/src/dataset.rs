@@ -1,5 +1,6 @@
-//! An in-memory data set: rows of normalized f32 values with class targets (images and their
-//! labels), or the windows of a token stream (a text, each window's targets the next tokens).
+//! An in-memory data set: rows of f32 values with class targets (images and their labels, a
+//! table's classes) or f32 targets (a regression table), or the windows of a token stream (a
+//! text, each window's targets the next tokens).
 
 use descent_tensor::Rng;
 
@@ -33,8 +34,11 @@ pub struct Dataset {
     shape: Vec<usize>,
     features: usize,
     classes: usize,
-    /// Class targets per example.
+    /// Targets per example (class indices or values).
     per_example: usize,
+    /// Whether values may be NaN, standing for missing cells (a table read with missing
+    /// values kept for imputation); such a set does not train until they are filled.
+    missing: bool,
     store: Store,
 }
 
@@ -42,6 +46,8 @@ pub struct Dataset {
 enum Store {
     /// `len x features` values and `len x per_example` targets.
     Rows { images: Vec<f32>, labels: Vec<u32> },
+    /// `len x features` values and `len x per_example` f32 targets (regression).
+    Values { x: Vec<f32>, y: Vec<f32> },
     /// Windows of a token stream: example `i` is `ids[s..s + L]` (as f32) with targets
     /// `ids[s + 1..s + L + 1]`, `s = i` (every offset) or `starts[i]`.
     Windows {
@@ -96,10 +102,81 @@ impl Dataset {
             features,
             classes,
             per_example: 1,
+            missing: false,
             store: Store::Rows {
                 images,
                 labels: labels.data.iter().map(|&l| u32::from(l)).collect(),
             },
+        })
+    }
+
+    /// Checks a shape and the number of values it makes with `n` examples.
+    fn check_shape(shape: &[usize], values: usize, n: usize) -> Result<usize, DataError> {
+        let features: usize = shape.iter().product();
+        if shape.is_empty() || features == 0 {
+            return Err(DataError::Loader(format!(
+                "example shape {shape:?}: give at least one dimension and no zero"
+            )));
+        }
+        if Some(values) != n.checked_mul(features) {
+            return Err(DataError::Loader(format!(
+                "{values} values for {n} examples of shape {shape:?} ({features} values each): \
+                 expected {}",
+                n.saturating_mul(features)
+            )));
+        }
+        Ok(features)
+    }
+
+    /// The first value that is not finite (NaN counts only when `missing` is false), as
+    /// `(index, value)`.
+    fn first_nonfinite(values: &[f32], missing: bool) -> Option<(usize, f32)> {
+        values
+            .iter()
+            .position(|v| !(v.is_finite() || missing && v.is_nan()))
+            .map(|i| (i, values[i]))
+    }
+
+    /// A regression set from memory: `x` holds `n` examples of `shape`, `y` their `outputs`
+    /// target values each, both row-major. With `missing`, NaN in `x` stands for a missing
+    /// value, to be filled (see [`crate::MeanImpute`]) before training; otherwise every
+    /// value must be finite.
+    pub fn regression(
+        shape: &[usize],
+        x: Vec<f32>,
+        y: Vec<f32>,
+        outputs: usize,
+        missing: bool,
+    ) -> Result<Self, DataError> {
+        if outputs == 0 || !y.len().is_multiple_of(outputs) {
+            return Err(DataError::Loader(format!(
+                "{} target values do not make rows of {outputs}",
+                y.len()
+            )));
+        }
+        let n = y.len() / outputs;
+        let features = Self::check_shape(shape, x.len(), n)?;
+        if let Some((i, v)) = Self::first_nonfinite(&x, missing) {
+            return Err(DataError::Loader(format!(
+                "value {} of example {} is {v}: inputs must be finite",
+                i % features,
+                i / features
+            )));
+        }
+        if let Some((i, v)) = Self::first_nonfinite(&y, false) {
+            return Err(DataError::Loader(format!(
+                "target {} of example {} is {v}: targets must be finite",
+                i % outputs,
+                i / outputs
+            )));
+        }
+        Ok(Self {
+            shape: shape.to_vec(),
+            features,
+            classes: 0,
+            per_example: outputs,
+            missing,
+            store: Store::Values { x, y },
         })
     }
 
@@ -111,31 +188,30 @@ impl Dataset {
         labels: Vec<u32>,
         classes: usize,
     ) -> Result<Self, DataError> {
-        let features: usize = shape.iter().product();
-        if shape.is_empty() || features == 0 {
-            return Err(DataError::Loader(format!(
-                "example shape {shape:?}: give at least one dimension and no zero"
-            )));
-        }
-        if images.len() != labels.len() * features {
-            return Err(DataError::Loader(format!(
-                "{} values for {} examples of shape {shape:?} ({features} values each): expected {}",
-                images.len(),
-                labels.len(),
-                labels.len() * features
-            )));
-        }
+        Self::classes_with_missing(shape, images, labels, classes, false)
+    }
+
+    /// [`Dataset::from_vecs`], where with `missing` NaN values stand for missing ones, to be
+    /// filled (see [`crate::MeanImpute`]) before training.
+    pub fn classes_with_missing(
+        shape: &[usize],
+        images: Vec<f32>,
+        labels: Vec<u32>,
+        classes: usize,
+        missing: bool,
+    ) -> Result<Self, DataError> {
+        let features = Self::check_shape(shape, images.len(), labels.len())?;
         if let Some(i) = labels.iter().position(|&l| l as usize >= classes) {
             return Err(DataError::Loader(format!(
                 "label {} of example {i} is not below the {classes} classes",
                 labels[i]
             )));
         }
-        if let Some(i) = images.iter().position(|v| !v.is_finite()) {
+        if let Some((i, v)) = Self::first_nonfinite(&images, missing) {
             return Err(DataError::Loader(format!(
-                "value {i} (example {}) is {}: inputs must be finite",
-                i / features,
-                images[i]
+                "value {} of example {} is {v}: inputs must be finite",
+                i % features,
+                i / features
             )));
         }
         Ok(Self {
@@ -143,6 +219,7 @@ impl Dataset {
             features,
             classes,
             per_example: 1,
+            missing,
             store: Store::Rows { images, labels },
         })
     }
@@ -183,6 +260,7 @@ impl Dataset {
             features: block,
             classes,
             per_example: block,
+            missing: false,
             store: Store::Windows {
                 tokens: ids.iter().map(|&t| t as f32).collect(),
                 ids,
@@ -195,6 +273,7 @@ impl Dataset {
     pub fn len(&self) -> usize {
         match &self.store {
             Store::Rows { labels, .. } => labels.len() / self.per_example,
+            Store::Values { y, .. } => y.len() / self.per_example,
             Store::Windows {
                 starts: Some(s), ..
             } => s.len(),
@@ -217,21 +296,40 @@ impl Dataset {
         self.features
     }
 
-    /// Number of classes (the vocabulary, for a text).
+    /// Number of classes (the vocabulary, for a text; 0 for regression).
     pub fn classes(&self) -> usize {
         self.classes
     }
 
-    /// Class targets per example: 1, or a window's positions.
+    /// Targets per example: 1 class, a window's positions, or a regression's values.
     pub fn targets_per_example(&self) -> usize {
         self.per_example
+    }
+
+    /// Whether the targets are f32 values (regression) rather than class indices.
+    pub fn is_regression(&self) -> bool {
+        matches!(self.store, Store::Values { .. })
+    }
+
+    /// The outputs per example a model needs: the classes (the vocabulary for each position
+    /// of a window), or the regression's target values.
+    pub fn outputs(&self) -> usize {
+        match self.store {
+            Store::Values { .. } => self.per_example,
+            _ => self.classes,
+        }
+    }
+
+    /// Whether NaN values stand for missing ones still to fill.
+    pub fn has_missing(&self) -> bool {
+        self.missing
     }
 
     /// Example `i`'s values.
     pub fn example(&self, i: usize) -> &[f32] {
         let f = self.features;
         match &self.store {
-            Store::Rows { images, .. } => &images[i * f..(i + 1) * f],
+            Store::Rows { images: x, .. } | Store::Values { x, .. } => &x[i * f..(i + 1) * f],
             Store::Windows { tokens, starts, .. } => {
                 let s = starts.as_ref().map_or(i, |s| s[i] as usize);
                 &tokens[s..s + f]
@@ -239,10 +337,28 @@ impl Dataset {
         }
     }
 
-    /// Example `i`'s class targets.
+    /// Example `i`'s target values (empty for class targets: see [`Dataset::targets`]).
+    pub fn target_values(&self, i: usize) -> &[f32] {
+        let p = self.per_example;
+        match &self.store {
+            Store::Values { y, .. } => &y[i * p..(i + 1) * p],
+            _ => &[],
+        }
+    }
+
+    /// All target values, `len x targets_per_example` (empty for class targets).
+    pub fn values(&self) -> &[f32] {
+        match &self.store {
+            Store::Values { y, .. } => y,
+            _ => &[],
+        }
+    }
+
+    /// Example `i`'s class targets (empty for regression: see [`Dataset::target_values`]).
     pub fn targets(&self, i: usize) -> &[u32] {
         let p = self.per_example;
         match &self.store {
+            Store::Values { .. } => &[],
             Store::Rows { labels, .. } => &labels[i * p..(i + 1) * p],
             Store::Windows { ids, starts, .. } => {
                 let s = starts.as_ref().map_or(i, |s| s[i] as usize);
@@ -260,8 +376,18 @@ impl Dataset {
     /// [`Dataset::example`]).
     pub fn images(&self) -> &[f32] {
         match &self.store {
-            Store::Rows { images, .. } => images,
+            Store::Rows { images: x, .. } | Store::Values { x, .. } => x,
             Store::Windows { .. } => &[],
+        }
+    }
+
+    /// All values, for transforms that change them in place (empty for a text's windows);
+    /// `missing` says whether NaN still stands for missing values afterwards.
+    pub fn images_mut(&mut self, missing: bool) -> &mut [f32] {
+        self.missing = missing;
+        match &mut self.store {
+            Store::Rows { images: x, .. } | Store::Values { x, .. } => x,
+            Store::Windows { .. } => &mut [],
         }
     }
 
@@ -270,7 +396,7 @@ impl Dataset {
     pub fn labels(&self) -> &[u32] {
         match &self.store {
             Store::Rows { labels, .. } => labels,
-            Store::Windows { .. } => &[],
+            _ => &[],
         }
     }
 
@@ -279,13 +405,13 @@ impl Dataset {
     /// the whole set. The same seed always holds out the same examples.
     pub fn split_off_random(&mut self, n: usize, seed: u64) -> Result<Dataset, DataError> {
         let len = self.len();
-        let Store::Rows { images, labels } = &mut self.store else {
+        if matches!(self.store, Store::Windows { .. }) {
             return Err(DataError::Loader(
                 "the windows of a text are split by position, not at random: split the text \
                  (TextCorpus::split) and make windows of each part"
                     .into(),
             ));
-        };
+        }
         if n == 0 || n >= len {
             return Err(DataError::Loader(format!(
                 "cannot hold out {n} of {len} examples: keep at least one on each side"
@@ -298,32 +424,47 @@ impl Dataset {
             held[i as usize] = true;
         }
         let (f, p) = (self.features, self.per_example);
-        let mut v_images = Vec::with_capacity(n * f);
-        let mut v_labels = Vec::with_capacity(n * p);
-        let mut kept = 0;
-        for (i, &is_held) in held.iter().enumerate() {
-            if is_held {
-                v_images.extend_from_slice(&images[i * f..(i + 1) * f]);
-                v_labels.extend_from_slice(&labels[i * p..(i + 1) * p]);
-            } else {
-                images.copy_within(i * f..(i + 1) * f, kept * f);
-                labels.copy_within(i * p..(i + 1) * p, kept * p);
-                kept += 1;
+        let store = match &mut self.store {
+            Store::Rows { images, labels } => {
+                let v_images = partition(images, f, &held);
+                Store::Rows {
+                    images: v_images,
+                    labels: partition(labels, p, &held),
+                }
             }
-        }
-        images.truncate(kept * f);
-        labels.truncate(kept * p);
+            Store::Values { x, y } => {
+                let vx = partition(x, f, &held);
+                Store::Values {
+                    x: vx,
+                    y: partition(y, p, &held),
+                }
+            }
+            Store::Windows { .. } => unreachable!("refused above"),
+        };
         Ok(Dataset {
             shape: self.shape.clone(),
-            features: f,
-            classes: self.classes,
-            per_example: p,
-            store: Store::Rows {
-                images: v_images,
-                labels: v_labels,
-            },
+            store,
+            ..*self
         })
     }
+}
+
+/// Moves the rows of `width` values of `v` that `held` marks into a new vector, in order;
+/// `v` keeps the others, in order.
+fn partition<T: Copy>(v: &mut Vec<T>, width: usize, held: &[bool]) -> Vec<T> {
+    let n = held.iter().filter(|&&h| h).count();
+    let mut out = Vec::with_capacity(n * width);
+    let mut kept = 0;
+    for (i, &is_held) in held.iter().enumerate() {
+        if is_held {
+            out.extend_from_slice(&v[i * width..(i + 1) * width]);
+        } else {
+            v.copy_within(i * width..(i + 1) * width, kept * width);
+            kept += 1;
+        }
+    }
+    v.truncate(kept * width);
+    out
 }
 
 #[cfg(test)]

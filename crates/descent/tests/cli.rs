@@ -883,8 +883,8 @@ fn a_gpt_trains_on_a_text_generates_and_evaluates() {
         "give it a text with --data text:FILE",
     );
     assert_clean_failure(
-        &run(&["train", "--data", "csv:x"]),
-        "the sources are mnist and text:FILE",
+        &run(&["train", "--data", "tsv:x"]),
+        "the sources are mnist, fashion-mnist, idx:DIR, csv:FILE",
     );
     let bad = dir.path().join("bad.txt");
     std::fs::write(&bad, b"abc\xffdef").unwrap();

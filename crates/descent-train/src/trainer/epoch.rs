@@ -11,14 +11,14 @@ use descent_tensor::{MatMut, Pool};
 use super::{Batches, EpochReport, Event, LoopState, Metrics, OnPool, StopReason, Trainer};
 use crate::TrainError;
 
-/// Copies batch `b` into `x` and `y` (each example's targets) with the pool's threads (a batch
-/// of the seed is 200 KB); returns its rows.
+/// Copies batch `b` into `x` and `y` (each example's class targets) or `yv` (its target
+/// values) with the pool's threads (a batch of the seed is 200 KB); returns its rows.
 fn fill_batch(
     loader: &BatchLoader,
     data: &Dataset,
     b: usize,
     x: &mut [f32],
-    y: &mut [u32],
+    (y, yv): (&mut [u32], &mut [f32]),
     pool: &Pool,
 ) -> usize {
     let idx = loader.indices(b);
@@ -31,8 +31,14 @@ fn fill_batch(
                 .copy_from_slice(data.example(idx[r0 + r] as usize));
         }
     });
-    for (dst, &i) in y.chunks_exact_mut(p).zip(idx) {
-        dst.copy_from_slice(data.targets(i as usize));
+    if data.is_regression() {
+        for (dst, &i) in yv.chunks_exact_mut(p).zip(idx) {
+            dst.copy_from_slice(data.target_values(i as usize));
+        }
+    } else {
+        for (dst, &i) in y.chunks_exact_mut(p).zip(idx) {
+            dst.copy_from_slice(data.targets(i as usize));
+        }
     }
     rows
 }
@@ -203,10 +209,15 @@ impl Trainer {
         if !full_batch {
             self.schedule_step()?;
         }
-        let rows = fill_batch(loader, train, b, &mut self.x, &mut self.y, &self.pool);
+        let ys = (&mut self.y[..], &mut self.yv[..]);
+        let rows = fill_batch(loader, train, b, &mut self.x, ys, &self.pool);
         let features = self.net.input_features();
         let per = train.targets_per_example();
-        let (x, y) = (&self.x[..rows * features], &self.y[..rows * per]);
+        let x = &self.x[..rows * features];
+        let y = match train.is_regression() {
+            true => Targets::Values(&self.yv[..rows * per]),
+            false => Targets::Classes(&self.y[..rows * per]),
+        };
         // Dropout masks are a function of the seed and the step: a resumed run draws the
         // same ones.
         let accum = self.cfg.grad_accum as u64;
@@ -230,7 +241,7 @@ impl Trainer {
                 &mut self.params,
                 lr,
                 x,
-                Targets::Classes(y),
+                y,
                 &self.cfg.loss,
                 &mut self.ws,
                 &self.pool,
@@ -238,7 +249,7 @@ impl Trainer {
             None => self.net.train_step_grads(
                 &mut self.params,
                 x,
-                Targets::Classes(y),
+                y,
                 &self.cfg.loss,
                 &mut self.grads,
                 &mut self.ws,

@@ -272,7 +272,9 @@ pub struct Trainer {
     ws: Workspace,
     eval_ws: Workspace,
     x: Vec<f32>,
+    /// A batch's class targets, or (regression) its target values.
     y: Vec<u32>,
+    yv: Vec<f32>,
 }
 
 /// The memory evaluation batches may take for activations (their capacity is cut to fit).
@@ -351,6 +353,7 @@ impl Trainer {
             pool,
             x: vec![0.0; cfg.batch_size * inputs],
             y: vec![0; cfg.batch_size],
+            yv: Vec::new(),
             cfg: cfg.clone(),
             net,
             params,
@@ -414,10 +417,14 @@ impl Trainer {
     /// Loss and accuracy of the current weights on `data`.
     pub fn evaluate(&mut self, data: &Dataset) -> Result<LossStats, TrainError> {
         if !data.images().is_empty() || data.is_empty() {
+            let targets = match data.is_regression() {
+                true => Targets::Values(data.values()),
+                false => Targets::Classes(data.labels()),
+            };
             return Ok(self.net.evaluate(
                 &self.params,
                 data.images(),
-                Targets::Classes(data.labels()),
+                targets,
                 &self.cfg.loss,
                 &mut self.eval_ws,
                 &self.pool,
@@ -449,20 +456,30 @@ impl Trainer {
     fn check_data(&self, data: &Dataset, what: &str) -> Result<(), TrainError> {
         let net = &self.net;
         let per = data.targets_per_example();
-        let classes_fit = match per {
-            1 => data.classes() == net.output_features(),
-            p => p == net.targets_per_example() && data.classes() == net.classes(),
-        };
-        if data.features() != net.input_features() || !classes_fit {
+        if data.has_missing() {
             return Err(TrainError::Data(format!(
-                "the {what} set has {} features and {} targets of {} classes per example; the \
-                 model takes {} and predicts {}",
+                "the {what} set still has missing values (NaN): fill them first (MeanImpute)"
+            )));
+        }
+        let fits = match (data.is_regression(), per) {
+            (true, _) => per == net.output_features(),
+            (false, 1) => data.classes() == net.output_features(),
+            (false, p) => p == net.targets_per_example() && data.classes() == net.classes(),
+        };
+        if data.features() != net.input_features() || !fits {
+            let has = match data.is_regression() {
+                true => format!("{per} target values"),
+                false => format!("{per} targets of {} classes", data.classes()),
+            };
+            return Err(TrainError::Data(format!(
+                "the {what} set has {} features and {has} per example; the model takes {} and \
+                 predicts {}",
                 data.features(),
-                per,
-                data.classes(),
                 net.input_features(),
                 match per {
-                    1 => format!("{} classes", net.output_features()),
+                    p if p == 1 || data.is_regression() => {
+                        format!("{} outputs", net.output_features())
+                    }
                     _ => format!(
                         "{} positions of {} classes",
                         net.targets_per_example(),
@@ -522,8 +539,11 @@ impl Trainer {
             });
         }
         let full_batch = self.cfg.full_batch();
-        self.y
-            .resize(self.cfg.batch_size * train.targets_per_example(), 0);
+        let targets = self.cfg.batch_size * train.targets_per_example();
+        match train.is_regression() {
+            true => self.yv.resize(targets, 0.0),
+            false => self.y.resize(targets, 0),
+        }
         let mut loader = BatchLoader::new(
             train.len(),
             self.cfg.batch_size,

@@ -217,7 +217,7 @@ pub fn run(args: CompareArgs) -> Result<()> {
     if args.epochs == 0 {
         bail!("invalid --epochs 0: train for at least 1 epoch");
     }
-    let text = crate::data::text_source(args.data.as_deref())?;
+    let text = crate::data::text_source(args.data.as_deref(), "compare")?;
     if text.is_none() {
         // Checked now, before any work; counted again once the data is loaded.
         crate::train::val_split_count(args.val_split, crate::train::MNIST_TRAIN)?;

@@ -1,0 +1,164 @@
+//! `--data idx:DIR`: any directory of IDX files in the benchmark sets' layout (train and test
+//! images and labels, raw or gzip), its classes found in its labels, its pixel statistics
+//! fitted on its training images.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{anyhow, bail, Result};
+use descent_data::{read_idx, Dataset, IdxArray, Normalize};
+
+use super::{DataMeta, LoadOptions};
+
+/// The file of `dir` whose name (without `.gz`) matches `split` (`train`, or `t10k` / `test`)
+/// and `kind` (`images` / `idx3`, `labels` / `idx1`); none is `None`, several an error.
+fn find(dir: &Path, names: &[String], split: &[&str], kind: &[&str]) -> Result<Option<PathBuf>> {
+    let hits: Vec<&String> = names
+        .iter()
+        .filter(|n| {
+            let n = n.strip_suffix(".gz").unwrap_or(n).to_lowercase();
+            split.iter().any(|s| n.contains(s)) && kind.iter().any(|k| n.contains(k))
+        })
+        .collect();
+    match hits.as_slice() {
+        [] => Ok(None),
+        [one] => Ok(Some(dir.join(one))),
+        many => bail!(
+            "invalid --data idx:{}: {} files could be the {} {}: {}; keep one",
+            dir.display(),
+            many.len(),
+            split[0],
+            kind[0],
+            many.iter()
+                .map(|s| s.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    }
+}
+
+/// The mean and standard deviation of `images`' pixels scaled to [0, 1].
+fn pixel_stats(images: &IdxArray) -> Normalize {
+    let mut hist = [0u64; 256];
+    for &b in &images.data {
+        hist[b as usize] += 1;
+    }
+    let n = images.data.len().max(1) as f64;
+    let mean = hist
+        .iter()
+        .enumerate()
+        .map(|(v, &c)| v as f64 * c as f64)
+        .sum::<f64>()
+        / n;
+    let var = hist
+        .iter()
+        .enumerate()
+        .map(|(v, &c)| (v as f64 - mean).powi(2) * c as f64)
+        .sum::<f64>()
+        / n;
+    let std = (var.sqrt() / 255.0) as f32;
+    Normalize {
+        mean: (mean / 255.0) as f32,
+        std: if std > 1e-12 { std } else { 1.0 },
+    }
+}
+
+/// Loads the training and test sets of `dir` (the test set held out of the training files
+/// when `dir` has none).
+pub fn load(dir: &Path, o: &LoadOptions) -> Result<(Dataset, Dataset, DataMeta)> {
+    o.table.only_for_tables(&format!("idx:{}", dir.display()))?;
+    let names: Vec<String> = std::fs::read_dir(dir)
+        .map_err(|e| anyhow!("invalid --data idx:{}: {e}", dir.display()))?
+        .filter_map(|e| e.ok())
+        .filter(|e| e.path().is_file())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    let (train, test) = (&["train"][..], &["t10k", "test"][..]);
+    let (images, labels) = (&["images", "idx3"][..], &["labels", "idx1"][..]);
+    let need = |found: Option<PathBuf>, what: &str| {
+        found.ok_or_else(|| {
+            anyhow!(
+                "invalid --data idx:{}: no {what} file (a name with `{what}`, e.g. \
+                 train-images-idx3-ubyte[.gz]); it holds: {}",
+                dir.display(),
+                if names.is_empty() {
+                    "nothing".to_string()
+                } else {
+                    names.join(", ")
+                }
+            )
+        })
+    };
+    let tr_x = read_idx(&need(find(dir, &names, train, images)?, "train images")?)?;
+    let tr_y = read_idx(&need(find(dir, &names, train, labels)?, "train labels")?)?;
+    let te = match (
+        find(dir, &names, test, images)?,
+        find(dir, &names, test, labels)?,
+    ) {
+        (Some(x), Some(y)) => Some((read_idx(&x)?, read_idx(&y)?)),
+        (None, None) => None,
+        (Some(_), None) | (None, Some(_)) => bail!(
+            "invalid --data idx:{}: it has test images or test labels but not both",
+            dir.display()
+        ),
+    };
+    if tr_x.dims.len() < 2 {
+        bail!(
+            "invalid --data idx:{}: the training images have dimensions {}; expected N x ...",
+            dir.display(),
+            tr_x.dims_string()
+        );
+    }
+    let classes = tr_y
+        .data
+        .iter()
+        .chain(te.iter().flat_map(|(_, y)| y.data.iter()))
+        .max()
+        .map_or(0, |&m| m as usize + 1);
+    if classes < 2 {
+        bail!(
+            "invalid --data idx:{}: its labels hold one class; a classifier needs two or more",
+            dir.display()
+        );
+    }
+    let norm = o.table.pixel_norm(pixel_stats(&tr_x))?;
+    let mut train_set = Dataset::new(&tr_x, &tr_y, norm, classes)?;
+    let test_split = te.is_none().then_some(o.table.test_split);
+    let test_set = match te {
+        Some((x, y)) => {
+            if x.dims[1..] != tr_x.dims[1..] {
+                bail!(
+                    "invalid --data idx:{}: test images are {}, training images {}",
+                    dir.display(),
+                    x.dims_string(),
+                    tr_x.dims_string()
+                );
+            }
+            Dataset::new(&x, &y, norm, classes)?
+        }
+        None => super::split_test(
+            &mut train_set,
+            o.table.test_split,
+            &format!("idx:{}", dir.display()),
+        )?,
+    };
+    if !o.quiet {
+        eprintln!(
+            "IDX files in {}: {} training and {} test examples of {:?}, {classes} classes, \
+             pixels normalized with mean {:.4} std {:.4}",
+            dir.display(),
+            train_set.len(),
+            test_set.len(),
+            train_set.shape(),
+            norm.mean,
+            norm.std
+        );
+    }
+    let meta = DataMeta {
+        source: format!("idx:{}", dir.display()),
+        pixels: Some(norm),
+        test_split,
+        classes: (0..classes).map(|c| c.to_string()).collect(),
+        ..Default::default()
+    };
+    Ok((train_set, test_set, meta))
+}
