@@ -666,4 +666,100 @@ mod tests {
         assert!(matches!(e, DataError::FetchFailed { .. }), "{e}");
         assert!(leftovers(dir.path()).is_empty());
     }
+
+    /// A Debian package holding `files` (name, bytes) under `dir`, built with dpkg-deb, and a
+    /// stand-in for `apt-get` that "downloads" it into the current directory. `None` where
+    /// dpkg-deb is missing.
+    fn fake_deb(work: &Path, dir: &str, files: &[(&str, Vec<u8>)]) -> Option<String> {
+        let root = work.join("root");
+        std::fs::create_dir_all(root.join("DEBIAN")).unwrap();
+        std::fs::write(
+            root.join("DEBIAN/control"),
+            "Package: toy-data\nVersion: 1.0\nArchitecture: all\nMaintainer: t <t@t>\n\
+             Description: toy\n",
+        )
+        .unwrap();
+        std::fs::create_dir_all(root.join(dir)).unwrap();
+        for (name, bytes) in files {
+            std::fs::write(root.join(dir).join(name), bytes).unwrap();
+        }
+        let deb = work.join("toy-data_1.0_all.deb");
+        let built = Command::new("dpkg-deb")
+            .args(["--root-owner-group", "--build"])
+            .arg(&root)
+            .arg(&deb)
+            .output()
+            .ok()?;
+        assert!(
+            built.status.success(),
+            "{}",
+            String::from_utf8_lossy(&built.stderr)
+        );
+        let apt = work.join("fake-apt");
+        std::fs::write(
+            &apt,
+            format!(
+                "#!/bin/sh\n[ \"$1\" = download ] && cp {} .\n",
+                deb.display()
+            ),
+        )
+        .unwrap();
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&apt, std::fs::Permissions::from_mode(0o755)).unwrap();
+        }
+        Some(apt.display().to_string())
+    }
+
+    #[test]
+    fn a_debian_package_is_the_fallback_and_its_files_are_verified() {
+        let work = tempfile::tempdir().unwrap();
+        let inner = "usr/share/datasets/toy";
+        let Some(apt) = fake_deb(
+            work.path(),
+            inner,
+            &[("toy-idx1-ubyte.gz", gz(b"hello MNIST"))],
+        ) else {
+            eprintln!("skipped: dpkg-deb is not installed");
+            return;
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let mut o = opts(vec!["http://127.0.0.1:9/".into()]);
+        o.package = Some(PackageSource {
+            package: Package::Deb {
+                name: "toy-data",
+                dir: inner,
+            },
+            tool: apt,
+        });
+        let r = fetch_files(dir.path(), &TOY, &o, &mut NoProgress).unwrap();
+        assert_eq!(
+            r.files,
+            vec![(
+                "toy-idx1-ubyte".into(),
+                Source::Package("the Debian package toy-data".into())
+            )]
+        );
+        assert_eq!(
+            std::fs::read(dir.path().join("toy-idx1-ubyte")).unwrap(),
+            b"hello MNIST"
+        );
+        assert_eq!(leftovers(dir.path()), vec!["toy-idx1-ubyte"]);
+        // A package whose file has other bytes is refused and leaves nothing.
+        let work = tempfile::tempdir().unwrap();
+        let apt = fake_deb(
+            work.path(),
+            inner,
+            &[("toy-idx1-ubyte", b"hello MNIsT".to_vec())],
+        )
+        .expect("dpkg-deb ran before");
+        let dir = tempfile::tempdir().unwrap();
+        if let Some(p) = &mut o.package {
+            p.tool = apt;
+        }
+        let e = fetch_files(dir.path(), &TOY, &o, &mut NoProgress).unwrap_err();
+        assert!(e.to_string().contains("checksum mismatch"), "{e}");
+        assert!(leftovers(dir.path()).is_empty());
+    }
 }

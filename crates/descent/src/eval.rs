@@ -132,10 +132,12 @@ fn test_set(args: &EvalArgs, recorded: Option<&DataMeta>) -> Result<Dataset> {
         DataSource::Idx(_) | DataSource::Npy(..) | DataSource::Npz(_) => {
             let mut table = crate::data::TableArgs::default();
             table.test_split = meta.test_split.unwrap_or(table.test_split);
-            table.task = Some(match meta.classes.is_empty() {
-                true => crate::data::TaskArg::Regress,
-                false => crate::data::TaskArg::Classify,
-            });
+            if !matches!(source, DataSource::Idx(_)) {
+                table.task = Some(match meta.classes.is_empty() {
+                    true => crate::data::TaskArg::Regress,
+                    false => crate::data::TaskArg::Classify,
+                });
+            }
             if let Some(p) = meta.pixels {
                 table.normalize = format!("{},{}", p.mean, p.std);
             }
