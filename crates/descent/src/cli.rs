@@ -589,7 +589,7 @@ pub struct TrainArgs {
     pub data: Option<String>,
     #[command(flatten)]
     #[serde(flatten)]
-    pub table: crate::data::TableArgs,
+    pub table: crate::data::SourceArgs,
     /// What a token of text:FILE is: a character (the file's distinct characters are the
     /// vocabulary) or a byte.
     #[arg(long, value_enum, default_value = "chars", help_heading = "Data")]

@@ -129,10 +129,14 @@ fn test_set(args: &EvalArgs, recorded: Option<&DataMeta>) -> Result<Dataset> {
             })?
         }
         DataSource::Csv(path) => crate::data::test_rows(meta, path)?,
-        DataSource::Idx(_) | DataSource::Npy(..) | DataSource::Npz(_) => {
-            let mut table = crate::data::TableArgs::default();
+        DataSource::Idx(_) | DataSource::Npy(..) | DataSource::Npz(_) | DataSource::Images(_) => {
+            let mut table = crate::data::SourceArgs::default();
             table.test_split = meta.test_split.unwrap_or(table.test_split);
-            if !matches!(source, DataSource::Idx(_)) {
+            if let Some(im) = meta.image {
+                table.image_size = Some(format!("{}x{}", im.height, im.width));
+                table.channels = Some(im.channels);
+            }
+            if matches!(source, DataSource::Npy(..) | DataSource::Npz(_)) {
                 table.task = Some(match meta.classes.is_empty() {
                     true => crate::data::TaskArg::Regress,
                     false => crate::data::TaskArg::Classify,

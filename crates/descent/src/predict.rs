@@ -139,15 +139,46 @@ pub fn run(args: PredictArgs) -> Result<()> {
             args.top
         );
     }
-    let imgs = images(&args.input, features, args.invert)?;
-    let norm = meta.pixels.unwrap_or_default();
     let pool = Pool::new(1)?;
     let mut ws = Workspace::new(&net, 1, 1);
+    if let Some(im) = meta.image {
+        // A model of a folder of pictures: the input is decoded, sized and normalized as its
+        // training pictures were.
+        let (mut x, _, _) =
+            descent_data::decode_image(&args.input, im.channels, Some((im.height, im.width)))?;
+        if args.invert {
+            x.iter_mut().for_each(|v| *v = 1.0 - *v);
+        }
+        if let Some(s) = &meta.standardize {
+            s.apply_row(&mut x)?;
+        }
+        let logits = net.forward(&params, &x, &mut ws, &pool)?;
+        out!(
+            "{}: {}",
+            args.input.display(),
+            ranked(logits, args.top, &meta)
+        );
+        return Ok(());
+    }
+    let imgs = images(&args.input, features, args.invert)?;
+    // Pixels as training saw them: a set's (or the seed's) mean and std, or the standardization
+    // fitted on arrays of bytes.
+    let norm = match (&meta.pixels, &meta.standardize) {
+        (Some(p), _) => *p,
+        (None, Some(_)) => descent_data::Normalize {
+            mean: 0.0,
+            std: 1.0,
+        },
+        (None, None) => descent_data::Normalize::default(),
+    };
     for (i, img) in imgs.iter().take(args.limit).enumerate() {
-        let x: Vec<f32> = img
+        let mut x: Vec<f32> = img
             .iter()
             .map(|&b| (b as f32 / 255.0 - norm.mean) / norm.std)
             .collect();
+        if let Some(s) = &meta.standardize {
+            s.apply_row(&mut x)?;
+        }
         let logits = net.forward(&params, &x, &mut ws, &pool)?;
         out!("image {i}: {}", ranked(logits, args.top, &meta));
     }

@@ -474,3 +474,101 @@ fn fashion_mnist_without_a_source_says_what_it_tried() {
         ],
     );
 }
+
+/// A grey PNG of `w x h` pixels.
+fn png(path: &Path, w: u32, h: u32, px: impl Fn(u32, u32) -> u8) {
+    let f = std::fs::File::create(path).unwrap();
+    let mut e = png::Encoder::new(std::io::BufWriter::new(f), w, h);
+    e.set_color(png::ColorType::Grayscale);
+    let data: Vec<u8> = (0..h)
+        .flat_map(|y| (0..w).map(move |x| (x, y)))
+        .map(|(x, y)| px(x, y))
+        .collect();
+    e.write_header().unwrap().write_image_data(&data).unwrap();
+}
+
+#[test]
+fn a_folder_of_pictures_trains_evaluates_and_predicts_class_names() {
+    let dir = tempfile::tempdir().unwrap();
+    let pics = dir.path().join("pics");
+    // "stripes" are bright in even columns, "bars" in even rows; 40 pictures each.
+    for (class, vertical) in [("stripes", true), ("bars", false)] {
+        std::fs::create_dir_all(pics.join(class)).unwrap();
+        for i in 0..40u32 {
+            png(&pics.join(class).join(format!("{i}.png")), 6, 6, |x, y| {
+                let on = if vertical { x % 2 == 0 } else { y % 2 == 0 };
+                if on {
+                    180 + (i % 60) as u8
+                } else {
+                    (i % 30) as u8
+                }
+            });
+        }
+    }
+    std::fs::write(pics.join("stripes/README.txt"), "not a picture").unwrap();
+    let w = dir.path().join("p.safetensors");
+    let data = format!("images:{}", pics.display());
+    let train = ok(&[
+        "train",
+        "--data",
+        &data,
+        "--epochs",
+        "10",
+        "--hidden",
+        "8",
+        "--save",
+        w.to_str().unwrap(),
+    ]);
+    assert!(
+        train.contains("64 training and 16 test examples of 6x6 grey, 2 classes (bars, stripes)")
+            && train.contains("1 files that are not PNG or JPEG left out"),
+        "{train}"
+    );
+    let acc = value_after(&train, "test_acc");
+    assert!(acc > 90.0, "{train}");
+    assert_eq!(
+        value_after(&ok(&["eval", w.to_str().unwrap()]), "test_acc"),
+        acc
+    );
+    // A new picture, given as an RGB-less grey PNG, as training read them.
+    let big = dir.path().join("new.png");
+    png(&big, 6, 6, |x, _| if x % 2 == 0 { 210 } else { 5 });
+    let pred = ok(&[
+        "predict",
+        w.to_str().unwrap(),
+        big.to_str().unwrap(),
+        "--top",
+        "1",
+    ]);
+    assert!(pred.contains(": stripes ("), "{pred}");
+    // Sizes that differ are refused unless resized; one class and corrupt files are refused.
+    png(&pics.join("bars/odd.png"), 5, 6, |_, _| 0);
+    fails(
+        &["train", "--data", &data, "--epochs", "1"],
+        &["odd.png: is 5x6 pixels but", "6x6"],
+    );
+    let resized = ok(&[
+        "train",
+        "--data",
+        &data,
+        "--epochs",
+        "1",
+        "--image-size",
+        "8x8",
+    ]);
+    assert!(resized.contains("of 8x8 grey"), "{resized}");
+    std::fs::write(pics.join("bars/odd.png"), b"\x89PNG\r\n\x1a\nbroken").unwrap();
+    fails(
+        &["train", "--data", &data, "--epochs", "1"],
+        &["odd.png: is not a readable PNG or JPEG"],
+    );
+    std::fs::remove_dir_all(pics.join("bars")).unwrap();
+    fails(
+        &["train", "--data", &data, "--epochs", "1"],
+        &["holds 1 class folder"],
+    );
+    fails(
+        &["train", "--data", &data, "--image-size", "0x3"],
+        &["invalid --image-size 0x3"],
+    );
+}

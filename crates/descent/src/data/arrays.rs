@@ -76,6 +76,7 @@ pub fn load(source: &super::DataSource, o: &LoadOptions) -> Result<(Dataset, Dat
         bail!("invalid --target/--features/--test-data: they are settings of --data csv:FILE");
     }
     let name = source.name();
+    t.only_for_images(&name)?;
     let ((x, y, test), what) = match source {
         super::DataSource::Npy(xp, yp) => {
             let (x, y) = (read_npy(xp)?, read_npy(yp)?);

@@ -66,6 +66,7 @@ fn pixel_stats(images: &IdxArray) -> Normalize {
 /// when `dir` has none).
 pub fn load(dir: &Path, o: &LoadOptions) -> Result<(Dataset, Dataset, DataMeta)> {
     o.table.only_for_tables(&format!("idx:{}", dir.display()))?;
+    o.table.only_for_images(&format!("idx:{}", dir.display()))?;
     let names: Vec<String> = std::fs::read_dir(dir)
         .map_err(|e| anyhow!("invalid --data idx:{}: {e}", dir.display()))?
         .filter_map(|e| e.ok())

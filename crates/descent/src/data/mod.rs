@@ -3,6 +3,7 @@
 //! table's columns, class names), and `descent data fetch`.
 
 mod arrays;
+mod folder;
 mod idx_dir;
 mod table;
 mod text;
@@ -19,7 +20,7 @@ use serde::{Deserialize, Serialize};
 use crate::cli::{DatasetName, FetchArgs};
 use crate::progress::FetchBar;
 
-pub use table::{apply, rows_dataset, table_rows, test_rows, TableArgs, TaskArg};
+pub use table::{apply, rows_dataset, table_rows, test_rows, SourceArgs, TaskArg};
 pub use text::{epochs_for_steps, read_text, text_run, text_windows};
 
 /// The key of a weights file's metadata that holds its [`DataMeta`].
@@ -38,13 +39,15 @@ pub enum DataSource {
     Npy(PathBuf, PathBuf),
     /// A NumPy archive of inputs and targets (`npz:FILE`).
     Npz(PathBuf),
+    /// A folder of class folders of pictures (`images:DIR`).
+    Images(PathBuf),
     /// A UTF-8 text for a language model (`text:FILE`).
     Text(PathBuf),
 }
 
 /// The sources `--data` names, for messages.
 pub const SOURCES: &str =
-    "mnist, fashion-mnist, idx:DIR, csv:FILE, npy:X.npy,Y.npy, npz:FILE, text:FILE";
+    "mnist, fashion-mnist, idx:DIR, csv:FILE, npy:X.npy,Y.npy, npz:FILE, images:DIR, text:FILE";
 
 impl DataSource {
     /// Parses `--data` (nothing is MNIST).
@@ -69,6 +72,7 @@ impl DataSource {
                 Ok(Self::Npy(x, y))
             }
             Some(("npz", p)) => Ok(Self::Npz(path(p)?)),
+            Some(("images", p)) => Ok(Self::Images(path(p)?)),
             Some(("text", p)) => Ok(Self::Text(path(p)?)),
             _ => bail!("invalid --data {s}: the sources are {SOURCES}"),
         }
@@ -82,6 +86,7 @@ impl DataSource {
             Self::Csv(p) => format!("csv:{}", p.display()),
             Self::Npy(x, y) => format!("npy:{},{}", x.display(), y.display()),
             Self::Npz(p) => format!("npz:{}", p.display()),
+            Self::Images(p) => format!("images:{}", p.display()),
             Self::Text(p) => format!("text:{}", p.display()),
         }
     }
@@ -141,6 +146,9 @@ pub struct DataMeta {
     /// Tables: what was done with missing cells (`refuse`, `drop`, `mean`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub na: Option<String>,
+    /// Pictures: the size and channels every input is decoded to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<ImageMeta>,
     /// Class names by index (empty for regression and texts).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub classes: Vec<String>,
@@ -173,6 +181,17 @@ impl DataMeta {
     }
 }
 
+/// The pictures a model takes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImageMeta {
+    /// 1 (grey) or 3 (RGB).
+    pub channels: usize,
+    /// Pixels.
+    pub height: u32,
+    /// Pixels.
+    pub width: u32,
+}
+
 /// A run's examples: training, validation (held out of training), test, and their record.
 pub struct TrainData {
     /// Training examples.
@@ -199,7 +218,7 @@ pub struct LoadOptions<'a> {
     /// `--seed` (the validation split's).
     pub seed: u64,
     /// The table and normalization flags.
-    pub table: &'a TableArgs,
+    pub table: &'a SourceArgs,
 }
 
 /// A non-text source's training and test examples as read (a test set held out where it has
@@ -207,6 +226,8 @@ pub struct LoadOptions<'a> {
 pub fn load_raw(source: &DataSource, o: &LoadOptions) -> Result<(Dataset, Dataset, DataMeta)> {
     Ok(match source {
         DataSource::Set(set) => {
+            o.table.only_for_tables(set.name)?;
+            o.table.only_for_images(set.name)?;
             let norm = o.table.pixel_norm(set.norm)?;
             let (data, _) = benchmark_set(set, o.data_dir, o.no_fetch, norm, o.quiet)?;
             let meta = DataMeta {
@@ -220,6 +241,7 @@ pub fn load_raw(source: &DataSource, o: &LoadOptions) -> Result<(Dataset, Datase
         DataSource::Idx(dir) => idx_dir::load(dir, o)?,
         DataSource::Csv(path) => table::load(path, o)?,
         DataSource::Npy(..) | DataSource::Npz(_) => arrays::load(source, o)?,
+        DataSource::Images(dir) => folder::load(dir, o)?,
         DataSource::Text(_) => unreachable!("texts load through text_windows"),
     })
 }
@@ -235,7 +257,7 @@ pub fn load_train(source: &DataSource, o: &LoadOptions) -> Result<TrainData> {
     let (mut val, mut test) = (val, test);
     match source {
         DataSource::Csv(_) => table::fit_transforms(&mut train, &mut meta, o.table, Per::Feature)?,
-        DataSource::Npy(..) | DataSource::Npz(_) => {
+        DataSource::Npy(..) | DataSource::Npz(_) | DataSource::Images(_) => {
             let per = match train.shape().len() {
                 1 => Per::Feature,
                 _ => Per::Channel,

@@ -40,7 +40,7 @@ pub enum NaArg {
 
 /// The flags of tables and of normalization.
 #[derive(Args, Clone, Debug, serde::Serialize, serde::Deserialize)]
-pub struct TableArgs {
+pub struct SourceArgs {
     /// csv:FILE's target column (default: the last).
     #[arg(long, value_name = "COLUMN", help_heading = "Data")]
     pub target: Option<String>,
@@ -67,6 +67,14 @@ pub struct TableArgs {
     /// instead of holding out --test-split of the training file.
     #[arg(long, value_name = "FILE", help_heading = "Data")]
     pub test_data: Option<std::path::PathBuf>,
+    /// images:DIR: resize every picture to HEIGHTxWIDTH (default: refuse pictures of
+    /// different sizes).
+    #[arg(long, value_name = "HxW", help_heading = "Data")]
+    pub image_size: Option<String>,
+    /// images:DIR: read pictures as 1 (grey) or 3 (RGB) channels (default: grey when every
+    /// picture is grey).
+    #[arg(long, value_name = "N", help_heading = "Data")]
+    pub channels: Option<usize>,
     /// Normalization: auto (images: the set's training mean and std, fitted on idx:DIR's
     /// training images; tables: each column standardized with its training mean and std),
     /// none, or MEAN,STD for images' pixels scaled to [0, 1] (e.g. 0.1307,0.3081).
@@ -79,7 +87,7 @@ pub struct TableArgs {
     pub normalize: String,
 }
 
-impl Default for TableArgs {
+impl Default for SourceArgs {
     /// The flags' defaults.
     fn default() -> Self {
         Self {
@@ -89,6 +97,8 @@ impl Default for TableArgs {
             na: NaArg::Refuse,
             test_split: 0.2,
             test_data: None,
+            image_size: None,
+            channels: None,
             normalize: "auto".into(),
         }
     }
@@ -105,7 +115,7 @@ pub enum NormalizeArg {
     Fixed(Normalize),
 }
 
-impl TableArgs {
+impl SourceArgs {
     /// `--normalize`, checked.
     pub fn normalize(&self) -> Result<NormalizeArg> {
         let bad = || {
@@ -152,6 +162,18 @@ impl TableArgs {
         }
     }
 
+    /// Refuses picture flags given for a source that is not a folder of pictures.
+    pub fn only_for_images(&self, source: &str) -> Result<()> {
+        let given = [
+            ("--image-size", self.image_size.is_some()),
+            ("--channels", self.channels.is_some()),
+        ];
+        if let Some((flag, _)) = given.iter().find(|(_, g)| *g) {
+            bail!("invalid {flag}: it is a setting of --data images:DIR, not of {source}");
+        }
+        Ok(())
+    }
+
     /// Refuses table flags given for a source that is not a table.
     pub fn only_for_tables(&self, source: &str) -> Result<()> {
         let given = [
@@ -172,6 +194,7 @@ impl TableArgs {
 /// split ([`fit_transforms`]).
 pub fn load(path: &Path, o: &LoadOptions) -> Result<(Dataset, Dataset, DataMeta)> {
     let t = o.table;
+    t.only_for_images(&format!("csv:{}", path.display()))?;
     if let NormalizeArg::Fixed(_) = t.normalize()? {
         bail!(
             "invalid --normalize {}: a table's columns are standardized each with its own \
@@ -265,7 +288,7 @@ pub fn load(path: &Path, o: &LoadOptions) -> Result<(Dataset, Dataset, DataMeta)
 pub fn fit_transforms(
     train: &mut Dataset,
     meta: &mut DataMeta,
-    t: &super::TableArgs,
+    t: &super::SourceArgs,
     per: Per,
 ) -> Result<()> {
     if train.has_missing() {
