@@ -65,13 +65,22 @@ fn entries(dir: &Path, dirs: bool) -> Result<Vec<PathBuf>, DataError> {
     Ok(out)
 }
 
+/// A decoded picture.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Decoded {
+    /// `channels x height x width` values in [0, 1].
+    pub values: Vec<f32>,
+    /// The picture's own `(height, width)`, before any resizing.
+    pub size: (u32, u32),
+}
+
 /// Decodes one picture into `channels x height x width` values in [0, 1], resized to `size`
-/// when given; returns the values and the picture's own size and whether it was grey.
+/// `(height, width)` when given.
 pub fn decode_image(
     path: &Path,
     channels: usize,
     size: Option<(u32, u32)>,
-) -> Result<(Vec<f32>, (u32, u32), bool), DataError> {
+) -> Result<Decoded, DataError> {
     let img = image::ImageReader::open(path)
         .map_err(DataError::io("reading", path))?
         .with_guessed_format()
@@ -79,7 +88,6 @@ pub fn decode_image(
         .decode()
         .map_err(|e| err(path, format!("is not a readable PNG or JPEG picture ({e})")))?;
     let own = (img.height(), img.width());
-    let grey = !img.color().has_color();
     let img = match size {
         Some((h, w)) if (h, w) != own => {
             img.resize_exact(w, h, image::imageops::FilterType::Triangle)
@@ -103,7 +111,10 @@ pub fn decode_image(
             }
         }
     }
-    Ok((out, own, grey))
+    Ok(Decoded {
+        values: out,
+        size: own,
+    })
 }
 
 /// Whether a picture is grey, from its header and colour type (decodes it).
@@ -178,9 +189,9 @@ pub fn read_image_folder(dir: &Path, opts: &ImageOptions) -> Result<ImageFolder,
             }
         }
     };
-    let (first, own, _) = decode_image(&files[0], channels, opts.size)?;
-    let size = opts.size.unwrap_or(own);
-    let per = first.len();
+    let first = decode_image(&files[0], channels, opts.size)?;
+    let size = opts.size.unwrap_or(first.size);
+    let per = first.values.len();
     let mut values = vec![0f32; files.len() * per];
     // Decoding is most of the time: the files are split over the machine's cores.
     let threads = std::thread::available_parallelism()
@@ -195,7 +206,10 @@ pub fn read_image_folder(dir: &Path, opts: &ImageOptions) -> Result<ImageFolder,
             .map(|(out, names)| {
                 s.spawn(move || {
                     for (o, f) in out.chunks_mut(per).zip(names) {
-                        let (v, own, _) = decode_image(f, channels, opts.size)?;
+                        let Decoded {
+                            values: v,
+                            size: own,
+                        } = decode_image(f, channels, opts.size)?;
                         if opts.size.is_none() && own != size {
                             return Err(err(
                                 f,

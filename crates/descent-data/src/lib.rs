@@ -36,7 +36,9 @@ pub use fetch::{
     Progress, Source, MIRRORS, NPM_PACKAGE,
 };
 pub use idx::{parse_idx, read_idx, IdxArray};
-pub use images::{decode_image, read_image_folder, ImageFolder, ImageOptions, IMAGE_EXTENSIONS};
+pub use images::{
+    decode_image, read_image_folder, Decoded, ImageFolder, ImageOptions, IMAGE_EXTENSIONS,
+};
 pub use loader::BatchLoader;
 pub use npy::{arrays_dataset, parse_npy, read_npy, read_npz, NpyArray};
 pub use sets::{
