@@ -144,8 +144,9 @@ pub fn run(args: PredictArgs) -> Result<()> {
     if let Some(im) = meta.image {
         // A model of a folder of pictures: the input is decoded, sized and normalized as its
         // training pictures were.
-        let (mut x, _, _) =
-            descent_data::decode_image(&args.input, im.channels, Some((im.height, im.width)))?;
+        let mut x =
+            descent_data::decode_image(&args.input, im.channels, Some((im.height, im.width)))?
+                .values;
         if args.invert {
             x.iter_mut().for_each(|v| *v = 1.0 - *v);
         }
