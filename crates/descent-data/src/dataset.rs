@@ -48,6 +48,14 @@ enum Store {
     Rows { images: Vec<f32>, labels: Vec<u32> },
     /// `len x features` values and `len x per_example` f32 targets (regression).
     Values { x: Vec<f32>, y: Vec<f32> },
+    /// Bytes read from a file when a batch needs them (a set larger than memory): example `i`
+    /// is row `rows[i]` of the file, `(byte / 255 - mean) / std`, with class `labels[i]`.
+    Streamed {
+        file: std::sync::Arc<StreamedFile>,
+        rows: Vec<u32>,
+        labels: Vec<u32>,
+        norm: Normalize,
+    },
     /// Windows of a token stream: example `i` is `ids[s..s + L]` (as f32) with targets
     /// `ids[s + 1..s + L + 1]`, `s = i` (every offset) or `starts[i]`.
     Windows {
@@ -57,7 +65,175 @@ enum Store {
     },
 }
 
+/// A file of fixed-size rows of bytes after a header, read with positioned reads.
+#[derive(Debug)]
+pub struct StreamedFile {
+    file: std::fs::File,
+    path: std::path::PathBuf,
+    offset: u64,
+    row_bytes: usize,
+}
+
+impl StreamedFile {
+    fn read_rows(&self, rows: impl Iterator<Item = u32>, out: &mut [f32], norm: Normalize) {
+        let mut buf = vec![0u8; self.row_bytes];
+        let (m, inv) = (norm.mean, 1.0 / norm.std);
+        for (r, dst) in rows.zip(out.chunks_exact_mut(self.row_bytes)) {
+            let at = self.offset + r as u64 * self.row_bytes as u64;
+            match read_at(&self.file, &mut buf, at) {
+                Ok(()) => {
+                    for (d, &b) in dst.iter_mut().zip(&buf) {
+                        *d = (b as f32 / 255.0 - m) * inv;
+                    }
+                }
+                // The file was checked when opened; a read that fails later (the file cut
+                // short under a running job) gives NaN inputs, which stop training with a
+                // non-finite loss rather than a panic in a loader thread.
+                Err(_) => dst.fill(f32::NAN),
+            }
+        }
+    }
+}
+
+#[cfg(unix)]
+fn read_at(f: &std::fs::File, buf: &mut [u8], at: u64) -> std::io::Result<()> {
+    std::os::unix::fs::FileExt::read_exact_at(f, buf, at)
+}
+
+#[cfg(not(unix))]
+fn read_at(f: &std::fs::File, buf: &mut [u8], at: u64) -> std::io::Result<()> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut f = f.try_clone()?;
+    f.seek(SeekFrom::Start(at))?;
+    f.read_exact(buf)
+}
+
 impl Dataset {
+    /// A data set streamed from a raw (uncompressed) IDX file of images: only its header is
+    /// read now; each batch reads its examples' bytes (positioned reads, so the process holds
+    /// no more than a batch of them). `labels` are the classes of every image, in order.
+    pub fn streamed_idx(
+        path: &std::path::Path,
+        labels: Vec<u32>,
+        norm: Normalize,
+        classes: usize,
+    ) -> Result<Self, DataError> {
+        use std::io::Read;
+        let mut file = std::fs::File::open(path).map_err(DataError::io("reading", path))?;
+        let mut head = [0u8; 4];
+        file.read_exact(&mut head)
+            .map_err(DataError::io("reading", path))?;
+        if head[..2] == [0x1f, 0x8b] {
+            return Err(DataError::Loader(format!(
+                "{} is gzip: a streamed set reads its rows in place, so decompress it first \
+                 (gunzip -k)",
+                path.display()
+            )));
+        }
+        let magic = u32::from_be_bytes(head);
+        let ndims = (magic & 0xff) as usize;
+        if magic & 0xffff_ff00 != 0x0000_0800 || ndims < 2 {
+            return Err(DataError::BadMagic {
+                path: path.into(),
+                found: magic,
+            });
+        }
+        let mut dims = vec![0u8; 4 * ndims];
+        file.read_exact(&mut dims)
+            .map_err(DataError::io("reading", path))?;
+        let dims: Vec<usize> = dims
+            .chunks_exact(4)
+            .map(|c| u32::from_be_bytes([c[0], c[1], c[2], c[3]]) as usize)
+            .collect();
+        let (n, row_bytes) = (dims[0], dims[1..].iter().product::<usize>());
+        let offset = 4 + 4 * ndims as u64;
+        let len = file
+            .metadata()
+            .map_err(DataError::io("reading", path))?
+            .len();
+        let expected = offset + (n as u64) * row_bytes as u64;
+        if len != expected {
+            return Err(DataError::Size {
+                path: path.into(),
+                what: if len < expected {
+                    "truncated"
+                } else {
+                    "longer than its header says"
+                },
+                expected,
+                found: len,
+            });
+        }
+        if labels.len() != n {
+            return Err(DataError::CountMismatch {
+                images: n,
+                labels: labels.len(),
+            });
+        }
+        if let Some(index) = labels.iter().position(|&l| l as usize >= classes) {
+            return Err(DataError::Loader(format!(
+                "label {} of example {index} is not below the {classes} classes",
+                labels[index]
+            )));
+        }
+        let shape = match &dims[1..] {
+            [h, w] => vec![1, *h, *w],
+            d => d.to_vec(),
+        };
+        Ok(Self {
+            shape,
+            features: row_bytes,
+            classes,
+            per_example: 1,
+            missing: false,
+            store: Store::Streamed {
+                file: std::sync::Arc::new(StreamedFile {
+                    file,
+                    path: path.into(),
+                    offset,
+                    row_bytes,
+                }),
+                rows: (0..n as u32).collect(),
+                labels,
+                norm,
+            },
+        })
+    }
+
+    /// Whether examples are read from a file as batches need them (see
+    /// [`Dataset::streamed_idx`]); such a set has no [`Dataset::images`] slice.
+    pub fn is_streamed(&self) -> bool {
+        matches!(self.store, Store::Streamed { .. })
+    }
+
+    /// The file a streamed set reads.
+    pub fn streamed_path(&self) -> Option<&std::path::Path> {
+        match &self.store {
+            Store::Streamed { file, .. } => Some(&file.path),
+            _ => None,
+        }
+    }
+
+    /// Copies the values of the examples `idx` into `x` (`idx.len() x features`), whatever
+    /// the store.
+    pub fn fill_rows(&self, idx: &[u32], x: &mut [f32]) {
+        let f = self.features;
+        match &self.store {
+            Store::Streamed {
+                file, rows, norm, ..
+            } => file.read_rows(
+                idx.iter().map(|&i| rows[i as usize]),
+                &mut x[..idx.len() * f],
+                *norm,
+            ),
+            _ => {
+                for (dst, &i) in x.chunks_exact_mut(f).zip(idx) {
+                    dst.copy_from_slice(self.example(i as usize));
+                }
+            }
+        }
+    }
+
     /// Builds a data set from an IDX image array (`N x ...`) and an IDX label array (`N`).
     pub fn new(
         images: &IdxArray,
@@ -272,7 +448,9 @@ impl Dataset {
     /// Number of examples.
     pub fn len(&self) -> usize {
         match &self.store {
-            Store::Rows { labels, .. } => labels.len() / self.per_example,
+            Store::Rows { labels, .. } | Store::Streamed { labels, .. } => {
+                labels.len() / self.per_example
+            }
             Store::Values { y, .. } => y.len() / self.per_example,
             Store::Windows {
                 starts: Some(s), ..
@@ -325,10 +503,11 @@ impl Dataset {
         self.missing
     }
 
-    /// Example `i`'s values.
+    /// Example `i`'s values (empty for a streamed set: see [`Dataset::fill_rows`]).
     pub fn example(&self, i: usize) -> &[f32] {
         let f = self.features;
         match &self.store {
+            Store::Streamed { .. } => &[],
             Store::Rows { images: x, .. } | Store::Values { x, .. } => &x[i * f..(i + 1) * f],
             Store::Windows { tokens, starts, .. } => {
                 let s = starts.as_ref().map_or(i, |s| s[i] as usize);
@@ -359,7 +538,9 @@ impl Dataset {
         let p = self.per_example;
         match &self.store {
             Store::Values { .. } => &[],
-            Store::Rows { labels, .. } => &labels[i * p..(i + 1) * p],
+            Store::Rows { labels, .. } | Store::Streamed { labels, .. } => {
+                &labels[i * p..(i + 1) * p]
+            }
             Store::Windows { ids, starts, .. } => {
                 let s = starts.as_ref().map_or(i, |s| s[i] as usize);
                 &ids[s + 1..s + 1 + p]
@@ -377,7 +558,7 @@ impl Dataset {
     pub fn images(&self) -> &[f32] {
         match &self.store {
             Store::Rows { images: x, .. } | Store::Values { x, .. } => x,
-            Store::Windows { .. } => &[],
+            Store::Windows { .. } | Store::Streamed { .. } => &[],
         }
     }
 
@@ -387,7 +568,7 @@ impl Dataset {
         self.missing = missing;
         match &mut self.store {
             Store::Rows { images: x, .. } | Store::Values { x, .. } => x,
-            Store::Windows { .. } => &mut [],
+            Store::Windows { .. } | Store::Streamed { .. } => &mut [],
         }
     }
 
@@ -395,7 +576,7 @@ impl Dataset {
     /// [`Dataset::targets`]).
     pub fn labels(&self) -> &[u32] {
         match &self.store {
-            Store::Rows { labels, .. } => labels,
+            Store::Rows { labels, .. } | Store::Streamed { labels, .. } => labels,
             _ => &[],
         }
     }
@@ -437,6 +618,20 @@ impl Dataset {
                 Store::Values {
                     x: vx,
                     y: partition(y, p, &held),
+                }
+            }
+            Store::Streamed {
+                file,
+                rows,
+                labels,
+                norm,
+            } => {
+                let held_rows = partition(rows, 1, &held);
+                Store::Streamed {
+                    file: file.clone(),
+                    rows: held_rows,
+                    labels: partition(labels, 1, &held),
+                    norm: *norm,
                 }
             }
             Store::Windows { .. } => unreachable!("refused above"),
@@ -525,5 +720,55 @@ mod tests {
         );
         assert!(numbered(5).split_off_random(5, 0).is_err());
         assert!(numbered(5).split_off_random(0, 0).is_err());
+    }
+
+    #[test]
+    fn a_streamed_set_reads_the_values_of_the_loaded_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut img = vec![0, 0, 8, 3, 0, 0, 0, 5, 0, 0, 0, 2, 0, 0, 0, 3];
+        img.extend((0..30u8).map(|v| v * 8));
+        let path = dir.path().join("x-idx3-ubyte");
+        std::fs::write(&path, &img).unwrap();
+        let labels: Vec<u8> = vec![0, 1, 2, 1, 0];
+        let mut lab = vec![0, 0, 8, 1, 0, 0, 0, 5];
+        lab.extend(&labels);
+        let norm = Normalize {
+            mean: 0.25,
+            std: 0.5,
+        };
+        let loaded = Dataset::new(
+            &parse_idx(&img, "x").unwrap(),
+            &parse_idx(&lab, "y").unwrap(),
+            norm,
+            3,
+        )
+        .unwrap();
+        let as_u32: Vec<u32> = labels.iter().map(|&l| u32::from(l)).collect();
+        let mut streamed = Dataset::streamed_idx(&path, as_u32.clone(), norm, 3).unwrap();
+        assert!(streamed.is_streamed() && streamed.images().is_empty());
+        assert_eq!((streamed.len(), streamed.shape()), (5, &[1, 2, 3][..]));
+        let (mut a, mut b) = (vec![0.0; 18], vec![0.0; 18]);
+        loaded.fill_rows(&[4, 0, 2], &mut a);
+        streamed.fill_rows(&[4, 0, 2], &mut b);
+        assert_eq!(a, b);
+        assert_eq!(streamed.targets(4), &[0]);
+        // A split keeps each example with its label, on both sides.
+        let held = streamed.split_off_random(2, 3).unwrap();
+        for d in [&streamed, &held] {
+            for i in 0..d.len() {
+                let mut row = vec![0.0; 6];
+                d.fill_rows(&[i as u32], &mut row);
+                let first = ((row[0] * 0.5 + 0.25) * 255.0).round() as usize / 8;
+                assert_eq!(d.targets(i)[0], as_u32[first / 6]);
+            }
+        }
+        std::fs::write(&path, &img[..img.len() - 1]).unwrap();
+        let e = Dataset::streamed_idx(&path, as_u32.clone(), norm, 3).unwrap_err();
+        assert!(e.to_string().contains("truncated"), "{e}");
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        std::io::Write::write_all(&mut gz, &img).unwrap();
+        std::fs::write(&path, gz.finish().unwrap()).unwrap();
+        let e = Dataset::streamed_idx(&path, as_u32, norm, 3).unwrap_err();
+        assert!(e.to_string().contains("gunzip"), "{e}");
     }
 }

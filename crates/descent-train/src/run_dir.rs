@@ -250,6 +250,7 @@ mod tests {
             test_loss: None,
             test_acc: None,
             seconds: 0.5,
+            data_wait: 0.0,
         }
     }
 

@@ -403,45 +403,84 @@ fn epoch(args: &BenchArgs) -> Result<()> {
             OPTIMIZER_NAMES.join(", ")
         )
     })?;
+    let source = crate::data::DataSource::parse(args.data.as_deref())?;
+    if let crate::data::DataSource::Text(_) = source {
+        anyhow::bail!("invalid --data: `bench epoch` times the sources of images and tables");
+    }
+    let none = |_: usize| Ok(0);
+    let data = crate::data::load_train(
+        &source,
+        &crate::data::LoadOptions {
+            data_dir: args.data_dir.as_deref(),
+            no_fetch: false,
+            quiet: true,
+            val_count: &none,
+            seed: 0,
+            table: &args.source,
+        },
+    )?;
+    let regression = data.train.is_regression();
     let cfg = TrainConfig {
         optimizer,
         epochs: args.runs,
         threads: args.threads.unwrap_or(0),
         log_every: 0,
         batch_size: args.batch_size,
+        loss: match regression {
+            true => Loss::Mse,
+            false => Loss::default(),
+        },
         ..TrainConfig::default()
     };
-    let model = model(args)?;
-    let gflop = model.step_flops() as f64 * 60_000.0 / 1e9;
-    let (data, dir) = crate::data::mnist(args.data_dir.as_deref(), false, cfg.normalize, true)?;
+    let margs = crate::models::ModelArgs {
+        model: args.model.as_deref(),
+        ..Default::default()
+    };
+    let spec = crate::models::spec(margs, data.train.shape(), data.train.outputs())?;
+    let model = crate::models::build(&spec)?;
+    let gflop = model.step_flops() as f64 * data.train.len() as f64 / 1e9;
     let name = crate::models::describe(args.model.as_deref(), &model);
     let mut trainer = Trainer::new(model, &cfg).map_err(crate::train::cli_error)?;
     out!(
-        "model {name}, {} lr {}, batch {} on {}, {} threads, {} epochs",
+        "model {name}, {} lr {}, batch {} on {} ({} examples{}), {} threads, {} epochs",
         cfg.optimizer.name(),
         cfg.lr(),
         cfg.batch_size,
-        dir.display(),
+        source.name(),
+        data.train.len(),
+        if data.train.is_streamed() {
+            ", streamed"
+        } else {
+            ""
+        },
         trainer.threads(),
         cfg.epochs
     );
-    let mut times = Vec::new();
+    let (mut times, mut waits) = (Vec::new(), Vec::new());
     trainer.run(&data.train, &data.test, |e| {
         if let Event::EpochEnd(r) = e {
+            let metric = match regression {
+                true => format!("test_loss {:.4}", r.test_loss.unwrap_or(f64::NAN)),
+                false => format!("test_acc {:.2}%", r.test_acc.unwrap_or(f64::NAN)),
+            };
             out!(
-                "epoch {} time {:.3}s test_acc {:.2}%",
+                "epoch {} time {:.3}s (waiting for batches {:.4}s, {:.2}%) {metric}",
                 r.epoch,
                 r.seconds,
-                r.test_acc.unwrap_or(f64::NAN)
+                r.data_wait,
+                100.0 * r.data_wait / r.seconds.max(1e-9)
             );
             times.push(r.seconds);
+            waits.push(100.0 * r.data_wait / r.seconds.max(1e-9));
         }
     })?;
     let med = median(times);
     out!(
-        "median epoch {:.3}s ({:.0} GFLOP/s on ~{gflop:.0} GFLOP per epoch)",
+        "median epoch {:.3}s ({:.0} GFLOP/s on ~{gflop:.0} GFLOP per epoch); waiting for \
+         batches: median {:.2}% of the epoch",
         med,
-        gflop / med
+        gflop / med,
+        median(waits)
     );
     Ok(())
 }

@@ -908,4 +908,9 @@ pub struct BenchArgs {
     /// Examples per batch for `epoch` and `layers`.
     #[arg(long, default_value_t = 64)]
     pub batch_size: usize,
+    /// epoch: the data (mnist, the default, or any training source but text:FILE).
+    #[arg(long, value_name = "SOURCE")]
+    pub data: Option<String>,
+    #[command(flatten)]
+    pub source: crate::data::SourceArgs,
 }

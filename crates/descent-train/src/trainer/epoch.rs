@@ -6,41 +6,92 @@ use std::sync::atomic::Ordering;
 use descent_data::{BatchLoader, Dataset};
 use descent_nn::{LossStats, Targets};
 use descent_optim::{clip_grad_norm_on, clip_grad_value, grad_norm_on, schedule::Schedule};
+use std::time::Instant;
+
 use descent_tensor::{MatMut, Pool};
 
 use super::{Batches, EpochReport, Event, LoopState, Metrics, OnPool, StopReason, Trainer};
 use crate::TrainError;
 
-/// Copies batch `b` into `x` and `y` (each example's class targets) or `yv` (its target
-/// values) with the pool's threads (a batch of the seed is 200 KB); returns its rows.
-fn fill_batch(
-    loader: &BatchLoader,
-    data: &Dataset,
+/// How many batches the background loader prepares ahead of the engine.
+const PREFETCH: usize = 2;
+
+/// One batch's inputs and targets (class indices, or values for a regression).
+pub(super) struct Batch {
+    /// Which batch of the epoch.
     b: usize,
-    x: &mut [f32],
-    (y, yv): (&mut [u32], &mut [f32]),
-    pool: &Pool,
-) -> usize {
-    let idx = loader.indices(b);
-    let (f, p) = (data.features(), data.targets_per_example());
-    let rows = idx.len();
-    let xs = MatMut::new(&mut x[..rows * f], rows, f).expect("batch buffer fits");
-    pool.split_rows(xs, 8, 16, |r0, mut band| {
-        for r in 0..band.rows() {
-            band.row_mut(r)
-                .copy_from_slice(data.example(idx[r0 + r] as usize));
-        }
-    });
-    if data.is_regression() {
-        for (dst, &i) in yv.chunks_exact_mut(p).zip(idx) {
-            dst.copy_from_slice(data.target_values(i as usize));
-        }
-    } else {
-        for (dst, &i) in y.chunks_exact_mut(p).zip(idx) {
-            dst.copy_from_slice(data.targets(i as usize));
+    rows: usize,
+    features: usize,
+    per: usize,
+    x: Vec<f32>,
+    y: Vec<u32>,
+    yv: Vec<f32>,
+}
+
+impl Batch {
+    /// Room for `cap` examples of `features` values and `per` targets.
+    pub(super) fn new(cap: usize, features: usize, per: usize) -> Self {
+        Self {
+            b: 0,
+            rows: 0,
+            features,
+            per,
+            x: vec![0.0; cap * features],
+            y: vec![0; cap * per],
+            yv: vec![0.0; cap * per],
         }
     }
-    rows
+
+    /// Copies the examples `idx` of `data` in.
+    pub(super) fn fill(&mut self, data: &Dataset, idx: &[u32]) {
+        self.rows = idx.len();
+        data.fill_rows(idx, &mut self.x);
+        self.fill_targets(data, idx);
+    }
+
+    fn fill_targets(&mut self, data: &Dataset, idx: &[u32]) {
+        let p = self.per;
+        if data.is_regression() {
+            for (dst, &i) in self.yv.chunks_exact_mut(p).zip(idx) {
+                dst.copy_from_slice(data.target_values(i as usize));
+            }
+        } else {
+            for (dst, &i) in self.y.chunks_exact_mut(p).zip(idx) {
+                dst.copy_from_slice(data.targets(i as usize));
+            }
+        }
+    }
+
+    /// [`Batch::fill`] with the rows copied by `pool`'s threads (a set in memory).
+    fn fill_on(&mut self, data: &Dataset, idx: &[u32], pool: &Pool) {
+        if data.is_streamed() {
+            return self.fill(data, idx);
+        }
+        let f = self.features;
+        let xs = MatMut::new(&mut self.x[..idx.len() * f], idx.len(), f).expect("batch fits");
+        pool.split_rows(xs, 8, 16, |r0, mut band| {
+            for r in 0..band.rows() {
+                band.row_mut(r)
+                    .copy_from_slice(data.example(idx[r0 + r] as usize));
+            }
+        });
+        self.fill_targets(data, idx);
+        self.rows = idx.len();
+    }
+
+    /// The inputs of the rows filled.
+    pub(super) fn x(&self) -> &[f32] {
+        &self.x[..self.rows * self.features]
+    }
+
+    /// The targets of the rows filled.
+    pub(super) fn targets(&self, data: &Dataset) -> Targets<'_> {
+        let n = self.rows * self.per;
+        match data.is_regression() {
+            true => Targets::Values(&self.yv[..n]),
+            false => Targets::Classes(&self.y[..n]),
+        }
+    }
 }
 
 impl Trainer {
@@ -133,65 +184,118 @@ impl Trainer {
         }
         let mut ran = self.pos.batch;
         let accum = self.cfg.grad_accum;
-        for b in self.pos.batch..batches {
-            // With gradient accumulation only between steps: a step's batches run together.
-            if b % accum == 0
-                && self
-                    .interrupt
-                    .as_ref()
-                    .is_some_and(|f| f.load(Ordering::SeqCst))
-            {
-                return Ok(Batches::Interrupted { batch: b });
-            }
-            if let Some(max) = self.cfg.max_steps {
-                if !self.cfg.full_batch() && self.optimizer.steps() >= max {
-                    return Ok(Batches::Ran {
-                        ran,
-                        step_limit: Some(max),
-                    });
+        let first = self.pos.batch;
+        let (cap, features, per) = (
+            loader.batch_size(),
+            train.features(),
+            train.targets_per_example(),
+        );
+        let loader = &*loader;
+        // A background thread reads the next batches while the engine computes (buffers go
+        // back to it once used: at most PREFETCH + 1 batches exist at a time) when the set is
+        // streamed from a file, or when a core is left over for it. Otherwise the engine's
+        // threads copy each batch in place: on a machine whose every core runs the engine, a
+        // loader thread takes more from it than the copy costs (measured in docs/data.md).
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let background = train.is_streamed() || self.pool.threads() < cores;
+        std::thread::scope(|s| -> Result<Batches, TrainError> {
+            let (ready_tx, ready) = std::sync::mpsc::sync_channel::<Batch>(PREFETCH);
+            let (used, used_rx) = std::sync::mpsc::channel::<Batch>();
+            let mut spare = (!background).then(|| Batch::new(cap, features, per));
+            if background {
+                for _ in 0..=PREFETCH {
+                    let _ = used.send(Batch::new(cap, features, per));
                 }
+                s.spawn(move || {
+                    for b in first..batches {
+                        let Ok(mut batch) = used_rx.recv() else {
+                            return;
+                        };
+                        batch.b = b;
+                        batch.fill(train, loader.indices(b));
+                        if ready_tx.send(batch).is_err() {
+                            return;
+                        }
+                    }
+                });
             }
-            ran = b + 1;
-            let steps_before = self.optimizer.steps();
-            let stats = self.train_batch(train, loader, b)?;
-            let loss = stats.mean_loss();
-            self.pos.loss_sum += stats.loss_sum;
-            self.pos.correct += stats.correct;
-            self.pos.count += stats.count;
-            self.pos.running += loss;
-            self.pos.since_eval.0 += loss;
-            self.pos.since_eval.1 += 1;
-            self.pos.batch = b + 1;
-            let done = b + 1;
-            let step = self.optimizer.steps();
-            if let Some(every) = self.cfg.eval_every {
-                if step > steps_before && step.is_multiple_of(every) {
-                    let eval = Metrics::from(self.evaluate(eval)?);
-                    let (sum, n) = std::mem::take(&mut self.pos.since_eval);
-                    on_event(Event::StepEval {
-                        step,
-                        train_loss: sum / n.max(1) as f64,
-                        eval,
-                    });
+            for b in first..batches {
+                // With gradient accumulation only between steps: a step's batches run together.
+                if b % accum == 0
+                    && self
+                        .interrupt
+                        .as_ref()
+                        .is_some_and(|f| f.load(Ordering::SeqCst))
+                {
+                    return Ok(Batches::Interrupted { batch: b });
                 }
-            }
-            if self.cfg.log_every > 0 && done % self.cfg.log_every == 0 {
-                on_event(Event::Log {
+                if let Some(max) = self.cfg.max_steps {
+                    if !self.cfg.full_batch() && self.optimizer.steps() >= max {
+                        return Ok(Batches::Ran {
+                            ran,
+                            step_limit: Some(max),
+                        });
+                    }
+                }
+                ran = b + 1;
+                let steps_before = self.optimizer.steps();
+                let waited = Instant::now();
+                let batch = match spare.take() {
+                    Some(mut batch) => {
+                        batch.b = b;
+                        batch.fill_on(train, loader.indices(b), &self.pool);
+                        batch
+                    }
+                    None => ready.recv().expect("the loader thread fills every batch"),
+                };
+                self.data_wait += waited.elapsed().as_secs_f64();
+                debug_assert_eq!(batch.b, b);
+                let stats = self.train_batch(train, &batch, batches)?;
+                match background {
+                    true => {
+                        let _ = used.send(batch);
+                    }
+                    false => spare = Some(batch),
+                }
+                let loss = stats.mean_loss();
+                self.pos.loss_sum += stats.loss_sum;
+                self.pos.correct += stats.correct;
+                self.pos.count += stats.count;
+                self.pos.running += loss;
+                self.pos.since_eval.0 += loss;
+                self.pos.since_eval.1 += 1;
+                self.pos.batch = b + 1;
+                let done = b + 1;
+                let step = self.optimizer.steps();
+                if let Some(every) = self.cfg.eval_every {
+                    if step > steps_before && step.is_multiple_of(every) {
+                        let eval = Metrics::from(self.evaluate(eval)?);
+                        let (sum, n) = std::mem::take(&mut self.pos.since_eval);
+                        on_event(Event::StepEval {
+                            step,
+                            train_loss: sum / n.max(1) as f64,
+                            eval,
+                        });
+                    }
+                }
+                if self.cfg.log_every > 0 && done % self.cfg.log_every == 0 {
+                    on_event(Event::Log {
+                        epoch,
+                        batch: done,
+                        loss: self.pos.running / self.cfg.log_every as f64,
+                    });
+                    self.pos.running = 0.0;
+                }
+                on_event(Event::Progress {
                     epoch,
                     batch: done,
-                    loss: self.pos.running / self.cfg.log_every as f64,
+                    batches,
                 });
-                self.pos.running = 0.0;
             }
-            on_event(Event::Progress {
-                epoch,
-                batch: done,
-                batches,
-            });
-        }
-        Ok(Batches::Ran {
-            ran,
-            step_limit: None,
+            Ok(Batches::Ran {
+                ran,
+                step_limit: None,
+            })
         })
     }
 
@@ -201,28 +305,21 @@ impl Trainer {
     pub(super) fn train_batch(
         &mut self,
         train: &Dataset,
-        loader: &BatchLoader,
-        b: usize,
+        batch: &Batch,
+        batches: usize,
     ) -> Result<LossStats, TrainError> {
+        let (b, rows) = (batch.b, batch.rows);
         let full_batch = self.cfg.full_batch();
         let epoch = self.pos.epoch;
         if !full_batch {
             self.schedule_step()?;
         }
-        let ys = (&mut self.y[..], &mut self.yv[..]);
-        let rows = fill_batch(loader, train, b, &mut self.x, ys, &self.pool);
-        let features = self.net.input_features();
-        let per = train.targets_per_example();
-        let x = &self.x[..rows * features];
-        let y = match train.is_regression() {
-            true => Targets::Values(&self.yv[..rows * per]),
-            false => Targets::Classes(&self.y[..rows * per]),
-        };
+        let (x, y) = (batch.x(), batch.targets(train));
         // Dropout masks are a function of the seed and the step: a resumed run draws the
         // same ones.
         let accum = self.cfg.grad_accum as u64;
         let step = match full_batch {
-            true => self.optimizer.steps() * loader.num_batches() as u64 + b as u64,
+            true => self.optimizer.steps() * batches as u64 + b as u64,
             false => self.optimizer.steps() * accum + b as u64 % accum,
         };
         self.ws
@@ -290,7 +387,7 @@ impl Trainer {
             let (acc, g) = (&mut self.full_grad, &self.grads);
             acc.iter_mut().zip(g).for_each(|(a, g)| *a += w * g);
             self.accum_rows += rows;
-            let last = b + 1 == loader.num_batches();
+            let last = b + 1 == batches;
             if (b + 1).is_multiple_of(self.cfg.grad_accum) || last {
                 let mut g = std::mem::take(&mut self.full_grad);
                 let inv = 1.0 / self.accum_rows as f32;
@@ -378,6 +475,7 @@ impl Trainer {
             test_loss: test_metrics.map(|m| m.loss),
             test_acc: test_metrics.map(|m| m.acc),
             seconds,
+            data_wait: std::mem::take(&mut self.data_wait),
         };
         if let Some(p) = &mut self.plateau {
             let watched = report.val.map_or(report.train_loss, |v| v.loss);

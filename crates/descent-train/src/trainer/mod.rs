@@ -60,6 +60,9 @@ pub struct EpochReport {
     pub test_acc: Option<f64>,
     /// Seconds spent training (evaluation excluded).
     pub seconds: f64,
+    /// Of those, seconds the engine waited for the background loader's next batch.
+    #[serde(default)]
+    pub data_wait: f64,
 }
 
 /// Why a run stopped.
@@ -271,10 +274,8 @@ pub struct Trainer {
     pool: Pool,
     ws: Workspace,
     eval_ws: Workspace,
-    x: Vec<f32>,
-    /// A batch's class targets, or (regression) its target values.
-    y: Vec<u32>,
-    yv: Vec<f32>,
+    /// Seconds the current epoch waited for batches.
+    data_wait: f64,
 }
 
 /// The memory evaluation batches may take for activations (their capacity is cut to fit).
@@ -332,7 +333,6 @@ impl Trainer {
             None => None,
         };
         let pool = Pool::new(cfg.threads)?;
-        let inputs = net.input_features();
         Ok(Self {
             pos: LoopState::default(),
             best_weights: None,
@@ -351,9 +351,7 @@ impl Trainer {
                 pool.threads(),
             ),
             pool,
-            x: vec![0.0; cfg.batch_size * inputs],
-            y: vec![0; cfg.batch_size],
-            yv: Vec::new(),
+            data_wait: 0.0,
             cfg: cfg.clone(),
             net,
             params,
@@ -430,21 +428,19 @@ impl Trainer {
                 &self.pool,
             )?);
         }
-        // Windows of a text have no contiguous rows: copy them in, a batch at a time.
+        // Windows of a text and streamed sets have no contiguous rows: copy them in, a batch
+        // at a time.
         let (f, p) = (data.features(), data.targets_per_example());
         let cap = self.eval_ws.capacity().max(1);
-        let (mut x, mut y) = (vec![0.0; cap * f], vec![0; cap * p]);
+        let mut batch = epoch::Batch::new(cap, f, p);
         let mut total = LossStats::default();
-        for start in (0..data.len()).step_by(cap) {
-            let rows = cap.min(data.len() - start);
-            for r in 0..rows {
-                x[r * f..(r + 1) * f].copy_from_slice(data.example(start + r));
-                y[r * p..(r + 1) * p].copy_from_slice(data.targets(start + r));
-            }
+        let order: Vec<u32> = (0..data.len() as u32).collect();
+        for idx in order.chunks(cap) {
+            batch.fill(data, idx);
             total.merge(self.net.evaluate(
                 &self.params,
-                &x[..rows * f],
-                Targets::Classes(&y[..rows * p]),
+                batch.x(),
+                batch.targets(data),
                 &self.cfg.loss,
                 &mut self.eval_ws,
                 &self.pool,
@@ -539,11 +535,6 @@ impl Trainer {
             });
         }
         let full_batch = self.cfg.full_batch();
-        let targets = self.cfg.batch_size * train.targets_per_example();
-        match train.is_regression() {
-            true => self.yv.resize(targets, 0.0),
-            false => self.y.resize(targets, 0),
-        }
         let mut loader = BatchLoader::new(
             train.len(),
             self.cfg.batch_size,

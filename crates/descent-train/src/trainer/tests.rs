@@ -318,6 +318,7 @@ fn an_interrupted_run_resumes_bit_identically_from_its_checkpoint() {
     assert_eq!(want.stop, got.stop);
     let strip = |r: &EpochReport| EpochReport {
         seconds: 0.0,
+        data_wait: 0.0,
         ..r.clone()
     };
     assert_eq!(

@@ -42,7 +42,12 @@ fn pixel_stats(images: &IdxArray) -> Normalize {
     for &b in &images.data {
         hist[b as usize] += 1;
     }
-    let n = images.data.len().max(1) as f64;
+    stats_of(&hist)
+}
+
+/// The mean and standard deviation, scaled to [0, 1], of pixels counted by value.
+fn stats_of(hist: &[u64; 256]) -> Normalize {
+    let n = hist.iter().sum::<u64>().max(1) as f64;
     let mean = hist
         .iter()
         .enumerate()
@@ -89,18 +94,26 @@ pub fn load(dir: &Path, o: &LoadOptions) -> Result<(Dataset, Dataset, DataMeta)>
             )
         })
     };
-    let tr_x = read_idx(&need(find(dir, &names, train, images)?, "train images")?)?;
+    let tr_x_path = need(find(dir, &names, train, images)?, "train images")?;
     let tr_y = read_idx(&need(find(dir, &names, train, labels)?, "train labels")?)?;
-    let te = match (
+    let te_paths = match (
         find(dir, &names, test, images)?,
         find(dir, &names, test, labels)?,
     ) {
-        (Some(x), Some(y)) => Some((read_idx(&x)?, read_idx(&y)?)),
+        (Some(x), Some(y)) => Some((x, y)),
         (None, None) => None,
         (Some(_), None) | (None, Some(_)) => bail!(
             "invalid --data idx:{}: it has test images or test labels but not both",
             dir.display()
         ),
+    };
+    if o.table.stream || too_big(&tr_x_path) {
+        return load_streamed(dir, &tr_x_path, tr_y, te_paths, o);
+    }
+    let tr_x = read_idx(&tr_x_path)?;
+    let te = match te_paths {
+        Some((x, y)) => Some((read_idx(&x)?, read_idx(&y)?)),
+        None => None,
     };
     if tr_x.dims.len() < 2 {
         bail!(
@@ -162,4 +175,107 @@ pub fn load(dir: &Path, o: &LoadOptions) -> Result<(Dataset, Dataset, DataMeta)>
         ..Default::default()
     };
     Ok((train_set, test_set, meta))
+}
+
+/// Whether the images of a raw IDX file would take more than half of the available memory as
+/// f32 values (Linux's MemAvailable; never elsewhere).
+fn too_big(images: &Path) -> bool {
+    let Ok(meta) = std::fs::metadata(images) else {
+        return false;
+    };
+    let gz = std::fs::File::open(images)
+        .and_then(|mut f| {
+            let mut h = [0u8; 2];
+            std::io::Read::read_exact(&mut f, &mut h).map(|_| h == [0x1f, 0x8b])
+        })
+        .unwrap_or(true);
+    let available = std::fs::read_to_string("/proc/meminfo").ok().and_then(|t| {
+        t.lines()
+            .find(|l| l.starts_with("MemAvailable:"))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|kb| kb.parse::<u64>().ok())
+            .map(|kb| kb * 1024)
+    });
+    !gz && available.is_some_and(|a| meta.len().saturating_mul(4) > a / 2)
+}
+
+/// The mean and std of the pixels of a raw IDX file, read in chunks.
+fn streamed_stats(path: &Path) -> Result<Normalize> {
+    use std::io::Read;
+    let mut f = std::io::BufReader::with_capacity(1 << 20, std::fs::File::open(path)?);
+    let mut head = [0u8; 4];
+    f.read_exact(&mut head)?;
+    let mut dims = vec![0u8; 4 * head[3] as usize];
+    f.read_exact(&mut dims)?;
+    let mut hist = [0u64; 256];
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = f.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        for &b in &buf[..n] {
+            hist[b as usize] += 1;
+        }
+    }
+    Ok(stats_of(&hist))
+}
+
+/// Training images read from their file as batches need them; the test images too.
+fn load_streamed(
+    dir: &Path,
+    images: &Path,
+    labels: IdxArray,
+    test: Option<(PathBuf, PathBuf)>,
+    o: &LoadOptions,
+) -> Result<(Dataset, Dataset, DataMeta)> {
+    let name = format!("idx:{}", dir.display());
+    let test_labels = match &test {
+        Some((_, y)) => Some(read_idx(y)?),
+        None => None,
+    };
+    let classes = labels
+        .data
+        .iter()
+        .chain(test_labels.iter().flat_map(|y| y.data.iter()))
+        .max()
+        .map_or(0, |&m| m as usize + 1);
+    if classes < 2 {
+        bail!("invalid --data {name}: its labels hold one class; a classifier needs two or more");
+    }
+    let norm = match o.table.normalize()? {
+        super::table::NormalizeArg::Auto => streamed_stats(images)
+            .map_err(|e| anyhow!("invalid --data {name}: reading {}: {e}", images.display()))?,
+        _ => o.table.pixel_norm(Normalize::default())?,
+    };
+    let as_u32 = |a: &IdxArray| a.data.iter().map(|&l| u32::from(l)).collect::<Vec<_>>();
+    let mut train = Dataset::streamed_idx(images, as_u32(&labels), norm, classes)
+        .map_err(|e| anyhow!("invalid --data {name}: {e}"))?;
+    let test_split = test.is_none().then_some(o.table.test_split);
+    let test = match (&test, &test_labels) {
+        (Some((x, _)), Some(y)) => Dataset::streamed_idx(x, as_u32(y), norm, classes)
+            .map_err(|e| anyhow!("invalid --data {name}: {e}"))?,
+        _ => super::split_test(&mut train, o.table.test_split, &name)?,
+    };
+    if !o.quiet {
+        eprintln!(
+            "IDX files in {} streamed from {}: {} training and {} test examples of {:?}, \
+             {classes} classes, pixels normalized with mean {:.4} std {:.4}",
+            dir.display(),
+            images.display(),
+            train.len(),
+            test.len(),
+            train.shape(),
+            norm.mean,
+            norm.std
+        );
+    }
+    let meta = DataMeta {
+        source: name,
+        pixels: Some(norm),
+        test_split,
+        classes: (0..classes).map(|c| c.to_string()).collect(),
+        ..Default::default()
+    };
+    Ok((train, test, meta))
 }

@@ -75,6 +75,11 @@ pub struct SourceArgs {
     /// picture is grey).
     #[arg(long, value_name = "N", help_heading = "Data")]
     pub channels: Option<usize>,
+    /// idx:DIR: read the training images from the file as batches need them instead of
+    /// loading them (raw IDX files; the default when they would take more than half of the
+    /// available memory).
+    #[arg(long, help_heading = "Data")]
+    pub stream: bool,
     /// Normalization: auto (images: the set's training mean and std, fitted on idx:DIR's
     /// training images; tables: each column standardized with its training mean and std),
     /// none, or MEAN,STD for images' pixels scaled to [0, 1] (e.g. 0.1307,0.3081).
@@ -99,6 +104,7 @@ impl Default for SourceArgs {
             test_data: None,
             image_size: None,
             channels: None,
+            stream: false,
             normalize: "auto".into(),
         }
     }
