@@ -324,6 +324,9 @@ pub struct OptimizersArgs {
 pub enum DataCommand {
     /// Download a data set into the cache and verify its checksums.
     Fetch(FetchArgs),
+    /// What a source holds: counts per class, shapes, value ranges, a table's columns, and a
+    /// PNG grid of sample pictures for image sets.
+    Show(crate::data::ShowArgs),
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]

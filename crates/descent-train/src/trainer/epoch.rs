@@ -62,9 +62,10 @@ impl Batch {
         }
     }
 
-    /// [`Batch::fill`] with the rows copied by `pool`'s threads (a set in memory).
+    /// [`Batch::fill`] with the rows copied by `pool`'s threads when they are many (a set in
+    /// memory).
     fn fill_on(&mut self, data: &Dataset, idx: &[u32], pool: &Pool) {
-        if data.is_streamed() {
+        if data.is_streamed() || idx.len() * self.features < 16 << 10 {
             return self.fill(data, idx);
         }
         let f = self.features;

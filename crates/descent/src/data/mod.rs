@@ -5,6 +5,7 @@
 mod arrays;
 mod folder;
 mod idx_dir;
+mod show;
 mod table;
 mod text;
 
@@ -20,6 +21,7 @@ use serde::{Deserialize, Serialize};
 use crate::cli::{DatasetName, FetchArgs};
 use crate::progress::FetchBar;
 
+pub use show::{run as show, ShowArgs};
 pub use table::{apply, rows_dataset, table_rows, test_rows, SourceArgs, TaskArg};
 pub use text::{epochs_for_steps, read_text, text_run, text_windows};
 
