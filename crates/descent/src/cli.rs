@@ -326,7 +326,7 @@ pub enum DataCommand {
     Fetch(FetchArgs),
     /// What a source holds: counts per class, shapes, value ranges, a table's columns, and a
     /// PNG grid of sample pictures for image sets.
-    Show(crate::data::ShowArgs),
+    Show(Box<crate::data::ShowArgs>),
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]

@@ -97,7 +97,7 @@ fn main() {
     let result = match cli.command {
         cli::Command::Train(args) => train::run(*args),
         cli::Command::Data(cli::DataCommand::Fetch(args)) => data::fetch(args),
-        cli::Command::Data(cli::DataCommand::Show(args)) => data::show(args),
+        cli::Command::Data(cli::DataCommand::Show(args)) => data::show(*args),
         cli::Command::Eval(args) => eval::run(args),
         cli::Command::Generate(args) => generate::run(args),
         cli::Command::Predict(args) => predict::run(args),
