@@ -17,6 +17,7 @@
 //! The IDX format is described on Yann LeCun's MNIST page; the mirrors and checksums are the
 //! ones torchvision's `datasets.MNIST` uses.
 
+mod augment;
 mod dataset;
 mod error;
 mod fetch;
@@ -29,6 +30,7 @@ mod table;
 mod text;
 mod transform;
 
+pub use augment::Augment;
 pub use dataset::{Dataset, Normalize};
 pub use error::DataError;
 pub use fetch::{

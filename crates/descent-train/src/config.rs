@@ -74,6 +74,9 @@ pub struct TrainConfig {
     /// Mixed precision: matrix products take bf16 inputs and sum in f32 (see
     /// `descent_nn::Model::set_precision`); weights, gradients and optimizer state stay f32.
     pub bf16: bool,
+    /// Augmentation of the training pictures (none by default); evaluation sees them as they
+    /// are.
+    pub augment: Option<descent_data::Augment>,
 }
 
 impl Default for TrainConfig {
@@ -106,6 +109,7 @@ impl Default for TrainConfig {
             eval_every: None,
             recompute: false,
             bf16: false,
+            augment: None,
         }
     }
 }

@@ -650,6 +650,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
     };
     let model = crate::models::build(&spec)?;
     config(&args, MNIST_TRAIN, &model)?; // every setting, before any fetch
+    crate::data::augment(&args.table, None, 1)?;
     if args.checkpoint_every == 0 {
         bail!("invalid --checkpoint-every 0: write a checkpoint every 1 or more epochs");
     }
@@ -702,6 +703,16 @@ pub fn run(args: TrainArgs) -> Result<()> {
     };
     crate::models::fits(&spec, train.shape(), train.outputs())?;
     let mut cfg = config(&args, train.len(), &model)?;
+    if args.table.augment.is_some() {
+        if train.shape().len() != 3 {
+            bail!(
+                "invalid --augment: it transforms pictures; the examples of {} have shape {:?}",
+                source.name(),
+                train.shape()
+            );
+        }
+        cfg.augment = crate::data::augment(&args.table, data_meta.as_ref(), train.shape()[0])?;
+    }
     if vocab.is_some() {
         // The validation windows are the text's only held-out set: evaluated after each
         // epoch (and every --eval-every steps), not a second time as a test set.

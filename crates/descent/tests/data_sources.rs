@@ -106,6 +106,13 @@ fn a_classification_table_trains_evaluates_and_predicts_label_names() {
     );
     let acc = value_after(&train, "test_acc");
     assert!(acc > 90.0, "{train}");
+    let show = ok(&["data", "show", &data]);
+    assert!(
+        show.contains("320 training and 80 test examples of shape [3], 2 classes")
+            && show.contains("f0 ")
+            && show.contains("0 big"),
+        "{show}"
+    );
     // eval reads the same held-out rows and standardizes them with the recorded statistics.
     let eval = ok(&["eval", w.to_str().unwrap()]);
     assert_eq!(value_after(&eval, "test_acc"), acc, "{eval}");

@@ -3,7 +3,7 @@
 
 use std::sync::atomic::Ordering;
 
-use descent_data::{BatchLoader, Dataset};
+use descent_data::{Augment, BatchLoader, Dataset};
 use descent_nn::{LossStats, Targets};
 use descent_optim::{clip_grad_norm_on, clip_grad_value, grad_norm_on, schedule::Schedule};
 use std::time::Instant;
@@ -15,6 +15,13 @@ use crate::TrainError;
 
 /// How many batches the background loader prepares ahead of the engine.
 const PREFETCH: usize = 2;
+
+/// The augmentation of an epoch's training batches.
+struct Augmenting {
+    augment: Augment,
+    seed: u64,
+    epoch: u64,
+}
 
 /// One batch's inputs and targets (class indices, or values for a regression).
 pub(super) struct Batch {
@@ -47,6 +54,16 @@ impl Batch {
         self.rows = idx.len();
         data.fill_rows(idx, &mut self.x);
         self.fill_targets(data, idx);
+    }
+
+    /// Augments the pictures filled: example `idx[k]`'s draw depends on the seed, the epoch
+    /// and its index only.
+    fn augment(&mut self, aug: &Augmenting, shape: &[usize], idx: &[u32]) {
+        let mut scratch = Vec::new();
+        for (row, &i) in self.x.chunks_exact_mut(self.features).zip(idx) {
+            let mut rng = Augment::rng(aug.seed, aug.epoch, i as u64);
+            aug.augment.apply(row, shape, &mut rng, &mut scratch);
+        }
     }
 
     fn fill_targets(&mut self, data: &Dataset, idx: &[u32]) {
@@ -199,6 +216,12 @@ impl Trainer {
         // loader thread takes more from it than the copy costs (measured in docs/data.md).
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         let background = train.is_streamed() || self.pool.threads() < cores;
+        let aug = self.cfg.augment.clone().map(|augment| Augmenting {
+            augment,
+            seed: self.cfg.seed,
+            epoch: epoch as u64,
+        });
+        let (aug, shape) = (aug.as_ref(), train.shape());
         std::thread::scope(|s| -> Result<Batches, TrainError> {
             let (ready_tx, ready) = std::sync::mpsc::sync_channel::<Batch>(PREFETCH);
             let (used, used_rx) = std::sync::mpsc::channel::<Batch>();
@@ -245,6 +268,9 @@ impl Trainer {
                     Some(mut batch) => {
                         batch.b = b;
                         batch.fill_on(train, loader.indices(b), &self.pool);
+                        if let Some(a) = aug {
+                            batch.augment(a, shape, loader.indices(b));
+                        }
                         batch
                     }
                     None => ready.recv().expect("the loader thread fills every batch"),

@@ -513,6 +513,13 @@ impl Trainer {
     ) -> Result<RunSummary, TrainError> {
         self.check_data(train, "training")?;
         self.check_data(test, "test")?;
+        if let Some(a) = &self.cfg.augment {
+            a.check(train.shape()).map_err(|e| TrainError::Setting {
+                name: "augment".into(),
+                value: String::new(),
+                why: e.to_string(),
+            })?;
+        }
         if let Some(v) = val {
             self.check_data(v, "validation")?;
         }

@@ -22,7 +22,7 @@ use crate::cli::{DatasetName, FetchArgs};
 use crate::progress::FetchBar;
 
 pub use show::{run as show, ShowArgs};
-pub use table::{apply, rows_dataset, table_rows, test_rows, SourceArgs, TaskArg};
+pub use table::{apply, augment, rows_dataset, table_rows, test_rows, SourceArgs, TaskArg};
 pub use text::{epochs_for_steps, read_text, text_run, text_windows};
 
 /// The key of a weights file's metadata that holds its [`DataMeta`].

@@ -6,7 +6,7 @@ use std::path::Path;
 use anyhow::{anyhow, bail, Result};
 use clap::{Args, ValueEnum};
 use descent_data::{
-    read_csv, read_csv_rows, CsvOptions, Dataset, MeanImpute, Na, Normalize, Per, Rows,
+    read_csv, read_csv_rows, Augment, CsvOptions, Dataset, MeanImpute, Na, Normalize, Per, Rows,
     Standardize, Task,
 };
 
@@ -80,6 +80,13 @@ pub struct SourceArgs {
     /// available memory).
     #[arg(long, help_heading = "Data")]
     pub stream: bool,
+    /// Augment the training pictures (off by default; evaluation sees them as they are):
+    /// comma-separated crop:P (pad by P pixels and crop back at a random place: random shifts
+    /// of up to P), flip (mirror left-right half the time), rotate:DEG (by up to DEG degrees),
+    /// e.g. crop:4,flip. Seeded: each picture's draw depends on --seed, the epoch and the
+    /// picture.
+    #[arg(long, value_name = "LIST", help_heading = "Data")]
+    pub augment: Option<String>,
     /// Normalization: auto (images: the set's training mean and std, fitted on idx:DIR's
     /// training images; tables: each column standardized with its training mean and std),
     /// none, or MEAN,STD for images' pixels scaled to [0, 1] (e.g. 0.1307,0.3081).
@@ -105,6 +112,7 @@ impl Default for SourceArgs {
             image_size: None,
             channels: None,
             stream: false,
+            augment: None,
             normalize: "auto".into(),
         }
     }
@@ -425,4 +433,53 @@ pub fn rows_dataset(meta: &DataMeta, rows: Rows) -> Result<Option<Dataset>> {
             Some(Dataset::regression(&shape, rows.x, y, 1, missing)?)
         }
     })
+}
+
+/// `--augment`, parsed, with the fill of a black pixel of each channel as `meta`'s
+/// normalization makes it (0 before any was fitted).
+pub fn augment(
+    t: &SourceArgs,
+    meta: Option<&DataMeta>,
+    channels: usize,
+) -> Result<Option<Augment>> {
+    let Some(list) = &t.augment else {
+        return Ok(None);
+    };
+    let mut a = Augment::default();
+    let bad = |part: &str, why: &str| {
+        anyhow!("invalid --augment {list}: `{part}` {why}; give e.g. crop:4,flip,rotate:10")
+    };
+    for part in list.split(',').map(str::trim) {
+        match part.split_once(':') {
+            Some(("crop", p)) => {
+                a.crop_pad = p
+                    .parse()
+                    .map_err(|_| bad(part, "needs a whole number of pixels"))?
+            }
+            Some(("rotate", d)) => {
+                a.rotate = d.parse().map_err(|_| bad(part, "needs degrees"))?;
+                if !(a.rotate.is_finite() && (0.0..=180.0).contains(&a.rotate)) {
+                    return Err(bad(part, "needs 0 to 180 degrees"));
+                }
+            }
+            None if part == "flip" => a.flip = true,
+            _ => return Err(bad(part, "is not crop:P, flip or rotate:DEG")),
+        }
+    }
+    a.fill = (0..channels)
+        .map(|c| match meta {
+            Some(DataMeta {
+                pixels: Some(p), ..
+            }) => (0.0 - p.mean) / p.std,
+            Some(DataMeta {
+                standardize: Some(s),
+                ..
+            }) => {
+                let k = c.min(s.mean.len().saturating_sub(1));
+                (0.0 - s.mean[k]) / s.std[k]
+            }
+            _ => 0.0,
+        })
+        .collect();
+    Ok(Some(a))
 }
