@@ -500,7 +500,11 @@ fn from_deb(
         format!("cannot run `{apt}` ({e}); on Debian or Ubuntu it comes with apt, elsewhere use --data-dir with the files")
     })?;
     if !out.status.success() {
-        return Err(failure(&format!("{apt} download {name}"), &out));
+        let mut why = failure(&format!("{apt} download {name}"), &out);
+        if String::from_utf8_lossy(&out.stderr).contains("Unable to locate package") {
+            why += " (the package lists may be empty: run `apt-get update` first)";
+        }
+        return Err(why);
     }
     let deb = written(work.path(), "deb", "apt-get download")?;
     progress.message(&format!("unpacking {}", deb.display()));
