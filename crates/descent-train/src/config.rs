@@ -77,6 +77,24 @@ pub struct TrainConfig {
     /// Augmentation of the training pictures (none by default); evaluation sees them as they
     /// are.
     pub augment: Option<descent_data::Augment>,
+    /// Who prepares the training batches.
+    pub loader: Loader,
+}
+
+/// Who prepares the training batches: a background thread while the engine computes, or the
+/// engine's own threads between steps.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Loader {
+    /// A background thread for a streamed set or when a core is left over for it; the
+    /// engine's threads otherwise (on a machine whose every core runs the engine, a loader
+    /// thread takes more from it than copying a batch costs: docs/data.md).
+    #[default]
+    Auto,
+    /// Always a background thread (at most 3 batches ahead).
+    Background,
+    /// Always the engine's threads.
+    Inline,
 }
 
 impl Default for TrainConfig {
@@ -110,6 +128,7 @@ impl Default for TrainConfig {
             recompute: false,
             bf16: false,
             augment: None,
+            loader: Loader::Auto,
         }
     }
 }

@@ -26,7 +26,7 @@ mod config;
 pub mod run_dir;
 mod trainer;
 
-pub use config::{EarlyStop, Monitor, TrainConfig};
+pub use config::{EarlyStop, Loader, Monitor, TrainConfig};
 pub use run_dir::{MetricsLog, RunDir};
 pub use trainer::{
     EpochReport, Event, Memory, Metrics, OnPool, RunSummary, StopReason, Trainer, EVAL_BYTES,

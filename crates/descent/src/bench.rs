@@ -430,6 +430,7 @@ fn epoch(args: &BenchArgs) -> Result<()> {
             true => Loss::Mse,
             false => Loss::default(),
         },
+        loader: args.loader.into(),
         ..TrainConfig::default()
     };
     let margs = crate::models::ModelArgs {

@@ -320,6 +320,31 @@ pub struct OptimizersArgs {
     pub name: Option<String>,
 }
 
+/// `--loader`.
+#[derive(
+    ValueEnum, Clone, Copy, Debug, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "kebab-case")]
+pub enum LoaderArg {
+    /// A background thread for a streamed set or when a core is left over.
+    #[default]
+    Auto,
+    /// Always a background thread.
+    Background,
+    /// Always the engine's threads.
+    Inline,
+}
+
+impl From<LoaderArg> for descent_train::Loader {
+    fn from(a: LoaderArg) -> Self {
+        match a {
+            LoaderArg::Auto => Self::Auto,
+            LoaderArg::Background => Self::Background,
+            LoaderArg::Inline => Self::Inline,
+        }
+    }
+}
+
 #[derive(Subcommand, Debug)]
 pub enum DataCommand {
     /// Download a data set into the cache and verify its checksums.
@@ -629,6 +654,11 @@ pub struct TrainArgs {
     /// third more compute; the same weights).
     #[arg(long, help_heading = "Model")]
     pub recompute: bool,
+    /// Who prepares the training batches: a background thread while the engine computes, the
+    /// engine's own threads, or auto (the thread for a streamed set or when a core is left
+    /// over).
+    #[arg(long, value_enum, default_value = "auto", help_heading = "Data")]
+    pub loader: LoaderArg,
     /// Mixed precision: the linear layers' matrix products (forward and both gradients) take
     /// bf16 inputs and sum in f32; weights, gradients, activations and the optimizer's state
     /// stay f32. Native with AVX512-BF16, emulated (slower) on other CPUs.
@@ -914,6 +944,9 @@ pub struct BenchArgs {
     /// epoch: the data (mnist, the default, or any training source but text:FILE).
     #[arg(long, value_name = "SOURCE")]
     pub data: Option<String>,
+    /// epoch: who prepares the batches (see `descent train --loader`).
+    #[arg(long, value_enum, default_value = "auto")]
+    pub loader: LoaderArg,
     #[command(flatten)]
     pub source: crate::data::SourceArgs,
 }

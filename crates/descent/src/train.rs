@@ -462,6 +462,7 @@ pub fn config(args: &TrainArgs, train_len: usize, model: &Model) -> Result<Train
         grad_accum: args.grad_accum,
         eval_every: args.eval_every,
         recompute: args.recompute,
+        loader: args.loader.into(),
         bf16: args.bf16,
         ..TrainConfig::default()
     };

@@ -117,6 +117,23 @@ fn a_classification_table_trains_evaluates_and_predicts_label_names() {
     let eval = ok(&["eval", w.to_str().unwrap()]);
     assert_eq!(value_after(&eval, "test_acc"), acc, "{eval}");
     assert!(eval.contains("big") && eval.contains("small"), "{eval}");
+    // Optimizers race on the table too; a regression has no accuracy to rank by.
+    let out = dir.path().join("race");
+    let race = ok(&[
+        "compare",
+        "--data",
+        &data,
+        "--optimizers",
+        "sgd,adam",
+        "--epochs",
+        "1",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(
+        race.contains("adam") && out.join("compare.csv").exists(),
+        "{race}"
+    );
     // New rows, columns in another order, no target: predictions by name.
     let new = write(
         dir.path(),

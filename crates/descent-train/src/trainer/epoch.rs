@@ -215,7 +215,11 @@ impl Trainer {
         // threads copy each batch in place: on a machine whose every core runs the engine, a
         // loader thread takes more from it than the copy costs (measured in docs/data.md).
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let background = train.is_streamed() || self.pool.threads() < cores;
+        let background = match self.cfg.loader {
+            crate::Loader::Auto => train.is_streamed() || self.pool.threads() < cores,
+            crate::Loader::Background => true,
+            crate::Loader::Inline => false,
+        };
         let aug = self.cfg.augment.clone().map(|augment| Augmenting {
             augment,
             seed: self.cfg.seed,

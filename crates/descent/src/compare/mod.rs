@@ -8,7 +8,6 @@ mod text;
 use std::fmt::Write as _;
 
 use anyhow::{anyhow, bail, Context, Result};
-use descent_data::Normalize;
 use descent_nn::Model;
 use descent_optim::{HyperValue, OptimizerConfig};
 use descent_train::checkpoint::write_atomic;
@@ -217,7 +216,10 @@ pub fn run(args: CompareArgs) -> Result<()> {
     if args.epochs == 0 {
         bail!("invalid --epochs 0: train for at least 1 epoch");
     }
-    let text = crate::data::text_source(args.data.as_deref(), "compare")?;
+    let text = match crate::data::DataSource::parse(args.data.as_deref())? {
+        crate::data::DataSource::Text(p) => Some(p),
+        _ => None,
+    };
     if text.is_none() {
         // Checked now, before any work; counted again once the data is loaded.
         crate::train::val_split_count(args.val_split, crate::train::MNIST_TRAIN)?;
@@ -268,22 +270,36 @@ fn mnist(
     if base.model.as_deref() == Some("gpt") {
         bail!("invalid --model gpt: it is a language model; give it a text with --data text:FILE");
     }
-    let (mut data, _) = crate::data::mnist(
-        args.data_dir.as_deref(),
-        args.no_fetch,
-        Normalize::default(),
-        false,
+    // Any source of classes: MNIST, Fashion-MNIST, IDX files, a table, arrays, pictures.
+    let source = crate::data::DataSource::parse(base.data.as_deref())?;
+    let val_of = |n: usize| crate::train::val_split_count(args.val_split, n);
+    let data = crate::data::load_train(
+        &source,
+        &crate::data::LoadOptions {
+            data_dir: args.data_dir.as_deref(),
+            no_fetch: args.no_fetch,
+            quiet: false,
+            val_count: &val_of,
+            seed: args.seed,
+            table: &base.table,
+        },
     )?;
-    let all = data.train.len();
-    let n_val = crate::train::val_split_count(args.val_split, all)?;
-    let val = data.train.split_off_random(n_val, args.seed)?;
+    if data.train.is_regression() {
+        bail!(
+            "invalid --data {}: compare ranks optimizers by validation accuracy, and a \
+             regression has none; race them with `descent tune` or one `descent train` each",
+            source.name()
+        );
+    }
+    let val = data.val.expect("compare holds out a validation set");
+    let all = data.train.len() + val.len();
     create_out(args)?;
     // `--jobs` runs at a time, the threads shared among them; each run's result does not
     // depend on how many run beside it.
     let (jobs, threads) = threads_per_run(args, configs.len());
     let mut base = base.clone();
     base.val_split = Some(args.val_split);
-    let spec = crate::train::model_spec(&base)?;
+    let spec = crate::train::model_spec_for(&base, data.train.shape(), data.train.outputs())?;
     let model_name = crate::models::describe(base.model.as_deref(), &crate::models::build(&spec)?);
     let train_one = |name: &str, optimizer: OptimizerConfig| -> Result<Outcome> {
         let model = crate::models::build(&spec)?;
