@@ -703,7 +703,14 @@ pub fn run(args: TrainArgs) -> Result<()> {
         }
     };
     crate::models::fits(&spec, train.shape(), train.outputs())?;
-    let mut cfg = config(&args, train.len(), &model)?;
+    // The schedule is sized from the training set before the validation split (`config`
+    // holds the split out itself); a text's validation windows are not taken from training.
+    let before_split = train.len()
+        + val
+            .as_ref()
+            .filter(|_| vocab.is_none())
+            .map_or(0, |v| v.len());
+    let mut cfg = config(&args, before_split, &model)?;
     if args.table.augment.is_some() {
         if train.shape().len() != 3 {
             bail!(

@@ -220,6 +220,44 @@ fn a_regression_table_trains_on_mse_and_predicts_values() {
 }
 
 #[test]
+fn a_schedule_spans_the_run_when_validation_rows_are_held_out() {
+    // 400 rows: 80 test, then half of the 320 held out for validation: 160 training rows,
+    // 3 batches of 64 an epoch. A cosine schedule spans the 6 steps: the last one runs at
+    // lr(5) = 0.01 (1 + cos(5 pi / 6)) / 2 (a schedule sized for fewer steps would have
+    // turned back up by then).
+    let dir = tempfile::tempdir().unwrap();
+    let csv = write(dir.path(), "t.csv", &classes_table(400, 4));
+    let run = dir.path().join("run");
+    ok(&[
+        "train",
+        "--data",
+        &format!("csv:{}", csv.display()),
+        "--val-split",
+        "0.5",
+        "--schedule",
+        "cosine",
+        "--epochs",
+        "2",
+        "--run-dir",
+        run.to_str().unwrap(),
+        "--quiet",
+    ]);
+    let metrics = std::fs::read_to_string(run.join("metrics.jsonl")).unwrap();
+    let last = metrics
+        .lines()
+        .filter(|l| l.contains("\"epoch\":2") && l.contains("\"lr\""))
+        .last()
+        .unwrap();
+    let lr = value_after(last, "\"lr\":");
+    let want = 0.01 * (1.0 + (5.0 * std::f64::consts::PI / 6.0).cos()) / 2.0;
+    assert!(
+        (lr - want).abs() < 1e-7,
+        "the schedule does not span the run: {last}"
+    );
+    assert!(last.contains("\"steps\":6"), "{last}");
+}
+
+#[test]
 fn missing_cells_are_refused_dropped_or_filled_from_the_training_rows() {
     let dir = tempfile::tempdir().unwrap();
     let mut body = classes_table(200, 3);
