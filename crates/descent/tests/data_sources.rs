@@ -245,8 +245,7 @@ fn a_schedule_spans_the_run_when_validation_rows_are_held_out() {
     let metrics = std::fs::read_to_string(run.join("metrics.jsonl")).unwrap();
     let last = metrics
         .lines()
-        .filter(|l| l.contains("\"epoch\":2") && l.contains("\"lr\""))
-        .last()
+        .rfind(|l| l.contains("\"epoch\":2") && l.contains("\"lr\""))
         .unwrap();
     let lr = value_after(last, "\"lr\":");
     let want = 0.01 * (1.0 + (5.0 * std::f64::consts::PI / 6.0).cos()) / 2.0;
