@@ -74,6 +74,18 @@ pub struct Decoded {
     pub size: (u32, u32),
 }
 
+/// A picture's reader, its format found from its bytes.
+fn reader(path: &Path) -> Result<image::ImageReader<std::io::BufReader<std::fs::File>>, DataError> {
+    image::ImageReader::open(path)
+        .map_err(DataError::io("reading", path))?
+        .with_guessed_format()
+        .map_err(DataError::io("reading", path))
+}
+
+fn unreadable(path: &Path, e: image::ImageError) -> DataError {
+    err(path, format!("is not a readable PNG or JPEG picture ({e})"))
+}
+
 /// Decodes one picture into `channels x height x width` values in [0, 1], resized to `size`
 /// `(height, width)` when given.
 pub fn decode_image(
@@ -81,12 +93,7 @@ pub fn decode_image(
     channels: usize,
     size: Option<(u32, u32)>,
 ) -> Result<Decoded, DataError> {
-    let img = image::ImageReader::open(path)
-        .map_err(DataError::io("reading", path))?
-        .with_guessed_format()
-        .map_err(DataError::io("reading", path))?
-        .decode()
-        .map_err(|e| err(path, format!("is not a readable PNG or JPEG picture ({e})")))?;
+    let img = reader(path)?.decode().map_err(|e| unreadable(path, e))?;
     let own = (img.height(), img.width());
     let img = match size {
         Some((h, w)) if (h, w) != own => {
@@ -117,15 +124,13 @@ pub fn decode_image(
     })
 }
 
-/// Whether a picture is grey, from its header and colour type (decodes it).
+/// Whether a picture is grey, from its header's colour type (its pixels are not decoded).
 fn probe_grey(path: &Path) -> Result<bool, DataError> {
-    let img = image::ImageReader::open(path)
-        .map_err(DataError::io("reading", path))?
-        .with_guessed_format()
-        .map_err(DataError::io("reading", path))?
-        .decode()
-        .map_err(|e| err(path, format!("is not a readable PNG or JPEG picture ({e})")))?;
-    Ok(!img.color().has_color())
+    use image::ImageDecoder;
+    let decoder = reader(path)?
+        .into_decoder()
+        .map_err(|e| unreadable(path, e))?;
+    Ok(!decoder.color_type().has_color())
 }
 
 /// Reads `dir`: each sub-folder is a class holding its PNG and JPEG pictures.

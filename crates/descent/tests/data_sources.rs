@@ -330,16 +330,7 @@ fn bad_tables_and_arrays_are_refused_with_the_file_and_place() {
     }
     // NumPy: mismatched lengths, a file that is not NumPy, a missing array in an archive.
     let npy = |name: &str, descr: &str, shape: &str, data: &[u8]| {
-        let mut header =
-            format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': {shape}, }}");
-        while (11 + header.len()) % 64 != 0 {
-            header.push(' ');
-        }
-        header.push('\n');
-        let mut out = b"\x93NUMPY\x01\x00".to_vec();
-        out.extend((header.len() as u16).to_le_bytes());
-        out.extend(header.as_bytes());
-        out.extend(data);
+        let out = npy_bytes(descr, shape, data);
         let p = d.join(name);
         std::fs::write(&p, out).unwrap();
         p.display().to_string()
@@ -389,6 +380,20 @@ fn bad_tables_and_arrays_are_refused_with_the_file_and_place() {
         &["train", "--data", "npy:only-one.npy", "--epochs", "1"],
         &["npy:X.npy,Y.npy"],
     );
+}
+
+/// A NumPy .npy file (version 1, C order) of `descr` and `shape` (`(3, 2)`) holding `data`.
+fn npy_bytes(descr: &str, shape: &str, data: &[u8]) -> Vec<u8> {
+    let mut header = format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': {shape}, }}");
+    while (11 + header.len()) % 64 != 0 {
+        header.push(' ');
+    }
+    header.push('\n');
+    let mut out = b"\x93NUMPY\x01\x00".to_vec();
+    out.extend((header.len() as u16).to_le_bytes());
+    out.extend(header.as_bytes());
+    out.extend(data);
+    out
 }
 
 /// An IDX file of unsigned bytes.
@@ -466,24 +471,12 @@ fn arrays_and_idx_directories_train_and_evaluate_the_same_test_examples() {
         &["invalid --data idx:"],
     );
     // The same pixels as NumPy arrays: bytes are pixels, labels int64.
-    let mut x = b"\x93NUMPY\x01\x00".to_vec();
-    let mut header = format!("{{'descr': '|u1', 'fortran_order': False, 'shape': ({n}, 4, 4), }}");
-    while (11 + header.len()) % 64 != 0 {
-        header.push(' ');
-    }
-    header.push('\n');
-    x.extend((header.len() as u16).to_le_bytes());
-    x.extend(header.as_bytes());
-    x.extend(&px);
-    let mut y = b"\x93NUMPY\x01\x00".to_vec();
-    let mut header = format!("{{'descr': '<i8', 'fortran_order': False, 'shape': ({n},), }}");
-    while (11 + header.len()) % 64 != 0 {
-        header.push(' ');
-    }
-    header.push('\n');
-    y.extend((header.len() as u16).to_le_bytes());
-    y.extend(header.as_bytes());
-    y.extend(labels.iter().flat_map(|&l| (l as i64).to_le_bytes()));
+    let x = npy_bytes("|u1", &format!("({n}, 4, 4)"), &px);
+    let ys: Vec<u8> = labels
+        .iter()
+        .flat_map(|&l| (l as i64).to_le_bytes())
+        .collect();
+    let y = npy_bytes("<i8", &format!("({n},)"), &ys);
     let (xp, yp) = (dir.path().join("x.npy"), dir.path().join("y.npy"));
     std::fs::write(&xp, x).unwrap();
     std::fs::write(&yp, y).unwrap();
