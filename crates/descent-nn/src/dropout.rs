@@ -232,6 +232,47 @@ mod tests {
         y
     }
 
+    /// Masks are independent: two entries at any of the offsets that the streams' layout
+    /// could tie together (neighbours, the 8 lanes, 16-entry blocks, chunks, the next picture
+    /// of a CNN's first dropout) are both dropped with probability p² (within 4 standard
+    /// deviations), and so are the same entry at two steps (the trainer's step seeds) and in two
+    /// layers of one step (the chain's layer seeds).
+    #[test]
+    fn masks_are_independent_across_entries_steps_and_layers() {
+        let p = 0.25f64;
+        let layer = Dropout::new(p as f32, false, vec![64, 12, 12]);
+        let step_seed = |step: u64| 7 ^ step.wrapping_mul(0xD1B5_4A32_D192_ED03);
+        let both = |a: &[f32], b: &[f32]| {
+            let n = a.len().min(b.len());
+            let k = a[..n]
+                .iter()
+                .zip(&b[..n])
+                .filter(|(x, y)| **x == 0.0 && **y == 0.0);
+            (k.count() as f64 / n as f64, n)
+        };
+        let check = |what: &str, (rate, n): (f64, usize)| {
+            let sd = (p * p * (1.0 - p * p) / n as f64).sqrt();
+            assert!(
+                (rate - p * p).abs() < 4.0 * sd,
+                "{what}: {rate} against {}",
+                p * p
+            );
+        };
+        let y = run(&layer, 16, 2, step_seed(1));
+        for offset in [1, 7, 8, 15, 16, 4096, 9216] {
+            check(&format!("offset {offset}"), both(&y, &y[offset..]));
+        }
+        for step in [2, 3, 9, 100] {
+            let other = run(&layer, 16, 2, step_seed(step));
+            check(&format!("steps 1 and {step}"), both(&y, &other));
+        }
+        for (i, j) in [(5, 9), (1, 2)] {
+            let a = run(&layer, 16, 2, mix_seed(step_seed(1), i));
+            let b = run(&layer, 16, 2, mix_seed(step_seed(1), j));
+            check(&format!("layers {i} and {j}"), both(&a, &b));
+        }
+    }
+
     /// The drop rate is p (within 3 standard deviations), kept values are scaled by
     /// 1 / (1 - p), the masks do not depend on the thread count and change with the seed,
     /// and Dropout2d drops whole channels.

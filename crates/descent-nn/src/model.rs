@@ -43,6 +43,13 @@ impl Workspace {
         }
     }
 
+    /// The values [`Workspace::new`] would allocate for these arguments, without allocating.
+    pub fn values_for(model: &Model, capacity: usize, threads: usize) -> usize {
+        let threads = threads.max(1);
+        (model.chain.arena_len(capacity, threads))
+            .saturating_add(model.chain.scratch_len(capacity, threads))
+    }
+
     /// The largest capacity up to `want` rows whose buffers fit in `bytes` (at least 1): an
     /// evaluation batch of 1000 fits an MLP easily, but a convolutional network's activations
     /// for 1000 images take hundreds of megabytes.

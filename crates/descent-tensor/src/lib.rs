@@ -40,7 +40,7 @@ pub use matmul::{
     Precision,
 };
 pub use matrix::{transpose, MatMut, MatRef};
-pub use pool::Pool;
+pub use pool::{Pool, MAX_THREADS};
 pub use reduce::sum;
 pub use rng::{Rng, Rng8};
 

@@ -247,13 +247,29 @@ struct RawMat {
     cs: usize,
 }
 
+/// The most threads a pool starts. Far more threads than cores only wait for each other, and
+/// tens of thousands exhaust the process's memory maps (the runtime then aborts, which no
+/// error can report).
+pub const MAX_THREADS: usize = 1024;
+
 impl Pool {
-    /// A pool of `threads` threads, the caller's included; 0 means one per core.
+    /// A pool of `threads` threads, the caller's included; 0 means one per core. More than
+    /// [`MAX_THREADS`] is refused.
     pub fn new(threads: usize) -> Result<Self, TensorError> {
         let threads = match threads {
             0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
             n => n,
         };
+        if threads > MAX_THREADS {
+            let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+            return Err(TensorError::Pool {
+                threads,
+                reason: format!(
+                    "more than {MAX_THREADS}, the most a pool starts (this machine has {cores} \
+                     cores; more threads than cores only wait for each other)"
+                ),
+            });
+        }
         let workers = if threads == 1 {
             None
         } else {
@@ -384,6 +400,12 @@ impl Pool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_pool_of_more_than_max_threads_is_refused_before_any_starts() {
+        let e = Pool::new(MAX_THREADS + 1).unwrap_err().to_string();
+        assert!(e.contains("more than 1024") && e.contains("cores"), "{e}");
+    }
 
     #[test]
     fn parts_cover_everything_once() {

@@ -34,6 +34,18 @@ pub enum CheckpointError {
         /// The parser's complaint.
         why: String,
     },
+    /// Tensors holding NaN or infinite values: the run that wrote them diverged.
+    #[error(
+        "{path} holds values that are not finite numbers (NaN or infinite): {counts}; the run \
+         that wrote it diverged, and nothing trained or evaluated from it means anything"
+    )]
+    NonFinite {
+        /// The file.
+        path: PathBuf,
+        /// Each damaged tensor with how many of its values are not finite, as
+        /// `fc1.weight (12 of 401408)`.
+        counts: String,
+    },
     /// A valid file whose tensors do not fit the model.
     #[error("{path} does not fit the model: {why}")]
     Mismatch {
@@ -147,11 +159,44 @@ pub fn save_tensors(
         })
         .collect();
     let info: HashMap<String, String> = metadata.clone().into_iter().collect();
-    let file = safetensors::serialize(views, Some(info)).map_err(|e| CheckpointError::Corrupt {
+    let corrupt = |why: String| CheckpointError::Corrupt {
         path: path.to_path_buf(),
-        why: e.to_string(),
-    })?;
-    write_atomic(path, &file)
+        why,
+    };
+    let file = safetensors::serialize(views, Some(info)).map_err(|e| corrupt(e.to_string()))?;
+    write_atomic(path, &sorted_header(file).map_err(corrupt)?)
+}
+
+/// The safetensors bytes `file` with its JSON header's keys in sorted order. `safetensors`
+/// writes the metadata from a `HashMap`, whose order changes from run to run; sorted, the same
+/// tensors and metadata always give the same bytes, so files can be compared by checksum.
+fn sorted_header(file: Vec<u8>) -> Result<Vec<u8>, String> {
+    let len_bytes: [u8; 8] = file
+        .get(..8)
+        .and_then(|b| b.try_into().ok())
+        .ok_or("no header")?;
+    let len = u64::from_le_bytes(len_bytes) as usize;
+    let header = file.get(8..8 + len).ok_or("a header past the end")?;
+    // serde_json's map is a BTreeMap: parsing and writing again sorts every object's keys.
+    let value: serde_json::Value = serde_json::from_slice(header).map_err(|e| e.to_string())?;
+    let mut json = serde_json::to_vec(&value).map_err(|e| e.to_string())?;
+    // The same length as before (the same content, compact either way) padded with spaces to a
+    // multiple of 8, as safetensors pads it, so the tensors' offsets stay valid.
+    while json.len() < len {
+        json.push(b' ');
+    }
+    if json.len() != len {
+        return Err(format!(
+            "a header of {} bytes re-encoded as {}",
+            len,
+            json.len()
+        ));
+    }
+    let mut out = Vec::with_capacity(file.len());
+    out.extend_from_slice(&len_bytes);
+    out.extend_from_slice(&json);
+    out.extend_from_slice(&file[8 + len..]);
+    Ok(out)
 }
 
 /// Every tensor of a safetensors file (as f32, shape and values) and its metadata.
@@ -172,6 +217,13 @@ pub fn load_tensors(path: &Path) -> Result<(Tensors, BTreeMap<String, String>), 
             why,
         })?;
         out.insert(name.to_string(), (t.shape().to_vec(), values));
+    }
+    let counts = nonfinite_counts(out.iter().map(|(n, (_, v))| (n.as_str(), v.as_slice())));
+    if !counts.is_empty() {
+        return Err(CheckpointError::NonFinite {
+            path: path.to_path_buf(),
+            counts,
+        });
     }
     let (_, meta) = SafeTensors::read_metadata(&bytes).map_err(|e| corrupt(e.to_string()))?;
     let metadata = meta
@@ -220,12 +272,42 @@ pub fn read_metadata(path: &Path) -> Result<BTreeMap<String, String>, Checkpoint
         .collect())
 }
 
+/// `name (bad of all)` for every tensor holding NaN or infinite values, comma-separated; empty
+/// when every value is finite.
+fn nonfinite_counts<'a>(tensors: impl Iterator<Item = (&'a str, &'a [f32])>) -> String {
+    let mut out = Vec::new();
+    for (name, v) in tensors {
+        let bad = v.iter().filter(|x| !x.is_finite()).count();
+        if bad > 0 {
+            out.push(format!("{name} ({bad} of {})", v.len()));
+        }
+    }
+    out.join(", ")
+}
+
 /// Reads the weights at `path` into a buffer laid out by `layout`, refusing missing or
-/// unexpected names, other shapes and other dtypes. Returns the buffer and the file's
-/// metadata.
+/// unexpected names, other shapes, other dtypes and values that are not finite. Returns the
+/// buffer and the file's metadata.
 pub fn load_weights(
     path: &Path,
     layout: &ParamLayout,
+) -> Result<(Vec<f32>, BTreeMap<String, String>), CheckpointError> {
+    load_weights_checked(path, layout, true)
+}
+
+/// [`load_weights`] that accepts NaN and infinite values, to look at what a diverged run left
+/// (evaluating it shows how far it went); nothing should train from such weights.
+pub fn load_weights_allowing_nonfinite(
+    path: &Path,
+    layout: &ParamLayout,
+) -> Result<(Vec<f32>, BTreeMap<String, String>), CheckpointError> {
+    load_weights_checked(path, layout, false)
+}
+
+fn load_weights_checked(
+    path: &Path,
+    layout: &ParamLayout,
+    finite: bool,
 ) -> Result<(Vec<f32>, BTreeMap<String, String>), CheckpointError> {
     let bytes = std::fs::read(path).map_err(io("reading", path))?;
     let file = SafeTensors::deserialize(&bytes).map_err(|e| CheckpointError::Corrupt {
@@ -282,6 +364,16 @@ pub fn load_weights(
             )));
         }
         params[v.range()].copy_from_slice(&f32_values(&v.name, &t).map_err(mismatch)?);
+    }
+    if finite {
+        let views = layout.views();
+        let counts = nonfinite_counts(views.iter().map(|v| (v.name.as_str(), &params[v.range()])));
+        if !counts.is_empty() {
+            return Err(CheckpointError::NonFinite {
+                path: path.to_path_buf(),
+                counts,
+            });
+        }
     }
     let (_, meta) = SafeTensors::read_metadata(&bytes).map_err(|e| CheckpointError::Corrupt {
         path: path.to_path_buf(),

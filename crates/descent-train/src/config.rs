@@ -79,6 +79,22 @@ pub struct TrainConfig {
     pub augment: Option<descent_data::Augment>,
     /// Who prepares the training batches.
     pub loader: Loader,
+    /// What a loss far above its start does (the rule of `trainer::diverge`).
+    pub divergence: Divergence,
+}
+
+/// What happens when the training loss rises far above its start and stays there (the median
+/// of the last 10 batches above 100 times the first batch's).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Divergence {
+    /// Stop with [`TrainError::LossRose`].
+    #[default]
+    Stop,
+    /// Report it once ([`crate::Event::Diverging`]) and go on.
+    Warn,
+    /// Do not watch (a NaN or infinite loss still stops the run).
+    Off,
 }
 
 /// Who prepares the training batches: a background thread while the engine computes, or the
@@ -100,6 +116,7 @@ pub enum Loader {
 impl Default for TrainConfig {
     fn default() -> Self {
         Self {
+            divergence: Divergence::Stop,
             loss: Loss::default(),
             l1: 0.0,
             optimizer: OptimizerConfig::Sgd(SgdConfig::default()),
@@ -195,6 +212,17 @@ pub(crate) fn setting_error(e: OptimError) -> TrainError {
 }
 
 impl TrainConfig {
+    /// Whether something must see the whole gradient between the backward pass and the
+    /// update (clipping, L1, accumulation, the full-batch sum): then plain SGD cannot be
+    /// applied inside the backward pass.
+    pub fn grads_between(&self) -> bool {
+        self.full_batch()
+            || self.clip_norm.is_some()
+            || self.clip_value.is_some()
+            || self.l1 > 0.0
+            || self.grad_accum > 1
+    }
+
     /// The learning rate the optimizer starts from.
     pub fn lr(&self) -> f32 {
         self.optimizer.lr()

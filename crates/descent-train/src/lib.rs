@@ -26,11 +26,20 @@ mod config;
 pub mod run_dir;
 mod trainer;
 
-pub use config::{EarlyStop, Loader, Monitor, TrainConfig};
+pub use config::{Divergence, EarlyStop, Loader, Monitor, TrainConfig};
 pub use run_dir::{MetricsLog, RunDir};
 pub use trainer::{
-    EpochReport, Event, Memory, Metrics, OnPool, RunSummary, StopReason, Trainer, EVAL_BYTES,
+    available_memory, EpochReport, Event, Memory, Metrics, OnPool, RunSummary, StopReason, Trainer,
+    EVAL_BYTES,
 };
+
+/// `bytes` as a person reads it: `318.0 GB`, `59 MB`.
+pub fn gib(bytes: usize) -> String {
+    match bytes {
+        b if b >= 1 << 30 => format!("{:.1} GB", b as f64 / (1u64 << 30) as f64),
+        b => format!("{} MB", b.div_ceil(1 << 20)),
+    }
+}
 
 /// Why training could not start or go on.
 #[derive(Debug, thiserror::Error)]
@@ -60,6 +69,34 @@ pub enum TrainError {
         step: u64,
         /// The learning rate in use.
         lr: f32,
+    },
+    /// The loss of the very first batch, before any update, was NaN or infinite.
+    #[error("the loss is {value} at the first batch, before any update: the start is bad, not the learning rate (the weights it started from, or the data, hold values that are not finite, or the model overflows on this input)")]
+    BadStart {
+        /// `NaN` or `infinite`.
+        value: String,
+    },
+    /// The training loss rose far above its start and stayed there.
+    #[error("the training loss rose from {start:.4} at the first batch to {now:.3e} (the median of the last 10 batches, {times:.2e} times the start) by epoch {epoch}, batch {batch} (step {step}): training diverged; {optimizer}'s learning rate {lr} is too large, try {suggest}")]
+    LossRose {
+        /// The first batch's loss.
+        start: f64,
+        /// The median loss of the last batches.
+        now: f64,
+        /// `now / start`.
+        times: f64,
+        /// Epoch, from 1.
+        epoch: usize,
+        /// Batch within the epoch, from 1.
+        batch: usize,
+        /// Optimizer steps so far.
+        step: u64,
+        /// The optimizer's name.
+        optimizer: String,
+        /// The learning rate in use.
+        lr: f32,
+        /// A learning rate to try: a tenth, or the optimizer's default when far below.
+        suggest: f32,
     },
     /// The loss became NaN or infinite.
     #[error("the loss became {value} at epoch {epoch}, batch {batch} (step {step}): training diverged; lower the learning rate ({lr} now, try {suggest})")]
@@ -95,6 +132,14 @@ pub enum TrainError {
     /// From the thread pool.
     #[error(transparent)]
     Tensor(#[from] descent_tensor::TensorError),
+    /// The run would need more memory than the machine has available.
+    #[error("the run needs about {} ({}) but only {} of memory is available: train a smaller model or on smaller batches", gib(needed.total()), needed.parts(), gib(*available))]
+    OutOfMemory {
+        /// What it would take.
+        needed: Memory,
+        /// Bytes available (Linux's MemAvailable).
+        available: usize,
+    },
     /// A run directory that cannot be created, written or resumed.
     #[error("run directory {path}: {why}")]
     RunDir {

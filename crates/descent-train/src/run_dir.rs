@@ -203,7 +203,8 @@ impl RunDir {
 
 /// Appends a run's events to its metrics file, one JSON object per line: log lines as
 /// `{"type": "log", "epoch", "batch", "loss"}`, epochs as their report with `"type": "epoch"`,
-/// step evaluations as `{"type": "step_eval", "step", "train_loss", "eval_loss", "eval_acc"}`.
+/// step evaluations as `{"type": "step_eval", "step", "train_loss", "eval_loss", "eval_acc"}`,
+/// warnings as `{"type": "warning", "message"}`.
 #[derive(Debug)]
 pub struct MetricsLog {
     file: std::fs::File,
@@ -228,6 +229,9 @@ impl MetricsLog {
                 eval,
             } => serde_json::json!({"type": "step_eval", "step": step, "train_loss": train_loss,
                                     "eval_loss": eval.loss, "eval_acc": eval.acc}),
+            Event::Diverging { diagnosis } => {
+                serde_json::json!({"type": "warning", "message": diagnosis})
+            }
             Event::Progress { .. } => return,
         };
         let _ = writeln!(self.file, "{line}");

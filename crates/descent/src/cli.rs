@@ -95,7 +95,7 @@ pub struct TuneArgs {
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
     /// Threads per trial (default: the cores divided among the jobs).
-    #[arg(long)]
+    #[arg(long, value_parser = threads)]
     pub threads: Option<usize>,
     /// Fail instead of downloading MNIST.
     #[arg(long)]
@@ -227,7 +227,7 @@ pub struct CompareArgs {
     #[arg(long, value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
     /// Engine threads (default: all cores).
-    #[arg(long)]
+    #[arg(long, value_parser = threads)]
     pub threads: Option<usize>,
     /// Never download: fail if the data is not on disk.
     #[arg(long)]
@@ -273,7 +273,7 @@ pub struct EvalArgs {
     #[arg(long, value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
     /// Engine threads (default: all cores).
-    #[arg(long)]
+    #[arg(long, value_parser = threads)]
     pub threads: Option<usize>,
     /// Never download: fail if the data is not on disk.
     #[arg(long)]
@@ -282,6 +282,10 @@ pub struct EvalArgs {
     /// the model's context in the file, read with the vocabulary the weights record).
     #[arg(long, value_name = "SOURCE")]
     pub data: Option<String>,
+    /// Evaluate weights holding NaN or infinite values (refused otherwise), to see what a
+    /// diverged run left.
+    #[arg(long)]
+    pub allow_nonfinite: bool,
 }
 
 #[derive(Args, Debug)]
@@ -343,6 +347,48 @@ impl From<LoaderArg> for descent_train::Loader {
             LoaderArg::Inline => Self::Inline,
         }
     }
+}
+
+/// `--divergence`: what a loss far above its start does.
+#[derive(
+    ValueEnum, Clone, Copy, Debug, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "kebab-case")]
+pub enum DivergenceArg {
+    /// Stop with the diagnosis.
+    #[default]
+    Stop,
+    /// Say so once and go on.
+    Warn,
+    /// Do not watch.
+    Off,
+}
+
+impl From<DivergenceArg> for descent_train::Divergence {
+    fn from(a: DivergenceArg) -> Self {
+        match a {
+            DivergenceArg::Stop => Self::Stop,
+            DivergenceArg::Warn => Self::Warn,
+            DivergenceArg::Off => Self::Off,
+        }
+    }
+}
+
+/// `--threads N`: at most one per core. More threads than cores only wait for each other (and
+/// a very large count cannot even be started), so a larger N is capped, with a note.
+fn threads(s: &str) -> Result<usize, String> {
+    let n: usize = s
+        .parse()
+        .map_err(|_| format!("`{s}` is not a thread count: give a whole number"))?;
+    let cores = std::thread::available_parallelism().map_or(1, |c| c.get());
+    if n > cores {
+        eprintln!(
+            "note: --threads {n} is more than this machine's {cores} cores; using {cores} (more \
+             threads than cores only wait for each other)"
+        );
+        return Ok(cores);
+    }
+    Ok(n)
 }
 
 #[derive(Subcommand, Debug)]
@@ -486,6 +532,12 @@ pub struct TrainArgs {
     /// Stop with an error when the gradient norm is NaN or infinite (with --clip-norm).
     #[arg(long, help_heading = "Gradients")]
     pub clip_error_nonfinite: bool,
+    /// When the training loss rises far above its start and stays there (the median of the
+    /// last 10 batches above 100 times the first batch's loss): stop with a diagnosis, warn
+    /// once and go on, or do not watch. A NaN or infinite loss always stops.
+    #[arg(long, value_enum, default_value = "stop", help_heading = "Gradients")]
+    #[serde(default)]
+    pub divergence: DivergenceArg,
     /// With --optimizer gd: stop once the full gradient's norm is below this.
     #[arg(
         long,
@@ -589,7 +641,7 @@ pub struct TrainArgs {
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
     /// Engine threads (default: all cores).
-    #[arg(long)]
+    #[arg(long, value_parser = threads)]
     pub threads: Option<usize>,
     /// Print `[epoch, batch] loss` every N batches (0: never).
     #[arg(long, default_value_t = 100, value_name = "N")]
@@ -924,7 +976,7 @@ pub struct BenchArgs {
     /// What to measure.
     pub what: BenchWhat,
     /// Engine threads (default: all cores).
-    #[arg(long)]
+    #[arg(long, value_parser = threads)]
     pub threads: Option<usize>,
     /// Epochs to time (epoch) or timed repetitions per shape (gemm).
     #[arg(long, default_value_t = 5)]

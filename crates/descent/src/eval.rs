@@ -8,7 +8,9 @@ use descent_nn::{softmax_cross_entropy, LossStats, ModelSpec, Workspace};
 use descent_tensor::Pool;
 use std::path::Path;
 
-use descent_train::checkpoint::{load_weights, read_metadata};
+use descent_train::checkpoint::{
+    load_weights, load_weights_allowing_nonfinite, read_metadata, CheckpointError,
+};
 
 use crate::cli::{ActivationArg, EvalArgs};
 use crate::data::{DataMeta, DataSource};
@@ -37,13 +39,28 @@ pub fn architecture(
     crate::models::recorded(path, &meta, hidden, activation)
 }
 
+/// The weights of `args.weights` laid out by `layout`; values that are not finite are refused
+/// unless `--allow-nonfinite` asks for them.
+fn weights(args: &EvalArgs, layout: &descent_nn::ParamLayout) -> Result<Vec<f32>> {
+    if args.allow_nonfinite {
+        return Ok(load_weights_allowing_nonfinite(&args.weights, layout)?.0);
+    }
+    match load_weights(&args.weights, layout) {
+        Ok((params, _)) => Ok(params),
+        Err(e @ CheckpointError::NonFinite { .. }) => Err(anyhow::anyhow!(
+            "{e}\n(to evaluate it anyway and see how far the run went, add --allow-nonfinite)"
+        )),
+        Err(e) => Err(e.into()),
+    }
+}
+
 /// A language model on a text: the mean loss per token and the perplexity over the windows
 /// of the model's context that tile the file (each position's next token the target).
 fn run_text(args: &EvalArgs, path: &Path) -> Result<()> {
     let vocab = crate::generate::vocab_of(&args.weights)?;
     let spec = architecture(&args.weights, None, None, None)?;
     let net = crate::models::build(&spec)?;
-    let (params, _) = load_weights(&args.weights, net.layout())?;
+    let params = weights(args, net.layout())?;
     let text = std::fs::read_to_string(path)
         .map_err(|e| anyhow::anyhow!("invalid --data text:{}: {e}", path.display()))?;
     let ids = vocab
@@ -183,14 +200,18 @@ pub fn run(args: EvalArgs) -> Result<()> {
     crate::models::fits(&spec, test.shape(), test.outputs())
         .with_context(|| format!("{}", args.weights.display()))?;
     let net = crate::models::build(&spec)?;
-    let (params, _) = load_weights(&args.weights, net.layout()).map_err(|e| {
+    let params = weights(&args, net.layout()).map_err(|e| {
         let recorded = file_meta.contains_key("model");
+        let mismatch = matches!(
+            e.downcast_ref::<CheckpointError>(),
+            Some(CheckpointError::Mismatch { .. })
+        );
         match (recorded, &args.model) {
-            (false, None) => anyhow::anyhow!(
-                "{e}\nthe file records no model (PyTorch's files do not): name it with --model \
+            (false, None) if mismatch => anyhow::anyhow!(
+                "{e:#}\nthe file records no model (PyTorch's files do not): name it with --model \
                  (mlp, cnn, lenet5, resnet or a model file)"
             ),
-            _ => e.into(),
+            _ => e,
         }
     })?;
     let pool = Pool::new(args.threads.unwrap_or(0))?;

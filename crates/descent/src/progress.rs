@@ -52,6 +52,14 @@ impl Bar {
         }
     }
 
+    /// A line for the standard error (a warning), above the bar.
+    pub fn eprintln(&self, line: &str) {
+        match &self.bar {
+            Some(b) => b.suspend(|| eprintln!("{line}")),
+            None => eprintln!("{line}"),
+        }
+    }
+
     pub fn finish(&self) {
         if let Some(b) = &self.bar {
             b.finish_and_clear();

@@ -300,6 +300,10 @@ pub fn cli_error(e: descent_train::TrainError) -> anyhow::Error {
             }
             anyhow!("invalid {} {value}: {text}", flag_of(&name))
         }
+        e @ descent_train::TrainError::OutOfMemory { .. } => anyhow!(
+            "{e} (--hidden or --model-set for the model, --batch-size for the batches; the \
+             optimizer's state is 0-3 copies of the parameters: sgd keeps none, adam two)"
+        ),
         other => other.into(),
     }
 }
@@ -438,6 +442,7 @@ pub fn config(args: &TrainArgs, train_len: usize, model: &Model) -> Result<Train
         clip_norm: args.clip_norm,
         clip_value: args.clip_value,
         clip_error_nonfinite: args.clip_error_nonfinite,
+        divergence: args.divergence.into(),
         grad_tol: args.grad_tol,
         max_steps: args.max_steps,
         target_loss: args.target_loss,
@@ -960,6 +965,7 @@ fn on_event(e: Event, bar: &Bar, quiet: bool, regression: bool) {
             "step {step} train_loss {train_loss:.4} val_loss {:.4}",
             eval.loss
         )),
+        Event::Diverging { diagnosis } => bar.eprintln(&format!("warning: {diagnosis}")),
     }
 }
 

@@ -3,81 +3,10 @@
 //! training did; bad files are refused with the file, line or entry.
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::path::Path;
 
-fn descent(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_descent"))
-        .args(args)
-        .env("DESCENT_FASHION_MNIST_MIRRORS", "http://127.0.0.1:9/")
-        .env("DESCENT_APT", "none")
-        .env("DESCENT_NPM", "none")
-        .output()
-        .expect("the binary runs")
-}
-
-fn text(o: &Output) -> (String, String) {
-    (
-        String::from_utf8_lossy(&o.stdout).into_owned(),
-        String::from_utf8_lossy(&o.stderr).into_owned(),
-    )
-}
-
-fn ok(args: &[&str]) -> String {
-    let o = descent(args);
-    let (out, err) = text(&o);
-    assert!(o.status.success(), "{args:?} failed: {err}");
-    out + &err
-}
-
-fn fails(args: &[&str], needles: &[&str]) {
-    let o = descent(args);
-    let (_, err) = text(&o);
-    assert!(!o.status.success(), "{args:?} should fail: {err}");
-    assert!(!err.contains("panicked"), "must not panic: {err}");
-    for n in needles {
-        assert!(err.contains(n), "expected {n:?} in: {err}");
-    }
-}
-
-fn write(dir: &Path, name: &str, body: &str) -> PathBuf {
-    let p = dir.join(name);
-    std::fs::write(&p, body).unwrap();
-    p
-}
-
-/// A table whose class is `big` when f0 + f1 > 0, else `small` (a third column is noise).
-fn classes_table(rows: usize, seed: u64) -> String {
-    let mut s = String::from("f0,f1,noise,size\n");
-    let mut r = seed;
-    let mut next = || {
-        r = r
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        ((r >> 33) as f64 / (1u64 << 31) as f64) * 4.0 - 2.0
-    };
-    for _ in 0..rows {
-        let (a, b, c) = (next(), next(), next());
-        let label = if a + b > 0.0 { "big" } else { "small" };
-        s += &format!("{a:.4},{b:.4},{c:.4},{label}\n");
-    }
-    s
-}
-
-/// The value after `key` in `text` (`test_acc 97.50%` gives 97.5).
-fn value_after(text: &str, key: &str) -> f64 {
-    let at = text
-        .rfind(key)
-        .unwrap_or_else(|| panic!("no {key} in {text}"))
-        + key.len();
-    text[at..]
-        .trim_start()
-        .split(|c: char| !(c.is_ascii_digit() || c == '.' || c == '-' || c == 'e'))
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap()
-}
+mod common;
+use common::*;
 
 #[test]
 fn a_classification_table_trains_evaluates_and_predicts_label_names() {

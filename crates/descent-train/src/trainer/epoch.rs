@@ -112,7 +112,61 @@ impl Batch {
     }
 }
 
+/// A learning rate to try after `optimizer` diverged at `lr`: a tenth of it, as a person
+/// would write it (0.001 for 0.01, not 0.0009999999), or the optimizer's default when `lr` is
+/// more than a hundred times that.
+fn suggestion(optimizer: &str, lr: f32) -> f32 {
+    let default = descent_optim::OptimizerConfig::default_for(optimizer).map(|c| c.lr());
+    match default {
+        Some(d) if lr > 100.0 * d => d,
+        _ => {
+            let decimal: f64 = lr.to_string().parse().unwrap_or(lr as f64);
+            (decimal / 10.0) as f32
+        }
+    }
+}
+
 impl Trainer {
+    /// Feeds batch `batch`'s loss to the divergence rule: stops with its diagnosis, or sends
+    /// it once as an event, as the configuration says.
+    fn watch_loss(
+        &mut self,
+        loss: f64,
+        epoch: usize,
+        batch: usize,
+        on_event: &mut impl FnMut(Event),
+    ) -> Result<(), TrainError> {
+        if self.cfg.divergence == crate::Divergence::Off {
+            return Ok(());
+        }
+        let Some(rise) = self.pos.loss_watch.push(loss) else {
+            return Ok(());
+        };
+        let lr = self.optimizer.lr();
+        let e = TrainError::LossRose {
+            start: rise.start,
+            now: rise.now,
+            times: rise.now / rise.start,
+            epoch,
+            batch,
+            step: self.optimizer.steps(),
+            optimizer: self.optimizer.name().to_string(),
+            lr,
+            suggest: suggestion(self.optimizer.name(), lr),
+        };
+        match self.cfg.divergence {
+            crate::Divergence::Stop => Err(e),
+            _ if self.pos.loss_watch.warned => Ok(()),
+            _ => {
+                self.pos.loss_watch.warned = true;
+                on_event(Event::Diverging {
+                    diagnosis: e.to_string(),
+                });
+                Ok(())
+            }
+        }
+    }
+
     /// Sets the learning rate (and momentum) the schedule gives for the next step.
     pub(super) fn schedule_step(&mut self) -> Result<(), TrainError> {
         let t = self.optimizer.steps();
@@ -147,13 +201,7 @@ impl Trainer {
     /// Whether plain SGD runs inside the backward pass (no gradient buffer): nothing between
     /// the gradient and the update (no clipping, L1, accumulation or full-batch sum).
     pub(super) fn fused_sgd(&self) -> bool {
-        let c = &self.cfg;
-        let between = c.full_batch()
-            || c.clip_norm.is_some()
-            || c.clip_value.is_some()
-            || c.l1 > 0.0
-            || c.grad_accum > 1;
-        !between && self.optimizer.plain_sgd_lr().is_some()
+        !self.cfg.grads_between() && self.optimizer.plain_sgd_lr().is_some()
     }
 
     /// Clips `grads` as configured; the error names where training stands.
@@ -289,6 +337,7 @@ impl Trainer {
                     false => spare = Some(batch),
                 }
                 let loss = stats.mean_loss();
+                self.watch_loss(loss, epoch, b + 1, on_event)?;
                 self.pos.loss_sum += stats.loss_sum;
                 self.pos.correct += stats.correct;
                 self.pos.count += stats.count;
@@ -385,6 +434,12 @@ impl Trainer {
             )?,
         };
         let loss = stats.mean_loss();
+        if !loss.is_finite() && self.optimizer.steps() == 0 && self.pos.epochs.is_empty() {
+            // No update has been made yet (gradient accumulation's first batches included).
+            return Err(TrainError::BadStart {
+                value: if loss.is_nan() { "NaN" } else { "infinite" }.into(),
+            });
+        }
         if !loss.is_finite() {
             let lr = self.optimizer.lr();
             return Err(TrainError::Diverged {
@@ -397,7 +452,7 @@ impl Trainer {
                 batch: b + 1,
                 step: self.optimizer.steps() + 1,
                 lr,
-                suggest: lr / 10.0,
+                suggest: suggestion(self.optimizer.name(), lr),
             });
         }
         if full_batch {
@@ -520,6 +575,7 @@ impl Trainer {
             epochs: std::mem::take(&mut self.pos.epochs),
             best: self.pos.best,
             bad_epochs: self.pos.bad_epochs,
+            loss_watch: std::mem::take(&mut self.pos.loss_watch),
             ..LoopState::default()
         };
         self.pos.epochs.push(report.clone());

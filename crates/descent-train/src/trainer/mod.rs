@@ -18,6 +18,7 @@ use descent_tensor::{Pool, Rng};
 use crate::config::setting_error;
 use crate::{TrainConfig, TrainError};
 
+mod diverge;
 mod epoch;
 mod resume;
 
@@ -168,6 +169,12 @@ pub enum Event {
     },
     /// An epoch finished and was evaluated.
     EpochEnd(EpochReport),
+    /// The training loss rose far above its start and stays there, and the configuration
+    /// says to go on ([`crate::Divergence::Warn`]); sent once.
+    Diverging {
+        /// What stopping would have said ([`TrainError::LossRose`]).
+        diagnosis: String,
+    },
     /// `eval_every` optimizer steps went by: the validation set (else the test set) on the
     /// current weights.
     StepEval {
@@ -207,6 +214,9 @@ pub struct LoopState {
     pub best: Option<(usize, f64)>,
     /// Early stopping: epochs since the best.
     pub bad_epochs: usize,
+    /// The divergence rule's view of the losses so far.
+    #[serde(default)]
+    pub loss_watch: diverge::LossWatch,
 }
 
 /// How an epoch's batches ended.
@@ -245,8 +255,67 @@ pub struct Memory {
 impl Memory {
     /// Everything together.
     pub fn total(&self) -> usize {
-        self.params + self.grads + self.optimizer + self.activations + self.eval
+        self.params
+            .saturating_add(self.grads)
+            .saturating_add(self.optimizer)
+            .saturating_add(self.activations)
+            .saturating_add(self.eval)
     }
+
+    /// Each part, as `parameters 1.2 GB, gradients ...`.
+    pub fn parts(&self) -> String {
+        format!(
+            "parameters {}, gradients {}, optimizer state {}, activations {}, evaluation {}",
+            crate::gib(self.params),
+            crate::gib(self.grads),
+            crate::gib(self.optimizer),
+            crate::gib(self.activations),
+            crate::gib(self.eval)
+        )
+    }
+
+    /// What a [`Trainer`] for `net` and `cfg` would hold, computed before allocating any of it.
+    pub fn estimate(net: &Model, cfg: &TrainConfig) -> Self {
+        let f = std::mem::size_of::<f32>();
+        let threads = match cfg.threads {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n => n,
+        };
+        let trainable = net.param_count();
+        // Parameter groups may give SGD settings that keep the gradient: counted as if.
+        let fused =
+            !cfg.grads_between() && cfg.groups.is_empty() && cfg.optimizer.plain_sgd_lr().is_some();
+        let sums = cfg.grad_accum > 1 || cfg.full_batch();
+        let slots = cfg
+            .optimizer
+            .buffer_names()
+            .iter()
+            .filter(|n| !n.is_empty())
+            .count();
+        let eval_cap = Workspace::capacity_within(net, cfg.eval_batch, threads, EVAL_BYTES);
+        let bytes = |values: usize| values.saturating_mul(f);
+        Self {
+            params: bytes(net.layout().len()),
+            grads: bytes(trainable.saturating_mul(usize::from(!fused) + usize::from(sums))),
+            optimizer: bytes(trainable.saturating_mul(slots)),
+            activations: bytes(Workspace::values_for(net, cfg.batch_size, threads)),
+            eval: bytes(Workspace::values_for(net, eval_cap, threads)),
+        }
+    }
+}
+
+/// The memory the system could give this process now, in bytes: Linux's `MemAvailable`;
+/// `None` where it is not known.
+pub fn available_memory() -> Option<usize> {
+    let info = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let kb = info
+        .lines()
+        .find(|l| l.starts_with("MemAvailable:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse::<usize>()
+        .ok()?;
+    Some(kb.saturating_mul(1024))
 }
 
 /// A model, its parameters, an optimizer and the buffers to train them.
@@ -319,6 +388,14 @@ impl Trainer {
                 value: "true".into(),
                 why: "the model has no layer whose matrix products run in bf16 (Linear)".into(),
             });
+        }
+        // Refused before anything is allocated: a run larger than the memory would otherwise
+        // abort in the allocator or be killed by the system.
+        let needed = Memory::estimate(&net, cfg);
+        if let Some(available) = available_memory() {
+            if needed.total() > available {
+                return Err(TrainError::OutOfMemory { needed, available });
+            }
         }
         let params = net.init_params(&mut Rng::new(cfg.seed));
         let specs: Vec<ParamSpec> = net

@@ -672,3 +672,60 @@ fn memory_report_and_recomputation() {
         refused.err()
     );
 }
+
+/// SGD's learning rate that blows the toy MLP's loss up within ten batches (30 does too).
+const LR_TOO_LARGE: f32 = 100.0;
+
+#[test]
+fn a_loss_far_above_its_start_stops_or_warns_and_a_bad_start_is_named() {
+    let (train, test) = (toy(500, 3), toy(100, 4));
+    let diverging = |divergence| TrainConfig {
+        optimizer: sgd(LR_TOO_LARGE, 0.0),
+        divergence,
+        epochs: 1,
+        ..cfg()
+    };
+    let mut t = Trainer::new(mlp(16, 32, 0.0), &diverging(crate::Divergence::Stop)).unwrap();
+    let e = t.run(&train, &test, |_| {}).unwrap_err();
+    let msg = e.to_string();
+    assert!(matches!(e, TrainError::LossRose { .. }), "{msg}");
+    assert!(
+        msg.contains(&format!("sgd's learning rate {LR_TOO_LARGE} is too large")),
+        "{msg}"
+    );
+    // Warned once, and the run goes on to its end.
+    let mut t = Trainer::new(mlp(16, 32, 0.0), &diverging(crate::Divergence::Warn)).unwrap();
+    let mut warnings = 0;
+    let run = t.run(&train, &test, |e| {
+        if let Event::Diverging { diagnosis } = e {
+            assert!(diagnosis.contains("rose from"), "{diagnosis}");
+            warnings += 1;
+        }
+    });
+    assert!(run.is_ok() || matches!(run, Err(TrainError::Diverged { .. })));
+    assert_eq!(warnings, 1);
+    // The same run without the watch says nothing.
+    let mut t = Trainer::new(mlp(16, 32, 0.0), &diverging(crate::Divergence::Off)).unwrap();
+    let mut events = 0;
+    let _ = t.run(&train, &test, |e| {
+        events += matches!(e, Event::Diverging { .. }) as usize
+    });
+    assert_eq!(events, 0);
+    // The default settings never fire on the toy problem.
+    let mut t = Trainer::new(mlp(16, 32, 0.0), &cfg()).unwrap();
+    t.run(&train, &test, |_| {}).unwrap();
+
+    // Weights that are not finite: the first batch's loss is NaN before any update.
+    let mut t = Trainer::new(mlp(16, 32, 0.0), &cfg()).unwrap();
+    let mut p = t.params().to_vec();
+    // The output layer's last bias: a NaN in the first layer could vanish in a ReLU.
+    *p.last_mut().unwrap() = f32::NAN;
+    t.set_params(&p).unwrap();
+    let e = t.run(&train, &test, |_| {}).unwrap_err();
+    assert!(matches!(e, TrainError::BadStart { .. }), "{e}");
+    assert!(
+        e.to_string()
+            .contains("the start is bad, not the learning rate"),
+        "{e}"
+    );
+}

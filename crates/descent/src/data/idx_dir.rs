@@ -189,13 +189,7 @@ fn too_big(images: &Path) -> bool {
             std::io::Read::read_exact(&mut f, &mut h).map(|_| h == [0x1f, 0x8b])
         })
         .unwrap_or(true);
-    let available = std::fs::read_to_string("/proc/meminfo").ok().and_then(|t| {
-        t.lines()
-            .find(|l| l.starts_with("MemAvailable:"))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|kb| kb.parse::<u64>().ok())
-            .map(|kb| kb * 1024)
-    });
+    let available = descent_train::available_memory().map(|a| a as u64);
     !gz && available.is_some_and(|a| meta.len().saturating_mul(4) > a / 2)
 }
 
