@@ -84,7 +84,7 @@ pub struct TrainConfig {
 }
 
 /// What happens when the training loss rises far above its start and stays there (the median
-/// of the last 10 batches above 100 times the first batch's).
+/// of the last 10 batches above 1000 times the first batch's).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Divergence {

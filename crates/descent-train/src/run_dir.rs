@@ -154,26 +154,31 @@ impl RunDir {
 
     /// Keeps the metrics lines up to where a checkpoint at `epoch` after `batch` stands (a
     /// run killed after its last checkpoint wrote lines that the resumed run writes again),
-    /// and drops damaged lines.
-    pub fn trim_metrics(&self, epoch: usize, batch: usize) -> Result<(), TrainError> {
+    /// and drops damaged lines (a run killed while writing one leaves part of a line). Returns
+    /// the numbers (from 1) of the damaged lines dropped.
+    pub fn trim_metrics(&self, epoch: usize, batch: usize) -> Result<Vec<usize>, TrainError> {
         let path = self.path.join(METRICS_FILE);
         let Ok(text) = std::fs::read_to_string(&path) else {
-            return Ok(());
+            return Ok(Vec::new());
         };
-        let keep: String = text
-            .lines()
-            .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
-            .filter(|v| {
-                let e = v["epoch"].as_u64().unwrap_or(0) as usize;
-                match v["batch"].as_u64() {
-                    Some(b) => e < epoch || (e == epoch && b as usize <= batch),
-                    None => e < epoch,
-                }
-            })
-            .map(|v| format!("{v}\n"))
-            .collect();
+        let mut damaged = Vec::new();
+        let mut keep = String::new();
+        for (i, line) in text.lines().enumerate() {
+            let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else {
+                damaged.push(i + 1);
+                continue;
+            };
+            let e = v["epoch"].as_u64().unwrap_or(0) as usize;
+            let before = match v["batch"].as_u64() {
+                Some(b) => e < epoch || (e == epoch && b as usize <= batch),
+                None => e < epoch,
+            };
+            if before {
+                keep += &format!("{v}\n");
+            }
+        }
         write_atomic(&path, keep.as_bytes())?;
-        Ok(())
+        Ok(damaged)
     }
 
     /// The metrics file, opened for appending.
@@ -292,7 +297,7 @@ mod tests {
             .write_all(b"{\"type\": \"lo")
             .unwrap();
         // A checkpoint in epoch 2 after batch 5: epoch 2's later lines and the damaged one go.
-        run.trim_metrics(2, 5).unwrap();
+        assert_eq!(run.trim_metrics(2, 5).unwrap(), [7]);
         let text = std::fs::read_to_string(path.join(METRICS_FILE)).unwrap();
         let kept: Vec<(u64, Option<u64>)> = text
             .lines()

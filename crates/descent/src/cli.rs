@@ -533,7 +533,7 @@ pub struct TrainArgs {
     #[arg(long, help_heading = "Gradients")]
     pub clip_error_nonfinite: bool,
     /// When the training loss rises far above its start and stays there (the median of the
-    /// last 10 batches above 100 times the first batch's loss): stop with a diagnosis, warn
+    /// last 10 batches above 1000 times the first batch's loss): stop with a diagnosis, warn
     /// once and go on, or do not watch. A NaN or infinite loss always stops.
     #[arg(long, value_enum, default_value = "stop", help_heading = "Gradients")]
     #[serde(default)]
@@ -564,6 +564,14 @@ pub struct TrainArgs {
     /// Stop after N optimizer steps.
     #[arg(long, value_name = "N", help_heading = "Validation and stopping")]
     pub max_steps: Option<u64>,
+    /// The epochs a schedule is sized for when they differ from those the run stops at: a
+    /// resumed run given another --epochs or --max-steps keeps the span it started with
+    /// (written to its args.json; not for users).
+    #[arg(long, hide = true, value_name = "N")]
+    pub schedule_epochs: Option<usize>,
+    /// See `schedule_epochs`: the step limit it was sized for.
+    #[arg(long, hide = true, value_name = "N")]
+    pub schedule_max_steps: Option<u64>,
     /// Stop after the first epoch whose mean training loss is at or below this.
     #[arg(
         long,

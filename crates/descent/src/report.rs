@@ -21,13 +21,22 @@ pub fn read_epochs(dir: &Path) -> Result<Vec<EpochReport>> {
     })?;
     let mut epochs = Vec::new();
     for (i, line) in text.lines().enumerate() {
-        let v: serde_json::Value = serde_json::from_str(line)
-            .map_err(|e| anyhow!("{} line {}: {e}", path.display(), i + 1))?;
-        if v["type"] == "epoch" {
-            epochs.push(
-                serde_json::from_value(v)
-                    .map_err(|e| anyhow!("{} line {}: {e}", path.display(), i + 1))?,
-            );
+        // A damaged line (a run killed while writing it) is named and skipped: the rest of
+        // the record still reads.
+        let parsed = serde_json::from_str::<serde_json::Value>(line).and_then(|v| {
+            match v["type"] == "epoch" {
+                true => serde_json::from_value::<EpochReport>(v).map(Some),
+                false => Ok(None),
+            }
+        });
+        match parsed {
+            Ok(Some(r)) => epochs.push(r),
+            Ok(None) => {}
+            Err(e) => eprintln!(
+                "warning: {} line {} is damaged ({e}); skipped it",
+                path.display(),
+                i + 1
+            ),
         }
     }
     if epochs.is_empty() {

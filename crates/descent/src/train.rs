@@ -408,8 +408,13 @@ pub fn config(args: &TrainArgs, train_len: usize, model: &Model) -> Result<Train
     } else {
         batches.div_ceil(args.grad_accum.max(1))
     };
-    // A schedule spans the run: its epochs, or its step limit when that comes first.
-    let total = ((per_epoch * args.epochs) as u64).min(args.max_steps.unwrap_or(u64::MAX));
+    // A schedule spans the run: its epochs, or its step limit when that comes first (a
+    // resumed run's, those it started with).
+    let (epochs, max_steps) = match args.schedule_epochs {
+        Some(epochs) => (epochs, args.schedule_max_steps),
+        None => (args.epochs, args.max_steps),
+    };
+    let total = ((per_epoch * epochs) as u64).min(max_steps.unwrap_or(u64::MAX));
     let lr = args.lr.unwrap_or(optimizer.lr() as f64);
     let (schedule, plateau) = schedule(&args.schedule, total, lr)?;
     if args.schedule.warmup_steps >= total && !args.quiet {
@@ -504,7 +509,7 @@ fn resumed_args(dir: &Path, now: &TrainArgs) -> Result<TrainArgs> {
     let cli = crate::cli::Cli::try_parse_from(
         ["descent".to_string(), "train".to_string()]
             .into_iter()
-            .chain(argv),
+            .chain(argv.iter().cloned()),
     )
     .map_err(|e| {
         anyhow!(
@@ -515,6 +520,44 @@ fn resumed_args(dir: &Path, now: &TrainArgs) -> Result<TrainArgs> {
     let crate::cli::Command::Train(mut args) = cli.command else {
         bail!("{} does not hold a `train` command line", file.display());
     };
+    let given = flags_given();
+    let changed: Vec<String> = given
+        .iter()
+        .filter(|id| !RESUME_MAY_CHANGE.contains(&id.as_str()))
+        .map(|id| format!("--{}", id.replace('_', "-")))
+        .collect();
+    if !changed.is_empty() {
+        bail!(
+            "invalid --resume {}: a resumed run goes on as it was started, and {} would change \
+             it; what may change: --epochs and --max-steps (where it stops; its schedule keeps \
+             the span it started with), --threads, --data-dir, --quiet, --no-fetch. To go on \
+             with other settings, start a new run from its weights (--init-from)",
+            dir.display(),
+            changed.join(", ")
+        );
+    }
+    let mut more = Vec::new();
+    if args.schedule_epochs.is_none() && given.iter().any(|g| g == "epochs" || g == "max_steps") {
+        args.schedule_epochs = Some(args.epochs);
+        args.schedule_max_steps = args.max_steps;
+        more.extend(["--schedule-epochs".to_string(), args.epochs.to_string()]);
+        if let Some(n) = args.max_steps {
+            more.extend(["--schedule-max-steps".to_string(), n.to_string()]);
+        }
+    }
+    if given.iter().any(|g| g == "epochs") {
+        args.epochs = now.epochs;
+        more.extend(["--epochs".to_string(), now.epochs.to_string()]);
+    }
+    if let (true, Some(n)) = (given.iter().any(|g| g == "max_steps"), now.max_steps) {
+        args.max_steps = Some(n);
+        more.extend(["--max-steps".to_string(), n.to_string()]);
+    }
+    if !more.is_empty() {
+        // The next resume goes on to the new end, with the schedule it started with.
+        let argv: Vec<String> = argv.into_iter().chain(more).collect();
+        write_atomic(&file, serde_json::to_string(&argv)?.as_bytes())?;
+    }
     args.run_dir = None;
     args.resume = Some(dir.to_path_buf());
     args.data_dir = now.data_dir.clone().or(args.data_dir);
@@ -525,6 +568,33 @@ fn resumed_args(dir: &Path, now: &TrainArgs) -> Result<TrainArgs> {
 }
 
 const ARGS_FILE: &str = "args.json";
+
+/// The `train` flags a `--resume` may give (their ids): where the run stops, and how this
+/// process runs it.
+const RESUME_MAY_CHANGE: &[&str] = &[
+    "resume",
+    "epochs",
+    "max_steps",
+    "threads",
+    "data_dir",
+    "quiet",
+    "no_fetch",
+];
+
+/// The ids of the `train` flags this process's command line gave.
+fn flags_given() -> Vec<String> {
+    use clap::CommandFactory;
+    let Ok(matches) = crate::cli::Cli::command().try_get_matches_from(std::env::args_os()) else {
+        return Vec::new();
+    };
+    let Some(("train", sub)) = matches.subcommand() else {
+        return Vec::new();
+    };
+    sub.ids()
+        .filter(|id| sub.value_source(id.as_str()) == Some(clap::parser::ValueSource::CommandLine))
+        .map(|id| id.as_str().to_string())
+        .collect()
+}
 
 /// Refuses a run directory that already holds a run, or that cannot be created or written.
 fn check_run_dir(dir: &Path) -> Result<()> {
@@ -766,7 +836,19 @@ pub fn run(args: TrainArgs) -> Result<()> {
                 );
                 return Ok(());
             }
-            run.trim_metrics(pos.epoch, pos.batch)?;
+            let damaged = run.trim_metrics(pos.epoch, pos.batch)?;
+            if !damaged.is_empty() {
+                eprintln!(
+                    "note: {} had damaged lines ({}: a run killed while writing leaves part of a \
+                     line); they were dropped before going on",
+                    dir.join(descent_train::run_dir::METRICS_FILE).display(),
+                    damaged
+                        .iter()
+                        .map(|l| format!("line {l}"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                );
+            }
             if !args.quiet {
                 eprintln!(
                     "resuming {} at epoch {} after batch {}",

@@ -145,3 +145,55 @@ fn the_same_run_writes_the_same_bytes() {
         "a file that does not depend on the run"
     );
 }
+
+#[test]
+fn a_resume_applies_a_new_end_refuses_other_changes_and_repairs_its_metrics() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = table(dir.path());
+    let run = dir.path().join("run");
+    let run = run.to_str().unwrap();
+    ok(&[
+        "train",
+        "--data",
+        &data,
+        "--epochs",
+        "2",
+        "--schedule",
+        "cosine",
+        "--run-dir",
+        run,
+    ]);
+    fails(
+        &["train", "--resume", run, "--lr", "0.5", "--batch-size", "8"],
+        &[
+            "--lr, --batch-size would change it",
+            "what may change: --epochs and --max-steps",
+        ],
+    );
+    // A run killed while writing its metrics leaves part of a line.
+    let metrics = Path::new(run).join("metrics.jsonl");
+    let mut lines = std::fs::read_to_string(&metrics).unwrap();
+    let count = lines.lines().count();
+    lines += "{\"type\": \"ep";
+    std::fs::write(&metrics, &lines).unwrap();
+    let report = descent(&["report", run]);
+    let (out, err) = text(&report);
+    assert!(report.status.success(), "{err}");
+    assert!(
+        err.contains(&format!("metrics.jsonl line {} is damaged", count + 1)),
+        "{err}"
+    );
+    assert!(out.contains("epoch") && !err.contains("panicked"), "{out}");
+    // Two more epochs: the damaged line is dropped, saying so, and the new end is kept for
+    // the next resume.
+    let more = ok(&["train", "--resume", run, "--epochs", "4"]);
+    assert!(more.contains("had damaged lines (line"), "{more}");
+    assert!(
+        more.contains("epoch 4:") && !more.contains("epoch 5:"),
+        "{more}"
+    );
+    let again = ok(&["train", "--resume", run]);
+    assert!(again.contains("already finished its 4 epochs"), "{again}");
+    let report = ok(&["report", run]);
+    assert!(!report.contains("damaged"), "{report}");
+}

@@ -632,6 +632,19 @@ impl Trainer {
                 ..LoopState::default()
             };
         }
+        // A resumed position must lie in an epoch of this data: one past the end was written
+        // for other data (or damaged), and would end the epoch without training it.
+        if self.pos.batch > loader.num_batches() || self.pos.epochs.len() >= self.pos.epoch {
+            return Err(TrainError::Data(format!(
+                "the run's checkpoint stands at epoch {}, batch {} after {} finished epochs, but \
+                 an epoch of this data has {} batches: it was written for other data or is \
+                 damaged",
+                self.pos.epoch,
+                self.pos.batch,
+                self.pos.epochs.len(),
+                loader.num_batches()
+            )));
+        }
         let stop = loop {
             if self.pos.epoch > self.cfg.epochs {
                 break StopReason::MaxEpochs;

@@ -673,8 +673,9 @@ fn memory_report_and_recomputation() {
     );
 }
 
-/// SGD's learning rate that blows the toy MLP's loss up within ten batches (30 does too).
-const LR_TOO_LARGE: f32 = 100.0;
+/// SGD's learning rate that blows the toy MLP's loss past a thousandfold within ten batches
+/// (1000 does too; at 100 the median stays under the factor).
+const LR_TOO_LARGE: f32 = 10000.0;
 
 #[test]
 fn a_loss_far_above_its_start_stops_or_warns_and_a_bad_start_is_named() {
@@ -728,4 +729,23 @@ fn a_loss_far_above_its_start_stops_or_warns_and_a_bad_start_is_named() {
             .contains("the start is bad, not the learning rate"),
         "{e}"
     );
+}
+
+#[test]
+fn a_resumed_position_past_the_end_of_an_epoch_is_refused() {
+    let (train, test) = (toy(100, 3), toy(50, 4));
+    let mut t = Trainer::new(mlp(16, 8, 0.0), &cfg()).unwrap();
+    // 100 examples in batches of 16: 7 batches an epoch.
+    t.pos = LoopState {
+        epoch: 1,
+        batch: 8,
+        ..LoopState::default()
+    };
+    let e = t.run(&train, &test, |_| {}).unwrap_err().to_string();
+    assert!(
+        e.contains("epoch 1, batch 8") && e.contains("has 7 batches"),
+        "{e}"
+    );
+    t.pos.batch = 7;
+    t.run(&train, &test, |_| {}).unwrap();
 }
