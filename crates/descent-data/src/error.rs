@@ -16,7 +16,7 @@ pub enum DataError {
         source: std::io::Error,
     },
     /// The file does not start with an IDX magic number of unsigned bytes.
-    #[error("{path} is not an IDX file of unsigned bytes: magic number {found:#010x}, expected 0x00000801..0x000008ff (0x0000080N = N dimensions); re-download it with `descent data fetch mnist`")]
+    #[error("{path} is not an IDX file of unsigned bytes: magic number {found:#010x}, expected 0x00000801..0x000008ff (0x0000080N = N dimensions); if it was downloaded, delete it and fetch it again")]
     BadMagic {
         /// The file.
         path: PathBuf,
@@ -24,7 +24,7 @@ pub enum DataError {
         found: u32,
     },
     /// The file is shorter or longer than its header says.
-    #[error("{path} is {what}: its header promises {expected} bytes, the file holds {found}; re-download it with `descent data fetch mnist`")]
+    #[error("{path} is {what}: its header promises {expected} bytes, the file holds {found}; if it was downloaded, delete it and fetch it again")]
     Size {
         /// The file.
         path: PathBuf,

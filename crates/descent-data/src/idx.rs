@@ -30,6 +30,27 @@ impl IdxArray {
 /// its name).
 pub fn read_idx(path: &Path) -> Result<IdxArray, DataError> {
     let raw = std::fs::read(path).map_err(DataError::io("reading", path))?;
+    let named_gz = path
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("gz"));
+    if named_gz && !raw.starts_with(&[0x1f, 0x8b]) {
+        let head: Vec<String> = raw.iter().take(4).map(|b| format!("{b:02x}")).collect();
+        return Err(DataError::Gzip {
+            path: path.into(),
+            source: std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!(
+                    "its name ends in .gz but it does not start as gzip data does (1f 8b); it \
+                     starts with {}{}",
+                    head.join(" "),
+                    match raw.first() {
+                        Some(b'<') => ", as an HTML page does: a web page saved in its place?",
+                        _ => "",
+                    }
+                ),
+            ),
+        });
+    }
     let bytes = if raw.starts_with(&[0x1f, 0x8b]) {
         let mut out = Vec::with_capacity(raw.len() * 4);
         flate2::read::GzDecoder::new(&raw[..])

@@ -85,15 +85,27 @@ impl RunDir {
         let started = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
-        let mut info = serde_json::json!({
-            "descent": env!("CARGO_PKG_VERSION"),
-            "model": model,
-            "config": cfg,
-            "started_unix": started,
-        });
-        if let (Some(info), serde_json::Value::Object(more)) = (info.as_object_mut(), extra) {
-            info.extend(more);
+        // Written from the structs themselves, not through a `serde_json::Value`, which holds
+        // numbers as f64: an f32 learning rate of 0.01 stays `0.01`, not 0.009999999776482582.
+        #[derive(serde::Serialize)]
+        struct Info<'a> {
+            descent: &'a str,
+            model: &'a ModelSpec,
+            config: &'a TrainConfig,
+            started_unix: u64,
+            #[serde(flatten)]
+            extra: serde_json::Map<String, serde_json::Value>,
         }
+        let info = Info {
+            descent: env!("CARGO_PKG_VERSION"),
+            model,
+            config: cfg,
+            started_unix: started,
+            extra: match extra {
+                serde_json::Value::Object(more) => more,
+                _ => Default::default(),
+            },
+        };
         let text = serde_json::to_string_pretty(&info).expect("plain data serializes");
         write_atomic(&path.join(RUN_FILE), text.as_bytes())?;
         write_atomic(&path.join(METRICS_FILE), b"")?;

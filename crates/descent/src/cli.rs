@@ -141,11 +141,13 @@ pub struct VizArgs {
     /// The test function.
     #[arg(long, value_enum, default_value = "rosenbrock")]
     pub function: VizFunction,
-    /// Optimizers to draw (see `descent compare --help` for the names).
+    /// Optimizers to draw: sgd, sgd-momentum (momentum 0.9), nesterov, momentum (the seed's
+    /// averaging form), adagrad, rmsprop, adadelta, adam, adamw, adamax, nadam, radam, lion,
+    /// lamb; each at a learning rate that suits the function.
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "sgd,momentum,nesterov,rmsprop,adam"
+        default_value = "sgd,sgd-momentum,nesterov,rmsprop,adam"
     )]
     pub optimizers: Vec<String>,
     /// Steps per optimizer (default: what suits the function).
@@ -167,13 +169,11 @@ pub struct ReportArgs {
 
 #[derive(Args, Debug)]
 pub struct CompareArgs {
-    /// Optimizers to race: sgd, momentum (SGD with momentum 0.9), nesterov, ema (the seed's
-    /// momentum), adagrad, rmsprop, adadelta, adam, adamw, adamax, nadam, radam, lion, lamb;
-    /// each with the learning rate `descent compare --help` lists.
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "sgd,momentum,nesterov,rmsprop,adam,adamw"
+        default_value = "sgd,sgd-momentum,nesterov,rmsprop,adam,adamw",
+        help = crate::compare::race_help()
     )]
     pub optimizers: Vec<String>,
     /// A TOML file listing the runs instead: `[[run]]` tables with a `name`, an `optimizer`
@@ -640,34 +640,39 @@ pub struct TrainArgs {
     #[arg(long, help_heading = "Optimizer")]
     pub no_bias_decay: bool,
     /// Examples per batch.
-    #[arg(long, default_value_t = 64)]
+    #[arg(long, default_value_t = 64, help_heading = "Training")]
     pub batch_size: usize,
     /// Passes over the training set.
-    #[arg(long, default_value_t = 10)]
+    #[arg(long, default_value_t = 10, help_heading = "Training")]
     pub epochs: usize,
     /// Seed for the initial weights and the shuffles.
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = 0, help_heading = "Training")]
     pub seed: u64,
     /// Engine threads (default: all cores).
-    #[arg(long, value_parser = threads)]
+    #[arg(long, value_parser = threads, help_heading = "Training")]
     pub threads: Option<usize>,
     /// Print `[epoch, batch] loss` every N batches (0: never).
-    #[arg(long, default_value_t = 100, value_name = "N")]
+    #[arg(
+        long,
+        default_value_t = 100,
+        value_name = "N",
+        help_heading = "Training"
+    )]
     pub log_every: usize,
     /// Keep file order instead of shuffling each epoch.
-    #[arg(long)]
+    #[arg(long, help_heading = "Training")]
     pub no_shuffle: bool,
     /// Drop the last batch when it is smaller than --batch-size.
-    #[arg(long)]
+    #[arg(long, help_heading = "Training")]
     pub drop_last: bool,
     /// Data root (else $DESCENT_DATA, else ~/.cache/descent).
-    #[arg(long, value_name = "DIR")]
+    #[arg(long, value_name = "DIR", help_heading = "Data")]
     pub data_dir: Option<PathBuf>,
     /// Print only the per-epoch lines.
-    #[arg(long, short)]
+    #[arg(long, short, help_heading = "Training")]
     pub quiet: bool,
     /// Never download: fail if the data is not on disk.
-    #[arg(long)]
+    #[arg(long, help_heading = "Data")]
     pub no_fetch: bool,
     /// The data: mnist (the default), fashion-mnist, idx:DIR (a directory of IDX files),
     /// csv:FILE (a table with a header), or text:FILE (any UTF-8 file, for --model gpt: every

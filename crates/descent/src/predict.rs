@@ -46,14 +46,37 @@ fn read_png(path: &Path) -> Result<(Vec<u8>, usize, usize)> {
 
 /// The images in `input` (a PNG or an IDX file of `N x 28 x 28` bytes), each `features` bytes.
 fn images(input: &Path, features: usize, invert: bool) -> Result<Vec<Vec<u8>>> {
-    let is_png = std::fs::read(input)
-        .map_err(|e| anyhow!("reading {}: {e}", input.display()))?
-        .starts_with(b"\x89PNG");
+    let head = std::fs::read(input).map_err(|e| anyhow!("reading {}: {e}", input.display()))?;
+    let is_png = head.starts_with(b"\x89PNG");
+    // An IDX file of bytes starts 00 00 08 N (N dimensions), raw or gzip-compressed.
+    let is_idx = head.starts_with(&[0, 0, 8]) || head.starts_with(&[0x1f, 0x8b]);
+    if !is_png && !is_idx {
+        let kind = match head.as_slice() {
+            [0xff, 0xd8, ..] => "a JPEG picture",
+            [b'G', b'I', b'F', ..] => "a GIF picture",
+            [b'B', b'M', ..] => "a BMP picture",
+            [] => "empty",
+            _ => "neither a PNG picture nor an IDX file",
+        };
+        bail!(
+            "{} is {kind}: predict reads a PNG picture ({features} pixels, 28x28 for MNIST) or \
+             an IDX file of such images; convert it to PNG first",
+            input.display()
+        );
+    }
     let mut out: Vec<Vec<u8>> = if is_png {
         let (grey, w, h) = read_png(input)?;
         if w * h != features {
             bail!(
                 "{} is {w}x{h} pixels; the model takes {features} values (28x28 for MNIST): resize it first",
+                input.display()
+            );
+        }
+        let mean = grey.iter().map(|&p| p as f64).sum::<f64>() / grey.len().max(1) as f64;
+        if mean > 127.0 && !invert {
+            eprintln!(
+                "note: {} is mostly light (mean pixel {mean:.0} of 255), while MNIST's digits are \
+                 light on a dark ground: for a dark digit on white paper, add --invert",
                 input.display()
             );
         }

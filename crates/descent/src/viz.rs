@@ -102,28 +102,18 @@ fn problem(f: VizFunction) -> Problem {
 
 /// The optimizers `viz` draws, with their settings for problem `p`.
 fn optimizer(name: &str, p: &Problem) -> Result<OptimizerConfig> {
-    let (base, lr, extra): (&str, f64, &[(&str, HyperValue)]) = match name {
-        "gd" | "sgd" => ("sgd", p.sgd_lr, &[]),
-        "momentum" => ("sgd", p.sgd_lr, &[("momentum", HyperValue::Num(0.9))]),
-        "nesterov" => (
-            "sgd",
-            p.sgd_lr,
-            &[
-                ("momentum", HyperValue::Num(0.9)),
-                ("nesterov", HyperValue::Flag(true)),
-            ],
-        ),
-        "ema" => ("momentum", p.sgd_lr * 10.0, &[]),
-        "adagrad" => ("adagrad", p.adaptive_lr * 10.0, &[]),
-        "adadelta" => ("adadelta", 1.0, &[]),
-        "rmsprop" | "adam" | "adamw" | "adamax" | "nadam" | "radam" | "lamb" => {
-            (name, p.adaptive_lr, &[])
-        }
-        "lion" => ("lion", p.adaptive_lr / 3.0, &[]),
-        other => bail!(
-            "invalid --optimizers {other}: known: sgd, momentum, nesterov, ema, adagrad, \
-             rmsprop, adadelta, adam, adamw, adamax, nadam, radam, lion, lamb"
-        ),
+    // On a 2-D function every step sees the whole gradient: gd is sgd.
+    let (base, extra) = crate::compare::race_base(if name == "gd" { "sgd" } else { name })?;
+    let lr = match base {
+        "sgd" => p.sgd_lr,
+        // The seed's form averages the gradient instead of summing it: ten times SGD's rate
+        // takes the same steps at momentum 0.9.
+        "momentum" => p.sgd_lr * 10.0,
+        "adagrad" => p.adaptive_lr * 10.0,
+        "adadelta" => 1.0,
+        // A third of the others, written as people write rates (0.03, not 0.033333335).
+        "lion" => p.adaptive_lr * 0.3,
+        _ => p.adaptive_lr,
     };
     let mut c = OptimizerConfig::default_for(base).expect("a known optimizer");
     c.set("lr", HyperValue::Num(lr))?;

@@ -637,7 +637,60 @@ fn predict_reads_a_png_and_refuses_other_sizes() {
     let junk = dir.path().join("junk.bin");
     std::fs::write(&junk, b"nothing").unwrap();
     let o = run(&["predict", weights.to_str().unwrap(), junk.to_str().unwrap()]);
-    assert_clean_failure(&o, "junk.bin");
+    assert_clean_failure(&o, "junk.bin is neither a PNG picture nor an IDX file");
+    assert!(
+        !stderr(&o).contains("IDX file of unsigned bytes"),
+        "{}",
+        stderr(&o)
+    );
+    let jpeg = dir.path().join("photo.jpg");
+    std::fs::write(&jpeg, [0xff, 0xd8, 0xff, 0xe0, 0, 0]).unwrap();
+    let o = run(&["predict", weights.to_str().unwrap(), jpeg.to_str().unwrap()]);
+    assert_clean_failure(&o, "photo.jpg is a JPEG picture");
+    // A dark digit on white paper: a note suggests --invert, which silences it.
+    assert!(!stderr(&run(&[
+        "predict",
+        weights.to_str().unwrap(),
+        good.to_str().unwrap()
+    ]))
+    .contains("--invert"));
+    let paper = dir.path().join("paper.png");
+    {
+        let mut out = Vec::new();
+        let mut enc = png::Encoder::new(&mut out, 28, 28);
+        enc.set_color(png::ColorType::Grayscale);
+        enc.set_depth(png::BitDepth::Eight);
+        let mut wr = enc.write_header().unwrap();
+        let pixels: Vec<u8> = (0..784)
+            .map(|i| if i % 28 == 14 { 0 } else { 250 })
+            .collect();
+        wr.write_image_data(&pixels).unwrap();
+        drop(wr);
+        std::fs::write(&paper, out).unwrap();
+    }
+    let o = run(&[
+        "predict",
+        weights.to_str().unwrap(),
+        paper.to_str().unwrap(),
+    ]);
+    assert!(
+        o.status.success()
+            && stderr(&o).contains("mostly light")
+            && stderr(&o).contains("add --invert"),
+        "{}",
+        stderr(&o)
+    );
+    let o = run(&[
+        "predict",
+        weights.to_str().unwrap(),
+        paper.to_str().unwrap(),
+        "--invert",
+    ]);
+    assert!(
+        o.status.success() && !stderr(&o).contains("mostly light"),
+        "{}",
+        stderr(&o)
+    );
     let o = run(&[
         "predict",
         weights.to_str().unwrap(),

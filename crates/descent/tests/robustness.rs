@@ -197,3 +197,75 @@ fn a_resume_applies_a_new_end_refuses_other_changes_and_repairs_its_metrics() {
     let report = ok(&["report", run]);
     assert!(!report.contains("damaged"), "{report}");
 }
+
+#[test]
+fn the_rough_edges_of_a_first_hour() {
+    // Flags sit under their own headings, not under the last group's.
+    let help = ok(&["train", "--help"]);
+    let schedule = &help[help.find("\nSchedule:").unwrap()..];
+    let schedule = &schedule[..schedule[1..].find("\n\n").map_or(schedule.len(), |i| i + 1)];
+    for flag in [
+        "--batch-size",
+        "--epochs",
+        "--seed",
+        "--threads",
+        "--data-dir",
+    ] {
+        assert!(
+            !schedule.contains(flag),
+            "{flag} under Schedule: {schedule}"
+        );
+    }
+    assert!(
+        help.contains("Training:") && help.contains("Data:"),
+        "{help}"
+    );
+    // `momentum` means the seed's form in compare too; the old name says what it is now.
+    fails(
+        &["compare", "--optimizers", "ema"],
+        &[
+            "`momentum`, as in `descent train --optimizer momentum`",
+            "`sgd-momentum`",
+        ],
+    );
+    let compare = ok(&["compare", "--help"]);
+    assert!(
+        compare.contains("sgd-momentum (momentum 0.9) lr 0.01")
+            && compare.contains("lion lr 0.0001"),
+        "{compare}"
+    );
+    // run.json holds numbers as written: an f32 rate of 0.0001 is not 0.00009999999747378752.
+    let dir = tempfile::tempdir().unwrap();
+    let data = table(dir.path());
+    let run = dir.path().join("run");
+    let run = run.to_str().unwrap();
+    ok(&[
+        "train",
+        "--data",
+        &data,
+        "--epochs",
+        "1",
+        "--optimizer",
+        "lion",
+        "--run-dir",
+        run,
+    ]);
+    let info = std::fs::read_to_string(Path::new(run).join("run.json")).unwrap();
+    assert!(
+        info.contains("\"lr\": 0.0001,") && info.contains("\"beta1\": 0.9,"),
+        "{info}"
+    );
+    // A .gz that is not gzip (a web page saved in its place) says so.
+    let idx = dir.path().join("idx");
+    std::fs::create_dir(&idx).unwrap();
+    std::fs::write(idx.join("train-images-idx3-ubyte.gz"), "<!DOCTYPE html>").unwrap();
+    std::fs::write(idx.join("train-labels-idx1-ubyte.gz"), "<!DOCTYPE html>").unwrap();
+    fails(
+        &["train", "--data", &format!("idx:{}", idx.display())],
+        &[
+            "-ubyte.gz is not a valid gzip file",
+            "does not start as gzip data does",
+            "HTML page",
+        ],
+    );
+}

@@ -147,7 +147,9 @@ impl serde::Serialize for OptimizerConfig {
         map.serialize_entry("optimizer", self.name())?;
         for (name, v) in hyper {
             match v {
-                HyperValue::Num(x) => map.serialize_entry(name, &x)?,
+                // Every number is an f32 (`Field::Num`): written as one, 0.01 stays `0.01`
+                // (as f64 it would be 0.009999999776482582) and reads back to the same bits.
+                HyperValue::Num(x) => map.serialize_entry(name, &(x as f32))?,
                 HyperValue::Flag(b) => map.serialize_entry(name, &b)?,
             }
         }

@@ -17,11 +17,31 @@ use crate::cli::{CompareArgs, TrainArgs};
 use crate::plot::{Chart, Series};
 use crate::report::write_chart;
 
-/// The optimizers `descent compare` knows, with the settings it races them at.
-fn preset(name: &str) -> Result<OptimizerConfig> {
-    let (base, sets): (&str, &[(&str, HyperValue)]) = match name {
+/// The names `compare` and `viz` take: the optimizers of `train --optimizer` (`momentum` is
+/// the seed's averaging form there too) and SGD with momentum 0.9, plain and Nesterov.
+pub const RACE_NAMES: &[&str] = &[
+    "sgd",
+    "sgd-momentum",
+    "nesterov",
+    "momentum",
+    "adagrad",
+    "rmsprop",
+    "adadelta",
+    "adam",
+    "adamw",
+    "adamax",
+    "nadam",
+    "radam",
+    "lion",
+    "lamb",
+];
+
+/// The optimizer `name` (one of [`RACE_NAMES`]) is built on, and the settings it adds to that
+/// optimizer's defaults. `ema`, the old name of the seed's momentum, says what it is now.
+pub fn race_base(name: &str) -> Result<(&'static str, &'static [(&'static str, HyperValue)])> {
+    Ok(match name {
         "sgd" => ("sgd", &[]),
-        "momentum" => ("sgd", &[("momentum", HyperValue::Num(0.9))]),
+        "sgd-momentum" => ("sgd", &[("momentum", HyperValue::Num(0.9))]),
         "nesterov" => (
             "sgd",
             &[
@@ -29,20 +49,53 @@ fn preset(name: &str) -> Result<OptimizerConfig> {
                 ("nesterov", HyperValue::Flag(true)),
             ],
         ),
-        "ema" => ("momentum", &[]),
-        "rmsprop" => ("rmsprop", &[("lr", HyperValue::Num(1e-3))]),
-        "adagrad" | "adadelta" | "adam" | "adamw" | "adamax" | "nadam" | "radam" | "lion"
-        | "lamb" => (name, &[]),
-        other => bail!(
-            "invalid --optimizers {other}: known: sgd, momentum, nesterov, ema, adagrad, rmsprop, \
-             adadelta, adam, adamw, adamax, nadam, radam, lion, lamb"
+        "ema" => bail!(
+            "invalid --optimizers ema: the seed's momentum is called `momentum`, as in `descent \
+             train --optimizer momentum`; SGD with momentum 0.9 is `sgd-momentum`"
         ),
-    };
+        other => match RACE_NAMES.iter().find(|n| **n == other) {
+            Some(n) => (*n, &[]),
+            None => bail!(
+                "invalid --optimizers {other}: known: {}",
+                RACE_NAMES.join(", ")
+            ),
+        },
+    })
+}
+
+/// The optimizers `descent compare` knows, with the settings it races them at: each
+/// optimizer's defaults, RMSprop at lr 0.001 (its default 0.01 spikes the loss first).
+fn preset(name: &str) -> Result<OptimizerConfig> {
+    let (base, sets) = race_base(name)?;
     let mut c = OptimizerConfig::default_for(base).expect("a known optimizer");
     for &(k, v) in sets {
         c.set(k, v)?;
     }
+    if base == "rmsprop" {
+        c.set("lr", HyperValue::Num(1e-3))?;
+    }
     Ok(c)
+}
+
+/// `compare --help`'s list of the names and the learning rate each races at.
+pub fn race_help() -> String {
+    let rates: Vec<String> = RACE_NAMES
+        .iter()
+        .map(|n| {
+            let lr = preset(n).map(|c| c.lr()).unwrap_or(f32::NAN);
+            let what = match *n {
+                "sgd-momentum" => " (momentum 0.9)",
+                "nesterov" => " (momentum 0.9, Nesterov)",
+                "momentum" => " (the seed's averaging form)",
+                _ => "",
+            };
+            format!("{n}{what} lr {lr}")
+        })
+        .collect();
+    format!(
+        "Optimizers to race, each at its default settings: {}",
+        rates.join(", ")
+    )
 }
 
 /// Runs listed in a TOML file: `[[run]]` tables with `name`, `optimizer` and hyperparameters
