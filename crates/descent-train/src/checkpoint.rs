@@ -414,6 +414,31 @@ mod tests {
     }
 
     #[test]
+    fn non_finite_values_are_refused_with_each_tensor_and_count() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.safetensors");
+        let bad = [1.0, f32::NAN, f32::INFINITY, 2.0];
+        let tensors: Vec<Tensor<'_>> = vec![
+            ("m.fc1.weight".into(), vec![2, 2], &bad),
+            ("m.fc1.bias".into(), vec![2], &[0.0, 1.0]),
+        ];
+        save_tensors(&path, &tensors, &BTreeMap::new()).unwrap();
+        let e = load_tensors(&path).unwrap_err().to_string();
+        assert!(
+            e.contains("m.fc1.weight (2 of 4)") && !e.contains("m.fc1.bias"),
+            "{e}"
+        );
+        let net = net(2);
+        let mut params = net.init_params(&mut descent_tensor::Rng::new(0));
+        params[0] = f32::NEG_INFINITY;
+        save_weights(&path, net.layout(), &params, &BTreeMap::new()).unwrap();
+        let e = load_weights(&path, net.layout()).unwrap_err();
+        assert!(matches!(e, CheckpointError::NonFinite { .. }), "{e}");
+        let (read, _) = load_weights_allowing_nonfinite(&path, net.layout()).unwrap();
+        assert_eq!(read[0], f32::NEG_INFINITY);
+    }
+
+    #[test]
     fn other_models_and_damaged_files_are_refused_clearly() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("w.safetensors");
