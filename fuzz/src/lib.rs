@@ -13,6 +13,7 @@ pub type Target = fn(&[u8]);
 pub const TARGETS: &[(&str, Target)] = &[
     ("idx", idx),
     ("npy", npy),
+    ("npz", npz),
     ("csv", csv),
     ("png", png),
     ("safetensors", safetensors),
@@ -68,6 +69,12 @@ pub fn idx(data: &[u8]) {
 /// A NumPy `.npy` array.
 pub fn npy(data: &[u8]) {
     let _ = descent_data::parse_npy(data, "fuzz.npy");
+}
+
+/// A NumPy `.npz` archive (a zip of `.npy` entries, stored or deflated).
+pub fn npz(data: &[u8]) {
+    let f = scratch("a.npz", data);
+    let _ = descent_data::read_npz(&f.path);
 }
 
 /// A CSV table with a header, every option at its default.

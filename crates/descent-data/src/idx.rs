@@ -52,18 +52,68 @@ pub fn read_idx(path: &Path) -> Result<IdxArray, DataError> {
         });
     }
     let bytes = if raw.starts_with(&[0x1f, 0x8b]) {
-        let mut out = Vec::with_capacity(raw.len() * 4);
-        flate2::read::GzDecoder::new(&raw[..])
-            .read_to_end(&mut out)
-            .map_err(|source| DataError::Gzip {
-                path: path.into(),
-                source,
-            })?;
-        out
+        gunzip_idx(&raw, path)?
     } else {
         raw
     };
     parse_idx(&bytes, path)
+}
+
+/// Deflate's largest ratio of output to input: one 258-byte match per 2 bits, about 1032 : 1
+/// (zlib's technical notes). No gzip file of `n` bytes holds more than this many times `n`.
+const DEFLATE_MAX_RATIO: u64 = 1032;
+
+/// Decompresses a gzip IDX file without ever holding more than its header promises: the
+/// header is read first, checked against what a gzip file of this size can hold, and the rest
+/// is read up to one byte past the promised length (so that `parse_idx` can say "longer").
+fn gunzip_idx(raw: &[u8], path: &Path) -> Result<Vec<u8>, DataError> {
+    let gz_err = |source| DataError::Gzip {
+        path: path.into(),
+        source,
+    };
+    let mut decoder = flate2::read::GzDecoder::new(raw);
+    // The magic number and at most 255 sizes.
+    let mut out = Vec::with_capacity(4 + 4 * 255);
+    (&mut decoder)
+        .take(4)
+        .read_to_end(&mut out)
+        .map_err(gz_err)?;
+    if out.len() < 4 || out[2] != 8 {
+        return Ok(out); // parse_idx names what is wrong
+    }
+    let header = 4 + 4 * out[3] as usize;
+    (&mut decoder)
+        .take(header as u64 - 4)
+        .read_to_end(&mut out)
+        .map_err(gz_err)?;
+    if out.len() < header {
+        return Ok(out);
+    }
+    let promised = out[4..header]
+        .chunks_exact(4)
+        .map(|c| u32::from_be_bytes([c[0], c[1], c[2], c[3]]) as u64)
+        .try_fold(1u64, |acc, d| acc.checked_mul(d))
+        .and_then(|n| n.checked_add(header as u64));
+    let limit = (raw.len() as u64).saturating_mul(DEFLATE_MAX_RATIO);
+    match promised {
+        Some(n) if n <= limit => {
+            out.reserve((n as usize).saturating_sub(header).min(raw.len() * 8));
+            (&mut decoder)
+                .take(n - header as u64 + 1)
+                .read_to_end(&mut out)
+                .map_err(gz_err)?;
+            Ok(out)
+        }
+        _ => Err(gz_err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!(
+                "its IDX header promises {} bytes, but {} bytes of gzip can hold at most {limit}: \
+                 the header is damaged",
+                promised.map_or_else(|| "more than 2^64".to_string(), |n| n.to_string()),
+                raw.len()
+            ),
+        ))),
+    }
 }
 
 /// Parses IDX bytes; `path` only names the source in errors.
@@ -197,5 +247,39 @@ mod tests {
             read_idx(&dir.path().join("none")),
             Err(DataError::Io { .. })
         ));
+    }
+
+    #[test]
+    fn gzip_is_never_inflated_past_its_header() {
+        use std::io::Write;
+        let dir = tempfile::tempdir().unwrap();
+        let gz = |bytes: &[u8]| {
+            let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+            enc.write_all(bytes).unwrap();
+            enc.finish().unwrap()
+        };
+        let p = dir.path().join("x.gz");
+        // A header promising about 10^12 bytes in a file of a few dozen: refused before reading on.
+        let mut lie = idx(&[3], &[7, 8, 9]);
+        lie[4..8].copy_from_slice(&0xffff_ffffu32.to_be_bytes());
+        lie.splice(8..8, 0xffu32.to_be_bytes());
+        lie[3] = 2;
+        std::fs::write(&p, gz(&lie)).unwrap();
+        let e = read_idx(&p).unwrap_err();
+        assert!(e.to_string().contains("the header is damaged"), "{e}");
+        // A bomb: 3 bytes promised, 50 MB of zeros behind them; read stops one byte past.
+        let mut bomb = idx(&[3], &[7, 8, 9]);
+        bomb.resize(50 << 20, 0);
+        std::fs::write(&p, gz(&bomb)).unwrap();
+        match read_idx(&p) {
+            Err(DataError::Size { what, found, .. }) => {
+                assert_eq!(what, "longer than its header says");
+                assert_eq!(found, 4 + 4 + 3 + 1);
+            }
+            other => panic!("{other:?}"),
+        }
+        // Not IDX inside: parse_idx's own message.
+        std::fs::write(&p, gz(b"hello world")).unwrap();
+        assert!(matches!(read_idx(&p), Err(DataError::BadMagic { .. })));
     }
 }

@@ -86,6 +86,29 @@ fn unreadable(path: &Path, e: image::ImageError) -> DataError {
     err(path, format!("is not a readable PNG or JPEG picture ({e})"))
 }
 
+/// Refuses a picture whose header states more pixels than its file can hold, before any
+/// buffer of that size is made: neither PNG's deflate (1032 : 1 at most) nor JPEG's Huffman
+/// coding (about 2 bits per 8 x 8 block) packs more than 1032 pixels into a byte.
+fn check_size(path: &Path) -> Result<(), DataError> {
+    let len = std::fs::metadata(path)
+        .map_err(DataError::io("reading", path))?
+        .len();
+    let (w, h) = reader(path)?
+        .into_dimensions()
+        .map_err(|e| unreadable(path, e))?;
+    let most = len.saturating_mul(1032).saturating_add(1 << 16);
+    if w as u64 * h as u64 > most {
+        return Err(err(
+            path,
+            format!(
+                "says it is {w} x {h} pixels but holds only {len} bytes, fewer than any PNG or \
+                 JPEG of that size needs: the file is damaged"
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// Decodes one picture into `channels x height x width` values in [0, 1], resized to `size`
 /// `(height, width)` when given.
 pub fn decode_image(
@@ -93,6 +116,7 @@ pub fn decode_image(
     channels: usize,
     size: Option<(u32, u32)>,
 ) -> Result<Decoded, DataError> {
+    check_size(path)?;
     let img = reader(path)?.decode().map_err(|e| unreadable(path, e))?;
     let own = (img.height(), img.width());
     let img = match size {
@@ -270,6 +294,30 @@ mod tests {
                 .save(path)
                 .unwrap();
         }
+    }
+
+    #[test]
+    fn a_header_larger_than_its_file_can_hold_is_refused_before_decoding() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("big.png");
+        // A flat 3000 x 3000 picture compresses about as well as deflate can: still read.
+        save(&p, 3000, 3000, false, |_, _| [0; 3]);
+        assert_eq!(
+            decode_image(&p, 1, Some((2, 2))).unwrap().size,
+            (3000, 3000)
+        );
+        // The same file saying it is 60000 x 60000 (3.6 G pixels): refused by its size.
+        let mut png = std::fs::read(&p).unwrap();
+        png[16..24].copy_from_slice(&[0, 0, 0xea, 0x60, 0, 0, 0xea, 0x60]);
+        let mut crc = flate2::Crc::new();
+        crc.update(&png[12..29]);
+        png[29..33].copy_from_slice(&crc.sum().to_be_bytes());
+        std::fs::write(&p, &png).unwrap();
+        let e = decode_image(&p, 1, None).unwrap_err().to_string();
+        assert!(
+            e.contains("says it is 60000 x 60000 pixels but holds only"),
+            "{e}"
+        );
     }
 
     #[test]

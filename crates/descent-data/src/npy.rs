@@ -31,11 +31,57 @@ fn err(what: &str, why: impl std::fmt::Display) -> DataError {
     }
 }
 
+/// The length of a `.npy` file's preamble and header together, as the file states it (`None`
+/// when it does not start as a `.npy` file does; npyz names that).
+fn header_len(bytes: &[u8]) -> Option<u64> {
+    let rest = bytes.strip_prefix(b"\x93NUMPY")?;
+    match rest {
+        [1, _, a, b, ..] => Some(10 + u16::from_le_bytes([*a, *b]) as u64),
+        [2 | 3, _, a, b, c, d, ..] => Some(12 + u32::from_le_bytes([*a, *b, *c, *d]) as u64),
+        _ => None,
+    }
+}
+
 /// Reads one NumPy array from `reader`; `what` names it in errors.
-pub fn parse_npy(reader: impl Read, what: &str) -> Result<NpyArray, DataError> {
+pub fn parse_npy(mut reader: impl Read, what: &str) -> Result<NpyArray, DataError> {
+    // The bytes first: the header's shape is checked against them before any buffer of that
+    // size is made (npyz allocates the whole array from the header).
+    let mut bytes = Vec::new();
+    reader
+        .read_to_end(&mut bytes)
+        .map_err(|e| err(what, format!("cannot read it ({e})")))?;
+    // npyz allocates the header's stated length before reading it: check it first.
+    if let Some(len) = header_len(&bytes) {
+        if len > bytes.len() as u64 {
+            return Err(err(
+                what,
+                format!(
+                    "has a header that says it is {len} bytes long in a file of {} bytes: it is \
+                     truncated or its header is damaged",
+                    bytes.len()
+                ),
+            ));
+        }
+    }
     let npy =
-        NpyFile::new(reader).map_err(|e| err(what, format!("not a NumPy .npy array ({e})")))?;
+        NpyFile::new(&bytes[..]).map_err(|e| err(what, format!("not a NumPy .npy array ({e})")))?;
     let shape: Vec<usize> = npy.shape().iter().map(|&d| d as usize).collect();
+    if let DType::Plain(ts) = npy.dtype() {
+        let need = shape
+            .iter()
+            .try_fold(ts.size_field(), |n, &d| n.checked_mul(d as u64));
+        if need.is_none_or(|n| n > bytes.len() as u64) {
+            return Err(err(
+                what,
+                format!(
+                    "has a header of shape {shape:?} ({} bytes each) but holds {} bytes in all: \
+                     it is truncated or its header is damaged",
+                    ts.size_field(),
+                    bytes.len()
+                ),
+            ));
+        }
+    }
     let order = npy.order();
     let DType::Plain(ts) = npy.dtype() else {
         return Err(err(
@@ -151,7 +197,40 @@ pub fn read_npz(path: &Path) -> Result<Vec<(String, NpyArray)>, DataError> {
         let Some(array) = name.strip_suffix(".npy").map(str::to_string) else {
             continue;
         };
-        let a = parse_npy(entry, &format!("{what}: array `{array}`"))?;
+        let what = format!("{what}: array `{array}`");
+        // The entry says how large it is; a deflate stream cannot grow more than 1032 : 1, so
+        // a larger claim is damage, and nothing past the claim is read (a decompression bomb
+        // stops there).
+        let (size, packed) = (entry.size(), entry.compressed_size());
+        if size > packed.saturating_mul(1032).saturating_add(1032) {
+            return Err(err(
+                &what,
+                format!(
+                    "claims {size} bytes from {packed} compressed, more than deflate can \
+                     hold: the archive is damaged"
+                ),
+            ));
+        }
+        let mut bytes = Vec::new();
+        entry
+            .take(size.saturating_add(1))
+            .read_to_end(&mut bytes)
+            .map_err(|e| err(&what, format!("cannot decompress it ({e})")))?;
+        if bytes.len() as u64 != size {
+            return Err(err(
+                &what,
+                format!(
+                    "holds {}{} bytes where the archive says {size}: the archive is damaged",
+                    if bytes.len() as u64 > size {
+                        "more than "
+                    } else {
+                        ""
+                    },
+                    bytes.len().min(size as usize)
+                ),
+            ));
+        }
+        let a = parse_npy(&bytes[..], &what)?;
         out.push((array, a));
     }
     if out.is_empty() {
@@ -314,6 +393,24 @@ mod tests {
         assert_eq!(u.values, vec![0.0, 255.0, 7.0, 9.0]);
         let e = parse_npy(&npy("<c8", false, &[1], &[0; 8])[..], "z").unwrap_err();
         assert!(e.to_string().contains("has dtype <c8"), "{e}");
+        // A header promising far more than the file holds is refused before any allocation
+        // of that size (found by fuzzing: 20 bytes asked for 662 MB).
+        let e = parse_npy(&npy("<f4", false, &[1 << 40, 3], &[0; 8])[..], "big").unwrap_err();
+        assert!(
+            e.to_string().contains("truncated or its header is damaged"),
+            "{e}"
+        );
+        let e = parse_npy(&npy("<f4", false, &[usize::MAX, 3], &[0; 8])[..], "huge").unwrap_err();
+        assert!(e.to_string().contains("truncated"), "{e}");
+        // A header length past the end of the file (fuzzing: 122 bytes asked for 662 MB).
+        let mut long = npy("<f4", false, &[2], &[0; 8]);
+        long[6] = 2;
+        long.splice(8..10, [0x58, 0, 0x7b, 0x27]);
+        let e = parse_npy(&long[..], "long").unwrap_err();
+        assert!(
+            e.to_string().contains("says it is 662372452 bytes long"),
+            "{e}"
+        );
         let e = parse_npy(&b"not numpy"[..], "junk").unwrap_err();
         assert!(e.to_string().contains("not a NumPy .npy array"), "{e}");
         // A truncated file.
@@ -364,5 +461,45 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("value 1 of example 1 is NaN"));
+    }
+
+    #[test]
+    fn npz_entries_are_read_no_further_than_they_claim() {
+        use std::io::Write;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.npz");
+        let array = npy("<f4", false, &[2], &[0; 8]);
+        let archive = |body: &[u8]| {
+            let mut z = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+            let opts = zip::write::SimpleFileOptions::default()
+                .compression_method(zip::CompressionMethod::Deflated);
+            z.start_file("x.npy", opts).unwrap();
+            z.write_all(body).unwrap();
+            z.finish().unwrap().into_inner()
+        };
+        // Overwrites the uncompressed size in the local header (offset 22) and the central
+        // directory (offset 24).
+        let lie = |mut zip: Vec<u8>, size: u32| {
+            for (sig, at) in [(0x0403_4b50u32, 22), (0x0201_4b50, 24)] {
+                let i = zip.windows(4).position(|w| w == sig.to_le_bytes()).unwrap();
+                zip[i + at..i + at + 4].copy_from_slice(&size.to_le_bytes());
+            }
+            zip
+        };
+        std::fs::write(&path, archive(&array)).unwrap();
+        assert_eq!(read_npz(&path).unwrap()[0].1.values, vec![0.0, 0.0]);
+        // A bomb: 20 MB of zeros behind a header that says 136 bytes. Read stops at 137.
+        let mut bomb = array.clone();
+        bomb.resize(20 << 20, 0);
+        std::fs::write(&path, lie(archive(&bomb), array.len() as u32)).unwrap();
+        let e = read_npz(&path).unwrap_err().to_string();
+        assert!(
+            e.contains("holds more than") && e.contains("archive is damaged"),
+            "{e}"
+        );
+        // A claim that no deflate stream of this size can meet.
+        std::fs::write(&path, lie(archive(&array), u32::MAX)).unwrap();
+        let e = read_npz(&path).unwrap_err().to_string();
+        assert!(e.contains("more than deflate can hold"), "{e}");
     }
 }
