@@ -42,6 +42,48 @@ fn header_len(bytes: &[u8]) -> Option<u64> {
     }
 }
 
+/// The first line of npyz's message, at most 200 characters: its parse errors quote the
+/// whole header.
+fn first_line(e: &std::io::Error) -> String {
+    let text = e.to_string();
+    let line = text.lines().next().unwrap_or_default().trim_end();
+    match line.char_indices().nth(200) {
+        Some((at, _)) => format!("{}...", &line[..at]),
+        None => line.to_string(),
+    }
+}
+
+/// NumPy's own limit on a header's length (`max_header_size`): a plain array's header is a
+/// short dict; a longer one is damaged or crafted (and is parsed recursively).
+const MAX_HEADER: u64 = 10_000;
+
+/// The shape a `.npy` header states, parsed as npyz parses it (the last `'shape'` key of the
+/// dict wins), or `None` when the header is not such a dict (npyz then names what is wrong).
+/// npyz multiplies the sizes and strides without checking for overflow, so the product is
+/// checked on this first.
+fn stated_shape(bytes: &[u8]) -> Option<Vec<u64>> {
+    let end = usize::try_from(header_len(bytes)?).ok()?;
+    let start = if bytes.get(6) == Some(&1) { 10 } else { 12 };
+    let text = bytes.get(start..end)?;
+    let text = text.strip_suffix(b"\n").unwrap_or(text);
+    let py_literal::Value::Dict(dict) = std::str::from_utf8(text).ok()?.parse().ok()? else {
+        return None;
+    };
+    let (_, shape) = dict
+        .iter()
+        .rev()
+        .find(|(k, _)| k.as_string().is_some_and(|k| k == "shape"))?;
+    let (py_literal::Value::Tuple(dims) | py_literal::Value::List(dims)) = shape else {
+        return None;
+    };
+    dims.iter()
+        .map(|d| match d {
+            py_literal::Value::Integer(i) => i.to_string().parse().ok(),
+            _ => None,
+        })
+        .collect()
+}
+
 /// Reads one NumPy array from `reader`; `what` names it in errors.
 pub fn parse_npy(mut reader: impl Read, what: &str) -> Result<NpyArray, DataError> {
     // The bytes first: the header's shape is checked against them before any buffer of that
@@ -52,6 +94,15 @@ pub fn parse_npy(mut reader: impl Read, what: &str) -> Result<NpyArray, DataErro
         .map_err(|e| err(what, format!("cannot read it ({e})")))?;
     // npyz allocates the header's stated length before reading it: check it first.
     if let Some(len) = header_len(&bytes) {
+        if len > MAX_HEADER {
+            return Err(err(
+                what,
+                format!(
+                    "has a header that says it is {len} bytes long; NumPy writes at most \
+                     {MAX_HEADER}: its header is damaged"
+                ),
+            ));
+        }
         if len > bytes.len() as u64 {
             return Err(err(
                 what,
@@ -63,8 +114,23 @@ pub fn parse_npy(mut reader: impl Read, what: &str) -> Result<NpyArray, DataErro
             ));
         }
     }
-    let npy =
-        NpyFile::new(&bytes[..]).map_err(|e| err(what, format!("not a NumPy .npy array ({e})")))?;
+    if let Some(shape) = stated_shape(&bytes) {
+        let elements = shape
+            .iter()
+            .filter(|&&d| d != 0)
+            .try_fold(1u64, |n, &d| n.checked_mul(d));
+        if elements.is_none() {
+            return Err(err(
+                what,
+                format!(
+                    "has a header of shape {shape:?}, more elements than any file can hold: \
+                     its header is damaged"
+                ),
+            ));
+        }
+    }
+    let npy = NpyFile::new(&bytes[..])
+        .map_err(|e| err(what, format!("not a NumPy .npy array ({})", first_line(&e))))?;
     let shape: Vec<usize> = npy.shape().iter().map(|&d| d as usize).collect();
     if let DType::Plain(ts) = npy.dtype() {
         let need = shape
@@ -400,8 +466,22 @@ mod tests {
             e.to_string().contains("truncated or its header is damaged"),
             "{e}"
         );
-        let e = parse_npy(&npy("<f4", false, &[usize::MAX, 3], &[0; 8])[..], "huge").unwrap_err();
-        assert!(e.to_string().contains("truncated"), "{e}");
+        // Sizes whose product overflows: npyz multiplies them unchecked (CI's debug build
+        // panicked here), and so it does the strides of a shape with a zero in it.
+        for shape in [[usize::MAX, 3, 1], [0, 1 << 40, 1 << 40]] {
+            let e = parse_npy(&npy("<f4", false, &shape, &[0; 8])[..], "huge").unwrap_err();
+            assert!(
+                e.to_string()
+                    .contains("more elements than any file can hold"),
+                "{e}"
+            );
+        }
+        // A header longer than NumPy ever writes.
+        let mut padded = npy("<f4", false, &[2], &[0; 8]);
+        padded.splice(8..10, 20_000u16.to_le_bytes());
+        padded.extend(vec![b' '; 20_000]);
+        let e = parse_npy(&padded[..], "padded").unwrap_err();
+        assert!(e.to_string().contains("NumPy writes at most 10000"), "{e}");
         // A header length past the end of the file (fuzzing: 122 bytes asked for 662 MB).
         let mut long = npy("<f4", false, &[2], &[0; 8]);
         long[6] = 2;
