@@ -9,7 +9,7 @@ cd "$(dirname "$0")"
 RUNS=${RUNS:-10000000} JOBS=${JOBS:-2} LIMIT_MB=${LIMIT_MB:-64}
 targets=("$@")
 [ ${#targets[@]} -gt 0 ] || targets=(checkpoint npy csv png safetensors npz model_toml idx) # slowest first
-cargo +nightly fuzz build -O >/dev/null
+cargo +nightly fuzz build -O -a >/dev/null # -a: overflow checks and debug assertions on
 bin=target/x86_64-unknown-linux-gnu/release
 mkdir -p logs
 # The readers take paths: their scratch files go to memory when /dev/shm exists.

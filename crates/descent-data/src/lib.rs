@@ -25,6 +25,7 @@ mod idx;
 mod images;
 mod loader;
 mod npy;
+mod npy_header;
 mod sets;
 mod table;
 mod text;

@@ -8,6 +8,7 @@ use std::path::Path;
 
 use npyz::{DType, NpyFile, Order, TypeChar};
 
+use crate::npy_header;
 use crate::{DataError, Dataset, Task};
 
 /// An array read from a `.npy` file or an `.npz` entry: its shape, its values as f32 in C
@@ -54,34 +55,15 @@ fn first_line(e: &std::io::Error) -> String {
 }
 
 /// NumPy's own limit on a header's length (`max_header_size`): a plain array's header is a
-/// short dict; a longer one is damaged or crafted (and is parsed recursively).
+/// short dict; a longer one is damaged or crafted.
 const MAX_HEADER: u64 = 10_000;
 
-/// The shape a `.npy` header states, parsed as npyz parses it (the last `'shape'` key of the
-/// dict wins), or `None` when the header is not such a dict (npyz then names what is wrong).
-/// npyz multiplies the sizes and strides without checking for overflow, so the product is
-/// checked on this first.
-fn stated_shape(bytes: &[u8]) -> Option<Vec<u64>> {
+/// The header's dict as text (without the trailing newline), when the preamble states it.
+fn header_text(bytes: &[u8]) -> Option<&[u8]> {
     let end = usize::try_from(header_len(bytes)?).ok()?;
     let start = if bytes.get(6) == Some(&1) { 10 } else { 12 };
     let text = bytes.get(start..end)?;
-    let text = text.strip_suffix(b"\n").unwrap_or(text);
-    let py_literal::Value::Dict(dict) = std::str::from_utf8(text).ok()?.parse().ok()? else {
-        return None;
-    };
-    let (_, shape) = dict
-        .iter()
-        .rev()
-        .find(|(k, _)| k.as_string().is_some_and(|k| k == "shape"))?;
-    let (py_literal::Value::Tuple(dims) | py_literal::Value::List(dims)) = shape else {
-        return None;
-    };
-    dims.iter()
-        .map(|d| match d {
-            py_literal::Value::Integer(i) => i.to_string().parse().ok(),
-            _ => None,
-        })
-        .collect()
+    Some(text.strip_suffix(b"\n").unwrap_or(text))
 }
 
 /// Reads one NumPy array from `reader`; `what` names it in errors.
@@ -114,8 +96,21 @@ pub fn parse_npy(mut reader: impl Read, what: &str) -> Result<NpyArray, DataErro
             ));
         }
     }
-    if let Some(shape) = stated_shape(&bytes) {
-        let elements = shape
+    if let Some(text) = header_text(&bytes) {
+        let header = npy_header::parse(text).map_err(|why| {
+            err(
+                what,
+                format!("has a header that is not the dict NumPy writes: {why}"),
+            )
+        })?;
+        if header.descr.is_none() {
+            return Err(err(
+                what,
+                "holds a structured dtype (a list of fields); give a plain array of numbers",
+            ));
+        }
+        let elements = header
+            .shape
             .iter()
             .filter(|&&d| d != 0)
             .try_fold(1u64, |n, &d| n.checked_mul(d));
@@ -123,8 +118,9 @@ pub fn parse_npy(mut reader: impl Read, what: &str) -> Result<NpyArray, DataErro
             return Err(err(
                 what,
                 format!(
-                    "has a header of shape {shape:?}, more elements than any file can hold: \
-                     its header is damaged"
+                    "has a header of shape {:?}, more elements than any file can hold: its \
+                     header is damaged",
+                    header.shape
                 ),
             ));
         }
@@ -491,6 +487,22 @@ mod tests {
             e.to_string().contains("says it is 662372452 bytes long"),
             "{e}"
         );
+        // Unclosed brackets make npyz's parser backtrack exponentially (fuzzing found 217
+        // bytes that ran for minutes): the header is read strictly first, refused at once.
+        let mut deep = npy("<f4", false, &[2], &[0; 8]);
+        deep.splice(11..11, b"'x': ".iter().copied().chain([b'['; 90]));
+        let len = u16::from_le_bytes([deep[8], deep[9]]) + 95;
+        deep.splice(8..10, len.to_le_bytes());
+        let e = parse_npy(&deep[..], "deep").unwrap_err();
+        assert!(
+            e.to_string().contains("not the dict NumPy writes: key 'x'"),
+            "{e}"
+        );
+        let mut s = npy("[('a', '<f4')]", false, &[1], &[0; 4]);
+        let at = s.iter().position(|&b| b == b'[').unwrap();
+        s.splice(at - 1..at + 15, *b"[('a', '<f4')]  ");
+        let e = parse_npy(&s[..], "fields").unwrap_err();
+        assert!(e.to_string().contains("structured dtype"), "{e}");
         let e = parse_npy(&b"not numpy"[..], "junk").unwrap_err();
         assert!(e.to_string().contains("not a NumPy .npy array"), "{e}");
         // A truncated file.
