@@ -58,12 +58,12 @@ fn first_line(e: &std::io::Error) -> String {
 /// short dict; a longer one is damaged or crafted.
 const MAX_HEADER: u64 = 10_000;
 
-/// The header's dict as text (without the trailing newline), when the preamble states it.
-fn header_text(bytes: &[u8]) -> Option<&[u8]> {
-    let end = usize::try_from(header_len(bytes)?).ok()?;
+/// The header's dict as text (without the trailing newline), given the preamble and header's
+/// length `len` as `header_len` read it, and checked to lie within `bytes`.
+fn header_text(bytes: &[u8], len: u64) -> &[u8] {
     let start = if bytes.get(6) == Some(&1) { 10 } else { 12 };
-    let text = bytes.get(start..end)?;
-    Some(text.strip_suffix(b"\n").unwrap_or(text))
+    let text = bytes.get(start..len as usize).unwrap_or_default();
+    text.strip_suffix(b"\n").unwrap_or(text)
 }
 
 /// Reads one NumPy array from `reader`; `what` names it in errors.
@@ -74,7 +74,8 @@ pub fn parse_npy(mut reader: impl Read, what: &str) -> Result<NpyArray, DataErro
     reader
         .read_to_end(&mut bytes)
         .map_err(|e| err(what, format!("cannot read it ({e})")))?;
-    // npyz allocates the header's stated length before reading it: check it first.
+    // npyz allocates the header's stated length before reading it, and parses and multiplies
+    // what it says unchecked: the length, the dict and its sizes are checked here first.
     if let Some(len) = header_len(&bytes) {
         if len > MAX_HEADER {
             return Err(err(
@@ -95,9 +96,7 @@ pub fn parse_npy(mut reader: impl Read, what: &str) -> Result<NpyArray, DataErro
                 ),
             ));
         }
-    }
-    if let Some(text) = header_text(&bytes) {
-        let header = npy_header::parse(text).map_err(|why| {
+        let header = npy_header::parse(header_text(&bytes, len)).map_err(|why| {
             err(
                 what,
                 format!("has a header that is not the dict NumPy writes: {why}"),
@@ -128,23 +127,6 @@ pub fn parse_npy(mut reader: impl Read, what: &str) -> Result<NpyArray, DataErro
     let npy = NpyFile::new(&bytes[..])
         .map_err(|e| err(what, format!("not a NumPy .npy array ({})", first_line(&e))))?;
     let shape: Vec<usize> = npy.shape().iter().map(|&d| d as usize).collect();
-    if let DType::Plain(ts) = npy.dtype() {
-        let need = shape
-            .iter()
-            .try_fold(ts.size_field(), |n, &d| n.checked_mul(d as u64));
-        if need.is_none_or(|n| n > bytes.len() as u64) {
-            return Err(err(
-                what,
-                format!(
-                    "has a header of shape {shape:?} ({} bytes each) but holds {} bytes in all: \
-                     it is truncated or its header is damaged",
-                    ts.size_field(),
-                    bytes.len()
-                ),
-            ));
-        }
-    }
-    let order = npy.order();
     let DType::Plain(ts) = npy.dtype() else {
         return Err(err(
             what,
@@ -154,6 +136,21 @@ pub fn parse_npy(mut reader: impl Read, what: &str) -> Result<NpyArray, DataErro
             ),
         ));
     };
+    let need = shape
+        .iter()
+        .try_fold(ts.size_field(), |n, &d| n.checked_mul(d as u64));
+    if need.is_none_or(|n| n > bytes.len() as u64) {
+        return Err(err(
+            what,
+            format!(
+                "has a header of shape {shape:?} ({} bytes each) but holds {} bytes in all: it \
+                 is truncated or its header is damaged",
+                ts.size_field(),
+                bytes.len()
+            ),
+        ));
+    }
+    let order = npy.order();
     let dtype = ts.to_string();
     let bad = || {
         err(
