@@ -1,6 +1,6 @@
 //! Hyperparameter optimization for any objective: studies of define-by-run trials, samplers
 //! (random, grid, TPE), pruners (median/percentile, successive halving, Hyperband) and
-//! storages (in memory, SQLite shared by processes), shaped after Optuna.
+//! storages (in memory; SQLite and PostgreSQL in Optuna's schema), shaped after Optuna.
 //!
 //! ```
 //! use descent_tune::{OptimizeOptions, Study, TpeSampler};
@@ -43,7 +43,7 @@ pub use distribution::{Distribution, ParamValue};
 pub use error::{Result, TrialError, TuneError};
 pub use pruner::{HyperbandPruner, NopPruner, PercentilePruner, Pruner, SuccessiveHalvingPruner};
 pub use sampler::{GridSampler, RandomSampler, Sampler, TpeConfig, TpeSampler};
-pub use storage::{InMemoryStorage, SqliteStorage, Storage, StudyRecord};
+pub use storage::{redact_url, InMemoryStorage, PostgresOptions, SqlStorage, Storage, StudyRecord};
 pub use study::{
     trials_table, OptimizeOptions, OptimizeSummary, Outcome, Study, StudyBuilder, Trial,
 };

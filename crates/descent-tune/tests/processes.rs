@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use descent_tune::{OptimizeOptions, SqliteStorage, Storage, Study, TpeSampler, TrialState};
+use descent_tune::{OptimizeOptions, SqlStorage, Storage, Study, TpeSampler, TrialState};
 
 const WORKER_ENV: &str = "DESCENT_TUNE_WORKER_DB";
 
@@ -44,7 +44,7 @@ fn four_processes_share_one_sqlite_study_without_losing_a_trial() {
             .unwrap_or_else(|| panic!("no count in {text}"));
         ran.push(n);
     }
-    let storage: Arc<dyn Storage> = Arc::new(SqliteStorage::open(&db).unwrap());
+    let storage: Arc<dyn Storage> = Arc::new(SqlStorage::open_sqlite(&db).unwrap());
     let study = Study::load("shared", storage).unwrap();
     let trials = study.trials().unwrap();
     assert_eq!(trials.len(), 200);
@@ -82,7 +82,7 @@ fn worker() {
         .unwrap()
         .parse()
         .unwrap();
-    let storage: Arc<dyn Storage> = Arc::new(SqliteStorage::open(&db).unwrap());
+    let storage: Arc<dyn Storage> = Arc::new(SqlStorage::open_sqlite(&db).unwrap());
     let study = Study::builder("shared")
         .storage(storage)
         .sampler(TpeSampler::new(seed))
@@ -127,7 +127,7 @@ fn a_trial_whose_process_was_killed_is_failed_and_the_study_goes_on() {
     );
     child.kill().unwrap(); // SIGKILL: no chance to record anything
     child.wait().unwrap();
-    let storage: Arc<dyn Storage> = Arc::new(SqliteStorage::open(&db).unwrap());
+    let storage: Arc<dyn Storage> = Arc::new(SqlStorage::open_sqlite(&db).unwrap());
     let study = Study::load("killed", storage).unwrap();
     assert_eq!(study.trials().unwrap()[0].state, TrialState::Running);
     assert_eq!(study.fail_stale_trials().unwrap(), vec![0]);
@@ -155,7 +155,7 @@ fn hanging_worker() {
     let Ok(db) = std::env::var(HANG_ENV) else {
         return;
     };
-    let storage: Arc<dyn Storage> = Arc::new(SqliteStorage::open(&db).unwrap());
+    let storage: Arc<dyn Storage> = Arc::new(SqlStorage::open_sqlite(&db).unwrap());
     let study = Study::builder("killed").storage(storage).build().unwrap();
     let mut trial = study.ask().unwrap();
     trial.suggest_float("x", 0.0, 1.0).unwrap();

@@ -1,14 +1,16 @@
 //! Studies through every sampler and every storage: the same suite for each (contract tests),
 //! then errors, pruners, enqueued trials and failures.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use descent_tune::benchmarks::{run, BRANIN};
 use descent_tune::{
     Direction, GridSampler, HyperbandPruner, InMemoryStorage, OptimizeOptions, Outcome, ParamValue,
-    PercentilePruner, RandomSampler, Sampler, SqliteStorage, Storage, Study,
-    SuccessiveHalvingPruner, TpeConfig, TpeSampler, TrialError, TrialState, TuneError,
+    PercentilePruner, RandomSampler, Sampler, SqlStorage, Storage, Study, SuccessiveHalvingPruner,
+    TpeConfig, TpeSampler, TrialError, TrialState, TuneError,
 };
 
 type MakeSampler = Box<dyn Fn() -> Box<dyn Sampler>>;
@@ -34,13 +36,20 @@ fn samplers(seed: u64) -> Vec<(&'static str, MakeSampler)> {
 }
 
 fn storages(dir: &std::path::Path) -> Vec<(&'static str, Arc<dyn Storage>)> {
-    vec![
+    let mut all: Vec<(&'static str, Arc<dyn Storage>)> = vec![
         ("memory", Arc::new(InMemoryStorage::new())),
         (
             "sqlite",
-            Arc::new(SqliteStorage::open(dir.join("contract.db")).unwrap()),
+            Arc::new(SqlStorage::open_sqlite(dir.join("contract.db")).unwrap()),
         ),
-    ]
+    ];
+    if let Some(url) = common::postgres_url("contract tests") {
+        all.push((
+            "postgresql",
+            Arc::new(SqlStorage::connect_postgres(&url).unwrap()),
+        ));
+    }
+    all
 }
 
 /// A mixed space: log float, stepped int, categorical, conditional parameter.
@@ -202,13 +211,13 @@ fn invalid_search_spaces_stop_the_study_with_a_clear_error() {
 fn a_parameter_redefined_across_trials_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("s.db");
-    let storage: Arc<dyn Storage> = Arc::new(SqliteStorage::open(&path).unwrap());
+    let storage: Arc<dyn Storage> = Arc::new(SqlStorage::open_sqlite(&path).unwrap());
     let study = Study::builder("s").storage(storage).build().unwrap();
     let mut t = study.ask().unwrap();
     t.suggest_categorical("opt", &["sgd", "adam"]).unwrap();
     study.tell(t, Outcome::Complete(1.0)).unwrap();
     // Another process (a fresh storage handle) redefines it.
-    let storage: Arc<dyn Storage> = Arc::new(SqliteStorage::open(&path).unwrap());
+    let storage: Arc<dyn Storage> = Arc::new(SqlStorage::open_sqlite(&path).unwrap());
     let study = Study::load("s", storage).unwrap();
     let mut t = study.ask().unwrap();
     let e = t
@@ -306,7 +315,7 @@ fn studies_resume_by_name_and_keep_their_direction() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("r.db");
     {
-        let storage: Arc<dyn Storage> = Arc::new(SqliteStorage::open(&path).unwrap());
+        let storage: Arc<dyn Storage> = Arc::new(SqlStorage::open_sqlite(&path).unwrap());
         let study = Study::builder("acc")
             .maximize()
             .storage(storage)
@@ -320,7 +329,7 @@ fn studies_resume_by_name_and_keep_their_direction() {
             .optimize(|t| Ok(t.suggest_float("x", 0.0, 1.0)?), &opts)
             .unwrap();
     }
-    let storage: Arc<dyn Storage> = Arc::new(SqliteStorage::open(&path).unwrap());
+    let storage: Arc<dyn Storage> = Arc::new(SqlStorage::open_sqlite(&path).unwrap());
     let e = Study::builder("acc")
         .storage(storage.clone())
         .build()
@@ -360,10 +369,13 @@ fn studies_resume_by_name_and_keep_their_direction() {
 fn unreadable_and_locked_storage_give_clear_errors() {
     let dir = tempfile::tempdir().unwrap();
     // A directory.
-    let e = SqliteStorage::open(dir.path()).err().unwrap().to_string();
+    let e = SqlStorage::open_sqlite(dir.path())
+        .err()
+        .unwrap()
+        .to_string();
     assert!(e.contains("is a directory"), "{e}");
     // A missing directory.
-    let e = SqliteStorage::open(dir.path().join("no/such/x.db"))
+    let e = SqlStorage::open_sqlite(dir.path().join("no/such/x.db"))
         .err()
         .unwrap()
         .to_string();
@@ -371,12 +383,12 @@ fn unreadable_and_locked_storage_give_clear_errors() {
     // Not a database.
     let junk = dir.path().join("junk.db");
     std::fs::write(&junk, vec![b'x'; 4096]).unwrap();
-    let e = SqliteStorage::open(&junk).err().unwrap().to_string();
+    let e = SqlStorage::open_sqlite(&junk).err().unwrap().to_string();
     assert!(e.contains("is not a SQLite database"), "{e}");
     // Locked: another connection holds the write lock past our busy timeout.
     let path = dir.path().join("locked.db");
     let storage =
-        SqliteStorage::open_with_timeout(&path, std::time::Duration::from_millis(200)).unwrap();
+        SqlStorage::open_sqlite_with_timeout(&path, std::time::Duration::from_millis(200)).unwrap();
     let storage: Arc<dyn Storage> = Arc::new(storage);
     let study = Study::builder("s").storage(storage).build().unwrap();
     // Another connection (as another process would) holds the write lock.
@@ -463,4 +475,109 @@ fn pruners_stop_the_laggards() {
             assert_eq!(t.value, t.last_step().map(|s| s.1), "{name}");
         }
     }
+}
+
+/// descent's first schema, as descent 0.1 wrote study files before it took Optuna's.
+const V1_SCHEMA: &str = "
+CREATE TABLE descent_tune (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+INSERT INTO descent_tune VALUES ('schema_version', '1');
+CREATE TABLE studies (study_id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE,
+    direction TEXT NOT NULL, created REAL NOT NULL);
+CREATE TABLE trials (trial_id INTEGER PRIMARY KEY, study_id INTEGER NOT NULL REFERENCES
+    studies(study_id), number INTEGER NOT NULL, state TEXT NOT NULL, value REAL,
+    fixed TEXT NOT NULL DEFAULT '{}', message TEXT, started REAL, finished REAL, owner TEXT,
+    UNIQUE (study_id, number));
+CREATE INDEX trials_by_state ON trials (study_id, state);
+CREATE TABLE params (trial_id INTEGER NOT NULL REFERENCES trials(trial_id), name TEXT NOT NULL,
+    distribution TEXT NOT NULL, internal REAL NOT NULL, PRIMARY KEY (trial_id, name));
+CREATE TABLE intermediate (trial_id INTEGER NOT NULL REFERENCES trials(trial_id),
+    step INTEGER NOT NULL, value REAL, PRIMARY KEY (trial_id, step));
+CREATE TABLE user_attrs (trial_id INTEGER NOT NULL REFERENCES trials(trial_id),
+    key TEXT NOT NULL, value TEXT NOT NULL, PRIMARY KEY (trial_id, key));
+INSERT INTO studies VALUES (1, 'old', 'maximize', 1700000000.0);
+INSERT INTO trials VALUES (1, 1, 0, 'complete', 0.93, '{}', NULL, 1700000001.25, 1700000009.5, 'box:12');
+INSERT INTO trials VALUES (2, 1, 1, 'fail', NULL, '{}', 'diverged', 1700000010.0, 1700000011.0, 'box:12');
+INSERT INTO trials VALUES (3, 1, 2, 'waiting', NULL, '{\"lr\":0.01,\"optimizer\":\"adam\"}', NULL, NULL, NULL, NULL);
+INSERT INTO params VALUES (1, 'lr', '{\"type\":\"float\",\"low\":0.0001,\"high\":1.0,\"log\":true,\"step\":null}', 0.003);
+INSERT INTO params VALUES (1, 'optimizer', '{\"type\":\"categorical\",\"choices\":[\"sgd\",\"adam\"]}', 1.0);
+INSERT INTO params VALUES (1, 'width', '{\"type\":\"int\",\"low\":16,\"high\":256,\"log\":false,\"step\":16}', 64.0);
+INSERT INTO intermediate VALUES (1, 1, 0.9);
+INSERT INTO intermediate VALUES (1, 2, NULL);
+INSERT INTO user_attrs VALUES (1, 'epochs', '2');
+";
+
+#[test]
+fn a_study_file_of_descents_first_schema_moves_into_optunas_losslessly() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("v1.db");
+    rusqlite::Connection::open(&path)
+        .unwrap()
+        .execute_batch(V1_SCHEMA)
+        .unwrap();
+    let storage: Arc<dyn Storage> = Arc::new(SqlStorage::open_sqlite(&path).unwrap());
+    let study = Study::load("old", storage).unwrap();
+    assert_eq!(study.direction(), Direction::Maximize);
+    let t = study.trials().unwrap();
+    assert_eq!(t.len(), 3);
+    assert_eq!(
+        (t[0].number, t[0].state, t[0].value),
+        (0, TrialState::Complete, Some(0.93))
+    );
+    assert_eq!(t[0].param("lr"), Some(ParamValue::Float(0.003)));
+    assert_eq!(
+        t[0].param("optimizer"),
+        Some(ParamValue::Str("adam".into()))
+    );
+    assert_eq!(t[0].param("width"), Some(ParamValue::Int(64)));
+    assert_eq!(t[0].intermediate[&1], 0.9);
+    assert!(t[0].intermediate[&2].is_nan());
+    assert_eq!(t[0].user_attrs["epochs"], serde_json::json!(2));
+    assert_eq!(t[0].owner.as_deref(), Some("box:12"));
+    assert!((t[0].started.unwrap() - 1_700_000_001.25).abs() < 1e-6);
+    assert!((t[0].duration().unwrap() - 8.25).abs() < 1e-6);
+    assert_eq!((t[1].state, t[1].value), (TrialState::Fail, None));
+    assert_eq!(t[1].message.as_deref(), Some("diverged"));
+    assert_eq!(t[2].state, TrialState::Waiting);
+    assert_eq!(t[2].fixed["optimizer"], ParamValue::Str("adam".into()));
+    // The old tables are gone; the enqueued trial runs next, with its fixed values.
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    let old: i64 = conn
+        .query_row(
+            "SELECT COUNT(*) FROM sqlite_master WHERE name IN ('descent_tune', 'params', \
+             'intermediate', 'user_attrs')",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(old, 0);
+    let mut trial = study.ask().unwrap();
+    assert_eq!(trial.number(), 2);
+    let lr = trial.suggest_float_log("lr", 1e-4, 1.0).unwrap();
+    assert_eq!(lr, 0.01);
+    // Opening it again finds Optuna's schema and changes nothing.
+    drop(trial);
+    let again = SqlStorage::open_sqlite(&path).unwrap();
+    assert_eq!(
+        Study::load("old", Arc::new(again))
+            .unwrap()
+            .trials()
+            .unwrap()
+            .len(),
+        3
+    );
+}
+
+#[test]
+fn a_database_of_another_optuna_schema_version_is_refused_with_advice() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("o.db");
+    drop(SqlStorage::open_sqlite(&path).unwrap());
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    conn.execute_batch("UPDATE version_info SET schema_version = 11; UPDATE alembic_version SET version_num = 'v3.0.0.d'")
+        .unwrap();
+    let e = SqlStorage::open_sqlite(&path).err().unwrap().to_string();
+    assert!(
+        e.contains("schema version 11") && e.contains("optuna storage upgrade"),
+        "{e}"
+    );
 }

@@ -25,8 +25,8 @@ use descent_train::checkpoint::write_atomic;
 use descent_train::{Event, Trainer};
 use descent_tune::importance::importances;
 use descent_tune::{
-    trials_table, Distribution, FrozenTrial, HyperbandPruner, NopPruner, OptimizeOptions,
-    ParamValue, PercentilePruner, Pruner, RandomSampler, Sampler, SqliteStorage, Storage, Study,
+    redact_url, trials_table, Distribution, FrozenTrial, HyperbandPruner, NopPruner,
+    OptimizeOptions, ParamValue, PercentilePruner, Pruner, RandomSampler, Sampler, Storage, Study,
     SuccessiveHalvingPruner, TpeSampler, TrialError, TrialState,
 };
 
@@ -45,22 +45,22 @@ struct SpaceParam {
     distribution: Distribution,
 }
 
-/// Opens `sqlite:PATH` (the one storage so far; PostgreSQL will be `postgresql://...`).
+/// Opens the storage of `--storage`: `sqlite:PATH` or `postgresql://USER@HOST:PORT/DB`.
 pub fn open_storage(spec: &str) -> Result<Arc<dyn Storage>> {
-    match spec.strip_prefix("sqlite:") {
-        Some(path) if !path.is_empty() => Ok(Arc::new(SqliteStorage::open(path)?)),
-        _ => bail!("invalid --storage {spec}: give sqlite:PATH (e.g. sqlite:tune.db)"),
+    if spec == "memory:" {
+        bail!("invalid --storage memory:: a study in memory ends with the process; give sqlite:PATH or postgresql://...");
     }
+    Ok(descent_tune::storage::open(spec)?)
 }
 
-/// Opens the study file of `spec` for reading results: unlike [`open_storage`], a missing
-/// file is an error (`flag` names the setting) rather than a new, empty study file.
+/// Opens the storage of `spec` for reading results: unlike [`open_storage`], a missing
+/// SQLite file is an error (`flag` names the setting) rather than a new, empty study file.
 fn open_existing_storage(spec: &str, flag: &str) -> Result<Arc<dyn Storage>> {
-    let path = spec
-        .strip_prefix("sqlite:")
-        .ok_or_else(|| anyhow!("invalid {flag} {spec}: give sqlite:PATH"))?;
-    if !Path::new(path).exists() {
-        bail!("invalid {flag} {spec}: {path} does not exist");
+    if let Some(path) = spec.strip_prefix("sqlite:") {
+        let path = path.strip_prefix("///").unwrap_or(path);
+        if !Path::new(path).exists() {
+            bail!("invalid {flag} {spec}: {path} does not exist");
+        }
     }
     open_storage(spec)
 }
@@ -636,7 +636,7 @@ pub fn run(args: TuneArgs) -> Result<()> {
     if started >= args.trials {
         eprintln!(
             "study `{}` in {} already has {started} trials (--trials {}); raise --trials to run more",
-            args.study, args.storage, args.trials
+            args.study, redact_url(&args.storage), args.trials
         );
         return Ok(());
     }
@@ -666,7 +666,7 @@ pub fn run(args: TuneArgs) -> Result<()> {
         "study `{}` in {}: {started} trials so far, running until {}; {} per trial, {} \
          sampler, {} pruner, {} job(s) x {threads} thread(s)",
         args.study,
-        args.storage,
+        redact_url(&args.storage),
         args.trials,
         match (&workload, base.max_steps) {
             (Workload::Text(_), Some(m)) => format!(
@@ -823,7 +823,8 @@ pub fn run(args: TuneArgs) -> Result<()> {
         eprintln!(
             "interrupted: study `{}` in {} keeps its finished trials; run the same command to \
              continue",
-            args.study, args.storage
+            args.study,
+            redact_url(&args.storage)
         );
         std::process::exit(130);
     }
@@ -842,7 +843,7 @@ pub fn run(args: TuneArgs) -> Result<()> {
         );
         out!(
             "retrain it: descent train --from-study {}:{}",
-            args.storage,
+            redact_url(&args.storage),
             args.study
         );
     }
@@ -898,18 +899,20 @@ pub fn expand_from_study(argv: Vec<String>) -> Result<Vec<String>> {
     let (spec, used) = match argv[i].strip_prefix("--from-study=") {
         Some(s) => (s.to_string(), 1),
         None => (
-            argv.get(i + 1)
-                .cloned()
-                .ok_or_else(|| anyhow!("--from-study needs sqlite:PATH:STUDY"))?,
+            argv.get(i + 1).cloned().ok_or_else(|| {
+                anyhow!("--from-study needs STORAGE:STUDY (e.g. sqlite:tune.db:mnist)")
+            })?,
             2,
         ),
     };
     let (storage, name) = spec
         .rsplit_once(':')
-        .filter(|(s, n)| s.starts_with("sqlite:") && !n.is_empty())
+        .filter(|(s, n)| (s.starts_with("sqlite:") || s.starts_with("postgres")) && !n.is_empty())
         .ok_or_else(|| {
             anyhow!(
-                "invalid --from-study {spec}: give sqlite:PATH:STUDY (e.g. sqlite:tune.db:mnist)"
+                "invalid --from-study {}: give sqlite:PATH:STUDY (e.g. sqlite:tune.db:mnist) or \
+                 postgresql://USER@HOST:PORT/DB:STUDY",
+                descent_tune::redact_url(&spec)
             )
         })?;
     let study = Study::load(name, open_existing_storage(storage, "--from-study")?)?;

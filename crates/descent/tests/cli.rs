@@ -756,7 +756,7 @@ fn tune_refuses_bad_search_spaces_and_storage_before_any_work() {
             "invalid --pruner",
         ),
         (
-            vec!["--storage".into(), "postgres://x".into()],
+            vec!["--storage".into(), "mysql://x".into()],
             "give sqlite:PATH",
         ),
         (
@@ -783,6 +783,23 @@ fn tune_refuses_bad_search_spaces_and_storage_before_any_work() {
         let refs: Vec<&str> = args.iter().map(String::as_str).collect();
         assert_clean_failure(&descent(&refs, dir.path()), needle);
     }
+    // A PostgreSQL server that is not there: said at once, the password never shown.
+    let out = descent(
+        &[
+            "tune",
+            "--no-fetch",
+            "--storage",
+            "postgresql://ann:hunter2@127.0.0.1:1/db",
+        ],
+        dir.path(),
+    );
+    assert_clean_failure(&out, "postgresql://ann@127.0.0.1:1/db: cannot connect");
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!all.contains("hunter2"), "{all}");
     // A file that is not a database.
     let junk = dir.path().join("junk.db");
     std::fs::write(&junk, vec![b'x'; 4096]).unwrap();

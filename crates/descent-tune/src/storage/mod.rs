@@ -1,22 +1,49 @@
-//! Where studies live: the [`Storage`] trait, an in-memory storage and SQLite.
+//! Where studies live: the [`Storage`] trait, an in-memory storage, and SQL databases
+//! (SQLite, PostgreSQL) in Optuna's schema ([`SqlStorage`]).
 //!
-//! The trait is small and row-shaped so that a server database (PostgreSQL) can implement it
-//! with the same transactions: numbering a new trial and claiming an enqueued one happen in
-//! one write transaction ([`Storage::start_trial`]); everything else writes one trial's rows.
-//! Finished trials never change, so a storage may cache them.
+//! The trait is small and row-shaped: numbering a new trial and claiming an enqueued one
+//! happen in one write transaction ([`Storage::start_trial`]); everything else writes one
+//! trial's rows. Finished trials never change, so a storage may cache them.
 
 mod memory;
-mod sqlite;
+mod rdb;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
 pub use memory::InMemoryStorage;
-pub use sqlite::SqliteStorage;
+pub use rdb::postgres::{redact_url, PostgresOptions};
+pub use rdb::SqlStorage;
 
 use crate::distribution::ParamValue;
 use crate::error::Result;
 use crate::trial::{Direction, FrozenTrial, Param, TrialState};
+
+/// Opens the storage a URL names: `sqlite:PATH` (or Optuna's `sqlite:///PATH`),
+/// `postgresql://USER[:PASSWORD]@HOST[:PORT]/DATABASE` (or `postgres://`, or Optuna's
+/// `postgresql+psycopg2://`), or `memory:` (this process only). Messages never quote a
+/// password.
+pub fn open(url: &str) -> Result<Arc<dyn Storage>> {
+    if url == "memory:" {
+        return Ok(Arc::new(InMemoryStorage::new()));
+    }
+    if url.starts_with("postgres") {
+        return Ok(Arc::new(SqlStorage::connect_postgres(url)?));
+    }
+    if let Some(path) = url.strip_prefix("sqlite:") {
+        // sqlite:///relative/path is Optuna's (SQLAlchemy's) spelling of a relative path,
+        // sqlite:////abs/path of an absolute one.
+        let path = path.strip_prefix("///").unwrap_or(path);
+        if !path.is_empty() {
+            return Ok(Arc::new(SqlStorage::open_sqlite(path)?));
+        }
+    }
+    Err(crate::TuneError::InvalidValue(format!(
+        "unknown storage `{}`: give sqlite:PATH (e.g. sqlite:tune.db), \
+         postgresql://USER@HOST:PORT/DATABASE or memory:",
+        redact_url(url)
+    )))
+}
 
 /// A study as the storage lists it.
 #[derive(Clone, Debug, PartialEq)]
