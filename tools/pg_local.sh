@@ -2,6 +2,7 @@
 # A throwaway PostgreSQL cluster on a local port, for tests and benchmarks.
 #
 #   tools/pg_local.sh start DIR [PORT]   # prints the URL to use (postgresql://descent:...@...)
+#   tools/pg_local.sh restart DIR       # a fast restart: every connection is cut
 #   tools/pg_local.sh stop DIR
 #
 # Installs Debian's `postgresql` package when no server is found. PostgreSQL refuses to run as
@@ -10,7 +11,7 @@
 # one database, `descent`, owned by the user `descent` whose password is in DIR/password.
 set -euo pipefail
 
-cmd=${1:?usage: pg_local.sh start DIR [PORT] | stop DIR}
+cmd=${1:?usage: pg_local.sh start DIR [PORT] | restart DIR | stop DIR}
 dir=${2:?give the directory of the cluster}
 port=${3:-55432}
 
@@ -69,12 +70,16 @@ start)
   fi
   echo "postgresql://descent:$password@127.0.0.1:$port/descent"
   ;;
+restart)
+  bin=$(bindir)
+  as_owner "$bin/pg_ctl" -D "$dir/data" -l "$dir/log" -m fast -w -t 60 restart >/dev/null
+  ;;
 stop)
   bin=$(bindir)
   [ -f "$dir/data/postmaster.pid" ] && as_owner "$bin/pg_ctl" -D "$dir/data" -m fast -w stop >/dev/null
   ;;
 *)
-  echo "unknown command $cmd: use start or stop" >&2
+  echo "unknown command $cmd: use start, restart or stop" >&2
   exit 2
   ;;
 esac

@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::RecvTimeoutError;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -12,7 +13,9 @@ use crate::error::{Result, TrialError, TuneError};
 use crate::pruner::{NopPruner, Pruner};
 use crate::sampler::{Sampler, TpeSampler};
 use crate::storage::{InMemoryStorage, Storage};
-use crate::trial::{Direction, FrozenTrial, History, Param, TrialState};
+use crate::trial::{
+    Direction, FrozenTrial, History, Param, TrialState, FAILED_TRIAL, RETRY_HISTORY,
+};
 
 /// A study: a named, stored series of trials of one objective, with a sampler and a pruner.
 /// Cheap to clone (the clones share everything); `optimize` runs trials on several threads.
@@ -31,6 +34,7 @@ struct Inner {
     /// Distributions seen by this process, so that two threads cannot define one parameter
     /// two ways before either has stored a trial.
     known: Mutex<Known>,
+    liveness: Liveness,
 }
 
 /// The distributions of the study's parameters, and which finished trials were read for them
@@ -49,6 +53,24 @@ pub struct StudyBuilder {
     sampler: Option<Box<dyn Sampler>>,
     pruner: Option<Box<dyn Pruner>>,
     load_if_exists: bool,
+    liveness: Liveness,
+}
+
+/// How a study tells that a trial's worker is gone, and what it does then.
+#[derive(Clone, Copy, Debug, Default)]
+struct Liveness {
+    /// Record a heartbeat this often while a trial runs.
+    heartbeat: Option<Duration>,
+    /// A running trial whose heartbeat is older than this is failed (default 2 x heartbeat).
+    grace: Option<Duration>,
+    /// Re-enqueue a stale trial's parameters at most this many times along its chain.
+    retry_failed: u32,
+}
+
+impl Liveness {
+    fn grace(&self) -> Option<Duration> {
+        self.grace.or(self.heartbeat.map(|h| h * 2))
+    }
 }
 
 impl StudyBuilder {
@@ -95,6 +117,30 @@ impl StudyBuilder {
         self
     }
 
+    /// Records a heartbeat every `interval` while a trial of [`Study::optimize`] runs; a
+    /// running trial whose heartbeat is older than the grace period (2 x `interval` unless
+    /// [`StudyBuilder::grace_period`] says) is failed by whichever worker notices, on any
+    /// machine (Optuna's `heartbeat_interval`).
+    pub fn heartbeat(mut self, interval: Duration) -> Self {
+        self.liveness.heartbeat = Some(interval);
+        self
+    }
+
+    /// How old a heartbeat may get before its trial counts as stale.
+    pub fn grace_period(mut self, grace: Duration) -> Self {
+        self.liveness.grace = Some(grace);
+        self
+    }
+
+    /// Re-enqueues the parameters of a trial failed as stale (by heartbeat or a local
+    /// process that ended) as a new trial that records which trial it retries
+    /// (`failed_trial`, `retry_history`, as Optuna's `RetryFailedTrialCallback`), at most `n`
+    /// times along one chain of retries.
+    pub fn retry_failed(mut self, n: u32) -> Self {
+        self.liveness.retry_failed = n;
+        self
+    }
+
     /// Creates (or, with [`StudyBuilder::load_if_exists`], resumes) the study.
     pub fn build(self) -> Result<Study> {
         let storage = self
@@ -134,6 +180,7 @@ impl StudyBuilder {
                 sampler: self.sampler.unwrap_or_else(|| Box::new(TpeSampler::new(0))),
                 pruner: self.pruner.unwrap_or_else(|| Box::new(NopPruner)),
                 known: Mutex::new(Known::default()),
+                liveness: self.liveness,
             }),
         })
     }
@@ -189,6 +236,7 @@ impl Study {
             sampler: None,
             pruner: None,
             load_if_exists: false,
+            liveness: Liveness::default(),
         }
     }
 
@@ -244,16 +292,28 @@ impl Study {
         self.inner.storage.enqueue_trial(self.inner.id, &params)
     }
 
-    /// Marks as failed the running trials whose process has ended: trials started on this
-    /// machine (`host:pid` owner) by a process that no longer exists, say after `kill -9`.
-    /// Returns their numbers. Where processes cannot be looked up (no `/proc`), does nothing.
-    /// [`Study::optimize`] does this before it starts.
+    /// Marks as failed the running trials whose worker is gone: with heartbeats, those whose
+    /// last heartbeat is older than the grace period (any machine); and trials started on
+    /// this machine (`host:pid` owner) by a process that no longer exists, say after `kill
+    /// -9`. With [`StudyBuilder::retry_failed`], each is enqueued again. Returns their numbers.
+    /// [`Study::optimize`] does this before it starts, and before every trial with heartbeats.
     pub fn fail_stale_trials(&self) -> Result<Vec<u64>> {
+        let storage = &self.inner.storage;
+        let mut failed = Vec::new();
+        if let Some(grace) = self.inner.liveness.grace() {
+            for id in storage.stale_trials(self.inner.id, grace)? {
+                let why = format!(
+                    "stale: no heartbeat for over {} s (its worker stopped, hung or lost the \
+                     storage)",
+                    grace.as_secs_f64()
+                );
+                failed.extend(self.fail_stale(id, &why)?);
+            }
+        }
         if !std::path::Path::new("/proc/self").exists() {
-            return Ok(Vec::new());
+            return Ok(failed);
         }
         let host = hostname();
-        let mut failed = Vec::new();
         for t in self.trials()? {
             if t.state != TrialState::Running {
                 continue;
@@ -268,18 +328,37 @@ impl Study {
                 continue;
             }
             let why = format!("stale: its process ({pid} on {h}) ended while it ran");
-            match self
-                .inner
-                .storage
-                .finish_trial(t.id, TrialState::Fail, None, Some(&why))
-            {
-                Ok(()) => failed.push(t.number),
-                // Another process got there first.
-                Err(TuneError::TrialFinished { .. }) => {}
-                Err(e) => return Err(e),
-            }
+            failed.extend(self.fail_stale(t.id, &why)?);
         }
         Ok(failed)
+    }
+
+    /// Fails a stale trial and enqueues its retry; `None` if another worker got there first.
+    fn fail_stale(&self, id: u64, why: &str) -> Result<Option<u64>> {
+        let storage = &self.inner.storage;
+        match storage.finish_trial(id, TrialState::Fail, None, Some(why)) {
+            Ok(()) => {}
+            Err(TuneError::TrialFinished { .. }) => return Ok(None),
+            Err(e) => return Err(e),
+        }
+        let t = storage.trial(id)?;
+        let mut history = t.retry_history();
+        history.push(t.number);
+        if history.len() <= self.inner.liveness.retry_failed as usize {
+            let mut params = t.fixed.clone();
+            for (name, p) in &t.params {
+                params.entry(name.clone()).or_insert_with(|| p.value());
+            }
+            let attrs = BTreeMap::from([
+                (
+                    FAILED_TRIAL.to_string(),
+                    serde_json::json!(t.retried_trial().unwrap_or(t.number)),
+                ),
+                (RETRY_HISTORY.to_string(), serde_json::json!(history)),
+            ]);
+            storage.enqueue_trial_with(self.inner.id, &params, &attrs)?;
+        }
+        Ok(Some(t.number))
     }
 
     /// Starts a trial.
@@ -291,10 +370,12 @@ impl Study {
     /// Starts a trial unless the study already holds `limit` started trials.
     pub fn ask_limited(&self, limit: Option<u64>) -> Result<Option<Trial>> {
         let owner = owner();
-        let Some(frozen) = self
-            .inner
-            .storage
-            .start_trial(self.inner.id, limit, &owner)?
+        let Some(frozen) = self.inner.storage.start_trial(
+            self.inner.id,
+            limit,
+            &owner,
+            self.inner.liveness.heartbeat.is_some(),
+        )?
         else {
             return Ok(None);
         };
@@ -317,11 +398,16 @@ impl Study {
             }
         }
         let relative = self.inner.sampler.sample_relative(&history, frozen.number);
+        // A waiting trial that already holds parameters (an Optuna worker's retry) keeps them.
+        let mut fixed = frozen.fixed;
+        for (name, p) in &frozen.params {
+            fixed.entry(name.clone()).or_insert_with(|| p.value());
+        }
         Ok(Some(Trial {
             study: self.clone(),
             id: frozen.id,
             number: frozen.number,
-            fixed: frozen.fixed,
+            fixed,
             params: BTreeMap::new(),
             intermediate: BTreeMap::new(),
             relative,
@@ -397,7 +483,11 @@ impl Study {
                         return;
                     }
                 }
-                let result = self.run_one(&objective, limit);
+                let result = match self.inner.liveness.heartbeat {
+                    Some(_) => self.fail_stale_trials().map(|_| ()),
+                    None => Ok(()),
+                }
+                .and_then(|()| self.run_one(&objective, limit));
                 match result {
                     Ok(Some((state, frozen))) => {
                         let i = match state {
@@ -408,7 +498,27 @@ impl Study {
                         counts[i].fetch_add(1, Ordering::SeqCst);
                         callback(&frozen);
                     }
-                    Ok(None) => return,
+                    Ok(None) => {
+                        // The study is full. With heartbeats, a trial still running elsewhere
+                        // may yet go stale and come back as a retry: wait for it to end.
+                        let Some(interval) = self.inner.liveness.heartbeat else {
+                            return;
+                        };
+                        match self.trials() {
+                            Ok(t) if t.iter().any(|t| t.state == TrialState::Running) => {}
+                            Ok(_) => return,
+                            Err(e) => {
+                                halt.store(true, Ordering::SeqCst);
+                                let mut slot = error.lock().unwrap_or_else(|e| e.into_inner());
+                                slot.get_or_insert(e);
+                                return;
+                            }
+                        }
+                        if opts.n_trials.is_some() {
+                            launched.fetch_sub(1, Ordering::SeqCst);
+                        }
+                        std::thread::sleep(interval);
+                    }
                     Err(e) => {
                         halt.store(true, Ordering::SeqCst);
                         let mut slot = error.lock().unwrap_or_else(|e| e.into_inner());
@@ -452,7 +562,24 @@ impl Study {
             return Ok(None);
         };
         let id = trial.id;
-        let result = catch_unwind(AssertUnwindSafe(|| objective(&mut trial)));
+        let result = std::thread::scope(|s| {
+            let (done, beat) = std::sync::mpsc::channel::<()>();
+            if let Some(interval) = self.inner.liveness.heartbeat {
+                let storage = &self.inner.storage;
+                s.spawn(move || {
+                    while let Err(RecvTimeoutError::Timeout) = beat.recv_timeout(interval) {
+                        // Failed as stale by another worker: nothing left to keep alive.
+                        // (The storage away for a moment: the next beat tries again.)
+                        if let Err(TuneError::TrialFinished { .. }) = storage.heartbeat(id) {
+                            return;
+                        }
+                    }
+                });
+            }
+            let result = catch_unwind(AssertUnwindSafe(|| objective(&mut trial)));
+            drop(done);
+            result
+        });
         let (outcome, stop) = match result {
             Ok(Ok(v)) => (Outcome::Complete(v), None),
             Ok(Err(TrialError::Pruned)) => (Outcome::Pruned, None),
@@ -474,7 +601,12 @@ impl Study {
         if let Some(e) = stop {
             return Err(e);
         }
-        let state = told?;
+        let state = match told {
+            // Another worker failed it as stale (its heartbeats did not reach the storage in
+            // time): it stays failed, and this worker goes on.
+            Err(TuneError::TrialFinished { state, .. }) => state,
+            other => other?,
+        };
         Ok(Some((state, self.inner.storage.trial(id)?)))
     }
 }

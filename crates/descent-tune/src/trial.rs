@@ -8,6 +8,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::distribution::{Distribution, ParamValue};
 
+/// The system attribute naming the failed trial that a retry repeats (Optuna's key).
+pub const FAILED_TRIAL: &str = "failed_trial";
+/// The system attribute listing the failed trials a retry descends from (Optuna's key).
+pub const RETRY_HISTORY: &str = "retry_history";
+
 /// Whether the objective is minimized or maximized.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -158,6 +163,12 @@ pub struct FrozenTrial {
     /// Who runs it: `host:pid` of the process that started it.
     #[serde(default)]
     pub owner: Option<String>,
+    /// Attributes of the study's machinery rather than the user's: `failed_trial` (the number
+    /// of the failed trial a retry repeats) and `retry_history` (the numbers it descends
+    /// from), as Optuna's `RetryFailedTrialCallback` writes them, and any other an Optuna
+    /// worker sets.
+    #[serde(default)]
+    pub system_attrs: BTreeMap<String, serde_json::Value>,
 }
 
 impl FrozenTrial {
@@ -176,6 +187,7 @@ impl FrozenTrial {
             started: None,
             finished: None,
             owner: None,
+            system_attrs: BTreeMap::new(),
         }
     }
 
@@ -187,6 +199,20 @@ impl FrozenTrial {
     /// The last reported step and its value.
     pub fn last_step(&self) -> Option<(u64, f64)> {
         self.intermediate.iter().next_back().map(|(s, v)| (*s, *v))
+    }
+
+    /// The number of the failed trial this one retries, if it is a retry.
+    pub fn retried_trial(&self) -> Option<u64> {
+        self.system_attrs.get(FAILED_TRIAL)?.as_u64()
+    }
+
+    /// The numbers of the failed trials this retry descends from, oldest first.
+    pub fn retry_history(&self) -> Vec<u64> {
+        self.system_attrs
+            .get(RETRY_HISTORY)
+            .and_then(|v| v.as_array())
+            .map(|a| a.iter().filter_map(|v| v.as_u64()).collect())
+            .unwrap_or_default()
     }
 
     /// Seconds from start to finish.

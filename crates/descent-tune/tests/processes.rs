@@ -2,6 +2,8 @@
 //! numbered 0..199 once each, all finished, none lost. The test re-runs its own binary as
 //! the workers.
 
+mod common;
+
 use std::sync::Arc;
 
 use descent_tune::{OptimizeOptions, SqlStorage, Storage, Study, TpeSampler, TrialState};
@@ -161,4 +163,132 @@ fn hanging_worker() {
     trial.suggest_float("x", 0.0, 1.0).unwrap();
     println!("trial started");
     std::thread::sleep(std::time::Duration::from_secs(120));
+}
+
+const PG_WORKER_ENV: &str = "DESCENT_TUNE_PG_WORKER";
+
+/// Eight processes share one PostgreSQL study of 400 trials; two are killed with SIGKILL in
+/// the middle of trials and the server is restarted (where `DESCENT_TEST_POSTGRES_RESTART`
+/// gives the command) while the others run. The killed workers' trials end failed and are
+/// retried by the others; every worker reconnects; the counts are exact.
+#[test]
+fn eight_processes_share_one_postgresql_study_through_kills_and_a_restart() {
+    let Some(url) = common::postgres_url("eight processes on PostgreSQL") else {
+        return;
+    };
+    let exe = std::env::current_exe().unwrap();
+    let mut children: Vec<_> = (0..8)
+        .map(|i| {
+            std::process::Command::new(&exe)
+                .args(["--exact", "pg_worker", "--ignored", "--nocapture"])
+                .env(PG_WORKER_ENV, &url)
+                .env("DESCENT_TUNE_WORKER_SEED", i.to_string())
+                .output_spawn()
+        })
+        .collect();
+    let storage: Arc<dyn Storage> = Arc::new(SqlStorage::connect_postgres(&url).unwrap());
+    let started = |n: usize| {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+        loop {
+            if let Ok(study) = Study::load("shared", storage.clone()) {
+                if study.trials().unwrap().len() >= n {
+                    return;
+                }
+            }
+            assert!(std::time::Instant::now() < deadline, "the workers stalled");
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    };
+    started(60);
+    for child in &mut children[..2] {
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+    started(120);
+    if let Ok(restart) = std::env::var("DESCENT_TEST_POSTGRES_RESTART") {
+        let st = std::process::Command::new("sh")
+            .args(["-c", &restart])
+            .status()
+            .unwrap();
+        assert!(st.success(), "{restart} failed");
+    } else {
+        eprintln!("server restart skipped: set DESCENT_TEST_POSTGRES_RESTART to a command");
+    }
+    for child in children.drain(2..) {
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "worker failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let storage: Arc<dyn Storage> = Arc::new(SqlStorage::connect_postgres(&url).unwrap());
+    let trials = Study::load("shared", storage).unwrap().trials().unwrap();
+    let failed: Vec<_> = trials
+        .iter()
+        .filter(|t| t.state == TrialState::Fail)
+        .collect();
+    let complete = trials
+        .iter()
+        .filter(|t| t.state == TrialState::Complete)
+        .count();
+    assert_eq!(complete, 400, "complete trials");
+    assert!(failed.len() <= 2, "{} failed", failed.len());
+    assert_eq!(trials.len(), 400 + failed.len());
+    for (i, t) in trials.iter().enumerate() {
+        assert_eq!(t.number, i as u64, "numbers are 0.. once each");
+        assert!(t.state.is_finished(), "trial {i} is {}", t.state);
+    }
+    for f in &failed {
+        assert!(f.message.as_deref().unwrap().contains("stale"), "{f:?}");
+        let retries: Vec<_> = trials
+            .iter()
+            .filter(|t| t.retried_trial() == Some(f.number))
+            .collect();
+        assert_eq!(retries.len(), 1, "trial {} retried once", f.number);
+        assert_eq!(retries[0].state, TrialState::Complete);
+        assert_eq!(
+            retries[0].param("x"),
+            f.param("x"),
+            "the retry keeps its values"
+        );
+    }
+    eprintln!("{} trials killed mid-run were retried", failed.len());
+}
+
+#[test]
+#[ignore = "run as a child process by the test above"]
+fn pg_worker() {
+    let Ok(url) = std::env::var(PG_WORKER_ENV) else {
+        return;
+    };
+    let seed: u64 = std::env::var("DESCENT_TUNE_WORKER_SEED")
+        .unwrap()
+        .parse()
+        .unwrap();
+    let storage: Arc<dyn Storage> = Arc::new(SqlStorage::connect_postgres(&url).unwrap());
+    let study = Study::builder("shared")
+        .storage(storage)
+        .sampler(descent_tune::RandomSampler::new(seed))
+        .heartbeat(std::time::Duration::from_millis(500))
+        .grace_period(std::time::Duration::from_secs(2))
+        .retry_failed(1)
+        .load_if_exists(true)
+        .build()
+        .unwrap();
+    let opts = OptimizeOptions {
+        max_study_trials: Some(400),
+        ..Default::default()
+    };
+    study
+        .optimize(
+            |t| {
+                let x = t.suggest_float("x", -5.0, 5.0)?;
+                std::thread::sleep(std::time::Duration::from_millis(40));
+                Ok(x * x)
+            },
+            &opts,
+        )
+        .unwrap();
 }

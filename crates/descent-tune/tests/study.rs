@@ -581,3 +581,115 @@ fn a_database_of_another_optuna_schema_version_is_refused_with_advice() {
         "{e}"
     );
 }
+
+#[test]
+fn stale_trials_are_failed_by_heartbeat_and_retried_once_on_every_storage() {
+    use std::time::Duration;
+    let dir = tempfile::tempdir().unwrap();
+    let grace = Duration::from_secs(1);
+    let open = |storage: &Arc<dyn Storage>| {
+        Study::builder("beats")
+            .storage(storage.clone())
+            .heartbeat(Duration::from_millis(300))
+            .grace_period(grace)
+            .retry_failed(1)
+            .load_if_exists(true)
+            .build()
+            .unwrap()
+    };
+    // A worker starts a trial, records its parameters and vanishes without a word.
+    let mut gone = Vec::new();
+    for (name, storage) in storages(dir.path()) {
+        let study = open(&storage);
+        let mut t = study.ask().unwrap();
+        t.suggest_float("x", 0.0, 1.0).unwrap();
+        let x = t.params()["x"].clone();
+        std::mem::forget(t);
+        assert!(
+            study.fail_stale_trials().unwrap().is_empty(),
+            "{name}: fresh"
+        );
+        gone.push((name, storage, x));
+    }
+    // SQLite's CURRENT_TIMESTAMP counts whole seconds.
+    std::thread::sleep(grace + Duration::from_millis(1200));
+    for (name, storage, x) in gone {
+        let study = open(&storage);
+        assert_eq!(study.fail_stale_trials().unwrap(), vec![0], "{name}");
+        assert!(
+            study.fail_stale_trials().unwrap().is_empty(),
+            "{name}: twice"
+        );
+        let trials = study.trials().unwrap();
+        assert_eq!(trials.len(), 2, "{name}");
+        assert_eq!(trials[0].state, TrialState::Fail);
+        assert!(
+            trials[0]
+                .message
+                .as_deref()
+                .unwrap()
+                .contains("no heartbeat"),
+            "{name}"
+        );
+        assert_eq!(
+            (trials[1].state, trials[1].retried_trial()),
+            (TrialState::Waiting, Some(0))
+        );
+        // The retry runs next, with the failed trial's values, even past the study's limit.
+        let mut retry = study.ask_limited(Some(1)).unwrap().expect("the retry");
+        assert_eq!(retry.number(), 1);
+        assert_eq!(
+            ParamValue::Float(retry.suggest_float("x", 0.0, 1.0).unwrap()),
+            x
+        );
+        std::mem::forget(retry);
+        assert!(
+            study.ask_limited(Some(1)).unwrap().is_none(),
+            "{name}: limit"
+        );
+        // It goes stale too: retried at most once along the chain.
+        std::thread::sleep(grace + Duration::from_millis(1200));
+        assert_eq!(study.fail_stale_trials().unwrap(), vec![1], "{name}");
+        let trials = study.trials().unwrap();
+        assert_eq!(trials.len(), 2, "{name}: no second retry");
+        assert_eq!(trials[1].retry_history(), vec![0]);
+    }
+}
+
+#[test]
+fn a_running_trial_keeps_its_heartbeat() {
+    use std::time::Duration;
+    let dir = tempfile::tempdir().unwrap();
+    for (name, storage) in storages(dir.path()) {
+        let study = Study::builder("alive")
+            .storage(storage.clone())
+            .heartbeat(Duration::from_millis(200))
+            .grace_period(Duration::from_secs(1))
+            .build()
+            .unwrap();
+        // Another worker, looking for stale trials while this one runs.
+        let watcher = Study::builder("alive")
+            .storage(storage)
+            .heartbeat(Duration::from_millis(200))
+            .grace_period(Duration::from_secs(1))
+            .load_if_exists(true)
+            .build()
+            .unwrap();
+        let opts = OptimizeOptions {
+            n_trials: Some(1),
+            ..Default::default()
+        };
+        let summary = study
+            .optimize(
+                |t| {
+                    // Longer than the grace period: only heartbeats keep it from going stale.
+                    std::thread::sleep(Duration::from_millis(2500));
+                    assert!(watcher.fail_stale_trials().unwrap().is_empty());
+                    Ok(t.suggest_float("x", 0.0, 1.0)?)
+                },
+                &opts,
+            )
+            .unwrap();
+        assert_eq!(summary.complete, 1, "{name}");
+    }
+}

@@ -50,15 +50,27 @@ pub enum Command {
 pub struct TuneArgs {
     #[command(subcommand)]
     pub command: Option<TuneCommand>,
-    /// Where the study lives (several processes may share it).
+    /// Where the study lives: sqlite:PATH (processes on one machine) or
+    /// postgresql://USER@HOST:PORT/DB (workers on many machines; password from the URL,
+    /// PGPASSWORD or ~/.pgpass). Both hold Optuna's schema: optuna.load_study and
+    /// optuna-dashboard open them.
     #[arg(long, default_value = "sqlite:tune.db")]
     pub storage: String,
     /// The study's name: an existing study is resumed.
     #[arg(long, default_value = "mnist")]
     pub study: String,
-    /// Run until the study holds this many trials (counting earlier runs).
+    /// Run until the study holds this many trials (counting earlier runs; retries of failed
+    /// trials do not count).
     #[arg(long, default_value_t = 30)]
     pub trials: u64,
+    /// A running trial records a heartbeat this often; one whose heartbeat is older than
+    /// twice this is failed by whichever worker notices (0: no heartbeats).
+    #[arg(long, value_name = "SECS", default_value_t = 30.0)]
+    pub heartbeat: f64,
+    /// Enqueue the parameters of a trial failed as stale (its worker died) again, at most
+    /// this many times along one chain of retries.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub retry_failed: u32,
     /// Trials run side by side (threads are shared among them).
     #[arg(long, default_value_t = 1)]
     pub jobs: usize,

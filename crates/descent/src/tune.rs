@@ -585,15 +585,33 @@ pub fn run(args: TuneArgs) -> Result<()> {
         Some(_) => descent_tune::Direction::Minimize,
         None => descent_tune::Direction::Maximize,
     };
-    let study = Study::builder(&args.study)
+    if !(args.heartbeat.is_finite() && args.heartbeat >= 0.0) {
+        bail!(
+            "invalid --heartbeat {}: give seconds between heartbeats (0 turns them off)",
+            args.heartbeat
+        );
+    }
+    let mut builder = Study::builder(&args.study)
         .direction(direction)
         .storage(storage.clone())
         .sampler(sampler)
         .pruner(pruner)
-        .load_if_exists(true)
-        .build()?;
+        .retry_failed(args.retry_failed)
+        .load_if_exists(true);
+    if args.heartbeat > 0.0 {
+        builder = builder.heartbeat(std::time::Duration::from_secs_f64(args.heartbeat));
+    }
+    let study = builder.build()?;
     for n in study.fail_stale_trials()? {
-        eprintln!("trial {n} was left running by a process that has ended: marked failed");
+        eprintln!(
+            "trial {n} was left running by a worker that is gone (its process ended, or its \
+             heartbeat stopped): marked failed{}",
+            if args.retry_failed > 0 {
+                ", and enqueued again"
+            } else {
+                ""
+            }
+        );
     }
     let before = study.trials()?;
     if before.is_empty() {

@@ -1110,3 +1110,124 @@ fn compare_and_tune_work_on_a_gpt() {
     let best = best_value(&log);
     assert_retrains_to(&format!("{db}:opt"), best);
 }
+
+/// A fresh schema on the PostgreSQL server of `DESCENT_TEST_POSTGRES` (see descent-tune's
+/// tests), as a storage URL with its password.
+fn postgres_url(test: &str) -> Option<String> {
+    let Ok(url) = std::env::var("DESCENT_TEST_POSTGRES") else {
+        eprintln!("{test}: PostgreSQL skipped: set DESCENT_TEST_POSTGRES (tools/pg_local.sh)");
+        return None;
+    };
+    let schema = format!("cli_{}", std::process::id());
+    let mut client = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+    client
+        .batch_execute(&format!(
+            "DROP SCHEMA IF EXISTS {schema} CASCADE; CREATE SCHEMA {schema}"
+        ))
+        .unwrap();
+    let sep = if url.contains('?') { '&' } else { '?' };
+    Some(format!("{url}{sep}options=-csearch_path%3D{schema}"))
+}
+
+/// `descent tune` on PostgreSQL: two processes add trials to one study, `tune show` reads it,
+/// `train --from-study` retrains its best; no output and no file written holds the password.
+#[test]
+fn tune_on_postgresql_never_shows_the_password() {
+    let Some(url) = postgres_url("tune on PostgreSQL") else {
+        return;
+    };
+    let password = url
+        .split("://")
+        .nth(1)
+        .and_then(|r| r.split('@').next())
+        .and_then(|u| u.split_once(':'))
+        .map(|(_, p)| p.to_string())
+        .expect("DESCENT_TEST_POSTGRES carries a password");
+    let dir = tempfile::tempdir().unwrap();
+    let text = tiny_text(dir.path());
+    let fixed_data = format!("data=text:{}", text.display());
+    let tune = |trials: &str| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_descent"));
+        c.args([
+            "tune",
+            "--storage",
+            &url,
+            "--study",
+            "pg",
+            "--trials",
+            trials,
+        ])
+        .args([
+            "--fixed",
+            &fixed_data,
+            "--fixed",
+            "max-steps=6",
+            "--fixed",
+            "batch-size=4",
+        ])
+        .args([
+            "--fixed", "layers=1", "--fixed", "heads=1", "--fixed", "embd=8",
+        ])
+        .args(["--fixed", "block-size=8", "--fixed", "eval-every=3"])
+        .args(["--heartbeat", "1", "--retry-failed", "1"])
+        .current_dir(dir.path());
+        c
+    };
+    let first = tune("2").output().unwrap();
+    let second = tune("4").output().unwrap();
+    let show = Command::new(env!("CARGO_BIN_EXE_descent"))
+        .args([
+            "tune",
+            "show",
+            "--storage",
+            &url,
+            "--study",
+            "pg",
+            "--out",
+            "shown",
+        ])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    let retrain = Command::new(env!("CARGO_BIN_EXE_descent"))
+        .args([
+            "train",
+            "--from-study",
+            &format!("{url}:pg"),
+            "--run-dir",
+            "again",
+        ])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    let mut all = String::new();
+    for o in [&first, &second, &show, &retrain] {
+        assert!(
+            o.status.success(),
+            "{}{}",
+            String::from_utf8_lossy(&o.stdout),
+            stderr(o)
+        );
+        all += &String::from_utf8_lossy(&o.stdout);
+        all += &stderr(o);
+    }
+    assert!(
+        String::from_utf8_lossy(&show.stdout).contains("(minimize): 4 trials"),
+        "{all}"
+    );
+    assert!(
+        all.contains(":***@"),
+        "messages name the storage, redacted: {all}"
+    );
+    assert!(!all.contains(&password), "the password was printed: {all}");
+    let files = walk(dir.path());
+    assert!(files.iter().any(|f| f.ends_with("run.json")), "{files:?}");
+    for f in files {
+        if let Ok(bytes) = std::fs::read(&f) {
+            let hit = bytes
+                .windows(password.len())
+                .any(|w| w == password.as_bytes());
+            assert!(!hit, "{f} holds the password");
+        }
+    }
+}

@@ -1,7 +1,8 @@
 //! Studies in memory: fast, shared by threads, gone when the process ends.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
 use super::{Storage, StudyRecord};
 use crate::distribution::ParamValue;
@@ -21,6 +22,8 @@ struct Inner {
     trials: Vec<Arc<FrozenTrial>>,
     /// Trial ids of each study, by number.
     by_study: BTreeMap<u64, Vec<u64>>,
+    /// The last heartbeat of each trial that records them.
+    heartbeats: HashMap<u64, Instant>,
 }
 
 impl InMemoryStorage {
@@ -89,7 +92,12 @@ impl Storage for InMemoryStorage {
         Ok(self.lock().studies.clone())
     }
 
-    fn enqueue_trial(&self, study: u64, params: &BTreeMap<String, ParamValue>) -> Result<u64> {
+    fn enqueue_trial_with(
+        &self,
+        study: u64,
+        params: &BTreeMap<String, ParamValue>,
+        system_attrs: &BTreeMap<String, serde_json::Value>,
+    ) -> Result<u64> {
         let mut g = self.lock();
         let id = g.trials.len() as u64;
         let ids = g.study(study)?;
@@ -97,6 +105,7 @@ impl Storage for InMemoryStorage {
         ids.push(id);
         let mut t = FrozenTrial::new(id, number, TrialState::Waiting);
         t.fixed = params.clone();
+        t.system_attrs = system_attrs.clone();
         g.trials.push(Arc::new(t));
         Ok(number)
     }
@@ -106,38 +115,60 @@ impl Storage for InMemoryStorage {
         study: u64,
         limit: Option<u64>,
         owner: &str,
+        heartbeat: bool,
     ) -> Result<Option<FrozenTrial>> {
         let mut g = self.lock();
         let ids = g.study(study)?.clone();
-        let started = ids
-            .iter()
-            .filter(|&&i| g.trials[i as usize].state != TrialState::Waiting)
+        let trials = ids.iter().map(|&i| &g.trials[i as usize]);
+        let waiting_retry = trials
+            .clone()
+            .find(|t| t.state == TrialState::Waiting && t.retried_trial().is_some())
+            .map(|t| t.id);
+        let started = trials
+            .clone()
+            .filter(|t| t.state != TrialState::Waiting && t.retried_trial().is_none())
             .count() as u64;
-        if limit.is_some_and(|l| started >= l) {
+        let id = if let Some(id) = waiting_retry {
+            id
+        } else if limit.is_some_and(|l| started >= l) {
             return Ok(None);
-        }
-        let waiting = ids
-            .iter()
-            .copied()
-            .find(|&i| g.trials[i as usize].state == TrialState::Waiting);
-        let id = match waiting {
-            Some(id) => id,
-            None => {
-                let id = g.trials.len() as u64;
-                g.trials.push(Arc::new(FrozenTrial::new(
-                    id,
-                    ids.len() as u64,
-                    TrialState::Waiting,
-                )));
-                g.study(study)?.push(id);
-                id
-            }
+        } else if let Some(t) = trials.clone().find(|t| t.state == TrialState::Waiting) {
+            t.id
+        } else {
+            let id = g.trials.len() as u64;
+            g.trials.push(Arc::new(FrozenTrial::new(
+                id,
+                ids.len() as u64,
+                TrialState::Waiting,
+            )));
+            g.study(study)?.push(id);
+            id
         };
+        if heartbeat {
+            g.heartbeats.insert(id, Instant::now());
+        }
         let t = Arc::make_mut(&mut g.trials[id as usize]);
         t.state = TrialState::Running;
         t.started = Some(now());
         t.owner = Some(owner.to_string());
         Ok(Some(t.clone()))
+    }
+
+    fn heartbeat(&self, trial: u64) -> Result<()> {
+        let mut g = self.lock();
+        g.running(trial)?;
+        g.heartbeats.insert(trial, Instant::now());
+        Ok(())
+    }
+
+    fn stale_trials(&self, study: u64, grace: Duration) -> Result<Vec<u64>> {
+        let mut g = self.lock();
+        let ids = g.study(study)?.clone();
+        Ok(ids
+            .into_iter()
+            .filter(|i| g.trials[*i as usize].state == TrialState::Running)
+            .filter(|i| g.heartbeats.get(i).is_some_and(|h| h.elapsed() > grace))
+            .collect())
     }
 
     fn set_param(&self, trial: u64, name: &str, param: &Param) -> Result<()> {

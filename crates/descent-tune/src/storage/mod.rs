@@ -10,6 +10,7 @@ mod rdb;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 pub use memory::InMemoryStorage;
 pub use rdb::postgres::{redact_url, PostgresOptions};
@@ -71,17 +72,37 @@ pub trait Storage: Send + Sync {
     fn studies(&self) -> Result<Vec<StudyRecord>>;
 
     /// Adds a waiting trial whose parameters are fixed to `params`; returns its number.
-    fn enqueue_trial(&self, study: u64, params: &BTreeMap<String, ParamValue>) -> Result<u64>;
+    fn enqueue_trial(&self, study: u64, params: &BTreeMap<String, ParamValue>) -> Result<u64> {
+        self.enqueue_trial_with(study, params, &BTreeMap::new())
+    }
+
+    /// [`Storage::enqueue_trial`] with system attributes (a retry's `failed_trial`).
+    fn enqueue_trial_with(
+        &self,
+        study: u64,
+        params: &BTreeMap<String, ParamValue>,
+        system_attrs: &BTreeMap<String, serde_json::Value>,
+    ) -> Result<u64>;
 
     /// Starts a trial for `owner` (`host:pid`): claims the oldest waiting one or numbers a new
-    /// one, in one transaction. With `limit`, returns `None` instead when the study already
-    /// has `limit` trials that are not waiting.
+    /// one, in one transaction, recording its first heartbeat there if `heartbeat`. With
+    /// `limit`, returns `None` instead when the study already has `limit` started trials,
+    /// not counting retries of failed trials (a waiting retry is claimed whatever the limit:
+    /// it stands in for a trial already counted).
     fn start_trial(
         &self,
         study: u64,
         limit: Option<u64>,
         owner: &str,
+        heartbeat: bool,
     ) -> Result<Option<FrozenTrial>>;
+
+    /// Records that a running trial is alive, by the storage's clock.
+    fn heartbeat(&self, trial: u64) -> Result<()>;
+
+    /// The ids of the study's running trials whose last heartbeat is older than `grace`, by
+    /// the storage's clock (trials that never recorded one are not stale).
+    fn stale_trials(&self, study: u64, grace: Duration) -> Result<Vec<u64>>;
 
     /// Records a parameter of a running trial.
     fn set_param(&self, trial: u64, name: &str, param: &Param) -> Result<()>;

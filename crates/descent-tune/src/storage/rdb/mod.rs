@@ -17,7 +17,7 @@ mod sqlite;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use self::db::{to_secs, Db, Row, Tx, TxKind, Value};
 use self::optuna::{FAIL_REASON, FIXED_PARAMS, MESSAGE, OWNER};
@@ -146,6 +146,16 @@ impl SqlStorage {
             "INSERT INTO trial_system_attributes (trial_id, key, value_json) VALUES (?1, ?2, ?3) \
              ON CONFLICT (trial_id, key) DO UPDATE SET value_json = excluded.value_json",
             &[trial.into(), key.into(), json.into()],
+        )?;
+        Ok(())
+    }
+
+    /// Records a heartbeat now, by the database's clock (as Optuna does).
+    fn beat(tx: &mut dyn Tx, trial: u64) -> Result<()> {
+        tx.exec(
+            "INSERT INTO trial_heartbeats (trial_id, heartbeat) VALUES (?1, CURRENT_TIMESTAMP) \
+             ON CONFLICT (trial_id) DO UPDATE SET heartbeat = excluded.heartbeat",
+            &[trial.into()],
         )?;
         Ok(())
     }
@@ -296,7 +306,10 @@ impl SqlStorage {
                         t.message = Some(serde_json::from_str(json).map_err(bad)?)
                     }
                     OWNER => t.owner = Some(serde_json::from_str(json).map_err(bad)?),
-                    _ => {}
+                    _ => {
+                        let v = serde_json::from_str(json).map_err(bad)?;
+                        t.system_attrs.insert(key.to_string(), v);
+                    }
                 }
                 Ok(())
             },
@@ -364,7 +377,12 @@ impl Storage for SqlStorage {
         })
     }
 
-    fn enqueue_trial(&self, study: u64, params: &BTreeMap<String, ParamValue>) -> Result<u64> {
+    fn enqueue_trial_with(
+        &self,
+        study: u64,
+        params: &BTreeMap<String, ParamValue>,
+        system_attrs: &BTreeMap<String, serde_json::Value>,
+    ) -> Result<u64> {
         let fixed = serde_json::to_string(params)
             .map_err(|e| TuneError::InvalidValue(format!("enqueued parameters: {e}")))?;
         self.tx(TxKind::Write, "enqueuing a trial", &mut |tx| {
@@ -378,6 +396,9 @@ impl Storage for SqlStorage {
                 )?
                 .id(0)?;
             Self::set_system_attr(tx, id, FIXED_PARAMS, fixed.clone())?;
+            for (key, value) in system_attrs {
+                Self::set_system_attr(tx, id, key, value.to_string())?;
+            }
             Ok(number)
         })
     }
@@ -387,25 +408,49 @@ impl Storage for SqlStorage {
         study: u64,
         limit: Option<u64>,
         owner: &str,
+        heartbeat: bool,
     ) -> Result<Option<FrozenTrial>> {
         let owner_json = serde_json::Value::from(owner).to_string();
         self.tx(TxKind::Write, "starting a trial", &mut |tx| {
             self.lock_study(tx, study)?;
             let next = Self::next_number(tx, study)?;
+            // Waiting trials, each with whether it retries a failed one.
             let waiting = tx.query(
-                "SELECT trial_id FROM trials WHERE study_id = ?1 AND state = 'WAITING' \
-                 ORDER BY trial_id",
+                "SELECT t.trial_id, EXISTS (SELECT 1 FROM trial_system_attributes a WHERE \
+                 a.trial_id = t.trial_id AND a.key = 'failed_trial') FROM trials t WHERE \
+                 t.study_id = ?1 AND t.state = 'WAITING' ORDER BY t.trial_id",
                 &[study.into()],
             )?;
-            if let Some(limit) = limit {
-                if next - waiting.len() as u64 >= limit {
-                    return Ok(None);
+            let mut retry = None;
+            for r in &waiting {
+                if r.int(1)? != 0 {
+                    retry = Some(r.id(0)?);
+                    break;
                 }
             }
+            let claim = match (retry, waiting.first()) {
+                (Some(id), _) => Some(id),
+                (None, first) => {
+                    if let Some(limit) = limit {
+                        // Started retries stand in for failed trials already counted.
+                        let retries = tx
+                            .query_one(
+                                "SELECT COUNT(*) FROM trial_system_attributes a JOIN trials t \
+                                 ON t.trial_id = a.trial_id WHERE a.key = 'failed_trial' AND \
+                                 t.study_id = ?1 AND t.state != 'WAITING'",
+                                &[study.into()],
+                            )?
+                            .id(0)?;
+                        if next - waiting.len() as u64 - retries >= limit {
+                            return Ok(None);
+                        }
+                    }
+                    first.map(|r| r.id(0)).transpose()?
+                }
+            };
             let now = Value::Time(SystemTime::now());
-            let id = match waiting.first() {
-                Some(r) => {
-                    let id = r.id(0)?;
+            let id = match claim {
+                Some(id) => {
                     tx.exec(
                         "UPDATE trials SET state = 'RUNNING', datetime_start = ?2 \
                          WHERE trial_id = ?1",
@@ -422,8 +467,35 @@ impl Storage for SqlStorage {
                     .id(0)?,
             };
             Self::set_system_attr(tx, id, OWNER, owner_json.clone())?;
+            if heartbeat {
+                Self::beat(tx, id)?;
+            }
             let mut t = self.load(tx, "trial_id = ?1", &[id.into()])?;
             Ok(t.pop())
+        })
+    }
+
+    fn heartbeat(&self, trial: u64) -> Result<()> {
+        self.update_running("recording a heartbeat", trial, &mut |tx| {
+            Self::beat(tx, trial)
+        })
+    }
+
+    fn stale_trials(&self, study: u64, grace: Duration) -> Result<Vec<u64>> {
+        self.tx(TxKind::Read, "looking for stale trials", &mut |tx| {
+            // The database's clock, as the heartbeats' (workers' clocks may disagree).
+            let now = tx
+                .query_one("SELECT CURRENT_TIMESTAMP", &[])?
+                .opt_time(0)?
+                .ok_or_else(|| self.damaged("the database gave no time".into()))?;
+            let before = now.checked_sub(grace).unwrap_or(std::time::UNIX_EPOCH);
+            let rows = tx.query(
+                "SELECT t.trial_id FROM trials t JOIN trial_heartbeats h ON h.trial_id = \
+                 t.trial_id WHERE t.study_id = ?1 AND t.state = 'RUNNING' AND h.heartbeat < ?2 \
+                 ORDER BY t.trial_id",
+                &[study.into(), Value::Time(before)],
+            )?;
+            rows.iter().map(|r| r.id(0)).collect()
         })
     }
 

@@ -107,11 +107,13 @@ CREATE TYPE trialvaluetype AS ENUM ('FINITE', 'INF_POS', 'INF_NEG');
 CREATE TYPE trialintermediatevaluetype AS ENUM ('FINITE', 'INF_POS', 'INF_NEG', 'NAN');
 ";
 
-/// descent's indices: waiting trials and the next number are found without a scan of the
-/// study's trials, and so are the trials changed since a worker's last read.
+/// descent's indices: waiting trials, the next number and the trials changed since a
+/// worker's last read are found without a scan of the study's trials, and retries (by their
+/// `failed_trial` attribute) without a scan of every trial's attributes.
 const INDICES: &str = "
 CREATE INDEX IF NOT EXISTS ix_trials_descent_state ON trials (study_id, state, trial_id);
 CREATE INDEX IF NOT EXISTS ix_trials_descent_number ON trials (study_id, number);
+CREATE INDEX IF NOT EXISTS ix_trial_system_attributes_descent_key ON trial_system_attributes (key, trial_id);
 ";
 
 /// What a database holds before [`ensure`] sets it up.
