@@ -9,6 +9,8 @@
 # root, so as root the cluster belongs to an unprivileged system user (`descentpg`, created if
 # missing). The cluster listens on 127.0.0.1 only, asks for a password (scram-sha-256) and has
 # one database, `descent`, owned by the user `descent` whose password is in DIR/password.
+# Where `openssl` is found it also serves TLS, with a certificate for `localhost` signed by a
+# CA of its own, DIR/ca.crt.
 set -euo pipefail
 
 cmd=${1:?usage: pg_local.sh start DIR [PORT] | restart DIR | stop DIR}
@@ -61,6 +63,30 @@ start)
       echo "full_page_writes = off"
     } >> "$dir/data/postgresql.conf"
     fresh=1
+  fi
+  if [ ! -f "$dir/ca.crt" ] && command -v openssl >/dev/null; then
+    # TLS, for the sslmode tests: a CA of its own (DIR/ca.crt) and a server certificate it
+    # signed for the name localhost only (so that verify-full to 127.0.0.1 must fail).
+    tmp=$(mktemp -d)
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 3650 \
+      -subj "/CN=descent test CA" -addext "basicConstraints=critical,CA:TRUE" \
+      -addext "keyUsage=critical,keyCertSign,cRLSign" \
+      -keyout "$tmp/ca.key" -out "$tmp/ca.crt" 2>/dev/null
+    openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
+      -subj "/CN=localhost" -keyout "$tmp/server.key" -out "$tmp/server.csr" 2>/dev/null
+    printf 'subjectAltName=DNS:localhost\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage=serverAuth\n' > "$tmp/ext"
+    openssl x509 -req -in "$tmp/server.csr" -CA "$tmp/ca.crt" -CAkey "$tmp/ca.key" \
+      -CAcreateserial -days 3650 -extfile "$tmp/ext" -out "$tmp/server.crt" 2>/dev/null
+    cp "$tmp/server.crt" "$tmp/server.key" "$dir/data/"
+    chmod 600 "$dir/data/server.key"
+    [ "$(id -u)" = 0 ] && chown descentpg "$dir/data/server.crt" "$dir/data/server.key"
+    cp "$tmp/ca.crt" "$dir/ca.crt"
+    rm -rf "$tmp"
+    {
+      echo "ssl = on"
+      echo "ssl_cert_file = 'server.crt'"
+      echo "ssl_key_file = 'server.key'"
+    } >> "$dir/data/postgresql.conf"
   fi
   as_owner "$bin/pg_ctl" -D "$dir/data" -l "$dir/log" -w -t 60 start >/dev/null
   password=$(cat "$dir/password")

@@ -6,7 +6,7 @@
 //! The objective is free: a random sampler suggests a log float, an int and a categorical and
 //! the trial returns 0, so all the time is the storage's (start, three parameters, finish,
 //! and the read of the study that every start makes). With one worker it prints the
-//! milliseconds per trial over each tenth of the run; with WORKERS > 1 it starts that many
+//! milliseconds per trial over the thousand trials up to 1000, 2000, 5000, 10 000, ...; with WORKERS > 1 it starts that many
 //! processes of itself on one study of TRIALS trials and prints trials per second.
 
 use std::sync::Arc;
@@ -71,11 +71,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         );
         return Ok(());
     }
+    // Windows of 1000 trials; the one ending at 1000, 2000, 5000, 10 000, ... is printed.
     let s = study(url, name, 0)?;
-    let window = (trials / 10).max(1);
     let mut done = s.trials()?.len() as u64;
+    let mut mark = 1000;
     while done < trials {
-        let n = window.min(trials - done);
+        let n = 1000.min(trials - done);
         let start = Instant::now();
         let opts = OptimizeOptions {
             n_trials: Some(n),
@@ -84,11 +85,26 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         s.optimize(objective, &opts)?;
         let ms = start.elapsed().as_secs_f64() * 1e3 / n as f64;
         done += n;
-        println!(
-            "trials {:>7} to {:>7}: {ms:.3} ms per trial",
-            done - n,
-            done
-        );
+        if done >= mark || done == trials {
+            println!(
+                "trials {:>7} to {:>7}: {ms:.3} ms per trial",
+                done - n,
+                done
+            );
+            while mark <= done {
+                mark = next_mark(mark);
+            }
+        }
     }
     Ok(())
+}
+
+/// 1000, 2000, 5000, 10 000, 20 000, ...
+fn next_mark(m: u64) -> u64 {
+    let decade = 10u64.pow(m.ilog10());
+    match m / decade {
+        1 => 2 * decade,
+        2 => 5 * decade,
+        _ => 10 * decade,
+    }
 }

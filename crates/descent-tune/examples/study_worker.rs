@@ -53,7 +53,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         ..Default::default()
     };
     study.optimize(objective, &opts)?;
-    for t in study.trials()? {
+    for t in study.trials()?.iter() {
         let params: serde_json::Map<String, serde_json::Value> = t
             .params
             .iter()

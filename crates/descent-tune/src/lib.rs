@@ -47,4 +47,4 @@ pub use storage::{redact_url, InMemoryStorage, PostgresOptions, SqlStorage, Stor
 pub use study::{
     trials_table, OptimizeOptions, OptimizeSummary, Outcome, Study, StudyBuilder, Trial,
 };
-pub use trial::{Direction, FrozenTrial, History, Param, TrialState};
+pub use trial::{Direction, FrozenTrial, History, Param, TrialState, Trials};

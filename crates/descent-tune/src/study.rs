@@ -14,7 +14,7 @@ use crate::pruner::{NopPruner, Pruner};
 use crate::sampler::{Sampler, TpeSampler};
 use crate::storage::{InMemoryStorage, Storage};
 use crate::trial::{
-    Direction, FrozenTrial, History, Param, TrialState, FAILED_TRIAL, RETRY_HISTORY,
+    Direction, FrozenTrial, History, Param, TrialState, Trials, FAILED_TRIAL, RETRY_HISTORY,
 };
 
 /// A study: a named, stored series of trials of one objective, with a sampler and a pruner.
@@ -42,7 +42,6 @@ struct Inner {
 #[derive(Default)]
 struct Known {
     distributions: BTreeMap<String, Distribution>,
-    read: std::collections::HashSet<u64>,
 }
 
 /// Builds a [`Study`]: `Study::builder("name").maximize().sampler(...).build()`.
@@ -273,7 +272,7 @@ impl Study {
     }
 
     /// Every trial, by number.
-    pub fn trials(&self) -> Result<Vec<Arc<FrozenTrial>>> {
+    pub fn trials(&self) -> Result<Trials> {
         self.inner.storage.trials(self.inner.id)
     }
 
@@ -296,25 +295,15 @@ impl Study {
     /// last heartbeat is older than the grace period (any machine); and trials started on
     /// this machine (`host:pid` owner) by a process that no longer exists, say after `kill
     /// -9`. With [`StudyBuilder::retry_failed`], each is enqueued again. Returns their numbers.
-    /// [`Study::optimize`] does this before it starts, and before every trial with heartbeats.
+    /// [`Study::optimize`] does this before it starts, and with heartbeats checks them before
+    /// every trial.
     pub fn fail_stale_trials(&self) -> Result<Vec<u64>> {
-        let storage = &self.inner.storage;
-        let mut failed = Vec::new();
-        if let Some(grace) = self.inner.liveness.grace() {
-            for id in storage.stale_trials(self.inner.id, grace)? {
-                let why = format!(
-                    "stale: no heartbeat for over {} s (its worker stopped, hung or lost the \
-                     storage)",
-                    grace.as_secs_f64()
-                );
-                failed.extend(self.fail_stale(id, &why)?);
-            }
-        }
+        let mut failed = self.fail_silent_trials()?;
         if !std::path::Path::new("/proc/self").exists() {
             return Ok(failed);
         }
         let host = hostname();
-        for t in self.trials()? {
+        for t in self.trials()?.iter() {
             if t.state != TrialState::Running {
                 continue;
             }
@@ -329,6 +318,23 @@ impl Study {
             }
             let why = format!("stale: its process ({pid} on {h}) ended while it ran");
             failed.extend(self.fail_stale(t.id, &why)?);
+        }
+        Ok(failed)
+    }
+
+    /// Fails the running trials whose last heartbeat is older than the grace period (an
+    /// indexed query: its cost does not grow with the study).
+    fn fail_silent_trials(&self) -> Result<Vec<u64>> {
+        let mut failed = Vec::new();
+        if let Some(grace) = self.inner.liveness.grace() {
+            for id in self.inner.storage.stale_trials(self.inner.id, grace)? {
+                let why = format!(
+                    "stale: no heartbeat for over {} s (its worker stopped, hung or lost the \
+                     storage)",
+                    grace.as_secs_f64()
+                );
+                failed.extend(self.fail_stale(id, &why)?);
+            }
         }
         Ok(failed)
     }
@@ -380,23 +386,6 @@ impl Study {
             return Ok(None);
         };
         let history = Arc::new(self.history()?);
-        {
-            // Record what earlier trials defined, for the compatibility check.
-            let mut known = self.inner.known.lock().unwrap_or_else(|e| e.into_inner());
-            let known = &mut *known;
-            for t in &history.trials {
-                if t.state.is_finished() && !known.read.insert(t.id) {
-                    continue;
-                }
-                for (name, p) in &t.params {
-                    if !known.distributions.contains_key(name) {
-                        known
-                            .distributions
-                            .insert(name.clone(), p.distribution.clone());
-                    }
-                }
-            }
-        }
         let relative = self.inner.sampler.sample_relative(&history, frozen.number);
         // A waiting trial that already holds parameters (an Optuna worker's retry) keeps them.
         let mut fixed = frozen.fixed;
@@ -484,7 +473,7 @@ impl Study {
                     }
                 }
                 let result = match self.inner.liveness.heartbeat {
-                    Some(_) => self.fail_stale_trials().map(|_| ()),
+                    Some(_) => self.fail_silent_trials().map(|_| ()),
                     None => Ok(()),
                 }
                 .and_then(|()| self.run_one(&objective, limit));
@@ -710,6 +699,19 @@ impl Trial {
                 .known
                 .lock()
                 .unwrap_or_else(|e| e.into_inner());
+            if !known.distributions.contains_key(name) {
+                // The first time this process meets the name: what did earlier trials,
+                // here or in other workers, define under it? (Looked up once per name, so
+                // that a trial costs the same however long the study.)
+                let earlier = self
+                    .history
+                    .trials
+                    .iter()
+                    .find_map(|t| t.params.get(name).map(|p| p.distribution.clone()));
+                if let Some(before) = earlier {
+                    known.distributions.insert(name.into(), before);
+                }
+            }
             match known.distributions.get(name) {
                 Some(before) if !before.compatible(&d) => {
                     return Err(TuneError::IncompatibleDistribution {

@@ -221,11 +221,16 @@ impl FrozenTrial {
     }
 }
 
+/// A snapshot of a study's trials, by number. Shared, so that handing it to a sampler costs
+/// nothing however long the study; a storage updates its copy in place when no one else holds
+/// it (`Arc::make_mut`), so keeping it current costs what changed, not the study's length.
+pub type Trials = Arc<Vec<Arc<FrozenTrial>>>;
+
 /// The trials of a study as one sampler call or pruner call sees them.
 #[derive(Debug)]
 pub struct History {
     /// Every trial, by number.
-    pub trials: Vec<Arc<FrozenTrial>>,
+    pub trials: Trials,
     /// The study's direction.
     pub direction: Direction,
     ranked: OnceLock<Vec<usize>>,
@@ -233,9 +238,9 @@ pub struct History {
 
 impl History {
     /// A snapshot of `trials` (ordered by number).
-    pub fn new(trials: Vec<Arc<FrozenTrial>>, direction: Direction) -> Self {
+    pub fn new(trials: impl Into<Trials>, direction: Direction) -> Self {
         History {
-            trials,
+            trials: trials.into(),
             direction,
             ranked: OnceLock::new(),
         }

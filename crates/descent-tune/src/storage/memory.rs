@@ -1,13 +1,13 @@
 //! Studies in memory: fast, shared by threads, gone when the process ends.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use super::{Storage, StudyRecord};
 use crate::distribution::ParamValue;
 use crate::error::{Result, TuneError};
-use crate::trial::{now, Direction, FrozenTrial, Param, TrialState};
+use crate::trial::{now, Direction, FrozenTrial, Param, TrialState, Trials};
 
 /// A storage in this process's memory.
 #[derive(Default)]
@@ -18,12 +18,30 @@ pub struct InMemoryStorage {
 #[derive(Default)]
 struct Inner {
     studies: Vec<StudyRecord>,
-    /// Trials by id (ids are indices); `Arc`s so that a snapshot of 1000 trials is cheap.
+    /// Trials by id (ids are indices).
     trials: Vec<Arc<FrozenTrial>>,
-    /// Trial ids of each study, by number.
-    by_study: BTreeMap<u64, Vec<u64>>,
+    /// The study of each trial, by trial id.
+    study_of: Vec<u64>,
+    by_study: BTreeMap<u64, StudyTrials>,
     /// The last heartbeat of each trial that records them.
     heartbeats: HashMap<u64, Instant>,
+}
+
+/// One study's trials, indexed so that starting a trial or taking a snapshot costs what
+/// changed, not the study's length.
+#[derive(Default)]
+struct StudyTrials {
+    /// Trial ids by number.
+    ids: Vec<u64>,
+    /// Waiting trials' ids, and those of them that retry a failed trial.
+    waiting: BTreeSet<u64>,
+    waiting_retries: BTreeSet<u64>,
+    /// Retries started so far (they do not count toward a trial limit).
+    started_retries: u64,
+    running: BTreeSet<u64>,
+    /// The last snapshot handed out, and the trials changed since.
+    snapshot: Trials,
+    dirty: BTreeSet<u64>,
 }
 
 impl InMemoryStorage {
@@ -51,13 +69,33 @@ impl Inner {
                 state: t.state,
             });
         }
+        let study = self.study_of[trial as usize];
+        if let Some(s) = self.by_study.get_mut(&study) {
+            s.dirty.insert(trial);
+        }
         Ok(Arc::make_mut(t))
     }
 
-    fn study(&mut self, study: u64) -> Result<&mut Vec<u64>> {
+    fn study(&mut self, study: u64) -> Result<&mut StudyTrials> {
         self.by_study
             .get_mut(&study)
             .ok_or_else(|| TuneError::InvalidValue(format!("no study with id {study}")))
+    }
+
+    /// Adds a waiting trial to a study; returns its id.
+    fn push_waiting(&mut self, study: u64, t: impl FnOnce(u64, u64) -> FrozenTrial) -> Result<u64> {
+        let id = self.trials.len() as u64;
+        let s = self.study(study)?;
+        let t = t(id, s.ids.len() as u64);
+        s.ids.push(id);
+        s.waiting.insert(id);
+        if t.retried_trial().is_some() {
+            s.waiting_retries.insert(id);
+        }
+        s.dirty.insert(id);
+        self.trials.push(Arc::new(t));
+        self.study_of.push(study);
+        Ok(id)
     }
 }
 
@@ -80,7 +118,7 @@ impl Storage for InMemoryStorage {
             direction,
         };
         g.studies.push(rec.clone());
-        g.by_study.insert(rec.id, Vec::new());
+        g.by_study.insert(rec.id, StudyTrials::default());
         Ok(rec)
     }
 
@@ -99,15 +137,13 @@ impl Storage for InMemoryStorage {
         system_attrs: &BTreeMap<String, serde_json::Value>,
     ) -> Result<u64> {
         let mut g = self.lock();
-        let id = g.trials.len() as u64;
-        let ids = g.study(study)?;
-        let number = ids.len() as u64;
-        ids.push(id);
-        let mut t = FrozenTrial::new(id, number, TrialState::Waiting);
-        t.fixed = params.clone();
-        t.system_attrs = system_attrs.clone();
-        g.trials.push(Arc::new(t));
-        Ok(number)
+        let id = g.push_waiting(study, |id, number| {
+            let mut t = FrozenTrial::new(id, number, TrialState::Waiting);
+            t.fixed = params.clone();
+            t.system_attrs = system_attrs.clone();
+            t
+        })?;
+        Ok(g.trials[id as usize].number)
     }
 
     fn start_trial(
@@ -118,32 +154,25 @@ impl Storage for InMemoryStorage {
         heartbeat: bool,
     ) -> Result<Option<FrozenTrial>> {
         let mut g = self.lock();
-        let ids = g.study(study)?.clone();
-        let trials = ids.iter().map(|&i| &g.trials[i as usize]);
-        let waiting_retry = trials
-            .clone()
-            .find(|t| t.state == TrialState::Waiting && t.retried_trial().is_some())
-            .map(|t| t.id);
-        let started = trials
-            .clone()
-            .filter(|t| t.state != TrialState::Waiting && t.retried_trial().is_none())
-            .count() as u64;
-        let id = if let Some(id) = waiting_retry {
+        let s = g.study(study)?;
+        let started = s.ids.len() as u64 - s.waiting.len() as u64 - s.started_retries;
+        let id = if let Some(&id) = s.waiting_retries.first() {
+            s.started_retries += 1;
             id
         } else if limit.is_some_and(|l| started >= l) {
             return Ok(None);
-        } else if let Some(t) = trials.clone().find(|t| t.state == TrialState::Waiting) {
-            t.id
-        } else {
-            let id = g.trials.len() as u64;
-            g.trials.push(Arc::new(FrozenTrial::new(
-                id,
-                ids.len() as u64,
-                TrialState::Waiting,
-            )));
-            g.study(study)?.push(id);
+        } else if let Some(&id) = s.waiting.first() {
             id
+        } else {
+            g.push_waiting(study, |id, number| {
+                FrozenTrial::new(id, number, TrialState::Waiting)
+            })?
         };
+        let s = g.study(study)?;
+        s.waiting.remove(&id);
+        s.waiting_retries.remove(&id);
+        s.running.insert(id);
+        s.dirty.insert(id);
         if heartbeat {
             g.heartbeats.insert(id, Instant::now());
         }
@@ -163,10 +192,9 @@ impl Storage for InMemoryStorage {
 
     fn stale_trials(&self, study: u64, grace: Duration) -> Result<Vec<u64>> {
         let mut g = self.lock();
-        let ids = g.study(study)?.clone();
-        Ok(ids
+        let running = g.study(study)?.running.clone();
+        Ok(running
             .into_iter()
-            .filter(|i| g.trials[*i as usize].state == TrialState::Running)
             .filter(|i| g.heartbeats.get(i).is_some_and(|h| h.elapsed() > grace))
             .collect())
     }
@@ -201,10 +229,14 @@ impl Storage for InMemoryStorage {
     ) -> Result<()> {
         let mut g = self.lock();
         let t = g.running(trial)?;
+        debug_assert!(state.is_finished());
         t.state = state;
         t.value = value;
         t.message = message.map(Into::into);
         t.finished = Some(now());
+        let study = g.study_of[trial as usize];
+        g.study(study)?.running.remove(&trial);
+        g.heartbeats.remove(&trial);
         Ok(())
     }
 
@@ -216,9 +248,23 @@ impl Storage for InMemoryStorage {
             .ok_or_else(|| TuneError::InvalidValue(format!("no trial with id {trial}")))
     }
 
-    fn trials(&self, study: u64) -> Result<Vec<Arc<FrozenTrial>>> {
-        let mut g = self.lock();
-        let ids = g.study(study)?.clone();
-        Ok(ids.iter().map(|&i| g.trials[i as usize].clone()).collect())
+    fn trials(&self, study: u64) -> Result<Trials> {
+        let g = &mut *self.lock();
+        let s = g
+            .by_study
+            .get_mut(&study)
+            .ok_or_else(|| TuneError::InvalidValue(format!("no study with id {study}")))?;
+        if !s.dirty.is_empty() {
+            let snapshot = Arc::make_mut(&mut s.snapshot);
+            // Ids grow with numbers, so new trials come last and in order.
+            for id in std::mem::take(&mut s.dirty) {
+                let t = Arc::clone(&g.trials[id as usize]);
+                match snapshot.get_mut(t.number as usize) {
+                    Some(slot) => *slot = t,
+                    None => snapshot.push(t),
+                }
+            }
+        }
+        Ok(Arc::clone(&s.snapshot))
     }
 }

@@ -18,7 +18,7 @@ pub use rdb::SqlStorage;
 
 use crate::distribution::ParamValue;
 use crate::error::Result;
-use crate::trial::{Direction, FrozenTrial, Param, TrialState};
+use crate::trial::{Direction, FrozenTrial, Param, TrialState, Trials};
 
 /// Opens the storage a URL names: `sqlite:PATH` (or Optuna's `sqlite:///PATH`),
 /// `postgresql://USER[:PASSWORD]@HOST[:PORT]/DATABASE` (or `postgres://`, or Optuna's
@@ -125,6 +125,7 @@ pub trait Storage: Send + Sync {
     /// One trial.
     fn trial(&self, trial: u64) -> Result<Arc<FrozenTrial>>;
 
-    /// Every trial of a study, by number.
-    fn trials(&self, study: u64) -> Result<Vec<Arc<FrozenTrial>>>;
+    /// Every trial of a study, by number, as one shared snapshot: a storage keeps it current
+    /// at the cost of what changed since the last call, not of the study's length.
+    fn trials(&self, study: u64) -> Result<Trials>;
 }

@@ -19,6 +19,8 @@ pub(crate) enum Value {
     Text(String),
     /// A naive UTC timestamp (Optuna's `DateTime` columns).
     Time(SystemTime),
+    /// A set of row ids, bound as one array (PostgreSQL only: see `id_in`).
+    Ids(Vec<u64>),
 }
 
 impl From<i64> for Value {
@@ -64,17 +66,24 @@ pub(crate) enum Dialect {
     Postgres,
 }
 
-/// What a transaction will do: read only, or write (SQLite takes its write lock up front).
+/// What a transaction will do: read only, or write (SQLite takes its write lock up front);
+/// or no transaction at all: each statement commits on its own, for reads that need no single
+/// snapshot and writes of one statement (it saves PostgreSQL the round trips of BEGIN and
+/// COMMIT).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum TxKind {
     Read,
     Write,
+    Statements,
 }
 
 /// A connection to one database.
 pub(crate) trait Db: Send {
     /// The database, for messages, without any password.
     fn describe(&self) -> String;
+
+    /// The SQL dialect.
+    fn dialect(&self) -> Dialect;
 
     /// Runs `f` in one transaction and commits it if `f` succeeds. A database that can lose
     /// its connection reconnects and runs `f` again from the start, so `f` must keep no
@@ -266,6 +275,14 @@ pub(crate) fn parse_time(s: &str) -> Option<SystemTime> {
 }
 
 /// Seconds since the epoch (the `f64` times of [`crate::FrozenTrial`]).
+/// Now, to the microsecond that both databases keep.
+pub(crate) fn now_micros() -> SystemTime {
+    let d = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    UNIX_EPOCH + Duration::from_micros(d.as_micros() as u64)
+}
+
 pub(crate) fn to_secs(t: SystemTime) -> f64 {
     match t.duration_since(UNIX_EPOCH) {
         Ok(d) => d.as_secs_f64(),

@@ -14,7 +14,10 @@ use std::time::{Duration, Instant, SystemTime};
 
 use bytes::BytesMut;
 use postgres::error::SqlState;
-use postgres::{Client, Config, IsolationLevel, NoTls, Statement};
+use postgres::{Client, Config, GenericClient, IsolationLevel, Statement};
+use tokio_postgres_rustls::MakeRustlsConnect;
+
+use super::tls;
 use postgres_types::{to_sql_checked, FromSql, IsNull, Kind, ToSql, Type};
 
 use super::db::{Db, Dialect, Row, Tx, TxKind, Value};
@@ -48,6 +51,19 @@ impl ToSql for Value {
                 _ => Err(format!("text cannot go into a column of type {ty}").into()),
             },
             Value::Time(t) => t.to_sql(ty, out),
+            Value::Ids(ids) => match *ty {
+                Type::INT4_ARRAY => ids
+                    .iter()
+                    .map(|&i| i32::try_from(i))
+                    .collect::<std::result::Result<Vec<i32>, _>>()?
+                    .to_sql(ty, out),
+                Type::INT8_ARRAY => ids
+                    .iter()
+                    .map(|&i| i64::try_from(i))
+                    .collect::<std::result::Result<Vec<i64>, _>>()?
+                    .to_sql(ty, out),
+                _ => Err(format!("a set of ids cannot go into a value of type {ty}").into()),
+            },
         }
     }
 
@@ -105,6 +121,8 @@ impl Default for PostgresOptions {
 struct PgDb {
     describe: String,
     config: Config,
+    /// TLS as the URL's `sslmode` asks (see `tls`).
+    tls: MakeRustlsConnect,
     options: PostgresOptions,
     client: Option<Client>,
     /// Prepared statements of the current connection, by their text.
@@ -167,8 +185,9 @@ fn message(e: &postgres::Error) -> String {
     }
 }
 
-struct PgTx<'a, 'b> {
-    tx: &'a mut postgres::Transaction<'b>,
+/// Statements in a transaction, or on the connection itself (`TxKind::Statements`).
+struct PgTx<'a, C> {
+    tx: &'a mut C,
     statements: &'a mut std::collections::HashMap<String, Statement>,
     describe: &'a str,
     doing: &'a str,
@@ -190,7 +209,7 @@ fn dollar(sql: &str) -> String {
     out
 }
 
-impl PgTx<'_, '_> {
+impl<C: GenericClient> PgTx<'_, C> {
     fn fail(&mut self, e: postgres::Error) -> TuneError {
         *self.fault = Some(classify(&e));
         TuneError::Storage {
@@ -202,6 +221,12 @@ impl PgTx<'_, '_> {
     fn statement(&mut self, sql: &str) -> Result<Statement> {
         if let Some(st) = self.statements.get(sql) {
             return Ok(st.clone());
+        }
+        // Statements' texts are fixed (sets of ids are one array parameter), so this holds a
+        // few dozen; the bound only keeps a caller's mistake from filling the server's memory
+        // (dropping a statement closes it there).
+        if self.statements.len() >= 256 {
+            self.statements.clear();
         }
         let st = match self.tx.prepare(&dollar(sql)) {
             Ok(st) => st,
@@ -216,7 +241,7 @@ impl PgTx<'_, '_> {
     }
 }
 
-impl Tx for PgTx<'_, '_> {
+impl<C: GenericClient> Tx for PgTx<'_, C> {
     fn dialect(&self) -> Dialect {
         Dialect::Postgres
     }
@@ -253,7 +278,7 @@ impl Tx for PgTx<'_, '_> {
 impl PgDb {
     fn connect(&mut self) -> std::result::Result<(), postgres::Error> {
         self.statements.clear();
-        let mut client = self.config.connect(NoTls)?;
+        let mut client = self.config.connect(self.tls.clone())?;
         // Optuna's heartbeats are CURRENT_TIMESTAMP in `timestamp` columns: naive UTC only
         // when the session's time zone is UTC.
         client.batch_execute("SET TIME ZONE 'UTC'")?;
@@ -275,6 +300,10 @@ impl PgDb {
 }
 
 impl Db for PgDb {
+    fn dialect(&self) -> Dialect {
+        Dialect::Postgres
+    }
+
     fn describe(&self) -> String {
         self.describe.clone()
     }
@@ -306,11 +335,18 @@ impl Db for PgDb {
                         })
                     }
                 },
+                Some(client) if kind == TxKind::Statements => f(&mut PgTx {
+                    tx: client,
+                    statements: &mut self.statements,
+                    describe: &self.describe,
+                    doing,
+                    fault: &mut fault,
+                }),
                 Some(client) => {
                     let (level, read_only) = match kind {
                         // One snapshot for all of a read's statements.
                         TxKind::Read => (IsolationLevel::RepeatableRead, true),
-                        TxKind::Write => (IsolationLevel::ReadCommitted, false),
+                        _ => (IsolationLevel::ReadCommitted, false),
                     };
                     match client
                         .build_transaction()
@@ -375,7 +411,7 @@ impl Db for PgDb {
 
 /// A PostgreSQL URL taken apart: the driver's configuration and a description without the
 /// password.
-fn parse_url(url: &str) -> Result<(Config, String)> {
+fn parse_url(url: &str) -> Result<(Config, String, tls::Settings)> {
     let bad = |what: String| TuneError::InvalidValue(format!("invalid PostgreSQL URL: {what}"));
     // Optuna's SQLAlchemy URLs name a driver: postgresql+psycopg2://...
     let rest = ["postgresql", "postgres"]
@@ -386,21 +422,15 @@ fn parse_url(url: &str) -> Result<(Config, String)> {
         Some(r) => &r[r.find("://").unwrap_or(0)..],
         None => rest,
     };
-    let normalized = format!("postgresql{rest}");
+    let (tls, normalized) = tls::take(&format!("postgresql{rest}")).map_err(bad)?;
     let mut config = Config::from_str(&normalized).map_err(|e| {
         // The driver's message never quotes the URL; say which part to look at.
         bad(format!(
             "{e} (the form is postgresql://USER[:PASSWORD]@HOST[:PORT]/DATABASE[?sslmode=...])"
         ))
     })?;
-    use postgres::config::{Host, SslMode};
-    if !matches!(config.get_ssl_mode(), SslMode::Disable | SslMode::Prefer) {
-        return Err(bad(
-            "sslmode asks for TLS, which this descent is built without: use sslmode=disable \
-             or prefer on a trusted network, or reach the server through an SSH tunnel"
-                .into(),
-        ));
-    }
+    use postgres::config::Host;
+    config.ssl_mode(tls.mode.driver());
     if config.get_user().is_none() {
         let user = std::env::var("PGUSER")
             .or_else(|_| std::env::var("USER"))
@@ -430,6 +460,7 @@ fn parse_url(url: &str) -> Result<(Config, String)> {
     Ok((
         config,
         format!("postgresql://{user}@{host}:{port}/{dbname}"),
+        tls,
     ))
 }
 
@@ -506,11 +537,16 @@ impl SqlStorage {
 
     /// [`SqlStorage::connect_postgres`] with its timeouts.
     pub fn connect_postgres_with(url: &str, options: PostgresOptions) -> Result<Self> {
-        let (mut config, describe) = parse_url(url)?;
+        let (mut config, describe, tls) = parse_url(url)?;
         config.connect_timeout(options.connect_timeout);
+        let tls = tls.connector().map_err(|what| TuneError::Storage {
+            storage: describe.clone(),
+            what,
+        })?;
         let mut db = PgDb {
             describe,
             config,
+            tls,
             options,
             client: None,
             statements: Default::default(),
@@ -543,15 +579,23 @@ mod tests {
 
     #[test]
     fn urls_are_parsed_and_described_without_passwords() {
-        let (c, d) = parse_url("postgresql://ann:s3cret@db.example:6543/studies").unwrap();
+        let (c, d, _) = parse_url("postgresql://ann:s3cret@db.example:6543/studies").unwrap();
         assert_eq!(d, "postgresql://ann@db.example:6543/studies");
         assert_eq!(c.get_password(), Some(&b"s3cret"[..]));
-        let (_, d) = parse_url("postgresql+psycopg2://ann:s3cret@db/s").unwrap();
+        let (_, d, _) = parse_url("postgresql+psycopg2://ann:s3cret@db/s").unwrap();
         assert_eq!(d, "postgresql://ann@db:5432/s");
-        let (_, d) = parse_url("postgres://ann@db/s?sslmode=disable").unwrap();
+        let (_, d, _) = parse_url("postgres://ann@db/s?sslmode=disable").unwrap();
         assert_eq!(d, "postgresql://ann@db:5432/s");
-        let e = parse_url("postgresql://ann@db/s?sslmode=require").unwrap_err();
-        assert!(e.to_string().contains("TLS"), "{e}");
+        let (c, _, t) =
+            parse_url("postgresql://ann@db/s?sslmode=verify-full&sslrootcert=ca.pem").unwrap();
+        assert_eq!(c.get_ssl_mode(), postgres::config::SslMode::Require);
+        assert_eq!(t.mode, tls::Mode::VerifyFull);
+        let e = parse_url("postgresql://ann:pw@db/s?sslmode=always").unwrap_err();
+        assert!(
+            e.to_string().contains("sslmode=always is not one of"),
+            "{e}"
+        );
+        assert!(!e.to_string().contains("pw"), "{e}");
         let e = parse_url("mysql://ann@db/s").unwrap_err();
         assert!(e.to_string().contains("postgresql://"), "{e}");
         let e = parse_url("postgresql://ann:pw@db:notaport/s").unwrap_err();

@@ -23,6 +23,12 @@ impl rusqlite::ToSql for Value {
             Value::Real(v) => ToSqlOutput::Owned((*v).into()),
             Value::Text(s) => ToSqlOutput::Borrowed(ValueRef::Text(s.as_bytes())),
             Value::Time(t) => ToSqlOutput::Owned(format_time(*t).into()),
+            // The storage writes id sets into SQLite's statements (`id_in`).
+            Value::Ids(_) => {
+                return Err(rusqlite::Error::ToSqlConversionFailure(
+                    "SQLite binds no arrays".into(),
+                ))
+            }
         })
     }
 }
@@ -35,7 +41,8 @@ struct SqliteDb {
 
 struct SqliteTx<'a> {
     db: &'a SqliteDb,
-    tx: &'a rusqlite::Transaction<'a>,
+    /// A transaction, or the connection itself (`TxKind::Statements`).
+    tx: &'a rusqlite::Connection,
     doing: &'a str,
 }
 
@@ -92,6 +99,10 @@ impl SqliteDb {
 }
 
 impl Db for SqliteDb {
+    fn dialect(&self) -> Dialect {
+        Dialect::Sqlite
+    }
+
     fn describe(&self) -> String {
         self.describe.clone()
     }
@@ -105,6 +116,13 @@ impl Db for SqliteDb {
         let behavior = match kind {
             TxKind::Read => TransactionBehavior::Deferred,
             TxKind::Write => TransactionBehavior::Immediate,
+            TxKind::Statements => {
+                return f(&mut SqliteTx {
+                    db: self,
+                    tx: &self.conn,
+                    doing,
+                })
+            }
         };
         // `Connection::transaction_with_behavior` wants `&mut`; the statements only `&`.
         let this: &SqliteDb = self;
@@ -188,6 +206,8 @@ impl SqlStorage {
             }
         }
         let conn = Connection::open(path).map_err(|e| fail(format!("cannot open it: {e}")))?;
+        // Room for every statement of the hot path beside the few with written-out ids.
+        conn.set_prepared_statement_cache_capacity(64);
         let mut db = SqliteDb {
             describe: describe.clone(),
             busy,
