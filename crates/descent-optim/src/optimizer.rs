@@ -184,6 +184,11 @@ impl Optimizer {
         self.groups[0].config.lr()
     }
 
+    /// The learning rates of the parameter groups, in their order (empty without groups).
+    pub fn group_lrs(&self) -> Vec<f32> {
+        self.groups[1..].iter().map(|g| g.config.lr()).collect()
+    }
+
     /// Sets the learning rate; groups with their own rate keep their ratio to it.
     pub fn set_lr(&mut self, lr: f32) {
         let factor = lr / self.groups[0].base_lr;

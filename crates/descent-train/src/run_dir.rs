@@ -25,6 +25,8 @@ use crate::{Event, TrainConfig, TrainError};
 pub const RUN_FILE: &str = "run.json";
 /// One JSON line per log line and per epoch.
 pub const METRICS_FILE: &str = "metrics.jsonl";
+/// TensorBoard's event files (`descent train` writes them here unless told elsewhere).
+pub const TENSORBOARD_DIR: &str = "tensorboard";
 /// The checkpoint a resume starts from.
 pub const CHECKPOINT_FILE: &str = "checkpoint.safetensors";
 /// The final weights.
@@ -249,7 +251,7 @@ impl MetricsLog {
             Event::Diverging { diagnosis } => {
                 serde_json::json!({"type": "warning", "message": diagnosis})
             }
-            Event::Progress { .. } => return,
+            Event::Progress { .. } | Event::Step { .. } | Event::Tensors { .. } => return,
         };
         let _ = writeln!(self.file, "{line}");
     }

@@ -629,6 +629,12 @@ pub struct TrainArgs {
     /// weights.safetensors.
     #[arg(long, value_name = "DIR", help_heading = "Runs")]
     pub run_dir: Option<PathBuf>,
+    /// Write TensorBoard event files to DIR: per step the loss, learning rate, gradient norm
+    /// and step time; per epoch the losses, accuracies and histograms of every tensor and its
+    /// gradient (`tensorboard --logdir DIR`). With --run-dir (or --resume) it defaults to
+    /// RUN_DIR/tensorboard.
+    #[arg(long, value_name = "DIR", help_heading = "Runs")]
+    pub tensorboard: Option<PathBuf>,
     /// Continue the run in DIR from its checkpoint, with its own settings, bit for bit.
     #[arg(
         long,

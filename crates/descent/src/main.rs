@@ -22,6 +22,7 @@ macro_rules! out {
 }
 
 mod bench;
+mod board;
 mod cli;
 mod compare;
 mod config_file;

@@ -897,13 +897,39 @@ pub fn run(args: TrainArgs) -> Result<()> {
             );
         }
     }
+    let board_dir = args.tensorboard.clone().or_else(|| {
+        run.as_ref()
+            .map(|r| r.path().join(descent_train::run_dir::TENSORBOARD_DIR))
+    });
+    let board = match &board_dir {
+        Some(dir) => {
+            trainer.measure_grad_norm(true);
+            trainer.snapshot_tensors(true);
+            let b = crate::board::Board::create(dir, regression)?;
+            if args.resume.is_some() {
+                b.resume_after(trainer.steps());
+            }
+            Some(b)
+        }
+        None => None,
+    };
     let bar = Bar::new(!args.quiet);
     let quiet = args.quiet;
     let result = trainer.run_split(&train, val.as_ref(), &test, |e| {
         record(&e);
+        if let Some(b) = &board {
+            b.record(&e);
+        }
         on_event(e, &bar, quiet, regression)
     });
     bar.finish();
+    if let Some(b) = board {
+        // Logs are written even when training failed: they show how it went wrong.
+        let closed = b.close();
+        if let (Err(e), Ok(_)) = (&closed, &result) {
+            eprintln!("warning: {e:#}");
+        }
+    }
     let summary = result?;
     if let StopReason::Interrupted { epoch, batch } = summary.stop {
         match &run {
@@ -1048,6 +1074,7 @@ fn on_event(e: Event, bar: &Bar, quiet: bool, regression: bool) {
             eval.loss
         )),
         Event::Diverging { diagnosis } => bar.eprintln(&format!("warning: {diagnosis}")),
+        Event::Step { .. } | Event::Tensors { .. } => {}
     }
 }
 

@@ -204,6 +204,13 @@ impl Trainer {
         !self.cfg.grads_between() && self.optimizer.plain_sgd_lr().is_some()
     }
 
+    /// Keeps the norm of the step's gradient for [`Event::Step`], when asked to.
+    fn note_grad_norm(&mut self, grads: &[f32]) {
+        if self.grad_norm.0 {
+            self.grad_norm.1 = Some(grad_norm_on(&OnPool(&self.pool), grads));
+        }
+    }
+
     /// Clips `grads` as configured; the error names where training stands.
     pub(super) fn clip(
         &self,
@@ -295,6 +302,9 @@ impl Trainer {
                     }
                 });
             }
+            // The batches of the step in progress: their loss sum and count, and when it began.
+            let mut step_loss = (0.0f64, 0usize);
+            let mut step_began = Instant::now();
             for b in first..batches {
                 // With gradient accumulation only between steps: a step's batches run together.
                 if b % accum == 0
@@ -347,6 +357,21 @@ impl Trainer {
                 self.pos.batch = b + 1;
                 let done = b + 1;
                 let step = self.optimizer.steps();
+                step_loss = (step_loss.0 + loss, step_loss.1 + 1);
+                if step > steps_before {
+                    let (sum, n) = std::mem::take(&mut step_loss);
+                    let now = Instant::now();
+                    on_event(Event::Step {
+                        step,
+                        epoch,
+                        loss: sum / n as f64,
+                        lr: self.optimizer.lr(),
+                        group_lrs: self.optimizer.group_lrs(),
+                        grad_norm: self.grad_norm.1.take(),
+                        seconds: (now - step_began).as_secs_f64(),
+                    });
+                    step_began = now;
+                }
                 if let Some(every) = self.cfg.eval_every {
                     if step > steps_before && step.is_multiple_of(every) {
                         let eval = Metrics::from(self.evaluate(eval)?);
@@ -480,6 +505,7 @@ impl Trainer {
                 g.iter_mut().for_each(|v| *v *= inv);
                 self.accum_rows = 0;
                 self.add_l1(&mut g);
+                self.note_grad_norm(&g);
                 self.clip(&mut g, epoch, b + 1)?;
                 let stepped =
                     self.optimizer
@@ -490,6 +516,7 @@ impl Trainer {
         } else {
             let mut grads = std::mem::take(&mut self.grads);
             self.add_l1(&mut grads);
+            self.note_grad_norm(&grads);
             self.clip(&mut grads, epoch, b + 1)?;
             let stepped =
                 self.optimizer
@@ -569,6 +596,13 @@ impl Trainer {
             self.optimizer.set_lr(lr as f32);
         }
         on_event(Event::EpochEnd(report.clone()));
+        if self.snapshots {
+            on_event(Event::Tensors {
+                step: self.optimizer.steps(),
+                epoch: report.epoch,
+                tensors: self.tensor_snapshots(),
+            });
+        }
         // The next epoch starts from a clean slate.
         self.pos = LoopState {
             epoch: epoch + 1,

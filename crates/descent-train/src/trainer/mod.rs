@@ -175,6 +175,38 @@ pub enum Event {
         /// What stopping would have said ([`TrainError::LossRose`]).
         diagnosis: String,
     },
+    /// An optimizer step was taken (sent after each step of mini-batch training; full-batch
+    /// descent's one step per epoch is in its epoch's report).
+    Step {
+        /// Optimizer steps taken, this one included.
+        step: u64,
+        /// Epoch, from 1.
+        epoch: usize,
+        /// Mean loss of the step's batches (one, or `grad_accum`).
+        loss: f64,
+        /// The learning rate the step used (tensors in no parameter group).
+        lr: f32,
+        /// The rates of the parameter groups, in their order (empty without groups).
+        group_lrs: Vec<f32>,
+        /// The gradient's L2 norm before clipping, when measured
+        /// ([`Trainer::measure_grad_norm`]) and the gradient exists as a whole: plain SGD
+        /// with nothing between gradient and update is fused into the backward pass, which
+        /// never holds it.
+        grad_norm: Option<f32>,
+        /// Seconds since the previous step ended: batches read, forward, backward, update.
+        seconds: f64,
+    },
+    /// After an epoch's report, when asked for ([`Trainer::snapshot_tensors`]): a copy of
+    /// every trainable tensor and of the last step's gradient (after clipping), for
+    /// histograms.
+    Tensors {
+        /// Optimizer steps taken.
+        step: u64,
+        /// Epoch, from 1.
+        epoch: usize,
+        /// The tensors in layout order.
+        tensors: Vec<TensorSnapshot>,
+    },
     /// `eval_every` optimizer steps went by: the validation set (else the test set) on the
     /// current weights.
     StepEval {
@@ -185,6 +217,18 @@ pub enum Event {
         /// The evaluation.
         eval: Metrics,
     },
+}
+
+/// One tensor's values at the end of an epoch ([`Event::Tensors`]).
+#[derive(Clone, Debug, PartialEq)]
+pub struct TensorSnapshot {
+    /// PyTorch's name (`fc1.weight`).
+    pub name: String,
+    /// The values.
+    pub weights: Vec<f32>,
+    /// The last step's gradient, where it is held: not under plain SGD fused into the
+    /// backward pass, nor under full-batch descent.
+    pub grad: Option<Vec<f32>>,
 }
 
 /// Where a run stands, between any two batches: everything besides the weights, the
@@ -345,6 +389,10 @@ pub struct Trainer {
     eval_ws: Workspace,
     /// Seconds the current epoch waited for batches.
     data_wait: f64,
+    /// Whether each step measures the gradient's norm, and the last one measured.
+    grad_norm: (bool, Option<f32>),
+    /// Whether each epoch ends with [`Event::Tensors`].
+    snapshots: bool,
 }
 
 /// The memory evaluation batches may take for activations (their capacity is cut to fit).
@@ -429,6 +477,8 @@ impl Trainer {
             ),
             pool,
             data_wait: 0.0,
+            grad_norm: (false, None),
+            snapshots: false,
             cfg: cfg.clone(),
             net,
             params,
@@ -730,6 +780,38 @@ impl Trainer {
     /// Writes a checkpoint to `path` after every `every` epochs (and after the last).
     pub fn checkpoint_every(&mut self, path: &Path, every: usize) {
         self.checkpoints = Some((path.to_path_buf(), every.max(1)));
+    }
+
+    /// Measure the gradient's L2 norm at every step, for [`Event::Step`] (one more pass over
+    /// the gradient; off by default).
+    pub fn measure_grad_norm(&mut self, on: bool) {
+        self.grad_norm = (on, None);
+    }
+
+    /// End every epoch with [`Event::Tensors`] (a copy of the weights; off by default).
+    pub fn snapshot_tensors(&mut self, on: bool) {
+        self.snapshots = on;
+    }
+
+    /// The trainable tensors and the last step's gradient, by name.
+    fn tensor_snapshots(&self) -> Vec<TensorSnapshot> {
+        let grad = match (self.cfg.full_batch(), self.cfg.grad_accum > 1) {
+            (true, _) => &[][..],
+            (false, true) => &self.full_grad[..],
+            (false, false) => &self.grads[..],
+        };
+        self.net
+            .layout()
+            .params()
+            .map(|v| {
+                let range = v.offset..v.offset + v.len();
+                TensorSnapshot {
+                    name: v.name.clone(),
+                    weights: self.params[range.clone()].to_vec(),
+                    grad: grad.get(range).map(<[f32]>::to_vec),
+                }
+            })
+            .collect()
     }
 
     /// Where the run stands.

@@ -749,3 +749,127 @@ fn a_resumed_position_past_the_end_of_an_epoch_is_refused() {
     t.pos.batch = 7;
     t.run(&train, &test, |_| {}).unwrap();
 }
+
+/// Every optimizer step sends one `Event::Step`: steps counted from 1, the mean of its
+/// batches' losses, the rate it used, the gradient's norm where measured and held (not under
+/// fused plain SGD), and accumulation's steps of several batches.
+#[test]
+fn each_step_is_reported_with_its_loss_rate_and_gradient_norm() {
+    let (train, test) = (toy(320, 1), toy(64, 2));
+    let run = |cfg: &TrainConfig, measure: bool| {
+        let mut t = Trainer::new(mlp(16, 8, 0.0), cfg).unwrap();
+        t.measure_grad_norm(measure);
+        let (mut steps, mut logs) = (Vec::new(), Vec::new());
+        t.run(&train, &test, |e| match e {
+            Event::Step {
+                step,
+                epoch,
+                loss,
+                lr,
+                grad_norm,
+                seconds,
+                ..
+            } => steps.push((step, epoch, loss, lr, grad_norm, seconds)),
+            Event::Log { loss, .. } => logs.push(loss),
+            _ => {}
+        })
+        .unwrap();
+        (steps, logs)
+    };
+    // 320 examples in batches of 16: 20 steps an epoch, 2 epochs; a log line per step.
+    let mut c = TrainConfig {
+        epochs: 2,
+        log_every: 1,
+        schedule: Schedule::Step {
+            step_size: 10,
+            gamma: 0.5,
+        },
+        ..cfg()
+    };
+    let (steps, logs) = run(&c, true);
+    assert_eq!(steps.len(), 40);
+    for (i, s) in steps.iter().enumerate() {
+        assert_eq!((s.0, s.1), (i as u64 + 1, i / 20 + 1));
+        assert_eq!(s.2, logs[i], "the step's loss is its batch's");
+        let want = 0.1 * 0.5f32.powi(i as i32 / 10);
+        assert!(
+            (s.3 - want).abs() < 1e-7,
+            "step {}: lr {} not {want}",
+            s.0,
+            s.3
+        );
+        assert!(s.5 > 0.0);
+    }
+    assert!(
+        steps.iter().all(|s| s.4.is_none()),
+        "fused SGD holds no gradient"
+    );
+
+    c.clip_norm = Some(1e6);
+    let (clipped, _) = run(&c, true);
+    assert!(clipped
+        .iter()
+        .all(|s| s.4.is_some_and(|n| n > 0.0 && n.is_finite())));
+    let (unmeasured, _) = run(&c, false);
+    assert!(unmeasured.iter().all(|s| s.4.is_none()));
+
+    c.grad_accum = 4;
+    c.log_every = 4;
+    let (accum, logs) = run(&c, true);
+    assert_eq!(accum.len(), 10, "20 batches in steps of 4, 2 epochs");
+    for (s, l) in accum.iter().zip(&logs) {
+        assert!(
+            (s.2 - l).abs() < 1e-12,
+            "a step's loss is the mean of its 4 batches"
+        );
+    }
+}
+
+/// `Event::Tensors` after each epoch's report: every trainable tensor by name, the weights as
+/// they are then, and the last step's gradient where one is held.
+#[test]
+fn epochs_end_with_tensor_snapshots_when_asked() {
+    let (train, test) = (toy(160, 1), toy(32, 2));
+    let run = |cfg: &TrainConfig| {
+        let mut t = Trainer::new(mlp(16, 8, 0.0), cfg).unwrap();
+        t.snapshot_tensors(true);
+        let mut got = Vec::new();
+        let mut order = Vec::new();
+        t.run(&train, &test, |e| match e {
+            Event::Tensors {
+                step,
+                epoch,
+                tensors,
+            } => {
+                order.push("tensors");
+                got.push((step, epoch, tensors));
+            }
+            Event::EpochEnd(_) => order.push("epoch"),
+            _ => {}
+        })
+        .unwrap();
+        assert_eq!(order, ["epoch", "tensors", "epoch", "tensors"]);
+        (got, t.params().to_vec(), t.net().layout().clone())
+    };
+    let c = TrainConfig { epochs: 2, ..cfg() };
+    let (got, params, layout) = run(&c);
+    assert_eq!((got[0].0, got[0].1, got[1].0, got[1].1), (10, 1, 20, 2));
+    let names: Vec<&str> = got[1].2.iter().map(|t| t.name.as_str()).collect();
+    assert_eq!(names, ["fc1.weight", "fc1.bias", "fc2.weight", "fc2.bias"]);
+    for t in &got[1].2 {
+        let v = layout.get(&t.name).unwrap();
+        assert_eq!(t.weights, params[v.offset..v.offset + v.len()]);
+        assert!(t.grad.is_none(), "fused SGD holds no gradient");
+    }
+    assert_ne!(got[0].2[0].weights, got[1].2[0].weights);
+    let adam = TrainConfig {
+        optimizer: adamw(),
+        ..c
+    };
+    let (got, _, _) = run(&adam);
+    for t in &got[1].2 {
+        let g = t.grad.as_ref().unwrap();
+        assert_eq!(g.len(), t.weights.len());
+        assert!(g.iter().any(|&x| x != 0.0));
+    }
+}
