@@ -8,8 +8,7 @@ use common::*;
 
 /// A small classification table in `dir`, as `csv:PATH`.
 fn table(dir: &Path) -> String {
-    let csv = write(dir, "t.csv", &classes_table(300, 7));
-    format!("csv:{}", csv.display())
+    classes_source(dir, 300, 7)
 }
 
 #[test]

@@ -46,8 +46,7 @@ fn steps_of<'a>(values: &'a [(i64, String, f64)], tag: &'a str) -> Vec<i64> {
 #[test]
 fn a_run_directory_holds_a_tensorboard_log_that_a_resume_continues() {
     let dir = tempfile::tempdir().unwrap();
-    let csv = write(dir.path(), "t.csv", &classes_table(300, 7));
-    let data = format!("csv:{}", csv.display());
+    let data = classes_source(dir.path(), 300, 7);
     let run = dir.path().join("run");
     let run_s = run.to_str().unwrap();
     let train = [
@@ -123,8 +122,7 @@ fn a_run_directory_holds_a_tensorboard_log_that_a_resume_continues() {
 #[test]
 fn tensorboard_goes_where_it_is_told_and_a_bad_place_is_named() {
     let dir = tempfile::tempdir().unwrap();
-    let csv = write(dir.path(), "t.csv", &classes_table(100, 3));
-    let data = format!("csv:{}", csv.display());
+    let data = classes_source(dir.path(), 100, 3);
     let tb = dir.path().join("tb");
     ok(&[
         "train",

@@ -45,6 +45,12 @@ pub fn write(dir: &Path, name: &str, body: &str) -> PathBuf {
     p
 }
 
+/// [`classes_table`] written to `dir/t.csv`, as the source `csv:PATH`.
+pub fn classes_source(dir: &Path, rows: usize, seed: u64) -> String {
+    let csv = write(dir, "t.csv", &classes_table(rows, seed));
+    format!("csv:{}", csv.display())
+}
+
 /// A table whose class is `big` when f0 + f1 > 0, else `small` (a third column is noise).
 pub fn classes_table(rows: usize, seed: u64) -> String {
     let mut s = String::from("f0,f1,noise,size\n");
