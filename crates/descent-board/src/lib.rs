@@ -558,6 +558,18 @@ pub fn read_events(path: impl AsRef<Path>) -> Result<Vec<proto::Event>, BoardErr
         .collect()
 }
 
+/// What an HParams plugin value holds (the experiment, a session's start or end), decoded;
+/// `None` for any other value.
+pub fn hparams_data(value: &proto::Value) -> Option<proto::hparams_plugin_data::Data> {
+    let plugin = value.metadata.as_ref()?.plugin_data.as_ref()?;
+    if plugin.plugin_name != "hparams" {
+        return None;
+    }
+    proto::HParamsPluginData::decode(plugin.content.as_slice())
+        .ok()?
+        .data
+}
+
 /// The event files (`*tfevents*`) directly in `dir`, sorted by name.
 pub fn event_files(dir: impl AsRef<Path>) -> Result<Vec<PathBuf>, BoardError> {
     let dir = dir.as_ref();

@@ -112,6 +112,11 @@ pub struct TuneArgs {
     /// Fail instead of downloading MNIST.
     #[arg(long)]
     pub no_fetch: bool,
+    /// Write each trial as a TensorBoard run DIR/trial-NNNN (its curves, histograms,
+    /// hyperparameters and objective) and the search space as the HParams experiment
+    /// (`tensorboard --logdir DIR`, then the HPARAMS tab).
+    #[arg(long, value_name = "DIR")]
+    pub tensorboard: Option<PathBuf>,
 }
 
 #[derive(Subcommand, Debug)]

@@ -602,6 +602,20 @@ pub fn run(args: TuneArgs) -> Result<()> {
         builder = builder.heartbeat(std::time::Duration::from_secs_f64(args.heartbeat));
     }
     let study = builder.build()?;
+    let board = match &args.tensorboard {
+        Some(dir) => {
+            let searched: Vec<(String, Distribution)> = space
+                .iter()
+                .map(|p| (p.flag.clone(), p.distribution.clone()))
+                .collect();
+            Some(crate::board::StudyBoard::create(
+                dir,
+                &args.study,
+                &searched,
+            )?)
+        }
+        None => None,
+    };
     for n in study.fail_stale_trials()? {
         eprintln!(
             "trial {n} was left running by a worker that is gone (its process ended, or its \
@@ -781,10 +795,29 @@ pub fn run(args: TuneArgs) -> Result<()> {
                 flag.store(true, Ordering::SeqCst);
             }
             trainer.set_interrupt(flag.clone());
+            let log = match &board {
+                Some(b) => {
+                    trainer.measure_grad_norm(true);
+                    trainer.snapshot_tensors(true);
+                    let params = suggested.iter().map(|(n, v)| (n.to_string(), v.clone()));
+                    Some(
+                        b.trial(trial.number(), &params.collect())
+                            .map_err(TrialError::msg)?,
+                    )
+                }
+                None => None,
+            };
+            let mut last_step = 0;
             let mut best = f64::NAN;
             let mut pruned = false;
             let mut failure: Option<TrialError> = None;
             let result = trainer.run_split(train, Some(val), test, |e| {
+                if let Some(log) = &log {
+                    log.record(&e);
+                }
+                if let Event::Step { step, .. } = &e {
+                    last_step = *step;
+                }
                 // MNIST reports validation accuracy each epoch; a text its validation loss
                 // every eval_every steps.
                 let (value, step) = match (&e, &workload) {
@@ -816,11 +849,21 @@ pub fn run(args: TuneArgs) -> Result<()> {
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
                 .retain(|f| !Arc::ptr_eq(f, &flag));
-            let summary = result.map_err(TrialError::msg)?;
+            let finished = result.is_ok() && failure.is_none() && !pruned && !stopped();
             if best.is_nan() && matches!(workload, Workload::Text(_)) {
                 // No step evaluation came (fewer steps than eval_every): the final one.
-                best = summary.test.loss;
+                if let Ok(summary) = &result {
+                    best = summary.test.loss;
+                }
             }
+            if let Some(log) = log {
+                // Written however the trial ended: the log shows how it went.
+                log.end_session(last_step, finished.then_some(best), finished);
+                if let Err(e) = log.close() {
+                    eprintln!("warning: trial {}: {e:#}", trial.number());
+                }
+            }
+            let summary = result.map_err(TrialError::msg)?;
             if let Some(f) = failure {
                 return Err(f);
             }

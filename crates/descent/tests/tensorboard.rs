@@ -153,3 +153,156 @@ fn tensorboard_goes_where_it_is_told_and_a_bad_place_is_named() {
         &["cannot write TensorBoard logs to", "a-file"],
     );
 }
+
+/// Every HParams value in the event files of `dir`, with its step.
+fn hparams_in(dir: &Path) -> Vec<(i64, descent_board::proto::hparams_plugin_data::Data)> {
+    let mut out = Vec::new();
+    for f in descent_board::event_files(dir).unwrap() {
+        for e in descent_board::read_events(&f).unwrap() {
+            if let Some(What::Summary(s)) = e.what {
+                out.extend(
+                    s.value
+                        .iter()
+                        .filter_map(descent_board::hparams_data)
+                        .map(|d| (e.step, d)),
+                );
+            }
+        }
+    }
+    out
+}
+
+/// `descent tune --tensorboard DIR`: the searched space as the HParams experiment in DIR, and
+/// each trial a run DIR/trial-NNNN whose session holds exactly the trial's parameters, whose
+/// curves are there, and whose objective is the value the study stored.
+#[test]
+fn tune_writes_each_trial_as_a_tensorboard_run_with_its_hyperparameters() {
+    use descent_board::proto::{hparams_plugin_data::Data, pb_value::Kind as PbKind};
+    use descent_tune::{ParamValue, SqlStorage, Study, TrialState};
+
+    let dir = tempfile::tempdir().unwrap();
+    let text = write(
+        dir.path(),
+        "t.txt",
+        &"the cat sat on the mat. the dog sat on the log.\n".repeat(60),
+    );
+    let db = dir.path().join("t.db");
+    let storage = format!("sqlite:{}", db.display());
+    let tb = dir.path().join("tb");
+    let data = format!("data=text:{}", text.display());
+    ok(&[
+        "tune",
+        "--storage",
+        &storage,
+        "--study",
+        "s",
+        "--trials",
+        "3",
+        "--sampler",
+        "random",
+        "--tensorboard",
+        tb.to_str().unwrap(),
+        "--fixed",
+        &data,
+        "--fixed",
+        "max-steps=12",
+        "--fixed",
+        "eval-every=4",
+        "--fixed",
+        "batch-size=4",
+        "--fixed",
+        "layers=1",
+        "--fixed",
+        "heads=2",
+        "--fixed",
+        "embd=16",
+        "--fixed",
+        "block-size=8",
+        "--fixed",
+        "warmup-steps=2",
+    ]);
+
+    let experiment: Vec<_> = hparams_in(&tb)
+        .into_iter()
+        .filter_map(|(_, d)| match d {
+            Data::Experiment(e) => Some(e),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(experiment.len(), 1, "one experiment summary");
+    let names: Vec<&str> = experiment[0]
+        .hparam_infos
+        .iter()
+        .map(|h| h.name.as_str())
+        .collect();
+    assert_eq!(
+        names,
+        ["lr", "weight-decay"],
+        "the searched flags (warmup is fixed)"
+    );
+    let lr = experiment[0].hparam_infos[0]
+        .domain_interval
+        .as_ref()
+        .unwrap();
+    assert!(lr.min_value < lr.max_value);
+    let metrics: Vec<&str> = experiment[0]
+        .metric_infos
+        .iter()
+        .map(|m| m.name.as_ref().unwrap().tag.as_str())
+        .collect();
+    assert!(metrics.contains(&"trial/objective") && metrics.contains(&"val/loss"));
+
+    let storage = std::sync::Arc::new(SqlStorage::open_sqlite(&db).unwrap());
+    let trials = Study::load("s", storage).unwrap().trials().unwrap();
+    assert_eq!(trials.len(), 3);
+    for t in trials.iter() {
+        assert_eq!(t.state, TrialState::Complete);
+        let run_dir = tb.join(format!("trial-{:04}", t.number));
+        let sessions = hparams_in(&run_dir);
+        let start = sessions
+            .iter()
+            .find_map(|(_, d)| match d {
+                Data::SessionStartInfo(s) => Some(s),
+                _ => None,
+            })
+            .unwrap_or_else(|| panic!("{}: no session start", run_dir.display()));
+        assert_eq!(start.hparams.len(), t.params.len(), "trial {}", t.number);
+        for (name, v) in &t.params {
+            let ParamValue::Float(want) = v.value() else {
+                panic!("{name} is not a float")
+            };
+            match start.hparams[name].kind {
+                Some(PbKind::Number(got)) => assert_eq!(got, want, "trial {} {name}", t.number),
+                ref k => panic!("{name}: {k:?}"),
+            }
+        }
+        let end = sessions.iter().find_map(|(step, d)| match d {
+            Data::SessionEndInfo(e) => Some((*step, e.status)),
+            _ => None,
+        });
+        assert_eq!(
+            end,
+            Some((12, 1)),
+            "trial {} ends at step 12, successfully",
+            t.number
+        );
+        let (files, _) = log(&run_dir);
+        let values: Values = files.concat();
+        assert_eq!(steps_of(&values, "val/loss"), [4, 8, 12]);
+        assert_eq!(
+            steps_of(&values, "train/loss"),
+            (1..=12).collect::<Vec<_>>()
+        );
+        let objective: Vec<f64> = values
+            .iter()
+            .filter(|v| v.1 == "trial/objective")
+            .map(|v| v.2)
+            .collect();
+        assert_eq!(objective.len(), 1);
+        let stored = t.value.unwrap();
+        assert!(
+            (objective[0] - stored).abs() <= 1e-6 * stored.abs(),
+            "{objective:?} vs {stored}"
+        );
+    }
+}

@@ -204,33 +204,35 @@ impl Trainer {
         !self.cfg.grads_between() && self.optimizer.plain_sgd_lr().is_some()
     }
 
-    /// Keeps the norm of the step's gradient for [`Event::Step`], when asked to.
-    fn note_grad_norm(&mut self, grads: &[f32]) {
-        if self.grad_norm.0 {
-            self.grad_norm.1 = Some(grad_norm_on(&OnPool(&self.pool), grads));
-        }
-    }
-
-    /// Clips `grads` as configured; the error names where training stands.
+    /// Clips `grads` as configured, and keeps their norm before clipping for [`Event::Step`]
+    /// when asked to (the norm clipping computes, else one pass of its own); the error names
+    /// where training stands.
     pub(super) fn clip(
-        &self,
+        &mut self,
         grads: &mut [f32],
         epoch: usize,
         batch: usize,
     ) -> Result<(), TrainError> {
+        let mut norm = None;
         if let Some(max) = self.cfg.clip_norm {
             let error = self.cfg.clip_error_nonfinite;
-            if let Err(descent_optim::OptimError::NonFiniteGradNorm(norm)) =
-                clip_grad_norm_on(&OnPool(&self.pool), grads, max, error)
-            {
-                return Err(TrainError::NonFiniteGradient {
-                    norm,
-                    epoch,
-                    batch,
-                    step: self.optimizer.steps(),
-                    lr: self.optimizer.lr(),
-                });
+            match clip_grad_norm_on(&OnPool(&self.pool), grads, max, error) {
+                Ok(n) => norm = Some(n),
+                Err(descent_optim::OptimError::NonFiniteGradNorm(norm)) => {
+                    return Err(TrainError::NonFiniteGradient {
+                        norm,
+                        epoch,
+                        batch,
+                        step: self.optimizer.steps(),
+                        lr: self.optimizer.lr(),
+                    });
+                }
+                Err(e) => return Err(e.into()),
             }
+        }
+        if self.grad_norm.0 {
+            self.grad_norm.1 =
+                Some(norm.unwrap_or_else(|| grad_norm_on(&OnPool(&self.pool), grads)));
         }
         if let Some(v) = self.cfg.clip_value {
             clip_grad_value(grads, v)?;
@@ -505,7 +507,6 @@ impl Trainer {
                 g.iter_mut().for_each(|v| *v *= inv);
                 self.accum_rows = 0;
                 self.add_l1(&mut g);
-                self.note_grad_norm(&g);
                 self.clip(&mut g, epoch, b + 1)?;
                 let stepped =
                     self.optimizer
@@ -516,7 +517,6 @@ impl Trainer {
         } else {
             let mut grads = std::mem::take(&mut self.grads);
             self.add_l1(&mut grads);
-            self.note_grad_norm(&grads);
             self.clip(&mut grads, epoch, b + 1)?;
             let stepped =
                 self.optimizer

@@ -812,6 +812,30 @@ fn each_step_is_reported_with_its_loss_rate_and_gradient_norm() {
         .all(|s| s.4.is_some_and(|n| n > 0.0 && n.is_finite())));
     let (unmeasured, _) = run(&c, false);
     assert!(unmeasured.iter().all(|s| s.4.is_none()));
+    // The norm clipping computes is the one reported, before clipping: the first step's (same
+    // weights) is the norm a step without norm clipping measures itself, also where it clips.
+    let own = run(
+        &TrainConfig {
+            clip_norm: None,
+            clip_value: Some(1e6),
+            ..c.clone()
+        },
+        true,
+    )
+    .0[0]
+        .4
+        .unwrap();
+    assert_eq!(clipped[0].4, Some(own));
+    let tight = run(
+        &TrainConfig {
+            clip_norm: Some(own / 4.0),
+            ..c.clone()
+        },
+        true,
+    )
+    .0;
+    assert_eq!(tight[0].4, Some(own), "the norm before clipping");
+    assert_ne!(tight[1].4, clipped[1].4, "the clipped step moved less");
 
     c.grad_accum = 4;
     c.log_every = 4;
