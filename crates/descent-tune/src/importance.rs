@@ -12,8 +12,11 @@ use std::sync::Arc;
 use crate::distribution::Distribution;
 use crate::trial::{FrozenTrial, TrialState};
 
+/// The complete trials a parameter must appear in to be given an importance.
+pub const MIN_TRIALS: usize = 4;
+
 /// Importance of each parameter (summing to 1), most important first. Parameters seen in
-/// fewer than 4 complete trials are left out.
+/// fewer than [`MIN_TRIALS`] complete trials are left out.
 pub fn importances(trials: &[Arc<FrozenTrial>]) -> Vec<(String, f64)> {
     let complete: Vec<&FrozenTrial> = trials
         .iter()
@@ -36,7 +39,7 @@ pub fn importances(trials: &[Arc<FrozenTrial>]) -> Vec<(String, f64)> {
                 Some((p.internal, t.value?, cat))
             })
             .collect();
-        if pts.len() < 4 {
+        if pts.len() < MIN_TRIALS {
             continue;
         }
         raw.push((name.to_string(), eta_squared(&pts)));

@@ -32,13 +32,13 @@ mod generate;
 mod model_list;
 mod models;
 mod optimizers;
-mod plot;
 mod predict;
 mod progress;
 mod recipe;
 mod report;
 mod train;
 mod tune;
+mod tune_charts;
 mod viz;
 
 use clap::Parser;

@@ -7,7 +7,7 @@ use descent_train::checkpoint::write_atomic;
 use descent_train::EpochReport;
 
 use crate::cli::ReportArgs;
-use crate::plot::{Chart, Series};
+use descent_chart::{Axis, Chart, Series};
 
 /// The epoch records of a run directory's metrics.jsonl.
 pub fn read_epochs(dir: &Path) -> Result<Vec<EpochReport>> {
@@ -49,7 +49,7 @@ pub fn read_epochs(dir: &Path) -> Result<Vec<EpochReport>> {
 pub fn write_chart(dir: &Path, name: &str, chart: &Chart) -> Result<()> {
     std::fs::create_dir_all(dir).map_err(|e| anyhow!("creating {}: {e}", dir.display()))?;
     write_atomic(&dir.join(format!("{name}.svg")), chart.svg().as_bytes())?;
-    write_atomic(&dir.join(format!("{name}.png")), &chart.png())?;
+    write_atomic(&dir.join(format!("{name}.png")), &chart.png()?)?;
     Ok(())
 }
 
@@ -62,10 +62,7 @@ fn series(
         .iter()
         .filter_map(|r| f(r).map(|v| (r.epoch as f64, v)))
         .collect();
-    (!points.is_empty()).then(|| Series {
-        name: name.into(),
-        points,
-    })
+    (!points.is_empty()).then(|| Series::new(name, points))
 }
 
 fn opt(v: Option<f64>, digits: usize) -> String {
@@ -122,19 +119,19 @@ pub fn run(args: ReportArgs) -> Result<()> {
             r.seconds
         );
     }
-    let loss = Chart::lines(
+    let mut loss = Chart::new(
         "loss per epoch",
-        "epoch",
-        "mean cross-entropy",
-        [
-            series("train", &epochs, |r| Some(r.train_loss)),
-            series("validation", &epochs, |r| r.val.map(|v| v.loss)),
-            series("test", &epochs, |r| r.test_loss),
-        ]
-        .into_iter()
-        .flatten()
-        .collect(),
+        Axis::new("epoch"),
+        Axis::new("mean cross-entropy").auto(),
     );
+    loss.series = [
+        series("train", &epochs, |r| Some(r.train_loss)),
+        series("validation", &epochs, |r| r.val.map(|v| v.loss)),
+        series("test", &epochs, |r| r.test_loss),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
     let acc = Chart::lines(
         "accuracy per epoch",
         "epoch",

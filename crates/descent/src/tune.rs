@@ -31,7 +31,6 @@ use descent_tune::{
 };
 
 use crate::cli::{Cli, Command, TuneArgs, TuneShowArgs};
-use crate::plot::{Chart, Group, Series};
 use crate::report::write_chart;
 
 /// The running trials' interrupt flags, so that Ctrl-C stops them mid-epoch.
@@ -1034,7 +1033,12 @@ fn run_show(args: TuneShowArgs) -> Result<()> {
     ranked.truncate(args.top);
     out!("\ntop {}:\n{}", ranked.len(), trials_table(&ranked));
     let imp = importances(&trials);
-    if !imp.is_empty() {
+    if imp.is_empty() {
+        out!(
+            "parameter importances: {}",
+            crate::tune_charts::no_importances(&trials)
+        );
+    } else {
         out!("parameter importances (share of variance explained, main effects):");
         for (n, v) in &imp {
             out!("  {n:<14} {v:.3}");
@@ -1046,7 +1050,7 @@ fn run_show(args: TuneShowArgs) -> Result<()> {
         .unwrap_or_else(|| PathBuf::from(format!("tune-{}", args.study)));
     std::fs::create_dir_all(&out_dir)
         .map_err(|e| anyhow!("invalid --out {}: cannot create it: {e}", out_dir.display()))?;
-    for (name, chart) in charts(&trials, d, &imp) {
+    for (name, chart) in crate::tune_charts::charts(&trials, d, &imp) {
         write_chart(&out_dir, name, &chart)?;
     }
     write_atomic(
@@ -1059,188 +1063,6 @@ fn run_show(args: TuneShowArgs) -> Result<()> {
         out_dir.display()
     );
     Ok(())
-}
-
-/// The four charts of `tune show`.
-fn charts(
-    trials: &[Arc<FrozenTrial>],
-    d: descent_tune::Direction,
-    imp: &[(String, f64)],
-) -> Vec<(&'static str, Chart)> {
-    let point = |t: &FrozenTrial| (t.number as f64, t.value.unwrap_or(f64::NAN));
-    let complete: Vec<(f64, f64)> = trials
-        .iter()
-        .filter(|t| t.state == TrialState::Complete)
-        .map(|t| point(t))
-        .collect();
-    let pruned: Vec<(f64, f64)> = trials
-        .iter()
-        .filter(|t| t.state == TrialState::Pruned)
-        .map(|t| point(t))
-        .collect();
-    let mut best = Vec::new();
-    let mut b = f64::NAN;
-    for &(x, y) in &complete {
-        if b.is_nan() || d.better(y, b) {
-            b = y;
-        }
-        best.push((x, b));
-    }
-    let mut history = Chart::lines(
-        "Optimization history",
-        "trial",
-        "objective",
-        vec![Series {
-            name: "best so far".into(),
-            points: best,
-        }],
-    );
-    history.groups = vec![
-        Group::markers("complete", complete, (31, 119, 180)),
-        Group::markers("pruned", pruned, (170, 170, 170)),
-    ];
-    let curve = |t: &FrozenTrial| -> Vec<(f64, f64)> {
-        t.intermediate
-            .iter()
-            .map(|(s, v)| (*s as f64, *v))
-            .collect()
-    };
-    let mut inter = Chart::lines(
-        "Intermediate values",
-        "step (epoch)",
-        "reported value",
-        vec![],
-    );
-    let lines_of = |state: TrialState| -> Vec<Vec<(f64, f64)>> {
-        trials
-            .iter()
-            .filter(|t| t.state == state)
-            .map(|t| curve(t))
-            .collect()
-    };
-    inter.groups = vec![
-        Group::lines(
-            "complete",
-            lines_of(TrialState::Complete),
-            1.5,
-            Some((31, 119, 180)),
-        ),
-        Group::lines(
-            "pruned",
-            lines_of(TrialState::Pruned),
-            1.5,
-            Some((214, 39, 40)),
-        ),
-    ];
-    let last = trials
-        .iter()
-        .filter_map(|t| t.last_step())
-        .map(|s| s.0)
-        .max()
-        .unwrap_or(1);
-    inter.x_range = Some((0.5, last as f64 + 0.5));
-    let mut importance = Chart::lines("Parameter importances", "", "share of variance", vec![]);
-    importance.groups = imp
-        .iter()
-        .enumerate()
-        .map(|(i, (n, v))| {
-            Group::lines(
-                format!("{n} {v:.2}"),
-                vec![vec![(i as f64, 0.0), (i as f64, *v)]],
-                24.0,
-                None,
-            )
-        })
-        .collect();
-    importance.x_names = Some(imp.iter().map(|(n, _)| n.clone()).collect());
-    importance.x_range = Some((-0.6, imp.len() as f64 - 0.4));
-    importance.y_range = Some((0.0, 1.0));
-    // Parallel coordinates: each complete trial across its parameters, scaled to [0, 1]
-    // (log parameters on a log scale), then its value; the best tenth highlighted.
-    let mut names: Vec<String> = Vec::new();
-    let mut dists: BTreeMap<String, Distribution> = BTreeMap::new();
-    for t in trials {
-        for (n, p) in &t.params {
-            if !names.contains(n) {
-                names.push(n.clone());
-            }
-            dists
-                .entry(n.clone())
-                .or_insert_with(|| p.distribution.clone());
-        }
-    }
-    let values: Vec<f64> = trials
-        .iter()
-        .filter(|t| t.state == TrialState::Complete)
-        .filter_map(|t| t.value)
-        .collect();
-    let (vmin, vmax) = values
-        .iter()
-        .fold((f64::MAX, f64::MIN), |(a, b), &v| (a.min(v), b.max(v)));
-    let mut sorted = values.clone();
-    sorted.sort_by(|a, b| d.loss(*a).total_cmp(&d.loss(*b)));
-    let cut = sorted
-        .get((sorted.len() / 10).max(1) - 1)
-        .copied()
-        .unwrap_or(f64::NAN);
-    let scale = |dist: &Distribution, x: f64| -> f64 {
-        match *dist {
-            Distribution::Float { low, high, log, .. } => {
-                if log {
-                    (x.ln() - low.ln()) / (high.ln() - low.ln()).max(1e-300)
-                } else {
-                    (x - low) / (high - low).max(1e-300)
-                }
-            }
-            Distribution::Int { low, high, log, .. } => {
-                let (l, h) = (low as f64, high as f64);
-                if log {
-                    (x.ln() - l.ln()) / (h.ln() - l.ln()).max(1e-300)
-                } else {
-                    (x - l) / (h - l).max(1e-300)
-                }
-            }
-            Distribution::Categorical { ref choices } => x / (choices.len().max(2) - 1) as f64,
-        }
-    };
-    let mut top = Vec::new();
-    let mut rest = Vec::new();
-    for t in trials.iter().filter(|t| t.state == TrialState::Complete) {
-        let Some(v) = t.value else { continue };
-        let mut line: Vec<(f64, f64)> = Vec::new();
-        for (i, n) in names.iter().enumerate() {
-            if let Some(p) = t.params.get(n) {
-                line.push((i as f64, scale(&dists[n], p.internal).clamp(0.0, 1.0)));
-            }
-        }
-        line.push((names.len() as f64, (v - vmin) / (vmax - vmin).max(1e-300)));
-        if !d.better(cut, v) {
-            top.push(line);
-        } else {
-            rest.push(line);
-        }
-    }
-    let mut parallel = Chart::lines(
-        "Parallel coordinates (scaled to [0, 1])",
-        "",
-        "scaled value",
-        vec![],
-    );
-    parallel.groups = vec![
-        Group::lines("other trials", rest, 1.0, Some((180, 180, 180))),
-        Group::lines("best tenth", top, 2.0, Some((214, 39, 40))),
-    ];
-    let mut axis = names.clone();
-    axis.push("objective".into());
-    parallel.x_names = Some(axis);
-    parallel.x_range = Some((-0.2, names.len() as f64 + 0.2));
-    parallel.y_range = Some((-0.05, 1.05));
-    vec![
-        ("history", history),
-        ("intermediate", inter),
-        ("importances", importance),
-        ("parallel", parallel),
-    ]
 }
 
 #[cfg(test)]

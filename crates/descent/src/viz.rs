@@ -5,7 +5,7 @@ use anyhow::{bail, Result};
 use descent_optim::{HyperValue, Optimizer, OptimizerConfig};
 
 use crate::cli::{VizArgs, VizFunction};
-use crate::plot::{Chart, Series};
+use descent_chart::{Axis, Chart, Figure, Mark, Markers, Series, Shape};
 
 /// A 2-D test function: value and gradient, the region drawn, a start, and the learning
 /// rates that suit it (plain SGD and momentum; the adaptive methods).
@@ -20,7 +20,12 @@ struct Problem {
     steps: usize,
     /// Contour levels spaced logarithmically (for functions spanning many magnitudes).
     log_levels: bool,
+    /// The minimum, where there is one (a saddle has none).
+    minimum: Option<(f64, f64)>,
 }
+
+/// A path has reached the minimum once its value is within this of the minimum's.
+const TOLERANCE: f64 = 1e-3;
 
 fn rosenbrock(x: f64, y: f64) -> (f64, [f64; 2]) {
     let f = (1.0 - x).powi(2) + 100.0 * (y - x * x).powi(2);
@@ -63,6 +68,7 @@ fn problem(f: VizFunction) -> Problem {
             adaptive_lr: 0.02,
             steps: 1500,
             log_levels: true,
+            minimum: Some((1.0, 1.0)),
         },
         VizFunction::Beale => Problem {
             name: "Beale, minimum at (3, 0.5)",
@@ -74,6 +80,7 @@ fn problem(f: VizFunction) -> Problem {
             adaptive_lr: 0.02,
             steps: 1500,
             log_levels: true,
+            minimum: Some((3.0, 0.5)),
         },
         VizFunction::Saddle => Problem {
             name: "saddle x^2 - y^2 at (0, 0)",
@@ -85,6 +92,7 @@ fn problem(f: VizFunction) -> Problem {
             adaptive_lr: 0.02,
             steps: 300,
             log_levels: false,
+            minimum: None,
         },
         VizFunction::Quadratic => Problem {
             name: "ill-conditioned quadratic (x^2 + 25 y^2) / 2",
@@ -96,6 +104,7 @@ fn problem(f: VizFunction) -> Problem {
             adaptive_lr: 0.1,
             steps: 150,
             log_levels: false,
+            minimum: Some((0.0, 0.0)),
         },
     }
 }
@@ -199,21 +208,49 @@ pub fn run(args: VizArgs) -> Result<()> {
             args.out.display()
         );
     }
+    let f_min = p.minimum.map(|(x, y)| (p.f)(x, y).0);
     let mut series = Vec::new();
+    let mut losses = Vec::new();
+    let mut ends = Vec::new();
     for name in &args.optimizers {
         let cfg = optimizer(name, &p)?;
         let points = path(&p, cfg, steps)?;
         let (last_x, last_y) = *points.last().expect("the start");
+        let values: Vec<f64> = points.iter().map(|&(x, y)| (p.f)(x, y).0).collect();
+        let reached = f_min.and_then(|m| values.iter().position(|v| v - m <= TOLERANCE));
+        let outcome = match (f_min, reached) {
+            (Some(_), Some(k)) => format!("within {TOLERANCE:e} of the minimum in {k} steps"),
+            (Some(_), None) => format!("not within {TOLERANCE:e} in {} steps", points.len() - 1),
+            (None, _) => format!(
+                "f = {:.3} after {} steps",
+                values.last().unwrap_or(&f64::NAN),
+                points.len() - 1
+            ),
+        };
         out!(
-            "{name:>9} (lr {}): {} steps, ends at ({last_x:.4}, {last_y:.4}), f = {:.3e}",
+            "{name:>9} (lr {}): {} steps, ends at ({last_x:.4}, {last_y:.4}), f = {:.3e}; {outcome}",
             cfg.lr(),
             points.len() - 1,
             (p.f)(last_x, last_y).0
         );
-        series.push(Series {
-            name: format!("{name} (lr {})", cfg.lr()),
-            points,
-        });
+        let label = format!("{name} (lr {})", cfg.lr());
+        // The loss panel: the gap to the minimum on a log axis (the value itself for a saddle).
+        let gap: Vec<(f64, f64)> = values
+            .iter()
+            .enumerate()
+            .map(|(k, v)| (k as f64, f_min.map_or(*v, |m| (v - m).max(1e-12))))
+            .collect();
+        losses.push(
+            Series::new(label.clone(), gap)
+                .markers(Markers::Never)
+                .unlisted(),
+        );
+        ends.push((last_x, last_y));
+        series.push(
+            Series::new(format!("{label}: {outcome}"), points)
+                .markers(Markers::Never)
+                .width(1.8),
+        );
     }
     // Levels: evenly spaced, or logarithmically for functions spanning many magnitudes.
     let samples: Vec<f64> = (0..=40)
@@ -236,13 +273,50 @@ pub fn run(args: VizArgs) -> Result<()> {
         (1..16).map(|k| lo + (hi - lo) * k as f64 / 16.0).collect()
     };
     let mut chart = Chart::lines(p.name, "x", "y", series);
-    chart.x_range = Some(p.x);
-    chart.y_range = Some(p.y);
+    chart.x.range = Some(p.x);
+    chart.y.range = Some(p.y);
     chart.background = contours(&p, &levels, 120);
+    chart.marks.push(Mark {
+        at: p.start,
+        shape: Shape::Ring,
+        color: (20, 20, 20),
+        label: Some("start".into()),
+    });
+    // Each path's end, a square in its colour (the curves' colours, in order).
+    let colors = descent_chart::colors(chart.series.len());
+    for (i, &end) in ends.iter().enumerate() {
+        chart.marks.push(Mark {
+            at: end,
+            shape: Shape::Square,
+            color: colors[i],
+            label: None,
+        });
+    }
+    // The minimum over the ends that reached it.
+    if let Some(m) = p.minimum {
+        chart.marks.push(Mark {
+            at: m,
+            shape: Shape::Star,
+            color: (255, 200, 0),
+            label: Some(format!("minimum ({}, {})", m.0, m.1)),
+        });
+    }
+    let mut loss = Chart::new(
+        "loss along each path",
+        Axis::new("step"),
+        Axis::new(if f_min.is_some() {
+            "f - f(minimum)"
+        } else {
+            "f"
+        })
+        .auto(),
+    );
+    loss.series = losses;
+    let figure = Figure::row(vec![chart, loss]);
     let bytes = if ext == "png" {
-        chart.png()
+        figure.png()?
     } else {
-        chart.svg().into_bytes()
+        figure.svg().into_bytes()
     };
     descent_train::checkpoint::write_atomic(&args.out, &bytes)?;
     out!("wrote {}", args.out.display());
@@ -279,6 +353,7 @@ mod tests {
             adaptive_lr: 0.1,
             steps: 10,
             log_levels: false,
+            minimum: Some((0.0, 0.0)),
         };
         let segs = contours(&p, &[1.0], 40);
         assert!(segs.len() > 20);

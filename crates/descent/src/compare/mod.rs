@@ -14,8 +14,8 @@ use descent_train::checkpoint::write_atomic;
 use descent_train::{Event, TrainConfig, Trainer};
 
 use crate::cli::{CompareArgs, TrainArgs};
-use crate::plot::{Chart, Series};
 use crate::report::write_chart;
+use descent_chart::{Chart, Scale, Series};
 
 /// The names `compare` and `viz` take: the optimizers of `train --optimizer` (`momentum` is
 /// the seed's averaging form there too) and SGD with momentum 0.9, plain and Nesterov.
@@ -442,9 +442,11 @@ fn mnist(
     let to_series = |pick: fn(&Outcome) -> &Vec<(usize, f64)>| -> Vec<Series> {
         outcomes
             .iter()
-            .map(|o| Series {
-                name: format!("{} (lr {})", o.name, o.lr),
-                points: pick(o).iter().map(|&(e, v)| (e as f64, v)).collect(),
+            .map(|o| {
+                Series::new(
+                    format!("{} (lr {})", o.name, o.lr),
+                    pick(o).iter().map(|&(e, v)| (e as f64, v)).collect(),
+                )
             })
             .collect()
     };
@@ -454,12 +456,13 @@ fn mnist(
         "validation accuracy (%)",
         to_series(|o| &o.val_acc),
     );
-    let loss = Chart::lines(
+    let mut loss = Chart::lines(
         "training loss (mean over each epoch)",
         "epoch",
         "cross-entropy",
         to_series(|o| &o.train_loss),
     );
+    loss.y.scale = Scale::Auto;
     write_chart(&args.out, "compare", &acc)?;
     write_chart(&args.out, "compare_loss", &loss)?;
     write_atomic(&args.out.join("compare.csv"), csv.as_bytes())?;

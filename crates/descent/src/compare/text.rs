@@ -12,8 +12,8 @@ use descent_train::{Event, Trainer};
 
 use super::{create_out, race, run_config, threads_per_run};
 use crate::cli::{CompareArgs, TrainArgs};
-use crate::plot::{Chart, Series};
 use crate::report::write_chart;
+use descent_chart::{Chart, Scale, Series};
 
 /// One run: its validation and training loss at each evaluation, and when it got there.
 struct Outcome {
@@ -162,9 +162,11 @@ pub fn run(
     let series = |pick: fn(&Outcome) -> &Vec<(u64, f64)>| -> Vec<Series> {
         outcomes
             .iter()
-            .map(|o| Series {
-                name: format!("{} (lr {})", o.name, o.lr),
-                points: pick(o).iter().map(|&(s, v)| (s as f64, v)).collect(),
+            .map(|o| {
+                Series::new(
+                    format!("{} (lr {})", o.name, o.lr),
+                    pick(o).iter().map(|&(s, v)| (s as f64, v)).collect(),
+                )
             })
             .collect()
     };
@@ -174,12 +176,13 @@ pub fn run(
         "validation loss (nats per token)",
         series(|o| &o.val_loss),
     );
-    let train = Chart::lines(
+    let mut train = Chart::lines(
         "training loss (mean between evaluations)",
         "step",
         "cross-entropy (nats per token)",
         series(|o| &o.train_loss),
     );
+    train.y.scale = Scale::Auto;
     write_chart(&args.out, "compare", &val)?;
     write_chart(&args.out, "compare_loss", &train)?;
     write_atomic(&args.out.join("compare.csv"), csv.as_bytes())?;
