@@ -231,6 +231,17 @@ impl SqlStorage {
     /// the write, which is harmless: it stays failed).
     fn write_running(&self, doing: &str, trial: u64, sql: &str, args: &[Value]) -> Result<()> {
         self.tx(TxKind::Statements, doing, &mut |tx| {
+            // The trial's row locked first (PostgreSQL): a worker failing it as stale waits
+            // for this write and then reads it, or fails it first and this write is refused.
+            // Without the lock the write's check could see it running just before the fail
+            // commits, and the retry would be enqueued without what was written.
+            if tx.dialect() == Dialect::Postgres {
+                let sql = format!(
+                    "SELECT trial_id FROM trials WHERE trial_id = ?1{}",
+                    tx.for_update()
+                );
+                tx.query(&sql, &[trial.into()])?;
+            }
             if tx.exec(sql, args)? > 0 {
                 return Ok(());
             }
