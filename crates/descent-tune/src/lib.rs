@@ -45,6 +45,7 @@ pub use pruner::{HyperbandPruner, NopPruner, PercentilePruner, Pruner, Successiv
 pub use sampler::{GridSampler, RandomSampler, Sampler, TpeConfig, TpeSampler};
 pub use storage::{redact_url, InMemoryStorage, PostgresOptions, SqlStorage, Storage, StudyRecord};
 pub use study::{
-    trials_table, OptimizeOptions, OptimizeSummary, Outcome, Study, StudyBuilder, Trial,
+    trials_rows, trials_table, OptimizeOptions, OptimizeSummary, Outcome, Study, StudyBuilder,
+    Trial,
 };
 pub use trial::{Direction, FrozenTrial, History, Param, TrialState, Trials};

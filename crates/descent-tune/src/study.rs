@@ -780,8 +780,9 @@ impl Trial {
     }
 }
 
-/// A plain-text table of trials: number, state, value, duration, parameters.
-pub fn trials_table(trials: &[Arc<FrozenTrial>]) -> String {
+/// The trials as rows of text: a header (number, state, value, seconds, then every
+/// parameter's name, sorted) and a row per trial (`-` where a trial has no such value).
+pub fn trials_rows(trials: &[Arc<FrozenTrial>]) -> Vec<Vec<String>> {
     let mut names: Vec<&str> = Vec::new();
     for t in trials {
         for n in t.params.keys() {
@@ -811,6 +812,12 @@ pub fn trials_table(trials: &[Arc<FrozenTrial>]) -> String {
         }
         rows.push(row);
     }
+    rows
+}
+
+/// A plain-text table of trials: number, state, value, duration, parameters.
+pub fn trials_table(trials: &[Arc<FrozenTrial>]) -> String {
+    let rows = trials_rows(trials);
     let widths: Vec<usize> = (0..rows[0].len())
         .map(|c| rows.iter().map(|r| r[c].len()).max().unwrap_or(0))
         .collect();

@@ -139,6 +139,10 @@ pub struct TuneShowArgs {
     /// Where the charts go (default: tune-STUDY).
     #[arg(long)]
     pub out: Option<PathBuf>,
+    /// Also write one self-contained page: the charts, the best and top trials, the
+    /// importances and every trial (nothing loaded from the network).
+    #[arg(long, value_name = "OUT.html")]
+    pub html: Option<PathBuf>,
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -182,6 +186,10 @@ pub struct ReportArgs {
     /// Where to write loss.{png,svg} and accuracy.{png,svg} (default: the run directory).
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
+    /// Also write one self-contained page: the charts, the epochs and the run's settings
+    /// (nothing loaded from the network).
+    #[arg(long, value_name = "OUT.html")]
+    pub html: Option<PathBuf>,
 }
 
 #[derive(Args, Debug)]

@@ -29,6 +29,7 @@ mod config_file;
 mod data;
 mod eval;
 mod generate;
+mod html;
 mod model_list;
 mod models;
 mod optimizers;

@@ -7,6 +7,7 @@ use descent_train::checkpoint::write_atomic;
 use descent_train::EpochReport;
 
 use crate::cli::ReportArgs;
+use crate::html::Page;
 use descent_chart::{Axis, Chart, Series};
 
 /// The epoch records of a run directory's metrics.jsonl.
@@ -69,32 +70,9 @@ fn opt(v: Option<f64>, digits: usize) -> String {
     v.map_or("-".into(), |v| format!("{v:.digits$}"))
 }
 
-pub fn run(args: ReportArgs) -> Result<()> {
-    let epochs = read_epochs(&args.run_dir)?;
-    if let Ok(cmd) = std::fs::read_to_string(args.run_dir.join("args.json")) {
-        let argv: Vec<String> = serde_json::from_str(&cmd).unwrap_or_default();
-        out!(
-            "run {}: descent train {}",
-            args.run_dir.display(),
-            argv.join(" ")
-        );
-    }
-    // The model run.json records (runs of earlier versions have none).
-    let info: Option<serde_json::Value> = std::fs::read_to_string(args.run_dir.join("run.json"))
-        .ok()
-        .and_then(|t| serde_json::from_str(&t).ok());
-    if let Some(spec) = info
-        .and_then(|i| descent_nn::ModelSpec::from_value(i["model"].clone()).ok())
-        .and_then(|s| s.build().ok())
-    {
-        out!(
-            "model: {} ({} parameters)",
-            crate::models::describe(None, &spec),
-            spec.param_count()
-        );
-    }
-    out!(
-        "{:>5} {:>7} {:>10} {:>9} {:>8} {:>8} {:>8} {:>10} {:>8}",
+/// The epochs as rows of text: a header, then one row per epoch.
+fn epoch_rows(epochs: &[EpochReport]) -> Vec<Vec<String>> {
+    let mut rows = vec![[
         "epoch",
         "steps",
         "train_loss",
@@ -103,21 +81,64 @@ pub fn run(args: ReportArgs) -> Result<()> {
         "val_acc",
         "test_acc",
         "lr",
-        "time"
-    );
-    for r in &epochs {
-        out!(
-            "{:>5} {:>7} {:>10.4} {:>8.2}% {:>8} {:>8} {:>8} {:>10.3e} {:>7.2}s",
-            r.epoch,
-            r.steps,
-            r.train_loss,
-            r.train_acc,
+        "time",
+    ]
+    .map(String::from)
+    .to_vec()];
+    for r in epochs {
+        rows.push(vec![
+            r.epoch.to_string(),
+            r.steps.to_string(),
+            format!("{:.4}", r.train_loss),
+            format!("{:.2}%", r.train_acc),
             opt(r.val.map(|v| v.loss), 4),
             opt(r.val.map(|v| v.acc), 2),
             opt(r.test_acc, 2),
-            r.lr,
-            r.seconds
-        );
+            format!("{:.3e}", r.lr),
+            format!("{:.2}s", r.seconds),
+        ]);
+    }
+    rows
+}
+
+pub fn run(args: ReportArgs) -> Result<()> {
+    let epochs = read_epochs(&args.run_dir)?;
+    let mut heading = Vec::new();
+    if let Ok(cmd) = std::fs::read_to_string(args.run_dir.join("args.json")) {
+        let argv: Vec<String> = serde_json::from_str(&cmd).unwrap_or_default();
+        heading.push(format!(
+            "run {}: descent train {}",
+            args.run_dir.display(),
+            argv.join(" ")
+        ));
+    }
+    // The model run.json records (runs of earlier versions have none).
+    let info: Option<serde_json::Value> = std::fs::read_to_string(args.run_dir.join("run.json"))
+        .ok()
+        .and_then(|t| serde_json::from_str(&t).ok());
+    if let Some(spec) = info
+        .as_ref()
+        .and_then(|i| descent_nn::ModelSpec::from_value(i["model"].clone()).ok())
+        .and_then(|s| s.build().ok())
+    {
+        heading.push(format!(
+            "model: {} ({} parameters)",
+            crate::models::describe(None, &spec),
+            spec.param_count()
+        ));
+    }
+    for h in &heading {
+        out!("{h}");
+    }
+    let rows = epoch_rows(&epochs);
+    let widths = [5, 7, 10, 9, 8, 8, 8, 10, 8];
+    for r in &rows {
+        let cells: Vec<String> = r
+            .iter()
+            .zip(widths)
+            .map(|(c, w)| format!("{c:>w$}"))
+            .collect();
+        out!("{}", cells.join(" "));
     }
     let mut loss = Chart::new(
         "loss per epoch",
@@ -145,6 +166,20 @@ pub fn run(args: ReportArgs) -> Result<()> {
         .flatten()
         .collect(),
     );
+    if let Some(path) = &args.html {
+        let mut page = Page::new(
+            format!("descent report: {}", args.run_dir.display()),
+            heading.join(" · "),
+        );
+        page.chart(&loss);
+        page.chart(&acc);
+        page.table("Epochs", &rows);
+        if let Some(info) = &info {
+            page.settings("Settings (run.json)", info);
+        }
+        page.write(path)?;
+        out!("wrote {}", path.display());
+    }
     let out = args.out.unwrap_or(args.run_dir);
     write_chart(&out, "loss", &loss)?;
     write_chart(&out, "accuracy", &acc)?;

@@ -25,7 +25,7 @@ use descent_train::checkpoint::write_atomic;
 use descent_train::{Event, Trainer};
 use descent_tune::importance::importances;
 use descent_tune::{
-    redact_url, trials_table, Distribution, FrozenTrial, HyperbandPruner, NopPruner,
+    redact_url, trials_rows, trials_table, Distribution, FrozenTrial, HyperbandPruner, NopPruner,
     OptimizeOptions, ParamValue, PercentilePruner, Pruner, RandomSampler, Sampler, Storage, Study,
     SuccessiveHalvingPruner, TpeSampler, TrialError, TrialState,
 };
@@ -1058,6 +1058,48 @@ fn run_show(args: TuneShowArgs) -> Result<()> {
         trials_table(&trials).as_bytes(),
     )
     .map_err(|e| anyhow!("writing trials.txt: {e}"))?;
+    if let Some(path) = &args.html {
+        let mut page = crate::html::Page::new(
+            format!("descent study `{}`", args.study),
+            format!(
+                "{} ({d}): {} trials, {} complete, {} pruned, {} failed",
+                redact_url(&args.storage),
+                trials.len(),
+                count(TrialState::Complete),
+                count(TrialState::Pruned),
+                count(TrialState::Fail)
+            ),
+        );
+        for (_, chart) in crate::tune_charts::charts(&trials, d, &imp) {
+            page.chart(&chart);
+        }
+        page.text(
+            "Best trial",
+            &format!(
+                "trial {} value {:.6}: descent train {}",
+                best.number,
+                best.value.unwrap_or(f64::NAN),
+                flags_of(&best).join(" ")
+            ),
+        );
+        page.table(&format!("Top {}", ranked.len()), &trials_rows(&ranked));
+        if imp.is_empty() {
+            page.text(
+                "Parameter importances",
+                &crate::tune_charts::no_importances(&trials),
+            );
+        } else {
+            let mut rows = vec![vec![
+                "parameter".to_string(),
+                "share of variance".to_string(),
+            ]];
+            rows.extend(imp.iter().map(|(n, v)| vec![n.clone(), format!("{v:.3}")]));
+            page.table("Parameter importances (main effects)", &rows);
+        }
+        page.table("Every trial", &trials_rows(&trials));
+        page.write(path)?;
+        out!("wrote {}", path.display());
+    }
     out!(
         "wrote history, intermediate, importances and parallel (PNG and SVG) and trials.txt to {}",
         out_dir.display()
