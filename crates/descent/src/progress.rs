@@ -124,3 +124,114 @@ impl descent_data::Progress for FetchBar {
         }
     }
 }
+
+/// Progress over whole pieces of work (a study's trials, a race's epochs or steps) with a
+/// status after the count, the time so far and an estimate of the rest; on a terminal only,
+/// and lines printed through it stay whole.
+pub struct CountBar {
+    bar: Option<ProgressBar>,
+}
+
+impl CountBar {
+    /// `total` pieces called `unit` ("trials").
+    pub fn new(unit: &str, total: u64) -> Self {
+        Self::on(std::io::stderr().is_terminal(), unit, total)
+    }
+
+    fn on(terminal: bool, unit: &str, total: u64) -> Self {
+        let bar = terminal.then(|| {
+            let b = ProgressBar::new(total);
+            b.set_style(
+                ProgressStyle::with_template(&format!(
+                    "[{{bar:30}}] {{pos}}/{{len}} {unit} {{msg}} | {{elapsed}} so far, ~{{eta}} to go"
+                ))
+                .expect("valid template")
+                .progress_chars("=> "),
+            );
+            b
+        });
+        CountBar { bar }
+    }
+
+    /// One more piece done; `status` follows the count.
+    pub fn advance(&self, status: String) {
+        self.advance_by(1, status);
+    }
+
+    /// `n` more pieces done.
+    pub fn advance_by(&self, n: u64, status: String) {
+        if let Some(b) = &self.bar {
+            b.set_message(status);
+            b.inc(n);
+        }
+    }
+
+    /// Prints a line on stdout with the bar out of the way.
+    pub fn println(&self, line: &str) {
+        match &self.bar {
+            Some(b) => b.suspend(|| out!("{line}")),
+            None => out!("{line}"),
+        }
+    }
+
+    /// Prints a line on stderr with the bar out of the way.
+    pub fn eprintln(&self, line: &str) {
+        match &self.bar {
+            Some(b) => b.suspend(|| eprintln!("{line}")),
+            None => eprintln!("{line}"),
+        }
+    }
+
+    /// Removes the bar.
+    pub fn finish(&self) {
+        if let Some(b) = &self.bar {
+            b.finish_and_clear();
+        }
+    }
+}
+
+/// A study's status after each trial: `best 97.12% (trial 4), 3 pruned, 1 failed`.
+pub fn study_status(best: Option<(u64, String)>, pruned: u64, failed: u64) -> String {
+    let mut s = match best {
+        Some((n, v)) => format!("best {v} (trial {n})"),
+        None => "no complete trial yet".to_string(),
+    };
+    if pruned > 0 {
+        s.push_str(&format!(", {pruned} pruned"));
+    }
+    if failed > 0 {
+        s.push_str(&format!(", {failed} failed"));
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_study_status_says_the_best_and_what_was_cut_short() {
+        assert_eq!(study_status(None, 0, 0), "no complete trial yet");
+        assert_eq!(
+            study_status(Some((4, "val_acc 97.12%".into())), 3, 1),
+            "best val_acc 97.12% (trial 4), 3 pruned, 1 failed"
+        );
+        assert_eq!(
+            study_status(Some((0, "x".into())), 0, 2),
+            "best x (trial 0), 2 failed"
+        );
+    }
+
+    #[test]
+    fn off_a_terminal_there_is_no_bar() {
+        let quiet = CountBar::on(false, "trials", 10);
+        assert!(quiet.bar.is_none());
+        quiet.advance("best".into());
+        let shown = CountBar::on(true, "trials", 10);
+        shown.advance("best 1".into());
+        let b = shown.bar.as_ref().unwrap();
+        assert_eq!((b.position(), b.length()), (1, Some(10)));
+        assert_eq!(b.message(), "best 1");
+        shown.finish();
+    }
+}

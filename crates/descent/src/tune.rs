@@ -731,6 +731,34 @@ pub fn run(args: TuneArgs) -> Result<()> {
     };
     let epochs = args.epochs;
     let seed = base.seed;
+    // Progress on a terminal: trials done of this run's, the study's best, what was cut short.
+    let bar = crate::progress::CountBar::new("trials", args.trials - started);
+    let tally = std::sync::Mutex::new((
+        before
+            .iter()
+            .filter(|t| t.state == TrialState::Complete)
+            .filter_map(|t| Some((t.number, t.value?)))
+            .fold(None, |b: Option<(u64, f64)>, (n, v)| match b {
+                Some((_, bv)) if !direction.better(v, bv) => b,
+                _ => Some((n, v)),
+            }),
+        0u64,
+        0u64,
+    ));
+    let on_trial = |t: &FrozenTrial| {
+        bar.println(&trial_line(t, direction));
+        let mut g = tally.lock().unwrap_or_else(|e| e.into_inner());
+        match (t.state, t.value) {
+            (TrialState::Complete, Some(v)) if g.0.is_none_or(|(_, b)| direction.better(v, b)) => {
+                g.0 = Some((t.number, v));
+            }
+            (TrialState::Pruned, _) => g.1 += 1,
+            (TrialState::Fail, _) => g.2 += 1,
+            _ => {}
+        }
+        let best = g.0.map(|(n, v)| (n, metric(direction, v)));
+        bar.advance(crate::progress::study_status(best, g.1, g.2));
+    };
     let summary = study.optimize_with_callback(
         |trial| {
             // A searched setting's value replaces any fixed one (the recipe's --lr).
@@ -876,8 +904,9 @@ pub fn run(args: TuneArgs) -> Result<()> {
             Ok(best)
         },
         &opts,
-        |t| print_trial(t, direction),
+        on_trial,
     )?;
+    bar.finish();
     let best = study.best_trial()?;
     if summary.stopped || stopped() {
         eprintln!(
@@ -922,7 +951,7 @@ fn flags_of(t: &FrozenTrial) -> Vec<String> {
         .unwrap_or_default()
 }
 
-fn print_trial(t: &FrozenTrial, d: descent_tune::Direction) {
+fn trial_line(t: &FrozenTrial, d: descent_tune::Direction) -> String {
     let value = match t.state {
         TrialState::Complete => metric(d, t.value.unwrap_or(f64::NAN)),
         TrialState::Pruned => format!(
@@ -936,12 +965,12 @@ fn print_trial(t: &FrozenTrial, d: descent_tune::Direction) {
         ),
         _ => format!("failed: {}", t.message.as_deref().unwrap_or("no message")),
     };
-    out!(
+    format!(
         "trial {:3} {value} ({:.1}s): {}",
         t.number,
         t.duration().unwrap_or(0.0),
         flags_of(t).join(" ")
-    );
+    )
 }
 
 /// `descent train --from-study STORAGE:NAME`: the flags of the study's best trial go before

@@ -354,6 +354,10 @@ fn mnist(
     base.val_split = Some(args.val_split);
     let spec = crate::train::model_spec_for(&base, data.train.shape(), data.train.outputs())?;
     let model_name = crate::models::describe(base.model.as_deref(), &crate::models::build(&spec)?);
+    // Progress on a terminal: epochs of all runs, and which run is where.
+    let bar = crate::progress::CountBar::new("epochs", (configs.len() * args.epochs) as u64);
+    let done = std::sync::atomic::AtomicUsize::new(0);
+    let runs = configs.len();
     let train_one = |name: &str, optimizer: OptimizerConfig| -> Result<Outcome> {
         let model = crate::models::build(&spec)?;
         let cfg = run_config(&base, optimizer, all, &model, threads)?;
@@ -371,19 +375,27 @@ fn mnist(
             if let Event::EpochEnd(r) = e {
                 total += r.seconds;
                 let v = r.val.expect("validating");
-                eprintln!(
+                bar.eprintln(&format!(
                     "{name:>9} epoch {}: train_loss {:.4} val_acc {:.2}% time {:.2}s",
                     r.epoch, r.train_loss, v.acc, r.seconds
-                );
+                ));
+                bar.advance(format!(
+                    "({} of {runs} runs done; {name} at epoch {})",
+                    done.load(std::sync::atomic::Ordering::Relaxed),
+                    r.epoch
+                ));
                 o.val_acc.push((r.epoch, v.acc));
                 o.train_loss.push((r.epoch, r.train_loss));
                 o.elapsed.push(total);
             }
         })?;
         o.test_acc = summary.test.acc;
+        done.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         Ok(o)
     };
-    let mut outcomes = race(configs, jobs, train_one)?;
+    let outcomes = race(configs, jobs, train_one);
+    bar.finish();
+    let mut outcomes = outcomes?;
     // Ranked by the best validation accuracy.
     let best = |o: &Outcome| {
         o.val_acc

@@ -77,9 +77,15 @@ pub fn run(
             .map_or(String::new(), |e| format!(", validation loss every {e}")),
         args.seed
     );
+    // Progress on a terminal: steps of all runs, and which run is where.
+    let steps = probe.max_steps.unwrap_or(0) as u64;
+    let bar = crate::progress::CountBar::new("steps", steps * configs.len() as u64);
+    let done = std::sync::atomic::AtomicUsize::new(0);
+    let runs = configs.len();
     let train_one = |name: &str, optimizer: OptimizerConfig| -> Result<Outcome> {
         let model = crate::models::build(&spec)?;
         let cfg = run_config(base, optimizer, text.train.len(), &model, threads)?;
+        let mut last = 0;
         let mut trainer = Trainer::new(model, &cfg).map_err(crate::train::cli_error)?;
         let mut o = Outcome {
             name: name.to_string(),
@@ -98,10 +104,18 @@ pub fn run(
             } = e
             {
                 let t = start.elapsed().as_secs_f64();
-                eprintln!(
+                bar.eprintln(&format!(
                     "{name:>9} step {step}: train_loss {train_loss:.4} val_loss {:.4} time {t:.1}s",
                     eval.loss
+                ));
+                bar.advance_by(
+                    step - last,
+                    format!(
+                        "({} of {runs} runs done; {name} at step {step})",
+                        done.load(std::sync::atomic::Ordering::Relaxed)
+                    ),
                 );
+                last = step;
                 o.val_loss.push((step, eval.loss));
                 o.train_loss.push((step, train_loss));
                 o.elapsed.push(t);
@@ -112,9 +126,12 @@ pub fn run(
             o.val_loss.push((o.steps, summary.test.loss));
             o.elapsed.push(start.elapsed().as_secs_f64());
         }
+        done.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         Ok(o)
     };
-    let mut outcomes = race(configs, jobs, train_one)?;
+    let outcomes = race(configs, jobs, train_one);
+    bar.finish();
+    let mut outcomes = outcomes?;
     outcomes.sort_by(|a, b| a.best().1.total_cmp(&b.best().1));
     let target = args
         .target_loss
