@@ -177,6 +177,9 @@ pub struct VizArgs {
     /// The image to write: .png or .svg.
     #[arg(long, value_name = "FILE", default_value = "viz.png")]
     pub out: PathBuf,
+    /// Also write an animation of the paths advancing step by step (a looping GIF).
+    #[arg(long, value_name = "FILE.gif")]
+    pub gif: Option<PathBuf>,
 }
 
 #[derive(Args, Debug)]

@@ -312,6 +312,13 @@ pub fn run(args: VizArgs) -> Result<()> {
         .auto(),
     );
     loss.series = losses;
+    if let Some(gif) = &args.gif {
+        if gif.extension().and_then(|e| e.to_str()) != Some("gif") {
+            bail!("invalid --gif {}: name a .gif file", gif.display());
+        }
+        descent_train::checkpoint::write_atomic(gif, &animate(&chart, p.x, p.y, FRAMES)?)?;
+        out!("wrote {} ({FRAMES} frames)", gif.display());
+    }
     let figure = Figure::row(vec![chart, loss]);
     let bytes = if ext == "png" {
         figure.png()?
@@ -321,6 +328,58 @@ pub fn run(args: VizArgs) -> Result<()> {
     descent_train::checkpoint::write_atomic(&args.out, &bytes)?;
     out!("wrote {}", args.out.display());
     Ok(())
+}
+
+/// Frames of `--gif`.
+const FRAMES: usize = 48;
+
+/// The paths of `chart` advancing: frame `f` of `frames` shows each path up to step
+/// `(f / frames)^2` of the longest (more frames early, where paths move most), its head
+/// marked; the last frame holds. A looping GIF.
+fn animate(chart: &Chart, x: (f64, f64), y: (f64, f64), frames: usize) -> Result<Vec<u8>> {
+    let longest = chart
+        .series
+        .iter()
+        .map(|s| s.points.len())
+        .max()
+        .unwrap_or(1);
+    let colors = descent_chart::colors(chart.series.len());
+    let mut out = Vec::new();
+    let (w, h, _) = chart.rgba(1.0)?;
+    let (w16, h16) = (u16::try_from(w)?, u16::try_from(h)?);
+    {
+        let mut enc = gif::Encoder::new(&mut out, w16, h16, &[])?;
+        enc.set_repeat(gif::Repeat::Infinite)?;
+        for f in 1..=frames {
+            let t = f as f64 / frames as f64;
+            let upto = ((longest - 1) as f64 * t * t).round() as usize + 1;
+            let mut c = chart.clone();
+            c.marks.retain(|m| m.shape != Shape::Square);
+            for (s, &color) in c.series.iter_mut().zip(&colors) {
+                s.points.truncate(upto);
+                if let Some(&head) = s.points.last() {
+                    c.marks.push(Mark {
+                        at: head,
+                        shape: Shape::Square,
+                        color,
+                        label: None,
+                    });
+                }
+            }
+            c.labels.push(descent_chart::Label {
+                at: (x.0 + 0.02 * (x.1 - x.0), y.1 - 0.05 * (y.1 - y.0)),
+                text: format!("step {}", upto - 1),
+            });
+            let (fw, fh, mut rgba) = c.rgba(1.0)?;
+            if (fw, fh) != (w, h) {
+                bail!("frame {f} is {fw}x{fh}, not {w}x{h}");
+            }
+            let mut frame = gif::Frame::from_rgba_speed(w16, h16, &mut rgba, 20);
+            frame.delay = if f == frames { 300 } else { 8 };
+            enc.write_frame(&frame)?;
+        }
+    }
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -338,6 +397,48 @@ mod tests {
                 assert!((g[0] - nx).abs() < 1e-4 * (1.0 + nx.abs()), "{g:?} vs {nx}");
                 assert!((g[1] - ny).abs() < 1e-4 * (1.0 + ny.abs()), "{g:?} vs {ny}");
             }
+        }
+    }
+
+    /// `--gif`: every frame the same size, the paths growing from frame to frame, and the
+    /// last frame showing each path in its colour.
+    #[test]
+    fn the_animation_shows_the_paths_advancing() {
+        let p = problem(VizFunction::Quadratic);
+        let series: Vec<Series> = ["sgd", "adam"]
+            .iter()
+            .map(|n| Series::new(*n, path(&p, optimizer(n, &p).unwrap(), 60).unwrap()))
+            .collect();
+        let mut chart = Chart::lines(p.name, "x", "y", series);
+        chart.x.range = Some(p.x);
+        chart.y.range = Some(p.y);
+        let bytes = animate(&chart, p.x, p.y, 6).unwrap();
+        let mut opts = gif::DecodeOptions::new();
+        opts.set_color_output(gif::ColorOutput::RGBA);
+        let mut dec = opts.read_info(std::io::Cursor::new(&bytes)).unwrap();
+        let (w, h) = (dec.width(), dec.height());
+        let colors = descent_chart::colors(2);
+        let mut counts = Vec::new();
+        while let Some(frame) = dec.read_next_frame().unwrap() {
+            assert_eq!((frame.width, frame.height), (w, h));
+            let near = |px: &[u8], c: (u8, u8, u8)| {
+                (i32::from(px[0]) - i32::from(c.0)).abs()
+                    + (i32::from(px[1]) - i32::from(c.1)).abs()
+                    + (i32::from(px[2]) - i32::from(c.2)).abs()
+                    < 40
+            };
+            let per: Vec<usize> = colors
+                .iter()
+                .map(|&c| frame.buffer.chunks(4).filter(|px| near(px, c)).count())
+                .collect();
+            counts.push(per);
+        }
+        assert_eq!(counts.len(), 6);
+        for k in 0..2 {
+            assert!(
+                counts[5][k] > counts[0][k] + 50,
+                "path {k} grows: {counts:?}"
+            );
         }
     }
 
