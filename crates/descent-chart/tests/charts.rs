@@ -337,3 +337,106 @@ fn inline_charts_and_figures() {
     let (_, _, px) = pixels(&fig.png().unwrap());
     assert!(px.iter().filter(|p| near(**p, PALETTE[0])).count() > 200);
 }
+
+/// Every kind of chart descent draws, from fixed data: its PNG has the size its SVG declares
+/// and rendered glyphs in the title's band (dark pixels where the title is written).
+#[test]
+fn every_chart_kind_renders_at_its_size_with_its_title() {
+    use descent_chart::{Mark, Shape};
+    let line = Chart::lines(
+        "loss per epoch",
+        "epoch",
+        "loss",
+        vec![Series::new(
+            "train",
+            vec![(1.0, 0.9), (2.0, 0.5), (3.0, 0.3)],
+        )],
+    );
+    let mut log = Chart::new("training loss", Axis::new("step"), Axis::new("loss").log());
+    log.series = vec![Series::new(
+        "adam",
+        (1..200).map(|i| (i as f64, 1.0 / i as f64)).collect(),
+    )];
+    let mut scatter = Chart::new(
+        "Optimization history",
+        Axis::new("trial"),
+        Axis::new("value"),
+    );
+    scatter.series = vec![
+        Series::new("complete", vec![(0.0, 90.0), (1.0, 93.0), (2.0, 91.0)]).markers(Markers::Only),
+        Series::new("best so far", vec![(0.0, 90.0), (1.0, 93.0), (2.0, 93.0)]),
+    ];
+    let bars = Chart::bar(
+        "Parameter importances",
+        "share",
+        vec![Bar {
+            name: "lr".into(),
+            value: 0.8,
+            text: "0.80".into(),
+        }],
+    );
+    let mut parallel = Chart::new(
+        "Parallel coordinates",
+        Axis::new("").names(vec!["lr".into(), "objective".into()]),
+        Axis::new("").names(Vec::new()).range(0.0, 1.0),
+    );
+    parallel.series = vec![Series::lines("trials", vec![vec![(0.0, 0.1), (1.0, 0.9)]])];
+    let mut paths = Chart::lines(
+        "Rosenbrock",
+        "x",
+        "y",
+        vec![Series::new(
+            "sgd",
+            vec![(-1.0, 2.0), (0.0, 0.5), (1.0, 1.0)],
+        )],
+    );
+    paths.background = vec![vec![(-1.5, 0.0), (1.5, 0.0)]];
+    paths.marks = vec![Mark {
+        at: (1.0, 1.0),
+        shape: Shape::Star,
+        color: (255, 200, 0),
+        label: Some("minimum".into()),
+    }];
+    let empty = Chart::new("Intermediate values", Axis::new("step"), Axis::new("value"))
+        .note("no trial has reported a value yet");
+    for chart in [line, log, scatter, bars, parallel, paths, empty] {
+        let svg = chart.svg();
+        let want: Vec<u32> = ["width", "height"]
+            .iter()
+            .map(|a| attrs(&svg, "svg", a)[0].parse().unwrap())
+            .collect();
+        let (w, h, px) = pixels(&chart.png().unwrap());
+        assert_eq!(vec![w, h], want, "{}", chart.title);
+        let title_w = text_width(&chart.title, 15.0);
+        assert!(title_w > 40.0);
+        let dark = px[(12 * w) as usize..(30 * w) as usize]
+            .iter()
+            .filter(|p| p.iter().all(|&c| c < 110))
+            .count();
+        // A 15-pixel title: its strokes cover well over a pixel per point of width.
+        assert!(
+            dark as f64 > title_w,
+            "{}: {dark} dark pixels in the title band",
+            chart.title
+        );
+    }
+    let fig = Figure::row(vec![
+        Chart::lines(
+            "left",
+            "x",
+            "y",
+            vec![Series::new("a", vec![(0.0, 0.0), (1.0, 1.0)])],
+        ),
+        Chart::lines(
+            "right",
+            "x",
+            "y",
+            vec![Series::new("b", vec![(0.0, 1.0), (1.0, 0.0)])],
+        ),
+    ]);
+    let (w, _, _) = pixels(&fig.png().unwrap());
+    assert_eq!(
+        w as f64,
+        attrs(&fig.svg(), "svg", "width")[0].parse::<f64>().unwrap()
+    );
+}
