@@ -90,7 +90,7 @@ impl Mapped {
         let log = match scale {
             Scale::Linear => false,
             Scale::Log => true,
-            Scale::Auto => positive && hi / lo >= 100.0,
+            Scale::Auto => positive && hi / lo >= 10.0,
         };
         if log {
             let pos: Vec<f64> = finite.iter().copied().filter(|&v| v > 0.0).collect();
@@ -349,8 +349,8 @@ mod tests {
         assert_eq!(labels(&t), ["1e-4", "1e-3", "1e-2", "1e-1"]);
         assert_eq!(t.first().unwrap().0, 1e-4);
         assert!(
-            !Mapped::fit(&[1.0, 50.0], Scale::Auto, None, 0.0).log,
-            "under two decades"
+            !Mapped::fit(&[1.0, 8.0], Scale::Auto, None, 0.0).log,
+            "under a decade"
         );
         assert!(
             !Mapped::fit(&[-1.0, 500.0], Scale::Auto, None, 0.0).log,

@@ -52,7 +52,7 @@ pub enum Scale {
     Linear,
     /// By decades (values must be > 0; others are left out).
     Log,
-    /// Log where every value is > 0 and they span two decades or more, else linear.
+    /// Log where every value is > 0 and they span a decade or more, else linear.
     Auto,
 }
 

@@ -411,8 +411,15 @@ fn mnist(
             .map(|i| o.elapsed[i])
     };
     let target = format!("time to {}%", args.target_acc);
+    // The name column as wide as the longest name (sgd-momentum), so the columns line up.
+    let nw = outcomes
+        .iter()
+        .map(|o| o.name.len())
+        .max()
+        .unwrap_or(0)
+        .max(10);
     out!(
-        "{:<10} {:>8} {:>9} {:>13} {:>10} {:>8} {:>8} {:>16}",
+        "{:<nw$} {:>8} {:>9} {:>13} {:>10} {:>8} {:>8} {:>16}",
         "optimizer",
         "lr",
         "final val",
@@ -431,7 +438,7 @@ fn mnist(
         let time = *o.elapsed.last().unwrap();
         let to = reach(o);
         out!(
-            "{:<10} {:>8} {:>8.2}% {:>8.2}% ({:>2}) {:>10.4} {:>7.2}% {:>7.1}s {:>16}",
+            "{:<nw$} {:>8} {:>8.2}% {:>8.2}% ({:>2}) {:>10.4} {:>7.2}% {:>7.1}s {:>16}",
             o.name,
             o.lr,
             final_val,

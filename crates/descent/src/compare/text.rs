@@ -137,8 +137,15 @@ pub fn run(
         .target_loss
         .map(|t| format!("time to {t}"))
         .unwrap_or_default();
+    // The name column as wide as the longest name, so the columns line up.
+    let nw = outcomes
+        .iter()
+        .map(|o| o.name.len())
+        .max()
+        .unwrap_or(0)
+        .max(10);
     let header = format!(
-        "{:<10} {:>8} {:>9} {:>17} {:>10} {:>8} {:>14}",
+        "{:<nw$} {:>8} {:>9} {:>17} {:>10} {:>8} {:>14}",
         "optimizer", "lr", "final val", "best val (step)", "train_loss", "time", target
     );
     out!("{}", header.trim_end());
@@ -151,7 +158,7 @@ pub fn run(
         let time = o.elapsed.last().copied().unwrap_or(0.0);
         let to = args.target_loss.and_then(|t| o.reach(t));
         let line = format!(
-            "{:<10} {:>8} {:>9.4} {:>9.4} ({:>5}) {:>10.4} {:>7.1}s {:>14}",
+            "{:<nw$} {:>8} {:>9.4} {:>9.4} ({:>5}) {:>10.4} {:>7.1}s {:>14}",
             o.name,
             o.lr,
             o.last(),
@@ -187,12 +194,13 @@ pub fn run(
             })
             .collect()
     };
-    let val = Chart::lines(
+    let mut val = Chart::lines(
         format!("validation loss of the language model, seed {}", args.seed),
         "step",
         "validation loss (nats per token)",
         series(|o| &o.val_loss),
     );
+    val.y.scale = Scale::Auto;
     let mut train = Chart::lines(
         "training loss (mean between evaluations)",
         "step",
