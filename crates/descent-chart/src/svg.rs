@@ -289,28 +289,13 @@ pub(crate) fn render_at(chart: &Chart, standalone: bool, at: Option<f64>) -> Str
         }
         None => 1.0,
     };
-    let bottom = 22.0
-        + TICK * 1.4 * names_rows
-        + if chart.x.label.is_empty() {
-            0.0
-        } else {
-            TEXT + 10.0
-        };
+    let bottom = bottom_margin(chart, names_rows);
     let (w, h) = ((left + pw + right).ceil(), (top + ph + bottom).ceil());
     let sx = |x: f64| left + xm.unit(x) * pw;
     let sy = |y: f64| top + ph - ym.unit(y) * ph;
 
     let mut o = String::new();
-    let ns = match at {
-        Some(x) => format!(r#" x="{x:.1}" y="0""#),
-        None if standalone => r#" xmlns="http://www.w3.org/2000/svg""#.to_string(),
-        None => String::new(),
-    };
-    let _ = write!(
-        o,
-        r#"<svg{ns} width="{w}" height="{h}" viewBox="0 0 {w} {h}" font-family="{FONT}, Verdana, sans-serif" fill="{INK}" role="img"><title>{}</title><rect width="100%" height="100%" fill="white"/>"#,
-        escape(&chart.title)
-    );
+    open_svg(&mut o, chart, standalone, at, w, h);
     let id = clip_id(chart);
     let _ = write!(
         o,
@@ -371,26 +356,7 @@ pub(crate) fn render_at(chart: &Chart, standalone: bool, at: Option<f64>) -> Str
         o,
         r##"<rect x="{left:.1}" y="{top:.1}" width="{pw:.1}" height="{ph:.1}" fill="none" stroke="#888" stroke-width="1"/>"##
     );
-    text(
-        &mut o,
-        left + pw / 2.0,
-        24.0,
-        &chart.title,
-        TITLE,
-        "middle",
-        r#" class="title""#,
-    );
-    if !chart.x.label.is_empty() {
-        text(
-            &mut o,
-            left + pw / 2.0,
-            h - 12.0,
-            &chart.x.label,
-            TEXT,
-            "middle",
-            "",
-        );
-    }
+    title_and_x_label(&mut o, chart, left + pw / 2.0, h);
     if !chart.y.label.is_empty() {
         let (x, y) = (16.0 + TEXT * 0.8, top + ph / 2.0);
         let rot = format!(r#" transform="rotate(-90 {x:.1} {y:.1})""#);
@@ -563,26 +529,11 @@ fn render_bars(chart: &Chart, standalone: bool, at: Option<f64>) -> String {
     let pw = PLOT_W.max(text_width(&chart.title, TITLE) - left + 20.0);
     let ph = band * bars.len() as f64 + 10.0;
     let right = 16.0 + end_w + 8.0;
-    let bottom = 22.0
-        + TICK * 1.4
-        + if chart.x.label.is_empty() {
-            0.0
-        } else {
-            TEXT + 10.0
-        };
+    let bottom = bottom_margin(chart, 1.0);
     let (w, h) = ((left + pw + right).ceil(), (top + ph + bottom).ceil());
     let sx = |x: f64| left + xm.unit(x) * pw;
     let mut o = String::new();
-    let ns = match at {
-        Some(x) => format!(r#" x="{x:.1}" y="0""#),
-        None if standalone => r#" xmlns="http://www.w3.org/2000/svg""#.to_string(),
-        None => String::new(),
-    };
-    let _ = write!(
-        o,
-        r#"<svg{ns} width="{w}" height="{h}" viewBox="0 0 {w} {h}" font-family="{FONT}, Verdana, sans-serif" fill="{INK}" role="img"><title>{}</title><rect width="100%" height="100%" fill="white"/>"#,
-        escape(&chart.title)
-    );
+    open_svg(&mut o, chart, standalone, at, w, h);
     let mut grid = String::new();
     let room = |s: &str| text_width(s, TICK) + 14.0;
     o.push_str(r#"<g class="axes">"#);
@@ -595,26 +546,7 @@ fn render_bars(chart: &Chart, standalone: bool, at: Option<f64>) -> String {
         o,
         r#"<path d="{grid}" stroke="{GRID}" stroke-width="1" fill="none"/>"#
     );
-    text(
-        &mut o,
-        left + pw / 2.0,
-        24.0,
-        &chart.title,
-        TITLE,
-        "middle",
-        r#" class="title""#,
-    );
-    if !chart.x.label.is_empty() {
-        text(
-            &mut o,
-            left + pw / 2.0,
-            h - 12.0,
-            &chart.x.label,
-            TEXT,
-            "middle",
-            "",
-        );
-    }
+    title_and_x_label(&mut o, chart, left + pw / 2.0, h);
     o.push_str("</g>");
     for (i, b) in bars.iter().enumerate() {
         let yc = top + 5.0 + band * (i as f64 + 0.5);
@@ -723,4 +655,45 @@ fn draw_note(o: &mut String, note: &str, x: f64, y: f64, width: f64) {
             r##" fill="#555" class="note""##,
         );
     }
+}
+
+/// The `<svg>` element's start: its size (and where a figure places it), the chart's title
+/// for screen readers, a white background.
+fn open_svg(o: &mut String, chart: &Chart, standalone: bool, at: Option<f64>, w: f64, h: f64) {
+    let ns = match at {
+        Some(x) => format!(r#" x="{x:.1}" y="0""#),
+        None if standalone => r#" xmlns="http://www.w3.org/2000/svg""#.to_string(),
+        None => String::new(),
+    };
+    let _ = write!(
+        o,
+        r#"<svg{ns} width="{w}" height="{h}" viewBox="0 0 {w} {h}" font-family="{FONT}, Verdana, sans-serif" fill="{INK}" role="img"><title>{}</title><rect width="100%" height="100%" fill="white"/>"#,
+        escape(&chart.title)
+    );
+}
+
+/// The title above the plot and the x axis's label at the bottom, both centred on `x`.
+fn title_and_x_label(o: &mut String, chart: &Chart, x: f64, h: f64) {
+    text(
+        o,
+        x,
+        24.0,
+        &chart.title,
+        TITLE,
+        "middle",
+        r#" class="title""#,
+    );
+    if !chart.x.label.is_empty() {
+        text(o, x, h - 12.0, &chart.x.label, TEXT, "middle", "");
+    }
+}
+
+/// Room under the plot: tick labels in `rows` rows, then the x axis's label if any.
+fn bottom_margin(chart: &Chart, rows: f64) -> f64 {
+    let label = if chart.x.label.is_empty() {
+        0.0
+    } else {
+        TEXT + 10.0
+    };
+    22.0 + TICK * 1.4 * rows + label
 }

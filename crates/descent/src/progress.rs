@@ -46,24 +46,26 @@ impl Bar {
 
     /// Prints a line on stdout with the bar out of the way.
     pub fn println(&self, line: &str) {
-        match &self.bar {
-            Some(b) => b.suspend(|| out!("{line}")),
-            None => out!("{line}"),
-        }
+        above(&self.bar, || out!("{line}"));
     }
 
     /// A line for the standard error (a warning), above the bar.
     pub fn eprintln(&self, line: &str) {
-        match &self.bar {
-            Some(b) => b.suspend(|| eprintln!("{line}")),
-            None => eprintln!("{line}"),
-        }
+        above(&self.bar, || eprintln!("{line}"));
     }
 
     pub fn finish(&self) {
         if let Some(b) = &self.bar {
             b.finish_and_clear();
         }
+    }
+}
+
+/// Runs `print` with `bar` (if any) out of the way, so that its line stays whole.
+fn above(bar: &Option<ProgressBar>, print: impl FnOnce()) {
+    match bar {
+        Some(b) => b.suspend(print),
+        None => print(),
     }
 }
 
@@ -168,18 +170,12 @@ impl CountBar {
 
     /// Prints a line on stdout with the bar out of the way.
     pub fn println(&self, line: &str) {
-        match &self.bar {
-            Some(b) => b.suspend(|| out!("{line}")),
-            None => out!("{line}"),
-        }
+        above(&self.bar, || out!("{line}"));
     }
 
     /// Prints a line on stderr with the bar out of the way.
     pub fn eprintln(&self, line: &str) {
-        match &self.bar {
-            Some(b) => b.suspend(|| eprintln!("{line}")),
-            None => eprintln!("{line}"),
-        }
+        above(&self.bar, || eprintln!("{line}"));
     }
 
     /// Removes the bar.

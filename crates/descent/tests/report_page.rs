@@ -262,42 +262,7 @@ fn a_run_report_page_shows_its_charts_epochs_and_settings() {
 #[test]
 fn a_study_page_shows_its_charts_and_trials() {
     let dir = tempfile::tempdir().unwrap();
-    let text = write(
-        dir.path(),
-        "t.txt",
-        &"the cat sat on the mat. the dog sat on the log.\n".repeat(60),
-    );
-    let storage = format!("sqlite:{}", dir.path().join("t.db").display());
-    let data = format!("data=text:{}", text.display());
-    ok(&[
-        "tune",
-        "--storage",
-        &storage,
-        "--study",
-        "s",
-        "--trials",
-        "5",
-        "--sampler",
-        "random",
-        "--fixed",
-        &data,
-        "--fixed",
-        "max-steps=8",
-        "--fixed",
-        "eval-every=4",
-        "--fixed",
-        "batch-size=4",
-        "--fixed",
-        "layers=1",
-        "--fixed",
-        "heads=2",
-        "--fixed",
-        "embd=16",
-        "--fixed",
-        "block-size=8",
-        "--fixed",
-        "warmup-steps=2",
-    ]);
+    let storage = tiny_gpt_study(dir.path(), 5, 8, &[]);
     let page = dir.path().join("study.html");
     let out = ok(&[
         "tune",

@@ -181,46 +181,9 @@ fn tune_writes_each_trial_as_a_tensorboard_run_with_its_hyperparameters() {
     use descent_tune::{ParamValue, SqlStorage, Study, TrialState};
 
     let dir = tempfile::tempdir().unwrap();
-    let text = write(
-        dir.path(),
-        "t.txt",
-        &"the cat sat on the mat. the dog sat on the log.\n".repeat(60),
-    );
     let db = dir.path().join("t.db");
-    let storage = format!("sqlite:{}", db.display());
     let tb = dir.path().join("tb");
-    let data = format!("data=text:{}", text.display());
-    ok(&[
-        "tune",
-        "--storage",
-        &storage,
-        "--study",
-        "s",
-        "--trials",
-        "3",
-        "--sampler",
-        "random",
-        "--tensorboard",
-        tb.to_str().unwrap(),
-        "--fixed",
-        &data,
-        "--fixed",
-        "max-steps=12",
-        "--fixed",
-        "eval-every=4",
-        "--fixed",
-        "batch-size=4",
-        "--fixed",
-        "layers=1",
-        "--fixed",
-        "heads=2",
-        "--fixed",
-        "embd=16",
-        "--fixed",
-        "block-size=8",
-        "--fixed",
-        "warmup-steps=2",
-    ]);
+    tiny_gpt_study(dir.path(), 3, 12, &["--tensorboard", tb.to_str().unwrap()]);
 
     let experiment: Vec<_> = hparams_in(&tb)
         .into_iter()

@@ -83,3 +83,49 @@ pub fn value_after(text: &str, key: &str) -> f64 {
         .parse()
         .unwrap()
 }
+
+/// A study `s` of a tiny GPT (1 block, 2 heads, width 16, context 8) on a short text in
+/// `dir`, `trials` random trials of `steps` steps each, evaluated every 4, in the SQLite file
+/// `dir/t.db`; `extra` flags go to `descent tune`. Returns the storage (`sqlite:PATH`).
+pub fn tiny_gpt_study(dir: &Path, trials: u32, steps: u32, extra: &[&str]) -> String {
+    let text = write(
+        dir,
+        "t.txt",
+        &"the cat sat on the mat. the dog sat on the log.\n".repeat(60),
+    );
+    let storage = format!("sqlite:{}", dir.join("t.db").display());
+    let (data, trials, steps) = (
+        format!("data=text:{}", text.display()),
+        trials.to_string(),
+        format!("max-steps={steps}"),
+    );
+    let mut args = vec![
+        "tune",
+        "--storage",
+        &storage,
+        "--study",
+        "s",
+        "--trials",
+        &trials,
+        "--sampler",
+        "random",
+        "--fixed",
+        &data,
+        "--fixed",
+        &steps,
+    ];
+    for fixed in [
+        "eval-every=4",
+        "batch-size=4",
+        "layers=1",
+        "heads=2",
+        "embd=16",
+        "block-size=8",
+        "warmup-steps=2",
+    ] {
+        args.extend(["--fixed", fixed]);
+    }
+    args.extend_from_slice(extra);
+    ok(&args);
+    storage
+}
