@@ -241,14 +241,15 @@ pub(crate) fn render_at(chart: &Chart, standalone: bool, at: Option<f64>) -> Str
     // Layout: margins from what they hold.
     let room_x = |s: &str| text_width(s, TICK) + 14.0;
     let room_y = |_: &str| TICK * 1.8;
+    // An empty chart has no scale to show: its note says why.
+    let scaleless = chart.is_empty() && chart.note.is_some();
     let yticks: Vec<(f64, String)> = match &chart.y.names {
         Some(n) => n
             .iter()
             .enumerate()
             .map(|(i, s)| (i as f64, s.clone()))
             .collect(),
-        // An empty chart has no scale to show: its note says why.
-        None if chart.is_empty() && chart.note.is_some() => Vec::new(),
+        None if scaleless => Vec::new(),
         None => ym.ticks(PLOT_H, false, &room_y),
     };
     let ytick_w = yticks
@@ -326,12 +327,12 @@ pub(crate) fn render_at(chart: &Chart, standalone: bool, at: Option<f64>) -> Str
             }
         }
         None => {
-            let empty = chart.is_empty() && chart.note.is_some();
-            for (v, l) in xm
-                .ticks(pw, whole_x, &room_x)
-                .into_iter()
-                .filter(|_| !empty)
-            {
+            let xticks = if scaleless {
+                Vec::new()
+            } else {
+                xm.ticks(pw, whole_x, &room_x)
+            };
+            for (v, l) in xticks {
                 let x = sx(v);
                 let _ = write!(grid, "M{x:.1},{top:.1}V{:.1}", top + ph);
                 text(&mut o, x, top + ph + 18.0, &l, TICK, "middle", "");
