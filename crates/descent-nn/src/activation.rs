@@ -153,6 +153,17 @@ impl Activation {
         }
     }
 
+    /// `y = f(x)`, out of place (GELU in one pass over both; the rest copy, then run in place).
+    pub fn forward_into(self, x: &[f32], y: &mut [f32]) {
+        match self {
+            Activation::Gelu => descent_tensor::vmath::gelu_into(x, y),
+            a => {
+                y.copy_from_slice(x);
+                a.forward(y)
+            }
+        }
+    }
+
     // dy and y have the same shape; the result overwrites dy: dx = dy * f'(x)
     /// Backward, in place, for a [`fusable`](Activation::fusable) activation: turns the
     /// gradient w.r.t. the output into the gradient w.r.t. the input, given the output `y`.
@@ -219,11 +230,10 @@ impl Layer for ActivationLayer {
     // x and y are (B, *shape)
     fn forward(&self, f: &mut Forward<'_>, x: &[f32], y: &mut [f32], _ws: &mut [f32]) {
         let n = f.batch * numel(&self.shape);
-        y[..n].copy_from_slice(&x[..n]);
-        let act = self.act;
+        let (act, x) = (self.act, &x[..n]);
         f.pool
-            .split_slice(&mut y[..n], 16, MIN_PER_THREAD, |_, chunk| {
-                act.forward(chunk)
+            .split_slice(&mut y[..n], 16, MIN_PER_THREAD, |off, chunk| {
+                act.forward_into(&x[off..off + chunk.len()], chunk)
             });
     }
 

@@ -10,7 +10,7 @@
 //! and head). Reference: Vaswani et al., "Attention Is All You Need" (2017); the layout is
 //! nanoGPT's (karpathy/nanoGPT, `CausalSelfAttention`).
 
-use descent_tensor::{matmul_serial, MatMut, MatRef};
+use descent_tensor::{matmul_small, transpose, MatMut, MatRef};
 
 use crate::layer::{Backward, Forward, Layer};
 use crate::par::{images, Scratch};
@@ -41,6 +41,11 @@ impl CausalSelfAttention {
 
     fn head_dim(&self) -> usize {
         self.width / self.heads
+    }
+
+    /// A thread's scratch: one `L x L` dP and a head's Kᵀ and Vᵀ (`d x L` each).
+    fn thread_len(&self) -> usize {
+        self.len * self.len + 2 * self.head_dim() * self.len
     }
 
     fn scale(&self) -> f32 {
@@ -94,22 +99,27 @@ impl Layer for CausalSelfAttention {
     }
 
     fn workspace_len(&self, cap: usize, threads: usize) -> usize {
-        // P of every sequence and head, and a thread's dP.
-        let ll = self.len * self.len;
-        cap * self.heads * ll + threads * ll
+        // P of every sequence and head; per thread, a dP and a head's Kᵀ and Vᵀ.
+        cap * self.heads * self.len * self.len + threads * self.thread_len()
     }
 
     // x is (B, L, 3D), y is (B, L, D); ws keeps P per (sequence, head). Rows in blocks of
     // BLOCK: block [r0, r1) sees keys [0, r1) only, so the products skip most of the zeros
-    // above the diagonal.
+    // above the diagonal. The products are small and in cache (a head's Q, K and V are
+    // L x d): the unpacked kernel, with Kᵀ copied out once per head so that B's rows are
+    // contiguous.
     fn forward(&self, f: &mut Forward<'_>, x: &[f32], y: &mut [f32], ws: &mut [f32]) {
         let (l, d, dh, hn) = (self.len, self.width, self.head_dim(), self.heads);
         let pairs = f.batch * hn;
         let parts = f.threads.min(pairs).max(1);
-        let (probs, ys) = (Scratch::new(ws), Scratch::new(&mut y[..f.batch * l * d]));
-        let scale = self.scale();
+        let (probs, scratch) = ws.split_at_mut(f.cap * hn * l * l);
+        let (probs, scratch) = (Scratch::new(probs), Scratch::new(scratch));
+        let ys = Scratch::new(&mut y[..f.batch * l * d]);
+        let (scale, per) = (self.scale(), self.thread_len());
         f.pool.run(parts, |p| {
             let (start, end) = images(pairs, parts, p);
+            // SAFETY: part p's scratch is its own.
+            let kt = unsafe { &mut scratch.part(p * per, per)[l * l..l * l + dh * l] };
             for q in start..end {
                 let (b, h) = (q / hn, q % hn);
                 let xb = &x[b * l * 3 * d..(b + 1) * l * 3 * d];
@@ -120,23 +130,20 @@ impl Layer for CausalSelfAttention {
                     self.part(xb, 1, h),
                     self.part(xb, 2, h),
                 );
+                transpose(MatMut::new(kt, dh, l).expect("sized"), km);
+                let kt = MatRef::new(kt, dh, l).expect("sized");
                 for r0 in (0..l).step_by(BLOCK) {
                     let r1 = (r0 + BLOCK).min(l);
                     let s = block(pm, l, r0, r1, r1);
-                    matmul_serial(
-                        s,
-                        qm.rows_range(r0, r1 - r0),
-                        km.rows_range(0, r1).t(),
-                        scale,
-                        0.0,
-                    );
+                    let qr = qm.rows_range(r0, r1 - r0);
+                    matmul_small(s, qr, kt.cols_range(0, r1), scale, 0.0);
                 }
                 causal_softmax(pm, l);
                 for r0 in (0..l).step_by(BLOCK) {
                     let r1 = (r0 + BLOCK).min(l);
                     let o = cols(&mut yb[r0 * d..r1 * d], h * dh, r1 - r0, dh);
                     let pr = MatRef::strided(&pm[r0 * l..], r1 - r0, r1, l, 1).expect("fits");
-                    matmul_serial(o, pr, vm.rows_range(0, r1), 1.0, 0.0);
+                    matmul_small(o, pr, vm.rows_range(0, r1), 1.0, 0.0);
                 }
             }
         });
@@ -160,11 +167,12 @@ impl Layer for CausalSelfAttention {
         let (probs, scratch) = (&*probs, Scratch::new(grads));
         let dxs = Scratch::new(&mut dx[..b.batch * l * 3 * d]);
         let dy = &*dy;
-        let scale = self.scale();
+        let (scale, per) = (self.scale(), self.thread_len());
         b.pool.run(parts, |p| {
             let (start, end) = images(pairs, parts, p);
-            // SAFETY: part p's dP block is its own.
-            let dp = unsafe { scratch.part(p * l * l, l * l) };
+            // SAFETY: part p's dP block and Vᵀ are its own.
+            let (dp, vt) = unsafe { scratch.part(p * per, per).split_at_mut(l * l) };
+            let vt = &mut vt[dh * l..2 * dh * l];
             for q in start..end {
                 let (bi, h) = (q / hn, q % hn);
                 let xb = &x[bi * l * 3 * d..(bi + 1) * l * 3 * d];
@@ -173,6 +181,8 @@ impl Layer for CausalSelfAttention {
                     self.part(xb, 1, h),
                     self.part(xb, 2, h),
                 );
+                transpose(MatMut::new(vt, dh, l).expect("sized"), vm);
+                let vt = MatRef::new(vt, dh, l).expect("sized");
                 let pm = &probs[q * l * l..(q + 1) * l * l];
                 let dyb = &dy[bi * l * d..(bi + 1) * l * d];
                 let d_o = MatRef::strided(&dyb[h * dh..], l, dh, d, 1).expect("fits");
@@ -184,13 +194,8 @@ impl Layer for CausalSelfAttention {
                 for r0 in (0..l).step_by(BLOCK) {
                     let r1 = (r0 + BLOCK).min(l);
                     let g = block(dp, l, r0, r1, r1);
-                    matmul_serial(
-                        g,
-                        d_o.rows_range(r0, r1 - r0),
-                        vm.rows_range(0, r1).t(),
-                        1.0,
-                        0.0,
-                    );
+                    let dor = d_o.rows_range(r0, r1 - r0);
+                    matmul_small(g, dor, vt.cols_range(0, r1), 1.0, 0.0);
                 }
                 for (i, (prow, drow)) in pm.chunks_exact(l).zip(dp.chunks_exact_mut(l)).enumerate()
                 {
@@ -205,19 +210,14 @@ impl Layer for CausalSelfAttention {
                     // dV = Pᵀ·dO, dK = dSᵀ·Q · scale
                     let pcol = rows(pm, l, c0, l, l).cols_range(c0, c1 - c0);
                     let dv = cols(&mut dxb[c0 * 3 * d..c1 * 3 * d], head(2), c1 - c0, dh);
-                    matmul_serial(dv, pcol.t(), d_o.rows_range(c0, l - c0), 1.0, 0.0);
+                    matmul_small(dv, pcol.t(), d_o.rows_range(c0, l - c0), 1.0, 0.0);
                     let scol = rows(dp, l, c0, l, l).cols_range(c0, c1 - c0);
                     let dk = cols(&mut dxb[c0 * 3 * d..c1 * 3 * d], head(1), c1 - c0, dh);
-                    matmul_serial(dk, scol.t(), qm.rows_range(c0, l - c0), scale, 0.0);
+                    matmul_small(dk, scol.t(), qm.rows_range(c0, l - c0), scale, 0.0);
                     // dQ = dS·K · scale for the query block [c0, c1), keys [0, c1).
                     let dq = cols(&mut dxb[c0 * 3 * d..c1 * 3 * d], head(0), c1 - c0, dh);
-                    matmul_serial(
-                        dq,
-                        rows(dp, l, c0, c1, c1),
-                        km.rows_range(0, c1),
-                        scale,
-                        0.0,
-                    );
+                    let ds = rows(dp, l, c0, c1, c1);
+                    matmul_small(dq, ds, km.rows_range(0, c1), scale, 0.0);
                 }
             }
         });

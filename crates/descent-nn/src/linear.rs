@@ -48,6 +48,9 @@ const SPARSE_MIN_WEIGHT: usize = 1 << 20;
 /// Features per thread below which a layer is not split.
 const MIN_FEATURES_PER_THREAD: usize = 16;
 
+/// Gradient values from which the bias gradient's column sums are split among threads.
+const BIAS_SPLIT_MIN: usize = 1 << 16;
+
 /// Rows (examples x positions) from which the forward pass and the input gradient split the
 /// rows among threads instead of the features, when there are at least `TALL` times as many
 /// rows as output columns: each thread then packs only its own rows of the input (a GPT's
@@ -484,17 +487,39 @@ impl Layer for Linear {
             });
         if self.has_bias {
             let bias = &mut target[self.bias..self.bias + outf];
+            let pool = b.pool;
             match sgd_lr {
-                None => Linear::backward_bias(dy, rows, bias),
+                None => Linear::backward_bias_on(pool, dy, rows, bias),
                 Some(lr) => {
                     let g = &mut ws[..outf];
-                    Linear::backward_bias(dy, rows, g);
+                    Linear::backward_bias_on(pool, dy, rows, g);
                     bias.iter_mut()
                         .zip(g.iter())
                         .for_each(|(p, g)| *p -= lr * g);
                 }
             }
         }
+    }
+}
+
+impl Linear {
+    /// [`Linear::backward_bias`] with the features split among the pool's threads where
+    /// there is enough to share (a GPT's 4096 x 512 gradient): each thread sums its own
+    /// columns over every row, so the sums are the same on any number of threads.
+    fn backward_bias_on(pool: &descent_tensor::Pool, dy: &[f32], rows: usize, dbias: &mut [f32]) {
+        let out = dbias.len();
+        if rows * out < BIAS_SPLIT_MIN {
+            return Linear::backward_bias(dy, rows, dbias);
+        }
+        pool.split_slice(dbias, 16, MIN_FEATURES_PER_THREAD, |j0, band| {
+            band.fill(0.0);
+            let w = band.len();
+            for row in dy[..rows * out].chunks_exact(out) {
+                for (d, g) in band.iter_mut().zip(&row[j0..j0 + w]) {
+                    *d += g;
+                }
+            }
+        });
     }
 }
 
@@ -510,7 +535,7 @@ mod tests {
     #[test]
     fn backward_matches_the_naive_products() {
         let mut rng = Rng::new(4);
-        for (rows, inf, outf) in [(64, 9216, 128), (5, 17, 3), (3, 1 << 16, 17)] {
+        for (rows, inf, outf) in [(64, 9216, 128), (5, 17, 3), (3, 1 << 16, 17), (700, 8, 128)] {
             for density in [0.15, 0.9] {
                 let mut lb = LayoutBuilder::default();
                 let l = Linear::build(&mut lb, "fc", &[inf], outf, true);
@@ -552,6 +577,10 @@ mod tests {
                         );
                     }
                 };
+                // The bias gradient: dy's column sums (split among threads past 65 536 values).
+                let want_db: Vec<f32> = (0..outf)
+                    .map(|j| (0..rows).map(|i| dy[i * outf + j] as f64).sum::<f64>() as f32)
+                    .collect();
                 let mut runs = Vec::new();
                 for threads in [1, 3] {
                     let pool = Pool::new(threads).unwrap();
@@ -575,6 +604,7 @@ mod tests {
                     l.backward(&mut b, &x, &[], &mut dyc, Some(&mut dx), &mut ws);
                     close(&dx, &want_dx, "dx");
                     close(&grads[l.weight..l.weight + outf * inf], &want_dw, "dW");
+                    close(&grads[l.bias..l.bias + outf], &want_db, "db");
                     // The fused SGD step: W - lr · dW.
                     let mut p2 = params.clone();
                     let mut dyc = dy.clone();
@@ -594,6 +624,13 @@ mod tests {
                     let stepped: Vec<f32> =
                         w.iter().zip(&want_dw).map(|(w, g)| w - 0.5 * g).collect();
                     close(&p2[l.weight..l.weight + outf * inf], &stepped, "SGD weight");
+                    let bias = &params[l.bias..l.bias + outf];
+                    let stepped: Vec<f32> = bias
+                        .iter()
+                        .zip(&want_db)
+                        .map(|(b, g)| b - 0.5 * g)
+                        .collect();
+                    close(&p2[l.bias..l.bias + outf], &stepped, "SGD bias");
                     runs.push((dx, grads, p2));
                 }
                 assert!(runs[0] == runs[1], "threads changed the bits");

@@ -6,6 +6,9 @@ use descent_tensor::Rng;
 use crate::chain::Chain;
 use crate::layer::{mix_seed, numel, Backward, Forward, Layer};
 
+/// Values per thread below which the element-wise sums and copies are not split.
+const SPLIT_MIN: usize = 1 << 14;
+
 /// A residual block over two chains from the same input.
 ///
 /// With recomputation on ([`Layer::set_recompute`]) the body's activations live in the
@@ -140,9 +143,12 @@ impl Layer for Residual {
             None => &x[..n],
         };
         // y = body(x) + shortcut(x) in one pass.
-        for ((y, o), s) in y[..n].iter_mut().zip(&out[..n]).zip(short) {
-            *y = o + s;
-        }
+        f.pool.split_slice(&mut y[..n], 16, SPLIT_MIN, |off, y| {
+            let r = off..off + y.len();
+            for ((y, o), s) in y.iter_mut().zip(&out[r.clone()]).zip(&short[r]) {
+                *y = o + s;
+            }
+        });
         f.seed = seed;
         if self.recompute {
             f.scratch = scratch;
@@ -182,9 +188,13 @@ impl Layer for Residual {
         }
         let n = batch * numel(self.output_shape());
         let m = batch * numel(self.body.input_shape());
-        self.body
-            .output_grad(body_ws, batch, cap, threads)
-            .copy_from_slice(&dy[..n]);
+        let (pool, dy_n) = (b.pool, &dy[..n]);
+        pool.split_slice(
+            self.body.output_grad(body_ws, batch, cap, threads),
+            16,
+            SPLIT_MIN,
+            |off, g| g.copy_from_slice(&dy_n[off..off + g.len()]),
+        );
         b.seed = mix_seed(seed, 0);
         self.body.backward(b, x, body_ws, dx.as_deref_mut());
         b.seed = seed;
@@ -208,7 +218,11 @@ impl Layer for Residual {
             }
             None => {
                 if let Some(dx) = dx {
-                    dx[..m].iter_mut().zip(&dy[..n]).for_each(|(d, g)| *d += g);
+                    let dy = &dy[..n];
+                    b.pool.split_slice(&mut dx[..m], 16, SPLIT_MIN, |off, d| {
+                        let g = &dy[off..off + d.len()];
+                        d.iter_mut().zip(g).for_each(|(d, g)| *d += g);
+                    });
                 }
             }
         }

@@ -36,8 +36,8 @@ pub mod vmath;
 
 pub use kernels::{amx_enabled, bf16_native, isa, set_isa, Isa};
 pub use matmul::{
-    matmul, matmul_gemm, matmul_naive, matmul_path, matmul_serial, matmul_serial_in, round_bf16,
-    Precision,
+    matmul, matmul_gemm, matmul_naive, matmul_path, matmul_serial, matmul_serial_in, matmul_small,
+    round_bf16, Precision,
 };
 pub use matrix::{transpose, MatMut, MatRef};
 pub use pool::{Pool, MAX_THREADS};

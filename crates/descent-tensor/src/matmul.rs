@@ -66,6 +66,24 @@ pub fn matmul_serial(dst: MatMut<'_>, a: MatRef<'_>, b: MatRef<'_>, alpha: f32, 
     matmul_serial_isa(crate::isa(), dst, a, b, alpha, beta)
 }
 
+/// [`matmul_serial`] for small operands that are already in cache (attention's per-head
+/// products, a few dozen rows and columns): with AVX-512, B's and `dst`'s rows contiguous
+/// (unit column strides) and A in any layout, an unpacked kernel that keeps its tile of
+/// `dst` in registers over the whole of k; elsewhere [`matmul_serial`]. Each value is one sum
+/// over k in order, so the bits do not depend on how the caller splits the rows.
+pub fn matmul_small(dst: MatMut<'_>, a: MatRef<'_>, b: MatRef<'_>, alpha: f32, beta: f32) {
+    check_shapes(&dst, &a, &b);
+    if dst.rows() == 0 || dst.cols() == 0 {
+        return;
+    }
+    let ops = operands(Some(&dst), &a, &b, alpha, beta);
+    // SAFETY: as in `matmul_serial_isa`: valid views of agreeing shapes, `dst` exclusive.
+    if ops.k > 0 && unsafe { kernels::run_small(&ops) } {
+        return;
+    }
+    matmul_serial(dst, a, b, alpha, beta)
+}
+
 /// The precision of a product's inputs: f32, or rounded to bfloat16 (8 bits of mantissa, to
 /// nearest even) with products and sums in f32 (the mixed precision of `torch.autocast`
 /// with `dtype=torch.bfloat16` on the CPU).
@@ -261,6 +279,64 @@ mod tests {
             .into_iter()
             .filter(|i| i.supported())
             .collect()
+    }
+
+    /// The small-operand product against its twin, the same sums in scalar code (one fused
+    /// multiply-add per step of k, in order; then alpha, then beta's term), bit for bit, and
+    /// against the naive loops: every tile height and its remainders (12, 8, 6, 4, 1 rows),
+    /// columns across the narrow and wide tiles and their masked last vectors, A row-major
+    /// and transposed, B and C rows further apart than their lengths (columns of wider
+    /// matrices, as attention's heads are), and beta 0 over a C full of NaNs.
+    #[test]
+    fn small_matches_its_twin_bit_for_bit() {
+        let mut rng = Rng::new(11);
+        for &m in &[1, 3, 4, 5, 8, 11, 12, 13, 25, 32] {
+            for &n in &[1, 15, 16, 17, 32, 33, 64, 65, 100, 128] {
+                for &k in &[1, 7, 32, 129] {
+                    let (ldb, ldc) = (n + 5, n + 3);
+                    let ta = (m + n + k) % 2 == 0;
+                    let a_buf = random(&mut rng, m * k);
+                    let a = view(&a_buf, m, k, ta);
+                    let b_buf = random(&mut rng, k * ldb);
+                    let b = MatRef::strided(&b_buf, k, n, ldb, 1).unwrap();
+                    for (alpha, beta) in [(1.0, 0.0), (0.125, 1.0), (-2.0, 0.5)] {
+                        let init: Vec<f32> = match beta == 0.0 {
+                            true => vec![f32::NAN; m * ldc],
+                            false => random(&mut rng, m * ldc),
+                        };
+                        let mut got = init.clone();
+                        let dst = MatMut::strided(&mut got, m, n, ldc, 1).unwrap();
+                        matmul_small(dst, a, b, alpha, beta);
+                        let mut naive = init.clone();
+                        let dst = MatMut::strided(&mut naive, m, n, ldc, 1).unwrap();
+                        matmul_naive(dst, a, b, alpha, beta);
+                        for i in 0..m {
+                            for j in 0..n {
+                                let mut acc = 0.0f32;
+                                for p in 0..k {
+                                    acc = a.at(i, p).mul_add(b.at(p, j), acc);
+                                }
+                                let mut twin = alpha * acc;
+                                if beta != 0.0 {
+                                    twin = beta.mul_add(init[i * ldc + j], twin);
+                                }
+                                let (g, w) = (got[i * ldc + j], naive[i * ldc + j]);
+                                let tol = 1e-5 * (k as f32).sqrt() * (1.0 + w.abs());
+                                assert!((g - w).abs() <= tol, "m{m} n{n} k{k}: {g} vs {w}");
+                                if crate::isa() == Isa::Avx512 {
+                                    assert_eq!(g.to_bits(), twin.to_bits(), "m{m} n{n} k{k}");
+                                }
+                            }
+                            // Past the row's n columns, C is untouched.
+                            for j in n..ldc.min(n + 3) {
+                                let (g, w) = (got[i * ldc + j], init[i * ldc + j]);
+                                assert!(g.to_bits() == w.to_bits(), "m{m} n{n}: column {j}");
+                            }
+                        }
+                    }
+                }
+            }
+        }
     }
 
     /// Every combination of transposed operands, accumulation, instruction set and thread

@@ -46,6 +46,12 @@ fn exp1(x: f32) -> f32 {
 
 #[inline(always)]
 fn erf1(x: f32) -> f32 {
+    erf_from(x, exp1(-(x * x)))
+}
+
+/// `erf(x)` given `e = exp(-x²)` (which GELU's derivative needs too).
+#[inline(always)]
+fn erf_from(x: f32, e: f32) -> f32 {
     let a = x.abs();
     let t = 1.0 / a.mul_add(0.327_591_1, 1.0);
     let mut r = 1.061_405_4f32;
@@ -53,7 +59,6 @@ fn erf1(x: f32) -> f32 {
     r = r.mul_add(t, 1.421_413_8);
     r = r.mul_add(t, -0.284_496_74);
     r = r.mul_add(t, 0.254_829_6);
-    let e = exp1(-(x * x));
     (-(e * t)).mul_add(r, 1.0).copysign(x)
 }
 
@@ -123,6 +128,17 @@ twice!(
 );
 
 twice!(
+    /// `y = GELU(x)`: [`gelu`] out of place, in one pass over both.
+    gelu_into,
+    gelu_into_plain,
+    gelu_into_avx512,
+    (x: &[f32], y: &mut [f32]),
+    {
+        y.iter_mut().zip(x).for_each(|(y, &v)| *y = v * cdf1(v));
+    }
+);
+
+twice!(
     /// `dx = dy · GELU'(x) = dy · (Φ(x) + x φ(x))`.
     gelu_backward,
     gelu_backward_plain,
@@ -130,8 +146,11 @@ twice!(
     (x: &[f32], dy: &[f32], dx: &mut [f32]),
     {
         for ((d, &x), &g) in dx.iter_mut().zip(x).zip(dy) {
-            let pdf = INV_SQRT_2PI * exp1(-0.5 * x * x);
-            *d = g * x.mul_add(pdf, cdf1(x));
+            // One exp for both: Φ(x) = (1 + erf(z)) / 2 and φ(x) = e^{-z²} / sqrt(2π), z = x / √2.
+            let z = x * std::f32::consts::FRAC_1_SQRT_2;
+            let e = exp1(-(z * z));
+            let cdf = 0.5 * (1.0 + erf_from(z, e));
+            *d = g * x.mul_add(INV_SQRT_2PI * e, cdf);
         }
     }
 );
@@ -178,6 +197,9 @@ mod tests {
             .unzip();
         let mut g = xs.clone();
         gelu(&mut g);
+        let mut g2 = vec![f32::NAN; xs.len()];
+        gelu_into(&xs, &mut g2);
+        assert_eq!(g, g2, "in place and out of place");
         let mut dg = vec![0.0; xs.len()];
         gelu_backward(&xs, &ys, &mut dg);
         for i in 0..xs.len() {
@@ -215,6 +237,14 @@ mod tests {
         let (mut a, mut b) = (xs.clone(), xs.clone());
         gelu_plain(&mut a);
         gelu(&mut b);
+        assert_eq!(
+            a.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+            b.iter().map(|v| v.to_bits()).collect::<Vec<_>>()
+        );
+        let dy: Vec<f32> = xs.iter().map(|x| (x * 3.1).cos()).collect();
+        let (mut a, mut b) = (vec![0.0; xs.len()], vec![0.0; xs.len()]);
+        gelu_backward_plain(&xs, &dy, &mut a);
+        gelu_backward(&xs, &dy, &mut b);
         assert_eq!(
             a.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
             b.iter().map(|v| v.to_bits()).collect::<Vec<_>>()

@@ -187,6 +187,25 @@ mod avx2;
 mod avx512;
 #[cfg(target_arch = "x86_64")]
 mod bf16;
+#[cfg(target_arch = "x86_64")]
+mod small;
+
+/// `C = alpha · A · B + beta · C` by the unpacked kernel for small operands in cache, where
+/// the AVX-512 kernels are chosen and B's and C's rows are contiguous; false (nothing done)
+/// elsewhere.
+///
+/// # Safety
+/// The operands must describe valid, non-overlapping (for C) memory of the given shapes.
+pub(crate) unsafe fn run_small(o: &Operands) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    if isa() == Isa::Avx512 && o.b_cs == 1 && o.c_cs == 1 {
+        // SAFETY: forwarded from the caller; the CPU has AVX-512 and the layouts fit.
+        unsafe { small::small(o) };
+        return true;
+    }
+    let _ = o;
+    false
+}
 
 /// Whether products in bfloat16 run natively here: the AVX-512 kernels are chosen and the CPU
 /// has AVX512-BF16 (`vdpbf16ps`). Elsewhere they are emulated: the same rounding of the
