@@ -481,10 +481,21 @@ impl Layer for Linear {
         let w = &mut target[self.weight..self.weight + outf * inf];
         let w = MatMut::new(w, outf, inf).expect("weight fits");
         let precision = self.precision;
-        b.pool
-            .split_rows(w, 8, MIN_FEATURES_PER_THREAD, |i0, band| {
-                Linear::backward_weight_block(precision, dy_mat, input, band, i0, alpha, beta)
-            });
+        if rows >= ROW_SPLIT_MIN && inf > outf {
+            // Wider inputs than outputs (a GPT's fc_proj, 4096 x 512 into 128): each thread
+            // takes a band of input features, so that it packs only its columns of x, the
+            // larger operand, and all of the smaller dyᵀ.
+            b.pool
+                .split_cols(w, 16, MIN_FEATURES_PER_THREAD, |j0, band| {
+                    let x = input.cols_range(j0, band.cols());
+                    matmul_serial_in(precision, band, dy_mat.t(), x, alpha, beta)
+                });
+        } else {
+            b.pool
+                .split_rows(w, 8, MIN_FEATURES_PER_THREAD, |i0, band| {
+                    Linear::backward_weight_block(precision, dy_mat, input, band, i0, alpha, beta)
+                });
+        }
         if self.has_bias {
             let bias = &mut target[self.bias..self.bias + outf];
             let pool = b.pool;
@@ -535,7 +546,13 @@ mod tests {
     #[test]
     fn backward_matches_the_naive_products() {
         let mut rng = Rng::new(4);
-        for (rows, inf, outf) in [(64, 9216, 128), (5, 17, 3), (3, 1 << 16, 17), (700, 8, 128)] {
+        for (rows, inf, outf) in [
+            (64, 9216, 128),
+            (5, 17, 3),
+            (3, 1 << 16, 17),
+            (700, 8, 128),
+            (600, 160, 32),
+        ] {
             for density in [0.15, 0.9] {
                 let mut lb = LayoutBuilder::default();
                 let l = Linear::build(&mut lb, "fc", &[inf], outf, true);

@@ -456,6 +456,8 @@ pub fn softmax_cross_entropy(
         ..LossStats::default()
     };
     let inv_batch = 1.0 / batch as f32;
+    let grads = dlogits.is_some();
+    let mut scratch = vec![0.0f32; if grads { 0 } else { classes }];
     for (i, (row, &label)) in logits.chunks_exact(classes).zip(labels).enumerate() {
         let label = label as usize;
         if label >= classes {
@@ -471,16 +473,20 @@ pub fn softmax_cross_entropy(
                 (arg, max) = (j, v);
             }
         }
-        let sum: f32 = row.iter().map(|v| (v - max).exp()).sum();
+        // exp(z - max) once, vectorized, into the gradient's row (or a row of scratch).
+        let e = match dlogits.as_deref_mut() {
+            Some(d) => &mut d[i * classes..(i + 1) * classes],
+            None => &mut scratch[..],
+        };
+        e.iter_mut().zip(row).for_each(|(e, v)| *e = v - max);
+        descent_tensor::vmath::exp(e);
+        let sum = descent_tensor::sum(e);
         stats.loss_sum += (sum.ln() - (row[label] - max)) as f64;
         stats.correct += usize::from(arg == label);
-        if let Some(d) = dlogits.as_deref_mut() {
-            let drow = &mut d[i * classes..(i + 1) * classes];
+        if grads {
             let scale = inv_batch / sum;
-            for (dv, v) in drow.iter_mut().zip(row) {
-                *dv = (v - max).exp() * scale;
-            }
-            drow[label] -= inv_batch;
+            e.iter_mut().for_each(|v| *v *= scale);
+            e[label] -= inv_batch;
         }
     }
     Ok(stats)
