@@ -71,7 +71,7 @@ fn cols(x: &mut [f32], off: usize, rows: usize, w: usize) -> MatMut<'_> {
 fn causal_softmax(s: &mut [f32], n: usize) {
     for (i, row) in s.chunks_exact_mut(n).enumerate() {
         let (seen, masked) = row.split_at_mut(i + 1);
-        let max = seen.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        let max = descent_tensor::max(seen);
         seen.iter_mut().for_each(|v| *v -= max);
         descent_tensor::vmath::exp(seen);
         let inv = 1.0 / descent_tensor::sum(seen);
@@ -200,7 +200,7 @@ impl Layer for CausalSelfAttention {
                 for (i, (prow, drow)) in pm.chunks_exact(l).zip(dp.chunks_exact_mut(l)).enumerate()
                 {
                     let (pr, dr) = (&prow[..=i], &mut drow[..=i]);
-                    let c: f32 = pr.iter().zip(dr.iter()).map(|(p, g)| p * g).sum();
+                    let c = descent_tensor::dot(pr, dr);
                     dr.iter_mut().zip(pr).for_each(|(g, p)| *g = p * (*g - c));
                     drow[i + 1..].fill(0.0);
                 }

@@ -41,7 +41,7 @@ pub use matmul::{
 };
 pub use matrix::{transpose, MatMut, MatRef};
 pub use pool::{Pool, MAX_THREADS};
-pub use reduce::sum;
+pub use reduce::{dot, max, sum};
 pub use rng::{Rng, Rng8};
 
 /// The block of k of the AVX-512 packed product: `C = alpha·A·B + beta·C` sums each run of
