@@ -184,6 +184,25 @@ impl Linear {
         }
     }
 
+    /// [`Linear::backward_bias`] with the features split among the pool's threads where
+    /// there is enough to share (a GPT's 4096 x 512 gradient): each thread sums its own
+    /// columns over every row, so the sums are the same on any number of threads.
+    fn backward_bias_on(pool: &descent_tensor::Pool, dy: &[f32], rows: usize, dbias: &mut [f32]) {
+        let out = dbias.len();
+        if rows * out < BIAS_SPLIT_MIN {
+            return Linear::backward_bias(dy, rows, dbias);
+        }
+        pool.split_slice(dbias, 16, MIN_FEATURES_PER_THREAD, |j0, band| {
+            band.fill(0.0);
+            let w = band.len();
+            for row in dy[..rows * out].chunks_exact(out) {
+                for (d, g) in band.iter_mut().zip(&row[j0..j0 + w]) {
+                    *d += g;
+                }
+            }
+        });
+    }
+
     // dy is (R, out), mostly zeros; x is (R, in); dx is (R, in).
     /// The backward pass visiting only the nonzeros of `dy` (behind ReLU and dropout):
     /// `dx[n, :] = Σ_j dy[n, j] · W[j, :]` and `dW[j, :] = Σ_n dy[n, j] · x[n, :]`, each in
@@ -510,27 +529,6 @@ impl Layer for Linear {
                 }
             }
         }
-    }
-}
-
-impl Linear {
-    /// [`Linear::backward_bias`] with the features split among the pool's threads where
-    /// there is enough to share (a GPT's 4096 x 512 gradient): each thread sums its own
-    /// columns over every row, so the sums are the same on any number of threads.
-    fn backward_bias_on(pool: &descent_tensor::Pool, dy: &[f32], rows: usize, dbias: &mut [f32]) {
-        let out = dbias.len();
-        if rows * out < BIAS_SPLIT_MIN {
-            return Linear::backward_bias(dy, rows, dbias);
-        }
-        pool.split_slice(dbias, 16, MIN_FEATURES_PER_THREAD, |j0, band| {
-            band.fill(0.0);
-            let w = band.len();
-            for row in dy[..rows * out].chunks_exact(out) {
-                for (d, g) in band.iter_mut().zip(&row[j0..j0 + w]) {
-                    *d += g;
-                }
-            }
-        });
     }
 }
 
