@@ -256,6 +256,12 @@ fn race<T: Send>(
 }
 
 /// Engine threads per run when `jobs` run at a time.
+/// The width of a results table's name column: the longest name (`sgd-momentum`), at least
+/// 10, so that the columns line up.
+fn name_width<'a>(names: impl Iterator<Item = &'a str>) -> usize {
+    names.map(str::len).max().unwrap_or(0).max(10)
+}
+
 fn threads_per_run(args: &CompareArgs, runs: usize) -> (usize, usize) {
     let jobs = args.jobs.clamp(1, runs.max(1));
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
@@ -411,13 +417,7 @@ fn mnist(
             .map(|i| o.elapsed[i])
     };
     let target = format!("time to {}%", args.target_acc);
-    // The name column as wide as the longest name (sgd-momentum), so the columns line up.
-    let nw = outcomes
-        .iter()
-        .map(|o| o.name.len())
-        .max()
-        .unwrap_or(0)
-        .max(10);
+    let nw = name_width(outcomes.iter().map(|o| o.name.as_str()));
     out!(
         "{:<nw$} {:>8} {:>9} {:>13} {:>10} {:>8} {:>8} {:>16}",
         "optimizer",

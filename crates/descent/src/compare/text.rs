@@ -137,13 +137,7 @@ pub fn run(
         .target_loss
         .map(|t| format!("time to {t}"))
         .unwrap_or_default();
-    // The name column as wide as the longest name, so the columns line up.
-    let nw = outcomes
-        .iter()
-        .map(|o| o.name.len())
-        .max()
-        .unwrap_or(0)
-        .max(10);
+    let nw = super::name_width(outcomes.iter().map(|o| o.name.as_str()));
     let header = format!(
         "{:<nw$} {:>8} {:>9} {:>17} {:>10} {:>8} {:>14}",
         "optimizer", "lr", "final val", "best val (step)", "train_loss", "time", target
