@@ -26,6 +26,7 @@
 //! schedules, [`clip_grad_norm`] and [`clip_grad_value`] the clipping.
 
 mod clip;
+mod device;
 mod optimizer;
 mod par;
 mod rules;
@@ -33,6 +34,7 @@ pub mod schedule;
 mod state;
 
 pub use clip::{clip_grad_norm, clip_grad_norm_on, clip_grad_value, grad_norm, grad_norm_on};
+pub use device::{DeviceGroup, DEVICE_OPTIMIZERS};
 pub use optimizer::{Optimizer, ParamGroup, ParamSpec};
 pub use par::{Parallel, RayonPool, Serial};
 pub use rules::{
@@ -90,6 +92,9 @@ pub enum OptimError {
         /// The names it has.
         known: String,
     },
+    /// An optimizer whose update has no device kernel yet.
+    #[error("{0} has no device update yet (on a GPU, choose one of: {list}); or train on the CPU", list = crate::device::DEVICE_OPTIMIZERS)]
+    NoDeviceUpdate(&'static str),
     /// Clipping met a NaN or infinite gradient norm.
     #[error("the gradient norm is {0}: the gradients hold NaN or infinity (lower the learning rate, or clip without the non-finite check)")]
     NonFiniteGradNorm(f32),

@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use crate::par::{par_for, par_sum, Bufs, Parallel, RayonPool};
 use crate::rules::{Kernel, LambStep, OptimizerConfig};
-use crate::{OptimError, OptimizerState, ParamState};
+use crate::{DeviceGroup, OptimError, OptimizerState, ParamState};
 
 /// One parameter tensor in the flat buffer: its name (`fc1.weight`) and shape. Tensors lie in
 /// the buffer one after the other in the order given.
@@ -285,6 +285,34 @@ impl Optimizer {
         }
         self.step = t;
         Ok(())
+    }
+
+    /// The next step as a device runs it: per parameter group, its element-wise rule, the
+    /// ranges it covers and the step's scalars (for step `steps() + 1`, at the groups'
+    /// current learning rates). The device keeps the state buffers (each as long as the flat
+    /// parameters, as [`Optimizer::state`] lays them out) and, after running the step, the
+    /// engine calls [`Optimizer::fused_step_done`]. An error for optimizers without a device
+    /// rule.
+    pub fn device_plan(&self) -> Result<Vec<DeviceGroup>, OptimError> {
+        let t = self.step + 1;
+        let mut out: Vec<DeviceGroup> = Vec::with_capacity(self.groups.len());
+        for (gi, g) in self.groups.iter().enumerate() {
+            let update = g.config.device_update()?;
+            let ranges: Vec<_> = (0..self.specs.len())
+                .filter(|&i| self.group_of[i] == gi)
+                .map(|i| self.offsets[i]..self.offsets[i] + self.specs[i].len())
+                .collect();
+            if ranges.is_empty() {
+                continue;
+            }
+            let hyper = update.hyper(g.config.lr(), t);
+            out.push(DeviceGroup {
+                update,
+                ranges,
+                hyper,
+            });
+        }
+        Ok(out)
     }
 
     /// f32 values of state the optimizer holds once it steps (its buffers, one value per

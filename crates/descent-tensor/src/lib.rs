@@ -26,6 +26,7 @@
 //! assert_eq!(c, [1.0, 2.0, 4.0, 5.0]);
 //! ```
 
+pub mod backend;
 mod kernels;
 mod matmul;
 mod matrix;
@@ -34,6 +35,7 @@ mod reduce;
 mod rng;
 pub mod vmath;
 
+pub use backend::{Backend, Device};
 pub use kernels::{amx_enabled, bf16_native, isa, set_isa, Isa};
 pub use matmul::{
     matmul, matmul_gemm, matmul_naive, matmul_path, matmul_serial, matmul_serial_in, matmul_small,

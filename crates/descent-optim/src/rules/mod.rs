@@ -686,15 +686,9 @@ impl Kernel {
     }
 }
 
-/// `a + w (b - a)` rounded as PyTorch's `lerp` rounds it (the other form for w >= 0.5).
-#[inline(always)]
-pub(crate) fn lerp(a: f32, b: f32, w: f32) -> f32 {
-    if w.abs() < 0.5 {
-        a + w * (b - a)
-    } else {
-        b - (b - a) * (1.0 - w)
-    }
-}
+/// `a + w (b - a)` rounded as PyTorch's `lerp` rounds it (the other form for w >= 0.5); the
+/// device updates share it.
+pub(crate) use descent_tensor::backend::lerp;
 
 pub(crate) fn check_lr(lr: f32) -> Result<(), OptimError> {
     if !(lr.is_finite() && lr > 0.0) {
