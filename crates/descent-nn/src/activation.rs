@@ -5,7 +5,9 @@
 //! their output, so they can be fused onto the layer before them (Linear, Conv2d) and run in
 //! place; GELU and SiLU need their input and stay separate layers.
 
-use crate::layer::{numel, Backward, Forward, Layer};
+use descent_tensor::backend::{Act, Backend, BackendError, Span};
+
+use crate::layer::{numel, Backward, DeviceIo, Forward, Layer};
 
 /// An element-wise nonlinearity.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -81,6 +83,18 @@ impl Activation {
             Activation::Relu | Activation::Tanh | Activation::Sigmoid => true,
             Activation::LeakyRelu(s) => s > 0.0,
             Activation::Gelu | Activation::GeluTanh | Activation::Silu => false,
+        }
+    }
+
+    /// The backend's form of a [`fusable`](Activation::fusable) activation (one whose
+    /// device pass needs only its output); `None` for the others.
+    pub fn device(self) -> Option<Act> {
+        match self {
+            Activation::Relu => Some(Act::Relu),
+            Activation::Tanh => Some(Act::Tanh),
+            Activation::Sigmoid => Some(Act::Sigmoid),
+            Activation::LeakyRelu(s) if s > 0.0 => Some(Act::LeakyRelu(s)),
+            _ => None,
         }
     }
 
@@ -225,6 +239,44 @@ impl Layer for ActivationLayer {
 
     fn output_shape(&self) -> &[usize] {
         &self.shape
+    }
+
+    fn on_device(&self) -> Result<(), String> {
+        match self.act.device() {
+            Some(_) => Ok(()),
+            None => Err(format!(
+                "{} has no device program yet",
+                self.act.torch_name()
+            )),
+        }
+    }
+
+    // x and y are (B, *shape)
+    fn device_forward(
+        &self,
+        be: &mut dyn Backend,
+        batch: usize,
+        x: Span,
+        y: Span,
+    ) -> Result<(), BackendError> {
+        let n = batch * numel(&self.shape);
+        let act = self.act.device().expect("on_device checked it");
+        be.copy(y.sub(0, n), x.sub(0, n))?;
+        be.bias_act(y.sub(0, n), None, n.max(1), act)
+    }
+
+    // dy, dx are (B, *shape); dx = dy * f'(y)
+    fn device_backward(
+        &self,
+        be: &mut dyn Backend,
+        batch: usize,
+        io: DeviceIo,
+    ) -> Result<(), BackendError> {
+        let Some(dx) = io.dx else { return Ok(()) };
+        let n = batch * numel(&self.shape);
+        let act = self.act.device().expect("on_device checked it");
+        be.copy(dx.sub(0, n), io.dy.sub(0, n))?;
+        be.act_grad(dx.sub(0, n), io.y.sub(0, n), act)
     }
 
     // x and y are (B, *shape)

@@ -1,9 +1,10 @@
 //! Dropout (Srivastava et al. 2014; PyTorch's `nn.Dropout` and `nn.Dropout2d`) and
 //! `nn.Flatten`.
 
+use descent_tensor::backend::{Backend, BackendError, Span};
 use descent_tensor::Rng8;
 
-use crate::layer::{mix_seed, numel, Backward, Forward, Layer};
+use crate::layer::{mix_seed, numel, Backward, DeviceIo, Forward, Layer};
 use crate::par::{images, Scratch};
 
 /// Mask entries drawn from one random stream: the masks are the same on any number of
@@ -190,6 +191,32 @@ impl Layer for Flatten {
 
     fn is_view(&self) -> bool {
         true
+    }
+
+    fn on_device(&self) -> Result<(), String> {
+        Ok(())
+    }
+
+    fn device_forward(
+        &self,
+        be: &mut dyn Backend,
+        batch: usize,
+        x: Span,
+        y: Span,
+    ) -> Result<(), BackendError> {
+        let n = batch * self.shape[0];
+        be.copy(y.sub(0, n), x.sub(0, n))
+    }
+
+    fn device_backward(
+        &self,
+        be: &mut dyn Backend,
+        batch: usize,
+        io: DeviceIo,
+    ) -> Result<(), BackendError> {
+        let Some(dx) = io.dx else { return Ok(()) };
+        let n = batch * self.shape[0];
+        be.copy(dx.sub(0, n), io.dy.sub(0, n))
     }
 
     fn forward(&self, f: &mut Forward<'_>, x: &[f32], y: &mut [f32], _ws: &mut [f32]) {

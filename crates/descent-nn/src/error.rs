@@ -76,4 +76,13 @@ pub enum NnError {
         /// Rows the workspace holds.
         capacity: usize,
     },
+    /// A model or loss that has no device program (a layer without one, a loss other than
+    /// plain cross-entropy).
+    #[error("cannot run this model on {device}: {why}; train it on the CPU (`cpu`)")]
+    NotOnDevice {
+        /// The device asked for.
+        device: String,
+        /// What has no device program.
+        why: String,
+    },
 }

@@ -8,6 +8,7 @@
 //! [`Layer`] in its own file (forward and backward side by side, shapes first), add a
 //! [`crate::LayerSpec`] variant that builds it, and a PyTorch fixture (`tools/nn_reference.py`).
 
+use descent_tensor::backend::{Backend, BackendError, Span};
 use descent_tensor::{Pool, Rng};
 
 /// Everything a layer's forward pass reads besides its input.
@@ -259,6 +260,45 @@ pub trait Layer: Send + Sync + std::fmt::Debug {
         let _ = (params, buffers, rng);
     }
 
+    /// Whether the layer has a device program ([`Layer::device_forward`] and
+    /// [`Layer::device_backward`]), so that a model of such layers runs on any
+    /// [`descent_tensor::Backend`]; when not, the reason, for the message that refuses the
+    /// model on a device.
+    fn on_device(&self) -> Result<(), String> {
+        Err(format!("{} has no device program yet", self.kind()))
+    }
+
+    /// `y = layer(x)` on `batch` rows on a backend: the layer's parameters are at its own
+    /// offsets in [`descent_tensor::backend::Region::Params`]. Only called when
+    /// [`Layer::on_device`] says yes.
+    fn device_forward(
+        &self,
+        be: &mut dyn Backend,
+        batch: usize,
+        x: Span,
+        y: Span,
+    ) -> Result<(), BackendError> {
+        let _ = (be, batch, x, y);
+        Err(BackendError::Unsupported(
+            self.on_device().err().unwrap_or_default(),
+        ))
+    }
+
+    /// The backward pass on a backend: from `dy` (which it may overwrite) the parameter
+    /// gradients, put at the layer's offsets in
+    /// [`descent_tensor::backend::Region::Grads`], and `dx` when given.
+    fn device_backward(
+        &self,
+        be: &mut dyn Backend,
+        batch: usize,
+        io: DeviceIo,
+    ) -> Result<(), BackendError> {
+        let _ = (be, batch, io);
+        Err(BackendError::Unsupported(
+            self.on_device().err().unwrap_or_default(),
+        ))
+    }
+
     /// `y = layer(x)` on `f.batch` rows; `ws` is the layer's workspace.
     fn forward(&self, f: &mut Forward<'_>, x: &[f32], y: &mut [f32], ws: &mut [f32]);
 
@@ -274,6 +314,19 @@ pub trait Layer: Send + Sync + std::fmt::Debug {
         dx: Option<&mut [f32]>,
         ws: &mut [f32],
     );
+}
+
+/// The spans a layer's device backward pass reads and writes.
+#[derive(Clone, Copy, Debug)]
+pub struct DeviceIo {
+    /// The input, as the forward pass read it.
+    pub x: Span,
+    /// The output, as the forward pass left it.
+    pub y: Span,
+    /// The gradient w.r.t. the output; the layer may overwrite it.
+    pub dy: Span,
+    /// Where the gradient w.r.t. the input goes (overwritten), when it is wanted.
+    pub dx: Option<Span>,
 }
 
 /// Number of values in one example of this shape.

@@ -1,9 +1,10 @@
 //! The fully connected layer `y = x·Wᵀ + b`, PyTorch's `nn.Linear`, with an optional
 //! activation fused onto its output.
 
+use descent_tensor::backend::{Backend, BackendError, DMat, Region, Span as DSpan};
 use descent_tensor::{matmul_serial_in, MatMut, MatRef, Precision, Rng};
 
-use crate::layer::{numel, Backward, Forward, Layer, Sink};
+use crate::layer::{numel, Backward, DeviceIo, Forward, Layer, Sink};
 use crate::par::Scratch;
 use crate::sparse::{compress_row, window_sums, Span, Store};
 use crate::{Activation, LayoutBuilder};
@@ -419,6 +420,90 @@ impl Layer for Linear {
                 *v = rng.uniform(-bound, bound);
             }
         }
+    }
+
+    fn on_device(&self) -> Result<(), String> {
+        if self.tied {
+            return Err("a tied Linear has no device program yet".into());
+        }
+        if self.precision != Precision::F32 {
+            return Err("Linear runs in f32 on a device (bf16 products there are to come)".into());
+        }
+        match self.act {
+            Some(a) if a.device().is_none() => Err(format!(
+                "Linear + {} has no device program yet",
+                a.torch_name()
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    // x is (R, in), R = batch x the leading dimensions; y is (R, out) = act(x Wᵀ + b).
+    fn device_forward(
+        &self,
+        be: &mut dyn Backend,
+        batch: usize,
+        x: DSpan,
+        y: DSpan,
+    ) -> Result<(), BackendError> {
+        let (inf, outf) = (self.in_features, self.out_features);
+        let rows = batch * numel(&self.shape) / outf;
+        let y = y.sub(0, rows * outf);
+        let w = DMat::new(
+            DSpan::new(Region::Params, self.weight, outf * inf),
+            outf,
+            inf,
+        );
+        be.gemm(
+            DMat::new(y, rows, outf),
+            DMat::new(x, rows, inf),
+            w.t(),
+            1.0,
+            0.0,
+        )?;
+        let bias = self
+            .has_bias
+            .then(|| DSpan::new(Region::Params, self.bias, outf));
+        let act = self
+            .act
+            .map_or(descent_tensor::backend::Act::Identity, |a| {
+                a.device().expect("on_device checked it")
+            });
+        be.bias_act(y, bias, outf, act)
+    }
+
+    // dy is (R, out), x is (R, in): dx = dy W, dW = dyᵀ x, db = Σ_rows dy.
+    fn device_backward(
+        &self,
+        be: &mut dyn Backend,
+        batch: usize,
+        io: DeviceIo,
+    ) -> Result<(), BackendError> {
+        let (inf, outf) = (self.in_features, self.out_features);
+        let rows = batch * numel(&self.shape) / outf;
+        let dy = io.dy.sub(0, rows * outf);
+        if let Some(act) = self.act.and_then(|a| a.device()) {
+            be.act_grad(dy, io.y.sub(0, rows * outf), act)?;
+        }
+        let dym = DMat::new(dy, rows, outf);
+        if let Some(dx) = io.dx {
+            let w = DMat::new(
+                DSpan::new(Region::Params, self.weight, outf * inf),
+                outf,
+                inf,
+            );
+            be.gemm(DMat::new(dx, rows, inf), dym, w, 1.0, 0.0)?;
+        }
+        let dw = DMat::new(
+            DSpan::new(Region::Grads, self.weight, outf * inf),
+            outf,
+            inf,
+        );
+        be.gemm(dw, dym.t(), DMat::new(io.x, rows, inf), 1.0, 0.0)?;
+        if self.has_bias {
+            be.col_sum(DSpan::new(Region::Grads, self.bias, outf), dy, outf, 0.0)?;
+        }
+        Ok(())
     }
 
     // x is (R, in), R = batch x the leading dimensions; y is (R, out).

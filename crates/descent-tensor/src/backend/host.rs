@@ -78,6 +78,14 @@ impl Backend for HostBackend {
         Ok(self.get(span).to_vec())
     }
 
+    fn copy(&mut self, dst: Span, src: Span) -> Result<(), BackendError> {
+        self.check(dst)?;
+        self.check(src)?;
+        let v = self.get(src).to_vec();
+        self.get_mut(dst).copy_from_slice(&v);
+        Ok(())
+    }
+
     fn fill(&mut self, span: Span, value: f32) -> Result<(), BackendError> {
         self.check(span)?;
         self.get_mut(span).fill(value);

@@ -295,6 +295,9 @@ pub trait Backend {
     /// Copies `span` back to the host, after every operation enqueued before it.
     fn read(&mut self, span: Span) -> Result<Vec<f32>, BackendError>;
 
+    /// Copies `src` into the same-sized `dst` (spans that do not overlap).
+    fn copy(&mut self, dst: Span, src: Span) -> Result<(), BackendError>;
+
     /// Sets every value of `span` to `value`.
     fn fill(&mut self, span: Span, value: f32) -> Result<(), BackendError>;
 
