@@ -1,0 +1,150 @@
+//! Finding the CUDA libraries (before any call into them: cudarc panics on a library it cannot
+//! load, so each is looked for first and its absence becomes a [`CudaError::Library`]) and
+//! compiling descent's kernels.
+
+use cudarc::nvrtc::{compile_ptx_with_opts, CompileError, CompileOptions, Ptx};
+
+use crate::CudaError;
+
+/// The CUDA C source of descent's kernels.
+pub const KERNELS: &str = include_str!("kernels.cu");
+
+/// Where PyTorch's pip wheels put cuBLAS and NVRTC.
+const PIP_ADVICE: &str = "install the CUDA toolkit, or add the folder that holds it to \
+    LD_LIBRARY_PATH (PyTorch's pip packages ship it under site-packages/nvidia/cu13/lib: \
+    `find / -name 'libcublas.so*'`)";
+
+/// The names cudarc tries for `name`, without the Windows-style ones and repeats.
+fn searched(name: &str) -> String {
+    let mut names: Vec<String> = Vec::new();
+    for n in cudarc::get_lib_name_candidates(name) {
+        if !n.contains("64") && !names.contains(&n) {
+            names.push(n);
+        }
+    }
+    names.join(", ")
+}
+
+/// Checks that the driver, cuBLAS and NVRTC can be loaded.
+pub(crate) fn probe() -> Result<(), CudaError> {
+    // SAFETY: each only tries to open the library by its candidate names.
+    if !unsafe { cudarc::driver::sys::is_culib_present() } {
+        return Err(CudaError::Library {
+            what: "libcuda (the NVIDIA driver's library)",
+            searched: searched("cuda"),
+            advice: "install the NVIDIA driver, or add the folder that holds libcuda.so.1 to \
+                LD_LIBRARY_PATH (no GPU here: train with `cpu`)",
+        });
+    }
+    probe_nvrtc()?;
+    if !unsafe { cudarc::cublas::sys::is_culib_present() } {
+        return Err(CudaError::Library {
+            what: "cuBLAS",
+            searched: searched("cublas"),
+            advice: PIP_ADVICE,
+        });
+    }
+    Ok(())
+}
+
+/// Checks that NVRTC can be loaded (it needs no GPU).
+pub(crate) fn probe_nvrtc() -> Result<(), CudaError> {
+    // SAFETY: as in `probe`.
+    if !unsafe { cudarc::nvrtc::sys::is_culib_present() } {
+        return Err(CudaError::Library {
+            what: "NVRTC (CUDA's run-time compiler)",
+            searched: searched("nvrtc"),
+            advice: PIP_ADVICE,
+        });
+    }
+    Ok(())
+}
+
+/// Compiles [`KERNELS`] to PTX for `arch` (`compute_90` for an H100/H200), with
+/// `--fmad=false` so that no multiply and add is fused (the reference's rounding). Needs
+/// NVRTC, not a GPU.
+pub fn compile_kernels(arch: &str) -> Result<Ptx, CudaError> {
+    compile(KERNELS, arch)
+}
+
+fn compile(src: &str, arch: &str) -> Result<Ptx, CudaError> {
+    probe_nvrtc()?;
+    let opts = CompileOptions {
+        fmad: Some(false),
+        options: vec![format!("--gpu-architecture={arch}")],
+        name: Some("descent_kernels.cu".into()),
+        ..Default::default()
+    };
+    compile_ptx_with_opts(src, opts).map_err(|e| match e {
+        CompileError::CompileError { log, .. } => CudaError::Compile {
+            arch: arch.to_string(),
+            log: log
+                .to_string_lossy()
+                .split_whitespace()
+                .collect::<Vec<_>>()
+                .join(" "),
+        },
+        other => CudaError::call("NVRTC", other),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The kernels compile for the H200's architecture wherever NVRTC is found (it needs no
+    /// GPU: PyTorch's pip packages ship it); skipped, saying so, where it is not.
+    #[test]
+    fn kernels_compile_with_nvrtc() {
+        match compile_kernels("compute_90") {
+            Err(e @ CudaError::Library { .. }) => {
+                println!("skipped: {e}");
+            }
+            Err(e) => panic!("{e}"),
+            Ok(ptx) => {
+                let text = ptx.to_src();
+                for name in [
+                    "fill_f32",
+                    "bias_act",
+                    "act_grad",
+                    "col_sum",
+                    "softmax_xent",
+                    "add_row_stats",
+                    "sgd_update",
+                    "adam_update",
+                ] {
+                    assert!(text.contains(&format!(".entry {name}(")), "{name} missing");
+                }
+                // --fmad=false: no multiply and add fused in the kernels that must give the
+                // CPU's bits (expf, tanhf and logf use fma inside, on purpose).
+                for name in ["sgd_update", "adam_update", "col_sum", "act_grad"] {
+                    let body = text
+                        .split(&format!(".entry {name}("))
+                        .nth(1)
+                        .expect("entry");
+                    let body = body.split(".entry ").next().expect("body");
+                    assert!(!body.contains("fma.rn"), "{name}: a multiply-add was fused");
+                }
+            }
+        }
+    }
+
+    /// A kernel that does not compile is reported with NVRTC's log, on one line.
+    #[test]
+    fn compile_errors_carry_the_log() {
+        match compile(
+            "extern \"C\" __global__ void k() { undeclared_name; }",
+            "compute_90",
+        ) {
+            Err(e @ CudaError::Library { .. }) => println!("skipped: {e}"),
+            Err(CudaError::Compile { arch, log }) => {
+                assert_eq!(arch, "compute_90");
+                assert!(
+                    log.contains("undeclared_name") && !log.contains('\n'),
+                    "{log}"
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+}
