@@ -33,7 +33,7 @@ pub(crate) fn probe() -> Result<(), CudaError> {
             what: "libcuda (the NVIDIA driver's library)",
             searched: searched("cuda"),
             advice: "install the NVIDIA driver, or add the folder that holds libcuda.so.1 to \
-                LD_LIBRARY_PATH (no GPU here: train with `cpu`)",
+                LD_LIBRARY_PATH (or, with no GPU here, run on the CPU)",
         });
     }
     probe_nvrtc()?;

@@ -442,8 +442,9 @@ fn epoch(args: &BenchArgs) -> Result<()> {
     let gflop = model.step_flops() as f64 * data.train.len() as f64 / 1e9;
     let name = crate::models::describe(args.model.as_deref(), &model);
     let mut trainer = Trainer::new(model, &cfg).map_err(crate::train::cli_error)?;
+    crate::device::attach(&mut trainer, args.device)?;
     out!(
-        "model {name}, {} lr {}, batch {} on {} ({} examples{}), {} threads, {} epochs",
+        "model {name}, {} lr {}, batch {} on {} ({} examples{}), {}, {} threads, {} epochs",
         cfg.optimizer.name(),
         cfg.lr(),
         cfg.batch_size,
@@ -454,6 +455,7 @@ fn epoch(args: &BenchArgs) -> Result<()> {
         } else {
             ""
         },
+        trainer.device(),
         trainer.threads(),
         cfg.epochs
     );

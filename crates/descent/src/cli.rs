@@ -109,6 +109,9 @@ pub struct TuneArgs {
     /// Threads per trial (default: the cores divided among the jobs).
     #[arg(long, value_parser = threads)]
     pub threads: Option<usize>,
+    /// Where the training steps run: cpu (the default), cuda (the first GPU) or cuda:N.
+    #[arg(long, default_value = "cpu", value_parser = crate::device::parse, value_name = "DEVICE")]
+    pub device: descent_tensor::Device,
     /// Fail instead of downloading MNIST.
     #[arg(long)]
     pub no_fetch: bool,
@@ -257,6 +260,9 @@ pub struct CompareArgs {
     /// Engine threads (default: all cores).
     #[arg(long, value_parser = threads)]
     pub threads: Option<usize>,
+    /// Where the training steps run: cpu (the default), cuda (the first GPU) or cuda:N.
+    #[arg(long, default_value = "cpu", value_parser = crate::device::parse, value_name = "DEVICE")]
+    pub device: descent_tensor::Device,
     /// Never download: fail if the data is not on disk.
     #[arg(long)]
     pub no_fetch: bool,
@@ -303,6 +309,9 @@ pub struct EvalArgs {
     /// Engine threads (default: all cores).
     #[arg(long, value_parser = threads)]
     pub threads: Option<usize>,
+    /// Where the training steps run: cpu (the default), cuda (the first GPU) or cuda:N.
+    #[arg(long, default_value = "cpu", value_parser = crate::device::parse, value_name = "DEVICE")]
+    pub device: descent_tensor::Device,
     /// Never download: fail if the data is not on disk.
     #[arg(long)]
     pub no_fetch: bool,
@@ -685,6 +694,10 @@ pub struct TrainArgs {
     /// Engine threads (default: all cores).
     #[arg(long, value_parser = threads, help_heading = "Training")]
     pub threads: Option<usize>,
+    /// Where the training steps run: cpu (the default), cuda (the first GPU) or cuda:N.
+    #[arg(long, default_value = "cpu", value_parser = crate::device::parse, value_name = "DEVICE", help_heading = "Training")]
+    #[serde(with = "crate::device::as_name", default)]
+    pub device: descent_tensor::Device,
     /// Print `[epoch, batch] loss` every N batches (0: never).
     #[arg(
         long,
@@ -1025,6 +1038,9 @@ pub struct BenchArgs {
     /// Engine threads (default: all cores).
     #[arg(long, value_parser = threads)]
     pub threads: Option<usize>,
+    /// Where the training steps run: cpu (the default), cuda (the first GPU) or cuda:N.
+    #[arg(long, default_value = "cpu", value_parser = crate::device::parse, value_name = "DEVICE")]
+    pub device: descent_tensor::Device,
     /// Epochs to time (epoch) or timed repetitions per shape (gemm).
     #[arg(long, default_value_t = 5)]
     pub runs: usize,

@@ -217,6 +217,14 @@ pub fn run(args: EvalArgs) -> Result<()> {
     let pool = Pool::new(args.threads.unwrap_or(0))?;
     let batch = Workspace::capacity_within(&net, 1000, pool.threads(), descent_train::EVAL_BYTES);
     let mut ws = Workspace::new(&net, batch, pool.threads());
+    let mut gpu = crate::device::DeviceForward::new(args.device, &net, &params, batch)?;
+    // The outputs of a batch (a copy: they are a few values per row).
+    let mut forward = |xs: &[f32]| -> Result<Vec<f32>> {
+        Ok(match &mut gpu {
+            Some(g) => g.outputs(&net, xs)?,
+            None => net.forward(&params, xs, &mut ws, &pool)?.to_vec(),
+        })
+    };
     let f = test.features();
     if test.is_regression() {
         let (mut se, mut ae) = (0f64, 0f64);
@@ -225,7 +233,7 @@ pub fn run(args: EvalArgs) -> Result<()> {
             .chunks(batch * f)
             .zip(test.values().chunks(batch))
         {
-            let out = net.forward(&params, xs, &mut ws, &pool)?;
+            let out = forward(xs)?;
             for (&o, &y) in out.iter().zip(ys) {
                 se += ((o - y) as f64).powi(2);
                 ae += (o - y).abs() as f64;
@@ -250,7 +258,7 @@ pub fn run(args: EvalArgs) -> Result<()> {
         .chunks(batch * f)
         .zip(test.labels().chunks(batch))
     {
-        let logits = net.forward(&params, xs, &mut ws, &pool)?;
+        let logits = &forward(xs)?[..];
         total.merge(softmax_cross_entropy(logits, ys, classes, None)?);
         for (row, &y) in logits.chunks(classes).zip(ys) {
             let pred = row

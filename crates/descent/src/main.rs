@@ -27,6 +27,7 @@ mod cli;
 mod compare;
 mod config_file;
 mod data;
+mod device;
 mod eval;
 mod generate;
 mod html;

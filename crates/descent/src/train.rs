@@ -663,6 +663,15 @@ pub fn run(args: TrainArgs) -> Result<()> {
         None => args,
     };
     let run_dir = args.resume.clone().or(args.run_dir.clone());
+    if !args.device.is_cpu() && run_dir.is_some() {
+        bail!(
+            "--device {}: a run on a GPU keeps no checkpoints yet; drop --run-dir and --resume \
+             (--save still writes the weights), or train with --device cpu",
+            args.device
+        );
+    }
+    // The device is opened first: a missing GPU is said before any data is fetched.
+    let backend = crate::device::open(args.device)?;
     // Every setting is checked before the data is fetched; schedules are sized again from
     // the data once it is loaded. A resumed run rebuilds the model its checkpoint records.
     let resumed = match &args.resume {
@@ -808,6 +817,9 @@ pub fn run(args: TrainArgs) -> Result<()> {
         if !args.quiet {
             eprintln!("starting from the weights in {}", path.display());
         }
+    }
+    if let Some(be) = backend {
+        trainer.set_backend(be).map_err(cli_error)?;
     }
     let run = match (&run_dir, resumed) {
         (_, Some(run)) => Some(run),

@@ -531,7 +531,8 @@ pub fn run(args: TuneArgs) -> Result<()> {
     }
     // The optimizer first: what else is suggested depends on it.
     space.sort_by_key(|p| p.flag != "optimizer");
-    let base = train_args(&fixed).context("invalid --fixed flags")?;
+    let mut base = train_args(&fixed).context("invalid --fixed flags")?;
+    base.device = args.device;
     let base_json = serde_json::to_value(&base)?;
     // Every flag must be one `descent train` knows, with values it accepts: check each
     // parameter at its low end now rather than in every trial.
@@ -812,6 +813,7 @@ pub fn run(args: TuneArgs) -> Result<()> {
             trial.set_user_attr("config", &cfg)?;
             let mut trainer = Trainer::new(model, &cfg)
                 .map_err(|e| TrialError::msg(crate::train::cli_error(e)))?;
+            crate::device::attach(&mut trainer, targs.device).map_err(TrialError::msg)?;
             let flag = Arc::new(AtomicBool::new(false));
             RUNNING
                 .lock()

@@ -1231,3 +1231,27 @@ fn tune_on_postgresql_never_shows_the_password() {
         }
     }
 }
+
+/// Without a GPU (or without its driver), `--device cuda` stops at once with one line that
+/// names the library it could not load and where to put it; a bad device name is refused by
+/// the parser. (On a machine with a GPU the first half does not apply and is skipped.)
+#[test]
+fn device_cuda_without_a_gpu_is_one_clear_line() {
+    let dir = tempfile::tempdir().unwrap();
+    if Path::new("/proc/driver/nvidia").exists() {
+        println!("skipped the no-GPU half: this machine has NVIDIA's driver");
+    } else {
+        let o = descent(
+            &["train", "--device", "cuda:0", "--epochs", "1"],
+            dir.path(),
+        );
+        let err = stderr(&o);
+        assert_clean_failure(&o, "--device cuda:0: cannot load");
+        assert!(err.contains("LD_LIBRARY_PATH"), "{err}");
+        assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
+        // Nothing was fetched before the device was refused.
+        assert!(entries(dir.path()).is_empty(), "{:?}", entries(dir.path()));
+    }
+    let o = descent(&["train", "--device", "tpu"], dir.path());
+    assert_clean_failure(&o, "unknown device `tpu`");
+}

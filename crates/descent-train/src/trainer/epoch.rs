@@ -27,7 +27,8 @@ struct Augmenting {
 pub(super) struct Batch {
     /// Which batch of the epoch.
     b: usize,
-    rows: usize,
+    /// Examples in it.
+    pub(super) rows: usize,
     features: usize,
     per: usize,
     x: Vec<f32>,
@@ -440,6 +441,7 @@ impl Trainer {
             self.grads = vec![0.0; trainable];
         }
         let stats = match fused_lr {
+            _ if self.device.is_some() => self.device_batch(train, batch)?,
             // Plain SGD is applied inside the backward pass: no gradient buffer.
             Some(lr) => self.net.train_step_sgd(
                 &mut self.params,
@@ -482,7 +484,10 @@ impl Trainer {
                 suggest: suggestion(self.optimizer.name(), lr),
             });
         }
-        if full_batch {
+        if self.device.is_some() {
+            // The device ran the optimizer's update after the backward pass.
+            self.optimizer.fused_step_done();
+        } else if full_batch {
             // The batch gradient is a mean over its rows: weight it by its share.
             let w = rows as f32 / train.len() as f32;
             let (acc, g) = (&mut self.full_grad, &self.grads);

@@ -18,6 +18,7 @@ use descent_tensor::{Pool, Rng};
 use crate::config::setting_error;
 use crate::{TrainConfig, TrainError};
 
+mod device;
 mod diverge;
 mod epoch;
 mod resume;
@@ -393,6 +394,8 @@ pub struct Trainer {
     grad_norm: (bool, Option<f32>),
     /// Whether each epoch ends with [`Event::Tensors`].
     snapshots: bool,
+    /// The device the steps run on, when not the CPU engine.
+    device: Option<device::OnDevice>,
 }
 
 /// The memory evaluation batches may take for activations (their capacity is cut to fit).
@@ -479,6 +482,7 @@ impl Trainer {
             data_wait: 0.0,
             grad_norm: (false, None),
             snapshots: false,
+            device: None,
             cfg: cfg.clone(),
             net,
             params,
@@ -541,6 +545,7 @@ impl Trainer {
 
     /// Loss and accuracy of the current weights on `data`.
     pub fn evaluate(&mut self, data: &Dataset) -> Result<LossStats, TrainError> {
+        self.sync_from_device()?;
         if !data.images().is_empty() || data.is_empty() {
             let targets = match data.is_regression() {
                 true => Targets::Values(data.values()),
@@ -737,8 +742,10 @@ impl Trainer {
         if let (Some((best_epoch, _)), Some(w)) = (self.pos.best, &self.best_weights) {
             if best_epoch != last {
                 self.params.copy_from_slice(w);
+                self.sync_to_device()?;
             }
         }
+        self.sync_from_device()?;
         self.finish(stop, test)
     }
 

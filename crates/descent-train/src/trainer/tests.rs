@@ -897,3 +897,86 @@ fn epochs_end_with_tensor_snapshots_when_asked() {
         assert!(g.iter().any(|&x| x != 0.0));
     }
 }
+
+/// The device path on the reference backend trains as the CPU engine does: the same batches,
+/// the same logged losses and accuracy within rounding, the weights within 1e-5 (SGD fused
+/// and with momentum, AdamW), and the host's weights up to date at the end.
+#[test]
+fn a_backend_trains_like_the_cpu_engine() {
+    use descent_optim::AdamConfig;
+    use descent_tensor::backend::HostBackend;
+    let (train, test) = (toy(300, 1), toy(100, 2));
+    for optimizer in [
+        sgd(0.1, 0.0),
+        sgd(0.05, 0.9),
+        OptimizerConfig::AdamW(AdamConfig {
+            lr: 3e-3,
+            ..AdamConfig::adamw()
+        }),
+    ] {
+        let c = TrainConfig {
+            optimizer,
+            epochs: 2,
+            ..cfg()
+        };
+        let run = |device: bool| {
+            let mut t = Trainer::new(mlp(16, 24, 0.0), &c).unwrap();
+            if device {
+                t.set_backend(Box::new(HostBackend::new())).unwrap();
+            }
+            let mut logs = Vec::new();
+            let reports = t
+                .run(&train, &test, |e| {
+                    if let Event::Log { loss, .. } = e {
+                        logs.push(loss)
+                    }
+                })
+                .unwrap();
+            (t.params().to_vec(), logs, reports, t.steps())
+        };
+        let (cpu, cpu_logs, cpu_rep, cpu_steps) = run(false);
+        let (dev, dev_logs, dev_rep, dev_steps) = run(true);
+        assert_eq!(cpu_steps, dev_steps);
+        assert_eq!(cpu_logs.len(), dev_logs.len());
+        for (a, b) in cpu_logs.iter().zip(&dev_logs) {
+            assert!(
+                (a - b).abs() < 1e-5 * a.abs().max(1.0),
+                "{optimizer:?}: {a} {b}"
+            );
+        }
+        let num: f64 = cpu
+            .iter()
+            .zip(&dev)
+            .map(|(a, b)| ((a - b) as f64).powi(2))
+            .sum();
+        let den: f64 = cpu.iter().map(|a| (*a as f64).powi(2)).sum();
+        assert!(
+            (num / den).sqrt() < 1e-5,
+            "{optimizer:?}: {}",
+            (num / den).sqrt()
+        );
+        assert_eq!(cpu_rep[1].test_acc, dev_rep[1].test_acc, "{optimizer:?}");
+    }
+}
+
+#[test]
+fn what_a_backend_cannot_run_yet_is_refused_by_name() {
+    use descent_tensor::backend::HostBackend;
+    let accum = TrainConfig {
+        grad_accum: 2,
+        ..cfg()
+    };
+    let mut t = Trainer::new(mlp(16, 8, 0.0), &accum).unwrap();
+    let e = t.set_backend(Box::new(HostBackend::new())).unwrap_err();
+    assert!(e.to_string().contains("gradient accumulation"), "{e}");
+    let lion = TrainConfig {
+        optimizer: OptimizerConfig::default_for("lion").unwrap(),
+        ..cfg()
+    };
+    let mut t = Trainer::new(mlp(16, 8, 0.0), &lion).unwrap();
+    let e = t.set_backend(Box::new(HostBackend::new())).unwrap_err();
+    assert!(e.to_string().contains("lion has no device update"), "{e}");
+    let mut t = Trainer::new(mlp(16, 8, 0.5), &cfg()).unwrap();
+    let e = t.set_backend(Box::new(HostBackend::new())).unwrap_err();
+    assert!(e.to_string().contains("Dropout"), "{e}");
+}

@@ -186,6 +186,7 @@ fn base_args(args: &CompareArgs, text: bool) -> Result<TrainArgs> {
     }
     push("--epochs", args.epochs.to_string());
     push("--seed", args.seed.to_string());
+    push("--device", args.device.to_string());
     if let Some(b) = args.batch_size {
         push("--batch-size", b.to_string());
     }
@@ -368,6 +369,7 @@ fn mnist(
         let model = crate::models::build(&spec)?;
         let cfg = run_config(&base, optimizer, all, &model, threads)?;
         let mut trainer = Trainer::new(model, &cfg).map_err(crate::train::cli_error)?;
+        crate::device::attach(&mut trainer, base.device)?;
         let mut total = 0.0;
         let mut o = Outcome {
             name: name.to_string(),

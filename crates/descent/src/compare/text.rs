@@ -87,6 +87,7 @@ pub fn run(
         let cfg = run_config(base, optimizer, text.train.len(), &model, threads)?;
         let mut last = 0;
         let mut trainer = Trainer::new(model, &cfg).map_err(crate::train::cli_error)?;
+        crate::device::attach(&mut trainer, base.device)?;
         let mut o = Outcome {
             name: name.to_string(),
             lr: cfg.lr(),
