@@ -168,8 +168,9 @@ impl DeviceProgram {
                 0 => (self.inputs(self.cap), None),
                 _ => (self.slots[i - 1].0, Some(self.slots[i - 1].1)),
             };
-            // A layer whose inputs are the model's (after views only) needs no input gradient.
-            let dx = dx.filter(|d| d.region == Region::Acts && d.len > 0);
+            // A layer whose inputs are the model's (after views only) needs no input gradient:
+            // its slot is the empty one before the first layer.
+            let dx = dx.filter(|d| d.len > 0);
             layer.device_backward(be, rows, DeviceIo { x, y, dy, dx })?;
         }
         Ok(())

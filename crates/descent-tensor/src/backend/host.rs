@@ -68,6 +68,7 @@ impl Backend for HostBackend {
     }
 
     fn write(&mut self, span: Span, values: &[f32]) -> Result<(), BackendError> {
+        span.holds(values.len(), "written into")?;
         self.check(span)?;
         self.get_mut(span).copy_from_slice(values);
         Ok(())
@@ -79,6 +80,7 @@ impl Backend for HostBackend {
     }
 
     fn copy(&mut self, dst: Span, src: Span) -> Result<(), BackendError> {
+        dst.holds(src.len, "copied into")?;
         self.check(dst)?;
         self.check(src)?;
         let v = self.get(src).to_vec();
@@ -257,6 +259,24 @@ impl Backend for HostBackend {
 mod tests {
     use super::*;
     use crate::backend::{DMat, Region, Span};
+
+    /// Spans of the wrong length or past their region's end are errors, not panics.
+    #[test]
+    fn host_refuses_spans_that_do_not_fit() {
+        let mut h = HostBackend::new();
+        h.resize(Region::Acts, 8).unwrap();
+        let e = h
+            .write(Span::new(Region::Acts, 0, 4), &[1.0; 3])
+            .unwrap_err();
+        assert!(
+            e.to_string().contains("3 values written into a span of 4"),
+            "{e}"
+        );
+        let e = h.read(Span::new(Region::Acts, 6, 4)).unwrap_err();
+        assert!(e.to_string().contains("reaches past its 8 values"), "{e}");
+        let (a, b) = (Span::new(Region::Acts, 0, 2), Span::new(Region::Acts, 4, 3));
+        assert!(h.copy(a, b).is_err());
+    }
 
     /// The reference gemm on transposed, strided operands against the naive product.
     #[test]

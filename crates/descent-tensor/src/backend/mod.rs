@@ -152,6 +152,17 @@ impl Span {
     pub fn end(self) -> usize {
         self.offset + self.len
     }
+
+    /// An error unless the span holds `n` values (`what` goes into it: `3 values written`).
+    pub fn holds(self, n: usize, what: &str) -> Result<(), BackendError> {
+        if n != self.len {
+            return Err(BackendError::Unsupported(format!(
+                "{n} values {what} a span of {}",
+                self.len
+            )));
+        }
+        Ok(())
+    }
 }
 
 /// A `rows x cols` matrix in a span: row-major with row stride `ld`, or, when `trans`, the
