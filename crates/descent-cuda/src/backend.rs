@@ -41,6 +41,12 @@ struct Kernels {
     add_row_stats: CudaFunction,
     sgd: CudaFunction,
     adam: CudaFunction,
+    momentum: CudaFunction,
+    adagrad: CudaFunction,
+    rmsprop: CudaFunction,
+    adadelta: CudaFunction,
+    adamax: CudaFunction,
+    lion: CudaFunction,
 }
 
 /// One NVIDIA GPU as a [`Backend`].
@@ -68,6 +74,15 @@ fn act_code(act: Act) -> (i32, f32) {
         Act::LeakyRelu(s) => (2, s),
         Act::Tanh => (3, 0.0),
         Act::Sigmoid => (4, 0.0),
+    }
+}
+
+/// The factor a gradient is multiplied by: -1 to ascend.
+fn sign(maximize: bool) -> f32 {
+    if maximize {
+        -1.0
+    } else {
+        1.0
     }
 }
 
@@ -142,6 +157,12 @@ impl CudaBackend {
             add_row_stats: f("add_row_stats")?,
             sgd: f("sgd_update")?,
             adam: f("adam_update")?,
+            momentum: f("momentum_update")?,
+            adagrad: f("adagrad_update")?,
+            rmsprop: f("rmsprop_update")?,
+            adadelta: f("adadelta_update")?,
+            adamax: f("adamax_update")?,
+            lion: f("lion_update")?,
         };
         Ok(Self {
             ordinal,
@@ -241,13 +262,7 @@ impl Backend for CudaBackend {
     }
 
     fn write(&mut self, span: Span, values: &[f32]) -> Result<(), BackendError> {
-        if values.len() != span.len {
-            return Err(BackendError::Unsupported(format!(
-                "{} values written into a span of {}",
-                values.len(),
-                span.len
-            )));
-        }
+        span.holds(values.len(), "written into")?;
         let dst = self.ptr(span)?;
         if span.len == 0 {
             return Ok(());
@@ -273,12 +288,7 @@ impl Backend for CudaBackend {
     }
 
     fn copy(&mut self, dst: Span, src: Span) -> Result<(), BackendError> {
-        if dst.len != src.len {
-            return Err(BackendError::Unsupported(format!(
-                "a copy of {} values into {}",
-                src.len, dst.len
-            )));
-        }
+        dst.holds(src.len, "copied into")?;
         let (d, s) = (self.ptr(dst)?, self.ptr(src)?);
         if dst.len == 0 {
             return Ok(());
@@ -447,6 +457,71 @@ impl Backend for CudaBackend {
                     i32::from(maximize),
                 ];
                 launch!(self, "adam_update", &self.k.adam, grid(n); &pp, &pg, &s0, &s1, &s2, &ph, &len, &beta1, &beta2, &eps, &weight_decay, &flags[0], &flags[1], &flags[2])
+            }
+            Update::Momentum { beta, weight_decay } => {
+                launch!(self, "momentum_update", &self.k.momentum, grid(n);
+                    &pp, &pg, &s0, &ph, &len, &beta, &weight_decay)
+            }
+            Update::Adagrad {
+                eps,
+                weight_decay,
+                maximize,
+                ..
+            } => {
+                let sign = sign(maximize);
+                launch!(self, "adagrad_update", &self.k.adagrad, grid(n);
+                    &pp, &pg, &s0, &ph, &len, &eps, &weight_decay, &sign)
+            }
+            Update::RmsProp {
+                alpha,
+                eps,
+                weight_decay,
+                momentum,
+                centered,
+                eps_inside_sqrt,
+                maximize,
+            } => {
+                let mean = if centered { s1 } else { 0 };
+                let buf = match (momentum > 0.0, centered) {
+                    (true, true) => s2,
+                    (true, false) => s1,
+                    (false, _) => 0,
+                };
+                let (inside, sign) = (i32::from(eps_inside_sqrt), sign(maximize));
+                launch!(self, "rmsprop_update", &self.k.rmsprop, grid(n);
+                    &pp, &pg, &s0, &mean, &buf, &ph, &len, &alpha, &eps, &weight_decay,
+                    &momentum, &inside, &sign)
+            }
+            Update::Adadelta {
+                rho,
+                eps,
+                weight_decay,
+                maximize,
+            } => {
+                let sign = sign(maximize);
+                launch!(self, "adadelta_update", &self.k.adadelta, grid(n);
+                    &pp, &pg, &s0, &s1, &ph, &len, &rho, &eps, &weight_decay, &sign)
+            }
+            Update::Adamax {
+                beta1,
+                beta2,
+                eps,
+                weight_decay,
+                maximize,
+            } => {
+                let sign = sign(maximize);
+                launch!(self, "adamax_update", &self.k.adamax, grid(n);
+                    &pp, &pg, &s0, &s1, &ph, &len, &beta1, &beta2, &eps, &weight_decay, &sign)
+            }
+            Update::Lion {
+                beta1,
+                beta2,
+                maximize,
+                ..
+            } => {
+                let sign = sign(maximize);
+                launch!(self, "lion_update", &self.k.lion, grid(n);
+                    &pp, &pg, &s0, &ph, &len, &beta1, &beta2, &sign)
             }
         }
     }

@@ -158,3 +158,98 @@ extern "C" __global__ void adam_update(float *p, const float *g, float *m, float
         p[i] = pi + -step_size * (mi / den);
     }
 }
+
+// The other rules, each as descent_tensor::backend::Update::apply writes it. `maximize` is
+// +1 or -1 (the sign the gradient is multiplied by).
+
+extern "C" __global__ void momentum_update(float *p, const float *g, float *v, const float *h,
+                                           i64 n, float beta, float wd) {
+    const float lr = h[0];
+    GRID_STRIDE(i, n) {
+        float gi = g[i] + wd * p[i];
+        float vi = beta * v[i] + (1.0f - beta) * gi;
+        v[i] = vi;
+        p[i] = p[i] - lr * vi;
+    }
+}
+
+extern "C" __global__ void adagrad_update(float *p, const float *g, float *s, const float *h,
+                                          i64 n, float eps, float wd, float sign) {
+    const float clr = h[2];
+    GRID_STRIDE(i, n) {
+        float gi = sign * g[i] + wd * p[i];
+        float si = s[i] + gi * gi;
+        p[i] = p[i] + -clr * (gi / (sqrtf(si) + eps));
+        s[i] = si;
+    }
+}
+
+// State: v, then the mean when centered, then the momentum buffer when momentum > 0 (null
+// pointers for those not kept).
+extern "C" __global__ void rmsprop_update(float *p, const float *g, float *v, float *mean,
+                                          float *buf, const float *h, i64 n, float alpha,
+                                          float eps, float wd, float momentum,
+                                          int eps_inside_sqrt, float sign) {
+    const float lr = h[0];
+    const float w = 1.0f - alpha;
+    GRID_STRIDE(i, n) {
+        float gi = sign * g[i] + wd * p[i];
+        float vi = alpha * v[i] + w * gi * gi;
+        v[i] = vi;
+        float var = vi;
+        if (mean) {
+            float mi = lerp_torch(mean[i], gi, w);
+            mean[i] = mi;
+            var = vi + (-mi) * mi;
+        }
+        float den = eps_inside_sqrt ? sqrtf(var + eps) : sqrtf(var) + eps;
+        if (buf) {
+            float b = momentum * buf[i] + gi / den;
+            buf[i] = b;
+            p[i] = p[i] + -lr * b;
+        } else {
+            p[i] = p[i] + -lr * (gi / den);
+        }
+    }
+}
+
+extern "C" __global__ void adadelta_update(float *p, const float *g, float *v, float *u,
+                                           const float *h, i64 n, float rho, float eps,
+                                           float wd, float sign) {
+    const float lr = h[0];
+    const float w = 1.0f - rho;
+    GRID_STRIDE(i, n) {
+        float gi = sign * g[i] + wd * p[i];
+        float vi = rho * v[i] + w * gi * gi;
+        float d = sqrtf(u[i] + eps) / sqrtf(vi + eps) * gi;
+        u[i] = rho * u[i] + w * d * d;
+        v[i] = vi;
+        p[i] = p[i] + -lr * d;
+    }
+}
+
+extern "C" __global__ void adamax_update(float *p, const float *g, float *m, float *u,
+                                         const float *h, i64 n, float beta1, float beta2,
+                                         float eps, float wd, float sign) {
+    const float clr = h[2];
+    GRID_STRIDE(i, n) {
+        float gi = sign * g[i] + wd * p[i];
+        float mi = lerp_torch(m[i], gi, 1.0f - beta1);
+        float ui = fmaxf(u[i] * beta2, fabsf(gi) + eps);
+        p[i] = p[i] + -clr * (mi / ui);
+        m[i] = mi;
+        u[i] = ui;
+    }
+}
+
+extern "C" __global__ void lion_update(float *p, const float *g, float *m, const float *h,
+                                       i64 n, float beta1, float beta2, float sign) {
+    const float lr = h[0], keep = h[4];
+    GRID_STRIDE(i, n) {
+        float gi = sign * g[i];
+        float d = m[i] * beta1 + gi * (1.0f - beta1);
+        float s = (float)(d > 0.0f) - (float)(d < 0.0f);
+        p[i] = p[i] * keep - lr * s;
+        m[i] = m[i] * beta2 + gi * (1.0f - beta2);
+    }
+}

@@ -112,12 +112,29 @@ mod tests {
                     "add_row_stats",
                     "sgd_update",
                     "adam_update",
+                    "momentum_update",
+                    "adagrad_update",
+                    "rmsprop_update",
+                    "adadelta_update",
+                    "adamax_update",
+                    "lion_update",
                 ] {
                     assert!(text.contains(&format!(".entry {name}(")), "{name} missing");
                 }
                 // --fmad=false: no multiply and add fused in the kernels that must give the
                 // CPU's bits (expf, tanhf and logf use fma inside, on purpose).
-                for name in ["sgd_update", "adam_update", "col_sum", "act_grad"] {
+                for name in [
+                    "sgd_update",
+                    "adam_update",
+                    "momentum_update",
+                    "adagrad_update",
+                    "rmsprop_update",
+                    "adadelta_update",
+                    "adamax_update",
+                    "lion_update",
+                    "col_sum",
+                    "act_grad",
+                ] {
                     let body = text
                         .split(&format!(".entry {name}("))
                         .nth(1)

@@ -252,6 +252,54 @@ fn optimizer_updates_match_the_reference_bit_for_bit() {
             amsgrad: true,
             maximize: true,
         },
+        Update::Momentum {
+            beta: 0.9,
+            weight_decay: 0.01,
+        },
+        Update::Adagrad {
+            lr_decay: 0.1,
+            eps: 1e-10,
+            weight_decay: 0.01,
+            initial_accumulator_value: 0.1,
+            maximize: true,
+        },
+        Update::RmsProp {
+            alpha: 0.99,
+            eps: 1e-8,
+            weight_decay: 0.0,
+            momentum: 0.9,
+            centered: true,
+            eps_inside_sqrt: false,
+            maximize: false,
+        },
+        Update::RmsProp {
+            alpha: 0.9,
+            eps: 1e-6,
+            weight_decay: 0.01,
+            momentum: 0.5,
+            centered: false,
+            eps_inside_sqrt: true,
+            maximize: true,
+        },
+        Update::Adadelta {
+            rho: 0.9,
+            eps: 1e-6,
+            weight_decay: 0.01,
+            maximize: false,
+        },
+        Update::Adamax {
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+            weight_decay: 0.01,
+            maximize: true,
+        },
+        Update::Lion {
+            beta1: 0.9,
+            beta2: 0.99,
+            weight_decay: 0.1,
+            maximize: false,
+        },
     ];
     let n = 10_007;
     for rule in rules {

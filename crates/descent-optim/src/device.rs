@@ -22,7 +22,8 @@ pub struct DeviceGroup {
 }
 
 /// The optimizers that have a device update.
-pub const DEVICE_OPTIMIZERS: &str = "sgd, adam, adamw";
+pub const DEVICE_OPTIMIZERS: &str =
+    "sgd, momentum, adagrad, rmsprop, adadelta, adam, adamw, adamax, lion";
 
 impl OptimizerConfig {
     /// The element-wise device rule of this optimizer, when it has one.
@@ -43,6 +44,45 @@ impl OptimizerConfig {
                 decoupled: matches!(self, OptimizerConfig::AdamW(_))
                     || c.decay == DecayMode::Decoupled,
                 amsgrad: c.amsgrad,
+                maximize: c.maximize,
+            },
+            OptimizerConfig::Momentum(c) => Update::Momentum {
+                beta: c.beta,
+                weight_decay: c.weight_decay,
+            },
+            OptimizerConfig::Adagrad(c) => Update::Adagrad {
+                lr_decay: c.lr_decay,
+                eps: c.eps,
+                weight_decay: c.weight_decay,
+                initial_accumulator_value: c.initial_accumulator_value,
+                maximize: c.maximize,
+            },
+            OptimizerConfig::RmsProp(c) => Update::RmsProp {
+                alpha: c.alpha,
+                eps: c.eps,
+                weight_decay: c.weight_decay,
+                momentum: c.momentum,
+                centered: c.centered,
+                eps_inside_sqrt: c.eps_inside_sqrt,
+                maximize: c.maximize,
+            },
+            OptimizerConfig::Adadelta(c) => Update::Adadelta {
+                rho: c.rho,
+                eps: c.eps,
+                weight_decay: c.weight_decay,
+                maximize: c.maximize,
+            },
+            OptimizerConfig::Adamax(c) => Update::Adamax {
+                beta1: c.beta1,
+                beta2: c.beta2,
+                eps: c.eps,
+                weight_decay: c.weight_decay,
+                maximize: c.maximize,
+            },
+            OptimizerConfig::Lion(c) => Update::Lion {
+                beta1: c.beta1,
+                beta2: c.beta2,
+                weight_decay: c.weight_decay,
                 maximize: c.maximize,
             },
             other => return Err(OptimError::NoDeviceUpdate(other.name())),

@@ -2,6 +2,7 @@
 //! backend) gives the CPU optimizer's parameters and state bit for bit, over steps whose
 //! learning rate changes and parameter groups with their own settings.
 
+use descent_optim::HyperValue;
 use descent_optim::{
     AdamConfig, DecayMode, OptimError, Optimizer, OptimizerConfig, ParamGroup, ParamSpec, SgdConfig,
 };
@@ -39,6 +40,61 @@ fn configs() -> Vec<OptimizerConfig> {
             ..AdamConfig::adamw()
         }),
     ]
+    .into_iter()
+    .chain(others())
+    .collect()
+}
+
+/// The other rules with a device update: their defaults, and settings that take each branch.
+fn others() -> Vec<OptimizerConfig> {
+    let by_name = |name: &str, set: &[(&str, HyperValue)]| {
+        let mut c = OptimizerConfig::default_for(name).unwrap();
+        for (k, v) in set {
+            c.set(k, *v).unwrap();
+        }
+        c
+    };
+    use HyperValue::{Flag, Num};
+    vec![
+        by_name("momentum", &[("weight_decay", Num(0.01))]),
+        by_name("adagrad", &[]),
+        by_name(
+            "adagrad",
+            &[
+                ("lr_decay", Num(0.1)),
+                ("initial_accumulator_value", Num(0.5)),
+                ("weight_decay", Num(0.02)),
+                ("maximize", Flag(true)),
+            ],
+        ),
+        by_name("rmsprop", &[]),
+        by_name(
+            "rmsprop",
+            &[("centered", Flag(true)), ("momentum", Num(0.9))],
+        ),
+        by_name(
+            "rmsprop",
+            &[("momentum", Num(0.5)), ("weight_decay", Num(0.01))],
+        ),
+        by_name(
+            "rmsprop",
+            &[("eps_inside_sqrt", Flag(true)), ("centered", Flag(true))],
+        ),
+        by_name(
+            "adadelta",
+            &[("weight_decay", Num(0.01)), ("maximize", Flag(true))],
+        ),
+        by_name("adamax", &[]),
+        by_name(
+            "adamax",
+            &[("weight_decay", Num(0.05)), ("maximize", Flag(true))],
+        ),
+        by_name("lion", &[]),
+        by_name(
+            "lion",
+            &[("weight_decay", Num(0.1)), ("maximize", Flag(true))],
+        ),
+    ]
 }
 
 #[test]
@@ -63,6 +119,8 @@ fn device_plan_gives_the_cpu_step_bit_for_bit() {
         h.resize(Region::Params, n).unwrap();
         h.resize(Region::Grads, n).unwrap();
         h.resize(Region::State, k * n).unwrap();
+        h.fill(Span::new(Region::State, 0, k * n), update.state_init())
+            .unwrap();
         h.resize(Region::Hyper, Update::HYPER).unwrap();
         let mut p: Vec<f32> = (0..n).map(|i| (i as f32 * 0.37).sin()).collect();
         h.write(Span::new(Region::Params, 0, n), &p).unwrap();
@@ -108,11 +166,11 @@ fn device_plan_gives_the_cpu_step_bit_for_bit() {
 
 #[test]
 fn optimizers_without_a_device_update_say_which_have_one() {
-    let config = OptimizerConfig::default_for("lion").unwrap();
+    let config = OptimizerConfig::default_for("lamb").unwrap();
     let e = Optimizer::flat(config, 3)
         .unwrap()
         .device_plan()
         .unwrap_err();
-    assert!(matches!(e, OptimError::NoDeviceUpdate("lion")), "{e:?}");
-    assert!(e.to_string().contains("sgd, adam, adamw"), "{e}");
+    assert!(matches!(e, OptimError::NoDeviceUpdate("lamb")), "{e:?}");
+    assert!(e.to_string().contains("sgd, momentum, adagrad"), "{e}");
 }

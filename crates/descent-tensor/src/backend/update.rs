@@ -38,6 +38,84 @@ pub enum Update {
         /// Ascend.
         maximize: bool,
     },
+    /// The seed's momentum: `g = grad + wd·p; v = β·v + (1 − β)·g; p -= lr·v`.
+    Momentum {
+        /// Averaging factor of the velocity.
+        beta: f32,
+        /// L2 penalty.
+        weight_decay: f32,
+    },
+    /// `torch.optim.Adagrad`: `g = ±grad + wd·p; s += g²; p -= clr · g / (sqrt(s) + eps)`,
+    /// `clr = lr / (1 + (t − 1)·lr_decay)` (the step size of [`Update::HYPER`]).
+    Adagrad {
+        /// Decay of the learning rate per step.
+        lr_decay: f32,
+        /// Added to the denominator.
+        eps: f32,
+        /// L2 penalty.
+        weight_decay: f32,
+        /// What the sum of squares starts at.
+        initial_accumulator_value: f32,
+        /// Ascend.
+        maximize: bool,
+    },
+    /// `torch.optim.RMSprop`: `v = α·v + (1 − α)·g²`, centered on the running mean of `g`
+    /// when asked, the denominator `sqrt(var) + eps` (or `sqrt(var + eps)`), with momentum
+    /// when asked. State: `v`, then the mean when centered, then the momentum buffer.
+    RmsProp {
+        /// Decay of the mean square.
+        alpha: f32,
+        /// Added to the denominator.
+        eps: f32,
+        /// L2 penalty.
+        weight_decay: f32,
+        /// Momentum factor (0: none).
+        momentum: f32,
+        /// Divide by the variance rather than the mean square.
+        centered: bool,
+        /// `sqrt(var + eps)`, the seed's adaptive rule.
+        eps_inside_sqrt: bool,
+        /// Ascend.
+        maximize: bool,
+    },
+    /// `torch.optim.Adadelta`: `v = ρ·v + (1 − ρ)·g²; d = sqrt(u + eps) / sqrt(v + eps) · g;
+    /// u = ρ·u + (1 − ρ)·d²; p -= lr·d`.
+    Adadelta {
+        /// Decay of the running averages.
+        rho: f32,
+        /// Added inside the square roots.
+        eps: f32,
+        /// L2 penalty.
+        weight_decay: f32,
+        /// Ascend.
+        maximize: bool,
+    },
+    /// `torch.optim.Adamax`: `m = lerp(m, g, 1 − β1); u = max(β2·u, |g| + eps);
+    /// p -= lr / (1 − β1^t) · m / u` (the step size of [`Update::HYPER`]).
+    Adamax {
+        /// Decay of the first moment.
+        beta1: f32,
+        /// Decay of the infinity norm.
+        beta2: f32,
+        /// Added to |g|.
+        eps: f32,
+        /// L2 penalty.
+        weight_decay: f32,
+        /// Ascend.
+        maximize: bool,
+    },
+    /// Lion (Chen et al. 2023): `p = p·(1 − lr·wd) − lr·sign(β1·m + (1 − β1)·g);
+    /// m = β2·m + (1 − β2)·g`.
+    Lion {
+        /// Interpolation of the update's direction.
+        beta1: f32,
+        /// Decay of the momentum.
+        beta2: f32,
+        /// Decoupled weight decay.
+        weight_decay: f32,
+        /// Ascend.
+        maximize: bool,
+    },
 }
 
 impl Update {
@@ -52,6 +130,22 @@ impl Update {
         match *self {
             Update::Sgd { momentum, .. } => usize::from(momentum != 0.0),
             Update::Adam { amsgrad, .. } => 2 + usize::from(amsgrad),
+            Update::Momentum { .. } | Update::Adagrad { .. } | Update::Lion { .. } => 1,
+            Update::RmsProp {
+                centered, momentum, ..
+            } => 1 + usize::from(centered) + usize::from(momentum > 0.0),
+            Update::Adadelta { .. } | Update::Adamax { .. } => 2,
+        }
+    }
+
+    /// What the state buffers start at (Adagrad's initial accumulator; 0 for the rest).
+    pub fn state_init(&self) -> f32 {
+        match *self {
+            Update::Adagrad {
+                initial_accumulator_value,
+                ..
+            } => initial_accumulator_value,
+            _ => 0.0,
         }
     }
 
@@ -60,7 +154,22 @@ impl Update {
     pub fn hyper(&self, lr: f32, t: u64) -> [f32; Update::HYPER] {
         let first = if t <= 1 { 1.0 } else { 0.0 };
         match *self {
-            Update::Sgd { .. } => [lr, first, 0.0, 0.0, 1.0],
+            Update::Sgd { .. }
+            | Update::Momentum { .. }
+            | Update::RmsProp { .. }
+            | Update::Adadelta { .. } => [lr, first, 0.0, 0.0, 1.0],
+            Update::Adagrad { lr_decay, .. } => {
+                let clr = lr as f64 / (1.0 + (t as f64 - 1.0) * lr_decay as f64);
+                [lr, first, clr as f32, 0.0, 1.0]
+            }
+            Update::Adamax { beta1, .. } => {
+                let bc = 1.0 - (beta1 as f64).powf(t as f64);
+                [lr, first, (lr as f64 / bc) as f32, 0.0, 1.0]
+            }
+            Update::Lion { weight_decay, .. } => {
+                let keep = (1.0 - lr as f64 * weight_decay as f64) as f32;
+                [lr, first, 0.0, 0.0, keep]
+            }
             Update::Adam {
                 beta1,
                 beta2,
@@ -143,6 +252,95 @@ impl Update {
                 };
                 let den = second.sqrt() * inv_bc2_sqrt + eps;
                 *p = pi + -step_size * (m / den);
+            }
+            Update::Momentum { beta, weight_decay } => {
+                let gi = g + weight_decay * *p;
+                state[0] = beta * state[0] + (1.0 - beta) * gi;
+                *p -= lr * state[0];
+            }
+            Update::Adagrad {
+                eps,
+                weight_decay,
+                maximize,
+                ..
+            } => {
+                let gi = sign(maximize) * g + weight_decay * *p;
+                let si = state[0] + gi * gi;
+                *p += -step_size * (gi / (si.sqrt() + eps));
+                state[0] = si;
+            }
+            Update::RmsProp {
+                alpha,
+                eps,
+                weight_decay,
+                momentum,
+                centered,
+                eps_inside_sqrt,
+                maximize,
+            } => {
+                let w = 1.0 - alpha;
+                let gi = sign(maximize) * g + weight_decay * *p;
+                let vi = alpha * state[0] + w * gi * gi;
+                state[0] = vi;
+                let var = if centered {
+                    state[1] = lerp(state[1], gi, w);
+                    vi + (-state[1]) * state[1]
+                } else {
+                    vi
+                };
+                let den = if eps_inside_sqrt {
+                    (var + eps).sqrt()
+                } else {
+                    var.sqrt() + eps
+                };
+                if momentum > 0.0 {
+                    let b = &mut state[1 + usize::from(centered)];
+                    *b = momentum * *b + gi / den;
+                    *p += -lr * *b;
+                } else {
+                    *p += -lr * (gi / den);
+                }
+            }
+            Update::Adadelta {
+                rho,
+                eps,
+                weight_decay,
+                maximize,
+            } => {
+                let w = 1.0 - rho;
+                let gi = sign(maximize) * g + weight_decay * *p;
+                let vi = rho * state[0] + w * gi * gi;
+                let d = (state[1] + eps).sqrt() / (vi + eps).sqrt() * gi;
+                state[1] = rho * state[1] + w * d * d;
+                state[0] = vi;
+                *p += -lr * d;
+            }
+            Update::Adamax {
+                beta1,
+                beta2,
+                eps,
+                weight_decay,
+                maximize,
+            } => {
+                let gi = sign(maximize) * g + weight_decay * *p;
+                let mi = lerp(state[0], gi, 1.0 - beta1);
+                let ui = (state[1] * beta2).max(gi.abs() + eps);
+                *p += -step_size * (mi / ui);
+                state[0] = mi;
+                state[1] = ui;
+            }
+            Update::Lion {
+                beta1,
+                beta2,
+                maximize,
+                ..
+            } => {
+                let gi = sign(maximize) * g;
+                let d = state[0] * beta1 + gi * (1.0 - beta1);
+                // sign(d), with sign(0) = 0 as torch.sign.
+                let s = (d > 0.0) as i32 as f32 - (d < 0.0) as i32 as f32;
+                *p = *p * keep - lr * s;
+                state[0] = state[0] * beta2 + gi * (1.0 - beta2);
             }
         }
     }

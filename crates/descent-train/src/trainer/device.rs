@@ -74,6 +74,14 @@ impl Trainer {
         }
         be.write(Span::new(Region::Params, 0, n), &self.params[..n])
             .map_err(|e| device_error(&device, e))?;
+        if let Some(g) = plan.first() {
+            // Adagrad's sum of squares starts at its initial accumulator.
+            be.fill(
+                Span::new(Region::State, 0, buffers * n),
+                g.update.state_init(),
+            )
+            .map_err(|e| device_error(&device, e))?;
+        }
         self.device = Some(OnDevice {
             be,
             prog,

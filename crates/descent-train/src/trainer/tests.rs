@@ -913,6 +913,13 @@ fn a_backend_trains_like_the_cpu_engine() {
             lr: 3e-3,
             ..AdamConfig::adamw()
         }),
+        {
+            // Its state starts at 0.5, not 0.
+            let mut c = OptimizerConfig::default_for("adagrad").unwrap();
+            c.set("initial_accumulator_value", HyperValue::Num(0.5))
+                .unwrap();
+            c
+        },
     ] {
         let c = TrainConfig {
             optimizer,
@@ -969,13 +976,13 @@ fn what_a_backend_cannot_run_yet_is_refused_by_name() {
     let mut t = Trainer::new(mlp(16, 8, 0.0), &accum).unwrap();
     let e = t.set_backend(Box::new(HostBackend::new())).unwrap_err();
     assert!(e.to_string().contains("gradient accumulation"), "{e}");
-    let lion = TrainConfig {
-        optimizer: OptimizerConfig::default_for("lion").unwrap(),
+    let lamb = TrainConfig {
+        optimizer: OptimizerConfig::default_for("lamb").unwrap(),
         ..cfg()
     };
-    let mut t = Trainer::new(mlp(16, 8, 0.0), &lion).unwrap();
+    let mut t = Trainer::new(mlp(16, 8, 0.0), &lamb).unwrap();
     let e = t.set_backend(Box::new(HostBackend::new())).unwrap_err();
-    assert!(e.to_string().contains("lion has no device update"), "{e}");
+    assert!(e.to_string().contains("lamb has no device update"), "{e}");
     let mut t = Trainer::new(mlp(16, 8, 0.5), &cfg()).unwrap();
     let e = t.set_backend(Box::new(HostBackend::new())).unwrap_err();
     assert!(e.to_string().contains("Dropout"), "{e}");
