@@ -25,39 +25,52 @@ fn searched(name: &str) -> String {
     names.join(", ")
 }
 
+/// `Ok` when `present`, else the error naming library `name` (`what` it is) and how to make
+/// it findable.
+fn require(
+    present: bool,
+    name: &str,
+    what: &'static str,
+    advice: &'static str,
+) -> Result<(), CudaError> {
+    match present {
+        true => Ok(()),
+        false => Err(CudaError::Library {
+            what,
+            searched: searched(name),
+            advice,
+        }),
+    }
+}
+
 /// Checks that the driver, cuBLAS and NVRTC can be loaded.
 pub(crate) fn probe() -> Result<(), CudaError> {
-    // SAFETY: each only tries to open the library by its candidate names.
-    if !unsafe { cudarc::driver::sys::is_culib_present() } {
-        return Err(CudaError::Library {
-            what: "libcuda (the NVIDIA driver's library)",
-            searched: searched("cuda"),
-            advice: "install the NVIDIA driver, or add the folder that holds libcuda.so.1 to \
-                LD_LIBRARY_PATH (or, with no GPU here, run on the CPU)",
-        });
-    }
+    // SAFETY: each `is_culib_present` only tries to open the library by its candidate names.
+    require(
+        unsafe { cudarc::driver::sys::is_culib_present() },
+        "cuda",
+        "libcuda (the NVIDIA driver's library)",
+        "install the NVIDIA driver, or add the folder that holds libcuda.so.1 to \
+            LD_LIBRARY_PATH (or, with no GPU here, run on the CPU)",
+    )?;
     probe_nvrtc()?;
-    if !unsafe { cudarc::cublas::sys::is_culib_present() } {
-        return Err(CudaError::Library {
-            what: "cuBLAS",
-            searched: searched("cublas"),
-            advice: PIP_ADVICE,
-        });
-    }
-    Ok(())
+    require(
+        unsafe { cudarc::cublas::sys::is_culib_present() },
+        "cublas",
+        "cuBLAS",
+        PIP_ADVICE,
+    )
 }
 
 /// Checks that NVRTC can be loaded (it needs no GPU).
 pub(crate) fn probe_nvrtc() -> Result<(), CudaError> {
     // SAFETY: as in `probe`.
-    if !unsafe { cudarc::nvrtc::sys::is_culib_present() } {
-        return Err(CudaError::Library {
-            what: "NVRTC (CUDA's run-time compiler)",
-            searched: searched("nvrtc"),
-            advice: PIP_ADVICE,
-        });
-    }
-    Ok(())
+    require(
+        unsafe { cudarc::nvrtc::sys::is_culib_present() },
+        "nvrtc",
+        "NVRTC (CUDA's run-time compiler)",
+        PIP_ADVICE,
+    )
 }
 
 /// Compiles [`KERNELS`] to PTX for `arch` (`compute_90` for an H100/H200), with
