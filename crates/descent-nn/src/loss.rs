@@ -478,14 +478,21 @@ pub fn softmax_cross_entropy(
             Some(d) => &mut d[i * classes..(i + 1) * classes],
             None => &mut scratch[..],
         };
+        // Terms below f32's smallest normal number are 0, not subnormals (which the sum,
+        // at least 1, cannot see): the gradient's products would read them through
+        // microcode assists (see `exp_normal`).
         e.iter_mut().zip(row).for_each(|(e, v)| *e = v - max);
-        descent_tensor::vmath::exp(e);
+        descent_tensor::vmath::exp_normal(e);
         let sum = descent_tensor::sum(e);
         stats.loss_sum += (sum.ln() - (row[label] - max)) as f64;
         stats.correct += usize::from(arg == label);
         if grads {
+            // So, too, a gradient `p / (B · sum)` below the smallest normal number: it is
+            // 0 where PyTorch has a subnormal, chosen before the product so that none is made.
             let scale = inv_batch / sum;
-            e.iter_mut().for_each(|v| *v *= scale);
+            let tiny = f32::MIN_POSITIVE / scale;
+            e.iter_mut()
+                .for_each(|v| *v = if *v < tiny { 0.0 } else { *v * scale });
             e[label] -= inv_batch;
         }
     }
@@ -508,6 +515,53 @@ mod tests {
             s.loss_sum
         );
         assert_eq!(s.correct, 2);
+    }
+
+    /// Probabilities whose gradient would be subnormal are 0 (a confident model's logits, as
+    /// a GPT's first steps have them); every other entry is `(softmax - onehot) / B` in f64
+    /// to f32's rounding, and the loss is the definition's.
+    #[test]
+    fn gradients_too_small_for_a_normal_f32_are_zero() {
+        let classes = 6;
+        let rows = [
+            [0.0f32, -50.0, -80.0, -86.0, -87.0, -120.0],
+            [10.0, -75.0, -79.0, 9.0, -200.0, 0.5],
+        ];
+        let logits: Vec<f32> = rows.iter().flatten().copied().collect();
+        let labels = [1u32, 3];
+        let mut d = vec![f32::NAN; logits.len()];
+        let s = softmax_cross_entropy(&logits, &labels, classes, Some(&mut d)).unwrap();
+        let b = labels.len() as f64;
+        let (mut zeros, mut want_loss) = (0, 0.0);
+        for (r, row) in rows.iter().enumerate() {
+            let max = row.iter().fold(f64::MIN, |m, &v| m.max(v as f64));
+            let sum: f64 = row.iter().map(|&v| (v as f64 - max).exp()).sum();
+            want_loss += sum.ln() + max - row[labels[r] as usize] as f64;
+            for (j, &v) in row.iter().enumerate() {
+                let p = (v as f64 - max).exp() / sum / b;
+                let want = p - if j == labels[r] as usize {
+                    1.0 / b
+                } else {
+                    0.0
+                };
+                let got = d[r * classes + j];
+                assert!(!got.is_subnormal(), "[{r}, {j}]: {got:e} is subnormal");
+                if want.abs() < f32::MIN_POSITIVE as f64 {
+                    assert_eq!(got, 0.0, "[{r}, {j}]: {got:e}, the definition {want:e}");
+                    zeros += 1;
+                } else {
+                    let rel = ((got as f64 - want) / want).abs();
+                    assert!(rel < 1e-6, "[{r}, {j}]: {got:e} against {want:e}");
+                }
+            }
+        }
+        // Logits 120, 210 and 89 below their row's top, and 87 (87.7 with the 1 / B).
+        assert_eq!(zeros, 4, "{d:?}");
+        assert!(
+            (s.loss_sum - want_loss).abs() < 1e-5 * want_loss,
+            "{}",
+            s.loss_sum
+        );
     }
 
     fn all_losses() -> Vec<Loss> {

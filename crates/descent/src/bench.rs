@@ -5,7 +5,7 @@
 
 use std::time::Instant;
 
-use anyhow::{ensure, Result};
+use anyhow::{bail, ensure, Result};
 use descent_nn::{Activation, Loss, Model, Targets, Workspace};
 use descent_optim::{HyperValue, Optimizer, OptimizerConfig, ParamSpec, OPTIMIZER_NAMES};
 use descent_tensor::{
@@ -87,6 +87,26 @@ const SHAPES: [Shape; 11] = [
     shape("cnn fc1 dx     dZ·W", (64, 9216, 128), false, false),
 ];
 
+/// The f32 products of one step of the GPT preset (batch 32 of 128 tokens: 4096 rows, 128
+/// wide, the MLP 512 wide), in each block's order: forward, weight gradient, input gradient.
+const GPT_SHAPES: [Shape; 15] = [
+    shape("qkv fwd    x·Wᵀ", (4096, 384, 128), false, true),
+    shape("qkv dW     dYᵀ·x", (384, 128, 4096), true, false),
+    shape("qkv dx     dY·W", (4096, 128, 384), false, false),
+    shape("proj fwd   x·Wᵀ", (4096, 128, 128), false, true),
+    shape("proj dW    dYᵀ·x", (128, 128, 4096), true, false),
+    shape("proj dx    dY·W", (4096, 128, 128), false, false),
+    shape("fc fwd     x·Wᵀ", (4096, 512, 128), false, true),
+    shape("fc dW      dYᵀ·x", (512, 128, 4096), true, false),
+    shape("fc dx      dY·W", (4096, 128, 512), false, false),
+    shape("fc_proj fwd x·Wᵀ", (4096, 128, 512), false, true),
+    shape("fc_proj dW dYᵀ·x", (128, 512, 4096), true, false),
+    shape("fc_proj dx dY·W", (4096, 512, 128), false, false),
+    shape("head fwd   x·Wᵀ", (4096, 65, 128), false, true),
+    shape("head dW    dYᵀ·x", (65, 128, 4096), true, false),
+    shape("head dx    dY·W", (4096, 128, 65), false, false),
+];
+
 fn gemm(args: &BenchArgs) -> Result<()> {
     let pool = Pool::new(args.threads.unwrap_or(0))?;
     let t = pool.threads();
@@ -96,8 +116,16 @@ fn gemm(args: &BenchArgs) -> Result<()> {
         .filter(|i| i.supported())
         .collect();
     let mut rng = Rng::new(0);
+    let (shapes, batch): (&[Shape], _) = match args.model.as_deref() {
+        None | Some("mlp") | Some("cnn") => (&SHAPES, "batch 64"),
+        Some("gpt") => (&GPT_SHAPES, "the GPT preset, 32 windows of 128 tokens"),
+        Some(other) => bail!(
+            "bench gemm: no product list for --model {other}; it has the seed's and the cnn's \
+             (the default) and the GPT preset's (--model gpt)"
+        ),
+    };
     out!(
-        "GEMM on a training step's shapes (batch 64), GFLOP/s, median of {} runs; the \
+        "GEMM on a training step's shapes ({batch}), GFLOP/s, median of {} runs; the \
          instruction sets' kernels on 1 thread, 'engine' is descent ({}) on {} threads",
         args.runs,
         best.name(),
@@ -111,7 +139,7 @@ fn gemm(args: &BenchArgs) -> Result<()> {
         head += &format!(" {:>8}", isa.name());
     }
     out!("{head} {:>8}  kernel", "engine");
-    for s in &SHAPES {
+    for s in shapes {
         let a: Vec<f32> = (0..s.m * s.k).map(|_| rng.uniform(-1.0, 1.0)).collect();
         let b: Vec<f32> = (0..s.k * s.n).map(|_| rng.uniform(-1.0, 1.0)).collect();
         let av = if s.a_t {

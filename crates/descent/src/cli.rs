@@ -1050,7 +1050,8 @@ pub struct BenchArgs {
     /// Optimizer for `epoch`, with its defaults (sgd: the seed's plain SGD, fused).
     #[arg(long, default_value = "sgd")]
     pub optimizer: String,
-    /// Model for `epoch` and `layers`: a preset (mlp, cnn, lenet5, resnet) or a model file.
+    /// Model for `epoch` and `layers` (a preset: mlp, cnn, lenet5, resnet, or a model file), and
+    /// for `gemm` whose products to time: the seed's and the cnn's (the default) or gpt's.
     #[arg(long, value_name = "NAME|FILE")]
     pub model: Option<String>,
     /// Examples per batch for `epoch` and `layers`.
