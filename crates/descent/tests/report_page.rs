@@ -43,7 +43,7 @@ fn chart_sizes(html: &str) -> Vec<(u32, u32)> {
         .collect()
 }
 
-/// Every request line that reached the proxy.
+/// Every request line that reached the proxy (connections that sent none are not kept).
 type Requests = Arc<Mutex<Vec<String>>>;
 
 fn proxy() -> (u16, Requests) {
@@ -56,9 +56,11 @@ fn proxy() -> (u16, Requests) {
             let mut buf = [0u8; 512];
             let n = conn.read(&mut buf).unwrap_or(0);
             let line = String::from_utf8_lossy(&buf[..n]);
-            log.lock()
-                .unwrap()
-                .push(line.lines().next().unwrap_or("").to_string());
+            // A connection the browser opened ahead and closed unused (Chromium 148
+            // preconnects to its proxy) asks for nothing: only request lines count.
+            if let Some(first) = line.lines().map(str::trim).find(|l| !l.is_empty()) {
+                log.lock().unwrap().push(first.to_string());
+            }
         }
     });
     (port, seen)
