@@ -43,29 +43,43 @@ impl Bar {
             b.set_position(pos);
         }
     }
+}
+
+/// What both bars do with lines: print them whole with the bar (if any) out of the way,
+/// and clear the bar at the end.
+pub trait Lines {
+    /// The bar, where stderr is a terminal.
+    fn bar(&self) -> Option<&ProgressBar>;
 
     /// Prints a line on stdout with the bar out of the way.
-    pub fn println(&self, line: &str) {
-        above(&self.bar, || out!("{line}"));
+    fn println(&self, line: &str) {
+        self.above(|| out!("{line}"));
     }
 
     /// A line for the standard error (a warning), above the bar.
-    pub fn eprintln(&self, line: &str) {
-        above(&self.bar, || eprintln!("{line}"));
+    fn eprintln(&self, line: &str) {
+        self.above(|| eprintln!("{line}"));
     }
 
-    pub fn finish(&self) {
-        if let Some(b) = &self.bar {
+    /// Removes the bar.
+    fn finish(&self) {
+        if let Some(b) = self.bar() {
             b.finish_and_clear();
+        }
+    }
+
+    /// Runs `print` with the bar out of the way, so that its line stays whole.
+    fn above(&self, print: impl FnOnce()) {
+        match self.bar() {
+            Some(b) => b.suspend(print),
+            None => print(),
         }
     }
 }
 
-/// Runs `print` with `bar` (if any) out of the way, so that its line stays whole.
-fn above(bar: &Option<ProgressBar>, print: impl FnOnce()) {
-    match bar {
-        Some(b) => b.suspend(print),
-        None => print(),
+impl Lines for Bar {
+    fn bar(&self) -> Option<&ProgressBar> {
+        self.bar.as_ref()
     }
 }
 
@@ -167,22 +181,11 @@ impl CountBar {
             b.inc(n);
         }
     }
+}
 
-    /// Prints a line on stdout with the bar out of the way.
-    pub fn println(&self, line: &str) {
-        above(&self.bar, || out!("{line}"));
-    }
-
-    /// Prints a line on stderr with the bar out of the way.
-    pub fn eprintln(&self, line: &str) {
-        above(&self.bar, || eprintln!("{line}"));
-    }
-
-    /// Removes the bar.
-    pub fn finish(&self) {
-        if let Some(b) = &self.bar {
-            b.finish_and_clear();
-        }
+impl Lines for CountBar {
+    fn bar(&self) -> Option<&ProgressBar> {
+        self.bar.as_ref()
     }
 }
 

@@ -18,7 +18,7 @@ use descent_train::{
 use crate::cli::{
     AnnealArg, LossArg, MonitorArg, ScheduleArgs, ScheduleName, ThresholdMode, TrainArgs,
 };
-use crate::progress::Bar;
+use crate::progress::{Bar, Lines as _};
 
 /// MNIST's training set, for sizing schedules before the data is loaded.
 pub const MNIST_TRAIN: usize = 60_000;

@@ -31,6 +31,7 @@ use descent_tune::{
 };
 
 use crate::cli::{Cli, Command, TuneArgs, TuneShowArgs};
+use crate::progress::Lines as _;
 use crate::report::write_chart;
 
 /// The running trials' interrupt flags, so that Ctrl-C stops them mid-epoch.

@@ -14,6 +14,7 @@ use descent_train::checkpoint::write_atomic;
 use descent_train::{Event, TrainConfig, Trainer};
 
 use crate::cli::{CompareArgs, TrainArgs};
+use crate::progress::Lines as _;
 use crate::report::write_chart;
 use descent_chart::{Chart, Scale, Series};
 

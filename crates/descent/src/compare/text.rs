@@ -12,6 +12,7 @@ use descent_train::{Event, Trainer};
 
 use super::{create_out, race, run_config, threads_per_run};
 use crate::cli::{CompareArgs, TrainArgs};
+use crate::progress::Lines as _;
 use crate::report::write_chart;
 use descent_chart::{Chart, Scale, Series};
 
