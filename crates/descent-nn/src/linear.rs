@@ -2,7 +2,7 @@
 //! activation fused onto its output.
 
 use descent_tensor::backend::{Backend, BackendError, DMat, Region, Span as DSpan};
-use descent_tensor::{matmul_serial_in, MatMut, MatRef, Precision, Rng};
+use descent_tensor::{matmul_bias_in, matmul_serial_in, MatMut, MatRef, Precision, Rng};
 
 use crate::layer::{numel, Backward, DeviceIo, Forward, Layer, Sink};
 use crate::par::Scratch;
@@ -141,15 +141,12 @@ impl Linear {
     // `y` may be a block of columns j0..j0 + w of the full output: it gets those features.
     /// Forward on the output columns `j0..j0 + y.cols()`: `y = x·W[j0..]ᵀ + b[j0..]`.
     /// `y`'s rows must be contiguous (column stride 1).
-    pub fn forward_block(&self, params: &[f32], x: MatRef<'_>, mut y: MatMut<'_>, j0: usize) {
+    pub fn forward_block(&self, params: &[f32], x: MatRef<'_>, y: MatMut<'_>, j0: usize) {
         let w = y.cols();
         let weight = self.weight(params).rows_range(j0, w);
         if self.has_bias {
             let bias = &self.bias(params)[j0..j0 + w];
-            for i in 0..y.rows() {
-                y.row_mut(i).copy_from_slice(bias);
-            }
-            matmul_serial_in(self.precision, y, x, weight.t(), 1.0, 1.0);
+            matmul_bias_in(self.precision, y, x, weight.t(), bias);
         } else {
             matmul_serial_in(self.precision, y, x, weight.t(), 1.0, 0.0);
         }

@@ -38,8 +38,8 @@ pub mod vmath;
 pub use backend::{Backend, Device};
 pub use kernels::{amx_enabled, bf16_native, isa, set_isa, Isa};
 pub use matmul::{
-    matmul, matmul_gemm, matmul_naive, matmul_path, matmul_serial, matmul_serial_in, matmul_small,
-    round_bf16, Precision,
+    matmul, matmul_bias_in, matmul_gemm, matmul_naive, matmul_path, matmul_serial,
+    matmul_serial_in, matmul_small, round_bf16, Precision,
 };
 pub use matrix::{transpose, MatMut, MatRef};
 pub use pool::{Pool, MAX_THREADS};

@@ -36,6 +36,7 @@ fn operands(
         b_cs,
         alpha,
         beta,
+        bias: std::ptr::null(),
     }
 }
 
@@ -146,6 +147,56 @@ pub fn matmul_serial_in(
         let (ra, rb) = (rounded_copy(&a, ra), rounded_copy(&b, rb));
         matmul_serial(dst, ra, rb, alpha, beta)
     })
+}
+
+/// `dst = a·b + bias` in `precision` on the calling thread, `bias` (one value per column of
+/// `dst`) added to every row: the bits of filling each row of `dst` with `bias` and then
+/// [`matmul_serial_in`] with alpha 1 and beta 1, without that pass over `dst` where the
+/// kernel can start its sums from the bias (the AVX-512 packed product in f32, the
+/// AVX512-BF16 and AMX products in bf16, for a `dst` with contiguous rows).
+///
+/// # Panics
+/// If `bias` does not hold one value per column of `dst`, or the shapes do not agree.
+pub fn matmul_bias_in(
+    precision: Precision,
+    mut dst: MatMut<'_>,
+    a: MatRef<'_>,
+    b: MatRef<'_>,
+    bias: &[f32],
+) {
+    check_shapes(&dst, &a, &b);
+    assert_eq!(bias.len(), dst.cols(), "one bias per column of the product");
+    if dst.rows() == 0 || dst.cols() == 0 {
+        return;
+    }
+    let mut ops = operands(Some(&dst), &a, &b, 1.0, 1.0);
+    ops.bias = bias.as_ptr();
+    let fused = ops.c_cs == 1
+        && ops.k > 0
+        && match precision {
+            Precision::F32 => kernels::choose(&ops) == Some(kernels::Kernel::Packed512),
+            Precision::Bf16 => crate::bf16_native(),
+        };
+    if fused {
+        // SAFETY: as in `matmul_serial_isa`: valid views of agreeing shapes, `dst` exclusive;
+        // the chosen kernels read `bias` for C's columns only (`c_cs == 1`), and it holds one
+        // value per column.
+        unsafe {
+            match precision {
+                Precision::F32 => kernels::run(kernels::Kernel::Packed512, &ops),
+                Precision::Bf16 => {
+                    kernels::run_bf16(&ops);
+                }
+            }
+        }
+        return;
+    }
+    for i in 0..dst.rows() {
+        for (j, &v) in bias.iter().enumerate() {
+            dst.set(i, j, v);
+        }
+    }
+    matmul_serial_in(precision, dst, a, b, 1.0, 1.0)
 }
 
 /// [`matmul_serial`] with the kernels of `isa`, which the CPU must support.
@@ -505,6 +556,50 @@ mod tests {
                     }
                     if k > 16 {
                         assert!(off_f32 > 1e-4, "m{m} n{n} k{k}: bf16 gave the f32 product");
+                    }
+                }
+            }
+        }
+    }
+
+    /// A product with a bias is, bit for bit, the product into rows filled with the bias
+    /// (f32 and bf16; every layout of A and B, A also strided both ways as no kernel reads
+    /// it directly; edges of every block, several blocks of k) and near the naive sum.
+    #[test]
+    fn bias_products_equal_filling_with_the_bias() {
+        let mut rng = Rng::new(5);
+        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        for &(m, n, k) in &[
+            (1, 1, 1),
+            (3, 5, 7),
+            (64, 512, 128),
+            (200, 33, 401),
+            (37, 70, 0),
+        ] {
+            let bias = random(&mut rng, n);
+            for layout in 0..5 {
+                let (ta, tb) = (layout & 1 == 1, layout & 2 == 2);
+                let a_buf = random(&mut rng, 2 * m * k);
+                let b_buf = random(&mut rng, k * n);
+                let a = match layout {
+                    4 => MatRef::strided(&a_buf, m, k, 2 * k, 2).unwrap(),
+                    _ => view(&a_buf, m, k, ta),
+                };
+                let b = view(&b_buf, k, n, tb);
+                for precision in [Precision::F32, Precision::Bf16] {
+                    let mut got = vec![f32::NAN; m * n];
+                    let dst = MatMut::new(&mut got, m, n).unwrap();
+                    matmul_bias_in(precision, dst, a, b, &bias);
+                    let mut want: Vec<f32> = (0..m).flat_map(|_| bias.iter().copied()).collect();
+                    let dst = MatMut::new(&mut want, m, n).unwrap();
+                    matmul_serial_in(precision, dst, a, b, 1.0, 1.0);
+                    let what = format!("{precision:?} m{m} n{n} k{k} layout {layout}");
+                    assert!(bits(&got) == bits(&want), "{what}: not the filled product");
+                    let mut naive: Vec<f32> = (0..m).flat_map(|_| bias.iter().copied()).collect();
+                    matmul_naive(MatMut::new(&mut naive, m, n).unwrap(), a, b, 1.0, 1.0);
+                    for (g, w) in got.iter().zip(&naive) {
+                        let tol = 1e-2 * (1.0 + (k as f32).sqrt());
+                        assert!((g - w).abs() <= tol, "{what}: {g} vs {w}");
                     }
                 }
             }

@@ -231,17 +231,18 @@ pub(super) unsafe fn packed(o: &Operands) {
                             let cols = (nc - q * NR).min(NR);
                             for r in (0..mc).step_by(32) {
                                 let ap = ha.as_ptr().add(r * KC2);
-                                let c = o.c.add((i0 + r) * o.c_rs + (j0 + q * NR) * o.c_cs);
-                                let rs = o.c_rs * 4;
-                                // C += A·B or C = A·B: C itself in the tiles, for every
-                                // block (through `out` at the edges), so that each value
-                                // is summed in the same order wherever the block falls.
+                                let at = o.corner(i0 + r, j0 + q * NR, p0);
+                                let (c, rs) = (at.c, o.c_rs * 4);
+                                // C += A·B or C = A·B: C itself (or the bias) in the tiles,
+                                // for every block (through `out` at the edges), so that each
+                                // value is summed in the same order wherever the block falls.
                                 if o.alpha == 1.0 && (beta == 0.0 || beta == 1.0) {
                                     let rows = (mc - r).min(32);
                                     let whole = rows == 32 && cols == NR && o.c_cs == 1;
                                     if whole {
                                         if beta == 1.0 {
-                                            load_c(c, rs);
+                                            // A bias row is read with stride 0: every row.
+                                            load_c(at.old, at.old_rs * 4);
                                         } else {
                                             zero_c();
                                         }
@@ -253,7 +254,7 @@ pub(super) unsafe fn packed(o: &Operands) {
                                         for j in 0..32 {
                                             *out.add(i * 32 + j) =
                                                 if beta == 1.0 && i < rows && j < cols {
-                                                    *c.add(i * o.c_rs + j * o.c_cs)
+                                                    *at.old.add(i * at.old_rs + j * o.c_cs)
                                                 } else {
                                                     0.0
                                                 };
@@ -280,7 +281,9 @@ pub(super) unsafe fn packed(o: &Operands) {
                                         if n > 0 {
                                             let v = _mm512_loadu_ps(out.add((dr + i) * 32 + dc));
                                             let c = c.add((dr + i) * o.c_rs + dc * o.c_cs);
-                                            store_row(c, o.c_cs, n, v, o.alpha, beta);
+                                            let old =
+                                                at.old.add((dr + i) * at.old_rs + dc * o.c_cs);
+                                            store_row(c, old, o.c_cs, n, v, o.alpha, beta);
                                         }
                                     }
                                 }

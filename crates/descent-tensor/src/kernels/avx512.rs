@@ -41,10 +41,50 @@ pub(super) fn lanes(n: usize) -> __mmask16 {
     }
 }
 
-/// `alpha · v + beta · C` into the `n <= 16` values of C from `p`, `cs` apart.
+/// A tile's place in C and where `beta`'s old values come from: C itself, or, in the first
+/// block of k of a product with a bias ([`Operands::bias`]), the bias, the same row for
+/// every row of C (`old_rs` 0).
+#[derive(Clone, Copy)]
+pub(super) struct Corner {
+    pub c: *mut f32,
+    pub rs: usize,
+    pub cs: usize,
+    pub old: *const f32,
+    pub old_rs: usize,
+}
+
+impl Operands {
+    /// The corner of C at row `i`, column `j`, for the block of k from `p0`.
+    pub(super) fn corner(&self, i: usize, j: usize, p0: usize) -> Corner {
+        let c = self.c.wrapping_add(i * self.c_rs + j * self.c_cs);
+        let (old, old_rs) = match p0 == 0 && !self.bias.is_null() {
+            true => (self.bias.wrapping_add(j), 0),
+            false => (c as *const f32, self.c_rs),
+        };
+        Corner {
+            c,
+            rs: self.c_rs,
+            cs: self.c_cs,
+            old,
+            old_rs,
+        }
+    }
+}
+
+/// `alpha · v + beta · old` into the `n <= 16` values of C from `p`, `cs` apart, the old
+/// values read from `old` (C itself, or a bias row), also `cs` apart.
 #[inline(always)]
-pub(super) unsafe fn store_row(p: *mut f32, cs: usize, n: usize, v: __m512, alpha: f32, beta: f32) {
-    // SAFETY: the n values from p, cs apart, are inside C (the callers' bounds).
+pub(super) unsafe fn store_row(
+    p: *mut f32,
+    old: *const f32,
+    cs: usize,
+    n: usize,
+    v: __m512,
+    alpha: f32,
+    beta: f32,
+) {
+    // SAFETY: the n values from p and old, cs apart, are inside C and the bias (the callers'
+    // bounds).
     unsafe {
         let v = _mm512_mul_ps(_mm512_set1_ps(alpha), v);
         if cs == 1 {
@@ -52,15 +92,18 @@ pub(super) unsafe fn store_row(p: *mut f32, cs: usize, n: usize, v: __m512, alph
             let v = if beta == 0.0 {
                 v
             } else {
-                _mm512_fmadd_ps(_mm512_set1_ps(beta), _mm512_maskz_loadu_ps(m, p), v)
+                _mm512_fmadd_ps(_mm512_set1_ps(beta), _mm512_maskz_loadu_ps(m, old), v)
             };
             _mm512_mask_storeu_ps(p, m, v);
         } else {
             let mut out = [0.0f32; 16];
             _mm512_storeu_ps(out.as_mut_ptr(), v);
             for (c, &x) in out.iter().enumerate().take(n) {
-                let q = p.add(c * cs);
-                *q = if beta == 0.0 { x } else { x + beta * *q };
+                *p.add(c * cs) = if beta == 0.0 {
+                    x
+                } else {
+                    x + beta * *old.add(c * cs)
+                };
             }
         }
     }
@@ -190,27 +233,26 @@ pub(super) fn grown<T: Copy + Default>(v: &mut Vec<T>, n: usize) -> &mut [T] {
     aligned(v)
 }
 
-/// `alpha · acc + beta · C` into the `rows x cols` corner of C at `c` (row stride `rs`,
-/// column stride `cs`) from a micro-kernel's `MR x NR` accumulators. Always inlined (as
-/// `store_row`), so the accumulators stay in registers: a call spilled them and cost the
-/// GPT's f32 step 6%.
+/// `alpha · acc + beta · old` into the `rows x cols` corner `at` of C from a micro-kernel's
+/// `MR x NR` accumulators. Always inlined (as `store_row`), so the accumulators stay in
+/// registers: a call spilled them and cost the GPT's f32 step 6%.
 #[inline(always)]
-#[allow(clippy::too_many_arguments)]
 pub(super) unsafe fn store_tile(
     acc: &[[__m512; NV]; MR],
-    c: *mut f32,
-    (rs, cs): (usize, usize),
+    at: Corner,
     (rows, cols): (usize, usize),
     alpha: f32,
     beta: f32,
 ) {
-    // SAFETY: the corner of C is inside C (the callers' bounds).
+    // SAFETY: the corner of C (and its old values) is inside C (the callers' bounds).
     unsafe {
         for r in 0..rows {
             for v in 0..NV {
                 let n = cols.saturating_sub(16 * v).min(16);
                 if n > 0 {
-                    store_row(c.add(r * rs + 16 * v * cs), cs, n, acc[r][v], alpha, beta);
+                    let (c, old) = (at.c.add(r * at.rs), at.old.add(r * at.old_rs));
+                    let off = 16 * v * at.cs;
+                    store_row(c.add(off), old.add(off), at.cs, n, acc[r][v], alpha, beta);
                 }
             }
         }
@@ -363,8 +405,8 @@ pub(super) unsafe fn pack_a_rows(
 }
 
 /// One `MR x NR` tile: the sum over `kc` of outer products of a packed A micro-panel and a
-/// packed B micro-panel, then `alpha · sum + beta · C` into the `rows x cols` corner of C at
-/// `c` (row stride `rs`, column stride `cs`). The A panel holds, for each k, its MR values
+/// packed B micro-panel, then `alpha · sum + beta · old` into the `rows x cols` corner `at`
+/// of C. The A panel holds, for each k, its MR values
 /// together (`ROW_PANEL` false) or its MR rows `KC` apart (true, [`pack_a_rows`]); the sums
 /// are the same either way.
 #[inline]
@@ -374,8 +416,7 @@ unsafe fn micro<const ROW_PANEL: bool>(
     kc: usize,
     a: *const f32,
     b: *const f32,
-    c: *mut f32,
-    (rs, cs): (usize, usize),
+    at: Corner,
     (rows, cols): (usize, usize),
     alpha: f32,
     beta: f32,
@@ -395,7 +436,7 @@ unsafe fn micro<const ROW_PANEL: bool>(
             a = a.add(if ROW_PANEL { 1 } else { MR });
             b = b.add(NR);
         }
-        store_tile(&acc, c, (rs, cs), (rows, cols), alpha, beta);
+        store_tile(&acc, at, (rows, cols), alpha, beta);
     }
 }
 
@@ -430,17 +471,16 @@ pub(super) unsafe fn packed(o: &Operands) {
                             let cols = (nc - q * NR).min(NR);
                             for r in 0..mc.div_ceil(MR) {
                                 let rows = (mc - r * MR).min(MR);
-                                let c = o.c.add((i0 + r * MR) * o.c_rs + (j0 + q * NR) * o.c_cs);
-                                let at = (o.c_rs, o.c_cs);
+                                let at = o.corner(i0 + r * MR, j0 + q * NR, p0);
                                 let rc = (rows, cols);
                                 match rows_layout {
                                     true => {
                                         let ap = pa.as_ptr().add(r * MR * KC);
-                                        micro::<true>(kc, ap, bp, c, at, rc, o.alpha, beta)
+                                        micro::<true>(kc, ap, bp, at, rc, o.alpha, beta)
                                     }
                                     false => {
                                         let ap = pa.as_ptr().add(r * MR * kc);
-                                        micro::<false>(kc, ap, bp, c, at, rc, o.alpha, beta)
+                                        micro::<false>(kc, ap, bp, at, rc, o.alpha, beta)
                                     }
                                 }
                             }

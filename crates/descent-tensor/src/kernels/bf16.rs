@@ -10,7 +10,7 @@ use std::arch::x86_64::*;
 use std::cell::RefCell;
 
 use super::avx512::{
-    grown, lanes, pack_a, pack_a_rows, pack_b, store_tile, KC, MC, MR, NC, NR, NV,
+    grown, lanes, pack_a, pack_a_rows, pack_b, store_tile, Corner, KC, MC, MR, NC, NR, NV,
 };
 use super::Operands;
 
@@ -223,8 +223,7 @@ unsafe fn micro<const ROW_PANEL: bool>(
     kc2: usize,
     a: *const u32,
     b: *const u32,
-    c: *mut f32,
-    (rs, cs): (usize, usize),
+    at: Corner,
     (rows, cols): (usize, usize),
     alpha: f32,
     beta: f32,
@@ -247,7 +246,7 @@ unsafe fn micro<const ROW_PANEL: bool>(
             a = a.add(if ROW_PANEL { 1 } else { MR });
             b = b.add(NR);
         }
-        store_tile(&acc, c, (rs, cs), (rows, cols), alpha, beta);
+        store_tile(&acc, at, (rows, cols), alpha, beta);
     }
 }
 
@@ -289,15 +288,14 @@ pub(super) unsafe fn packed(o: &Operands) {
                             let cols = (nc - q * NR).min(NR);
                             for r in 0..panels {
                                 let rows = (mc - r * MR).min(MR);
-                                let c = o.c.add((i0 + r * MR) * o.c_rs + (j0 + q * NR) * o.c_cs);
-                                let at = (o.c_rs, o.c_cs);
+                                let at = o.corner(i0 + r * MR, j0 + q * NR, p0);
                                 let rc = (rows, cols);
                                 if rows_layout {
                                     let ap = ha.as_ptr().add(r * MR * KC2);
-                                    micro::<true>(kc2, ap, bp, c, at, rc, o.alpha, beta)
+                                    micro::<true>(kc2, ap, bp, at, rc, o.alpha, beta)
                                 } else {
                                     let ap = ha.as_ptr().add(r * MR * kc2);
-                                    micro::<false>(kc2, ap, bp, c, at, rc, o.alpha, beta)
+                                    micro::<false>(kc2, ap, bp, at, rc, o.alpha, beta)
                                 }
                             }
                         }

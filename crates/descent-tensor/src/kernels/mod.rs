@@ -53,6 +53,11 @@ pub(crate) struct Operands {
     pub b_cs: usize,
     pub alpha: f32,
     pub beta: f32,
+    /// Null, or one value per column of C (`c_cs == 1`) that the first block of k reads in
+    /// place of C's old values (with `beta == 1`): `C = alpha · A · B + bias`, the bits of
+    /// filling each row with the bias first. Only the AVX-512 packed, AVX512-BF16 and AMX
+    /// products read it; the callers fill C themselves for the others.
+    pub bias: *const f32,
 }
 
 /// The instruction sets descent's kernels are written for, best first.
