@@ -67,19 +67,6 @@ fn cols(x: &mut [f32], off: usize, rows: usize, w: usize) -> MatMut<'_> {
     MatMut::strided(&mut x[off..], rows, w, stride, 1).expect("the columns fit the rows")
 }
 
-/// Row `i` of `s` (`n x n`) becomes the softmax of its first `i + 1` values; the rest zero.
-fn causal_softmax(s: &mut [f32], n: usize) {
-    for (i, row) in s.chunks_exact_mut(n).enumerate() {
-        let (seen, masked) = row.split_at_mut(i + 1);
-        let max = descent_tensor::max(seen);
-        seen.iter_mut().for_each(|v| *v -= max);
-        descent_tensor::vmath::exp(seen);
-        let inv = 1.0 / descent_tensor::sum(seen);
-        seen.iter_mut().for_each(|v| *v *= inv);
-        masked.fill(0.0);
-    }
-}
-
 impl Layer for CausalSelfAttention {
     fn kind(&self) -> &'static str {
         "CausalSelfAttention"
@@ -138,7 +125,7 @@ impl Layer for CausalSelfAttention {
                     let qr = qm.rows_range(r0, r1 - r0);
                     matmul_small(s, qr, kt.cols_range(0, r1), scale, 0.0);
                 }
-                causal_softmax(pm, l);
+                descent_tensor::vmath::causal_softmax(pm, l);
                 for r0 in (0..l).step_by(BLOCK) {
                     let r1 = (r0 + BLOCK).min(l);
                     let o = cols(&mut yb[r0 * d..r1 * d], h * dh, r1 - r0, dh);
@@ -197,13 +184,7 @@ impl Layer for CausalSelfAttention {
                     let dor = d_o.rows_range(r0, r1 - r0);
                     matmul_small(g, dor, vt.cols_range(0, r1), 1.0, 0.0);
                 }
-                for (i, (prow, drow)) in pm.chunks_exact(l).zip(dp.chunks_exact_mut(l)).enumerate()
-                {
-                    let (pr, dr) = (&prow[..=i], &mut drow[..=i]);
-                    let c = descent_tensor::dot(pr, dr);
-                    dr.iter_mut().zip(pr).for_each(|(g, p)| *g = p * (*g - c));
-                    drow[i + 1..].fill(0.0);
-                }
+                descent_tensor::vmath::causal_softmax_backward(pm, dp, l);
                 for c0 in (0..l).step_by(BLOCK) {
                     let c1 = (c0 + BLOCK).min(l);
                     // Key block [c0, c1) is seen by the rows from c0 on.

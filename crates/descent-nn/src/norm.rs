@@ -314,33 +314,8 @@ impl Layer for LayerNorm {
                     y_s.part(r0 * d, (r1 - r0) * d),
                 )
             };
-            for (k, r) in (r0..r1).enumerate() {
-                let xr = &x[r * d..(r + 1) * d];
-                let (hr, yr) = (&mut xh[k * d..(k + 1) * d], &mut yv[k * d..(k + 1) * d]);
-                let mu = descent_tensor::sum(xr) / d as f32;
-                hr.iter_mut().zip(xr).for_each(|(h, &v)| *h = v - mu);
-                // The same 16-lane sum as the mean's, over the squares (two passes: no
-                // cancellation in the variance).
-                let mut sq = [0.0f32; 16];
-                for c in hr.chunks(16) {
-                    for (a, v) in sq.iter_mut().zip(c) {
-                        *a += v * v;
-                    }
-                }
-                let var = descent_tensor::sum(&sq) / d as f32;
-                let inv = 1.0 / (var + eps).sqrt();
-                is[k] = inv;
-                hr.iter_mut().for_each(|h| *h *= inv);
-                match affine {
-                    Some((w, b)) => {
-                        let (g, bb) = (&params[w..w + d], &params[b..b + d]);
-                        for (((y, &h), &g), &bb) in yr.iter_mut().zip(hr.iter()).zip(g).zip(bb) {
-                            *y = h * g + bb;
-                        }
-                    }
-                    None => yr.copy_from_slice(hr),
-                }
-            }
+            let affine = affine.map(|(w, b)| (&params[w..w + d], &params[b..b + d]));
+            layer_norm_rows(&x[r0 * d..r1 * d], xh, is, yv, affine, d, eps);
         });
     }
 
@@ -366,46 +341,15 @@ impl Layer for LayerNorm {
         let grads = Scratch::new(&mut rest[..parts * 2 * d]);
         let dxs = dx.map(|dx| Scratch::new(&mut dx[..n]));
         let (affine, params) = (self.affine, &*b.params);
-        let df = d as f32;
         b.pool.run(parts, |p| {
             let (r0, r1) = images(rows, parts, p);
             // SAFETY: part p's gradient block and rows r0..r1 of dx are its own.
-            let (gw, gb) = unsafe { grads.part(p * 2 * d, 2 * d) }.split_at_mut(d);
-            gw.fill(0.0);
-            gb.fill(0.0);
-            let mut dxp = dxs.map(|s| unsafe { s.part(r0 * d, (r1 - r0) * d) });
-            for (k, r) in (r0..r1).enumerate() {
-                let (g, xh) = (&dy[r * d..(r + 1) * d], &xhat[r * d..(r + 1) * d]);
-                for i in 0..d {
-                    gw[i] += g[i] * xh[i];
-                    gb[i] += g[i];
-                }
-                if let Some(dxp) = dxp.as_deref_mut() {
-                    let dxr = &mut dxp[k * d..(k + 1) * d];
-                    let gamma = affine.map(|(w, _)| &params[w..w + d]);
-                    // dx̂ = dy γ, into dx first.
-                    match gamma {
-                        Some(gm) => dxr
-                            .iter_mut()
-                            .zip(g)
-                            .zip(gm)
-                            .for_each(|((o, g), m)| *o = g * m),
-                        None => dxr.copy_from_slice(g),
-                    }
-                    let s1 = descent_tensor::sum(dxr);
-                    let mut prod = [0.0f32; 16];
-                    for (c, h) in dxr.chunks(16).zip(xh.chunks(16)) {
-                        for ((a, v), h) in prod.iter_mut().zip(c).zip(h) {
-                            *a += v * h;
-                        }
-                    }
-                    let s2 = descent_tensor::sum(&prod);
-                    let kf = invstd[r] / df;
-                    for (o, &h) in dxr.iter_mut().zip(xh) {
-                        *o = kf * (df * *o - s1 - h * s2);
-                    }
-                }
-            }
+            let gwb = unsafe { grads.part(p * 2 * d, 2 * d) };
+            gwb.fill(0.0);
+            let dxp = dxs.map(|s| unsafe { s.part(r0 * d, (r1 - r0) * d) });
+            let gamma = affine.map(|(w, _)| &params[w..w + d]);
+            let (dy, xh) = (&dy[r0 * d..r1 * d], &xhat[r0 * d..r1 * d]);
+            layer_norm_backward_rows(dy, xh, &invstd[r0..r1], gwb, dxp, gamma, d);
         });
         let (first, others) = rest[..parts * 2 * d].split_at_mut(2 * d);
         for p in 1..parts {
@@ -416,6 +360,143 @@ impl Layer for LayerNorm {
             let (gw, gb) = first.split_at(d);
             b.put(w, gw);
             b.put(bo, gb);
+        }
+    }
+}
+
+descent_tensor::twice!(
+    /// LayerNorm's forward pass on whole rows of `d` values: `xh = (x - μ) · invstd`,
+    /// `is[row] = invstd = 1 / sqrt(var + eps)`, `y = xh · γ + β` (or `xh`).
+    layer_norm_rows,
+    layer_norm_rows_plain,
+    layer_norm_rows_avx512,
+    (
+        x: &[f32],
+        xh: &mut [f32],
+        is: &mut [f32],
+        y: &mut [f32],
+        affine: Option<(&[f32], &[f32])>,
+        d: usize,
+        eps: f32
+    ),
+    {
+        let rows = x.chunks_exact(d).zip(xh.chunks_exact_mut(d)).zip(y.chunks_exact_mut(d));
+        for (((xr, hr), yr), inv_out) in rows.zip(is.iter_mut()) {
+            let mu = descent_tensor::sum(xr) / d as f32;
+            hr.iter_mut().zip(xr).for_each(|(h, &v)| *h = v - mu);
+            // The same 16-lane sum as the mean's, over the squares (two passes: no
+            // cancellation in the variance).
+            let mut sq = [0.0f32; 16];
+            for c in hr.chunks(16) {
+                for (a, v) in sq.iter_mut().zip(c) {
+                    *a += v * v;
+                }
+            }
+            let var = descent_tensor::sum(&sq) / d as f32;
+            let inv = 1.0 / (var + eps).sqrt();
+            *inv_out = inv;
+            hr.iter_mut().for_each(|h| *h *= inv);
+            match affine {
+                Some((g, bb)) => {
+                    for (((y, &h), &g), &bb) in yr.iter_mut().zip(hr.iter()).zip(g).zip(bb) {
+                        *y = h * g + bb;
+                    }
+                }
+                None => yr.copy_from_slice(hr),
+            }
+        }
+    }
+);
+
+descent_tensor::twice!(
+    /// LayerNorm's backward pass on whole rows of `d` values: adds `dy · x̂` and `dy` to
+    /// the two halves of `gwb` (γ's and β's gradients, `d` each), and where `dx` is given writes
+    /// `dx = invstd / D · (D dx̂ - Σ dx̂ - x̂ Σ dx̂ x̂)` with `dx̂ = dy γ` (or `dy`).
+    layer_norm_backward_rows,
+    layer_norm_backward_rows_plain,
+    layer_norm_backward_rows_avx512,
+    (
+        dy: &[f32],
+        xhat: &[f32],
+        invstd: &[f32],
+        gwb: &mut [f32],
+        dx: Option<&mut [f32]>,
+        gamma: Option<&[f32]>,
+        d: usize
+    ),
+    {
+        let df = d as f32;
+        let (gw, gb) = gwb.split_at_mut(d);
+        let mut dx = dx;
+        for (k, (g, xh)) in dy.chunks_exact(d).zip(xhat.chunks_exact(d)).enumerate() {
+            for i in 0..d {
+                gw[i] += g[i] * xh[i];
+                gb[i] += g[i];
+            }
+            let Some(dx) = dx.as_deref_mut() else { continue };
+            let dxr = &mut dx[k * d..(k + 1) * d];
+            // dx̂ = dy γ, into dx first.
+            match gamma {
+                Some(gm) => dxr.iter_mut().zip(g).zip(gm).for_each(|((o, g), m)| *o = g * m),
+                None => dxr.copy_from_slice(g),
+            }
+            let s1 = descent_tensor::sum(dxr);
+            let mut prod = [0.0f32; 16];
+            for (c, h) in dxr.chunks(16).zip(xh.chunks(16)) {
+                for ((a, v), h) in prod.iter_mut().zip(c).zip(h) {
+                    *a += v * h;
+                }
+            }
+            let s2 = descent_tensor::sum(&prod);
+            let kf = invstd[k] / df;
+            for (o, &h) in dxr.iter_mut().zip(xh) {
+                *o = kf * (df * *o - s1 - h * s2);
+            }
+        }
+    }
+);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// LayerNorm's row loops compiled for AVX-512 give the plain loops' bits, with and without
+    /// the affine parameters, on a width of whole vectors and an odd one.
+    #[test]
+    fn row_loops_give_the_same_bits_on_every_build() {
+        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        let mut rng = Rng::new(11);
+        for d in [128, 37] {
+            let rows = 5;
+            let mut vals =
+                |n: usize| -> Vec<f32> { (0..n).map(|_| rng.uniform(-3.0, 3.0)).collect() };
+            let (x, dy, gamma, beta) = (vals(rows * d), vals(rows * d), vals(d), vals(d));
+            for affine in [Some((&gamma[..], &beta[..])), None] {
+                let mut out = Vec::new();
+                for plain in [false, true] {
+                    let (mut xh, mut is, mut y) =
+                        (vec![0.0; rows * d], vec![0.0; rows], vec![0.0; rows * d]);
+                    let (mut gwb, mut dx) = (vec![0.0; 2 * d], vec![0.0; rows * d]);
+                    let gm = affine.map(|(g, _)| g);
+                    if plain {
+                        layer_norm_rows_plain(&x, &mut xh, &mut is, &mut y, affine, d, 1e-5);
+                        layer_norm_backward_rows_plain(
+                            &dy,
+                            &xh,
+                            &is,
+                            &mut gwb,
+                            Some(&mut dx),
+                            gm,
+                            d,
+                        );
+                    } else {
+                        layer_norm_rows(&x, &mut xh, &mut is, &mut y, affine, d, 1e-5);
+                        layer_norm_backward_rows(&dy, &xh, &is, &mut gwb, Some(&mut dx), gm, d);
+                    }
+                    out.push([xh, is, y, gwb, dx].map(|v| bits(&v)));
+                }
+                assert!(out[0] == out[1], "d {d}, affine {}", affine.is_some());
+            }
         }
     }
 }

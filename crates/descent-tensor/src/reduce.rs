@@ -4,6 +4,7 @@
 /// pairwise at the end. The compiler vectorizes this where a left-to-right `iter().sum()` has
 /// to add one value at a time (f32 addition is not associative, so it may not reorder); it is
 /// also more accurate. The same input gives the same bits on every machine.
+#[inline(always)]
 pub fn sum(v: &[f32]) -> f32 {
     let mut acc = [0.0f32; 16];
     let mut chunks = v.chunks_exact(16);
@@ -27,6 +28,7 @@ pub fn sum(v: &[f32]) -> f32 {
 
 /// `Σ a[i] · b[i]` over the shorter of the two, in the 16 interleaved partial sums of
 /// [`sum`] (so that it vectorizes), added pairwise at the end.
+#[inline(always)]
 pub fn dot(a: &[f32], b: &[f32]) -> f32 {
     let n = a.len().min(b.len());
     let (a, b) = (&a[..n], &b[..n]);
@@ -45,6 +47,7 @@ pub fn dot(a: &[f32], b: &[f32]) -> f32 {
 
 /// The largest value of `v` (`-inf` for an empty slice; NaNs are passed over, as
 /// `f32::max` does), in 16 interleaved running maxima so that it vectorizes.
+#[inline(always)]
 pub fn max(v: &[f32]) -> f32 {
     let mut acc = [f32::NEG_INFINITY; 16];
     let mut chunks = v.chunks_exact(16);

@@ -1,4 +1,4 @@
-//! Vectorizable `exp` and `erf` over f32 slices, and the GELU built on them.
+//! Vectorizable `exp` and `erf` over f32 slices, and the GELU and causal softmax built on them.
 //!
 //! Each is written once, branch-free, with fused multiply-adds, and compiled twice: for
 //! AVX-512 (sixteen lanes, where the CPU has it) and as the plain loop. Both give the same
@@ -88,12 +88,33 @@ fn cdf1(x: f32) -> f32 {
 /// 1 / sqrt(2π).
 const INV_SQRT_2PI: f32 = 0.398_942_3;
 
+/// Defines a function twice: `$vis fn $name` runs `$avx`, the body compiled for AVX-512
+/// (sixteen lanes), where the CPU has it, and `$plain`, the same body compiled for the
+/// crate's target (SSE2 on x86-64), elsewhere. Both are the same operations in the same
+/// order, so they give the same bits; a test can call `$plain` to show it. The body's own
+/// calls are compiled for AVX-512 only where they inline: `descent_tensor`'s reductions
+/// ([`crate::sum`], [`crate::dot`], [`crate::max`]) always do.
+///
+/// ```
+/// descent_tensor::twice!(
+///     /// `x = 2x + 1`, in place.
+///     double_plus_one, double_plus_one_plain, double_plus_one_avx512,
+///     (x: &mut [f32]),
+///     {
+///         x.iter_mut().for_each(|v| *v = 2.0 * *v + 1.0);
+///     }
+/// );
+/// let mut v = [1.0, -3.0];
+/// double_plus_one(&mut v);
+/// assert_eq!(v, [3.0, -5.0]);
+/// ```
+#[macro_export]
 macro_rules! twice {
-    ($(#[$doc:meta])* $name:ident, $plain:ident, $avx:ident, ($($arg:ident: $t:ty),*), $body:block) => {
+    ($(#[$doc:meta])* $vis:vis $name:ident, $plain:ident, $avx:ident, ($($arg:ident: $t:ty),*), $body:block) => {
         $(#[$doc])*
-        pub fn $name($($arg: $t),*) {
+        $vis fn $name($($arg: $t),*) {
             #[cfg(target_arch = "x86_64")]
-            if crate::isa() == crate::Isa::Avx512 {
+            if $crate::isa() == $crate::Isa::Avx512 {
                 // SAFETY: the CPU has AVX-512.
                 return unsafe { $avx($($arg),*) };
             }
@@ -113,7 +134,7 @@ macro_rules! twice {
 
 twice!(
     /// `x = exp(x)`, in place.
-    exp,
+    pub exp,
     exp_plain,
     exp_avx512,
     (x: &mut [f32]),
@@ -128,7 +149,7 @@ twice!(
     /// instruction that makes or reads a subnormal takes a microcode assist (about a hundred
     /// cycles): softmax probabilities this small, carried into a loss gradient and through
     /// the products that read it, made the GPT's first steps 18% slower.
-    exp_normal,
+    pub exp_normal,
     exp_normal_plain,
     exp_normal_avx512,
     (x: &mut [f32]),
@@ -139,7 +160,7 @@ twice!(
 
 twice!(
     /// `x = erf(x)`, in place.
-    erf,
+    pub erf,
     erf_plain,
     erf_avx512,
     (x: &mut [f32]),
@@ -150,7 +171,7 @@ twice!(
 
 twice!(
     /// `x = GELU(x) = x Φ(x)`, in place (PyTorch's `approximate='none'`).
-    gelu,
+    pub gelu,
     gelu_plain,
     gelu_avx512,
     (x: &mut [f32]),
@@ -161,7 +182,7 @@ twice!(
 
 twice!(
     /// `y = GELU(x)`: [`gelu`] out of place, in one pass over both.
-    gelu_into,
+    pub gelu_into,
     gelu_into_plain,
     gelu_into_avx512,
     (x: &[f32], y: &mut [f32]),
@@ -172,7 +193,7 @@ twice!(
 
 twice!(
     /// `dx = dy · GELU'(x) = dy · (Φ(x) + x φ(x))`.
-    gelu_backward,
+    pub gelu_backward,
     gelu_backward_plain,
     gelu_backward_avx512,
     (x: &[f32], dy: &[f32], dx: &mut [f32]),
@@ -183,6 +204,54 @@ twice!(
             let e = exp1(-(z * z));
             let cdf = 0.5 * (1.0 + erf_from(z, e));
             *d = g * x.mul_add(INV_SQRT_2PI * e, cdf);
+        }
+    }
+);
+
+twice!(
+    /// Row `i` of `s`, an `n x n` matrix in rows of `n`, becomes the softmax of its first
+    /// `i + 1` values, and the rest 0: causal attention's probabilities from its scores. Per
+    /// row: the maximum, `exp(v - max)`, their sum in the 16 partial sums of [`crate::sum`],
+    /// and the scaling by the sum's inverse.
+    ///
+    /// # Panics
+    /// If `s` is shorter than `n x n`.
+    pub causal_softmax,
+    causal_softmax_plain,
+    causal_softmax_avx512,
+    (s: &mut [f32], n: usize),
+    {
+        for (i, row) in s[..n * n].chunks_exact_mut(n.max(1)).enumerate() {
+            let (seen, masked) = row.split_at_mut(i + 1);
+            let max = crate::reduce::max(seen);
+            seen.iter_mut().for_each(|v| *v = exp1(*v - max));
+            let inv = 1.0 / crate::reduce::sum(seen);
+            seen.iter_mut().for_each(|v| *v *= inv);
+            masked.fill(0.0);
+        }
+    }
+);
+
+twice!(
+    /// The backward pass of [`causal_softmax`]: given its output `p` and the gradient `dp`
+    /// of its output (both `n x n`), `dp` becomes the gradient of its input,
+    /// `p ⊙ (dp - rowsum(p ⊙ dp))` over each row's first `i + 1` values, and 0 above the
+    /// diagonal.
+    ///
+    /// # Panics
+    /// If `p` or `dp` is shorter than `n x n`.
+    pub causal_softmax_backward,
+    causal_softmax_backward_plain,
+    causal_softmax_backward_avx512,
+    (p: &[f32], dp: &mut [f32], n: usize),
+    {
+        let rows = p[..n * n].chunks_exact(n.max(1)).zip(dp[..n * n].chunks_exact_mut(n.max(1)));
+        for (i, (prow, drow)) in rows.enumerate() {
+            let (seen, masked) = drow.split_at_mut(i + 1);
+            let pr = &prow[..=i];
+            let c = crate::reduce::dot(pr, seen);
+            seen.iter_mut().zip(pr).for_each(|(g, p)| *g = p * (*g - c));
+            masked.fill(0.0);
         }
     }
 );
@@ -294,6 +363,65 @@ mod tests {
             flushed > 100 && kept > 100,
             "{flushed} flushed, {kept} kept"
         );
+    }
+
+    /// Causal softmax and its backward pass against f64 on rows of every length up to 70,
+    /// and the AVX-512 build against the plain loop, bit for bit.
+    #[test]
+    fn causal_softmax_against_f64() {
+        let n = 70;
+        let s: Vec<f32> = (0..n * n)
+            .map(|i| ((i * 7919) % 1000) as f32 / 60.0 - 8.0)
+            .collect();
+        let dp: Vec<f32> = (0..n * n)
+            .map(|i| ((i * 104729) % 997) as f32 / 300.0 - 1.6)
+            .collect();
+        let mut p = s.clone();
+        causal_softmax(&mut p, n);
+        let mut g = dp.clone();
+        causal_softmax_backward(&p, &mut g, n);
+        for i in 0..n {
+            let row = &s[i * n..i * n + i + 1];
+            let m = row.iter().fold(f64::NEG_INFINITY, |a, &v| a.max(v as f64));
+            let e: Vec<f64> = row.iter().map(|&v| (v as f64 - m).exp()).collect();
+            let z: f64 = e.iter().sum();
+            let want: Vec<f64> = e.iter().map(|v| v / z).collect();
+            let c: f64 = (0..=i).map(|j| want[j] * dp[i * n + j] as f64).sum();
+            for j in 0..n {
+                let (got, dgot) = (p[i * n + j] as f64, g[i * n + j] as f64);
+                if j > i {
+                    assert!(
+                        got == 0.0 && dgot == 0.0,
+                        "row {i} col {j} above the diagonal"
+                    );
+                    continue;
+                }
+                assert!(
+                    (got - want[j]).abs() <= 1e-6 * want[j] + 1e-12,
+                    "p[{i},{j}]"
+                );
+                let dwant = want[j] * (dp[i * n + j] as f64 - c);
+                // p's rounding carries into the difference dp - c: relative to its terms.
+                let tol = 1e-6 * want[j] * (1.0 + (dp[i * n + j] as f64).abs() + c.abs());
+                assert!(
+                    (dgot - dwant).abs() <= tol,
+                    "dp[{i},{j}]: {dgot} vs {dwant}"
+                );
+            }
+        }
+        let mut plain = s.clone();
+        causal_softmax_plain(&mut plain, n);
+        assert!(plain
+            .iter()
+            .zip(&p)
+            .all(|(a, b)| a.to_bits() == b.to_bits()));
+        let mut plain = dp.clone();
+        causal_softmax_backward_plain(&p, &mut plain, n);
+        assert!(plain
+            .iter()
+            .zip(&g)
+            .all(|(a, b)| a.to_bits() == b.to_bits()));
+        causal_softmax(&mut [], 0);
     }
 
     /// The AVX-512 build and the plain loop give the same bits.
