@@ -121,6 +121,11 @@ impl Chain {
             .sum()
     }
 
+    /// Whether any layer couples the rows of a batch (see [`Layer::couples_rows`]).
+    pub fn couples_rows(&self) -> bool {
+        self.layers.iter().any(|l| l.couples_rows())
+    }
+
     /// Arena values for batches of up to `cap` rows on `threads` threads.
     pub fn arena_len(&self, cap: usize, threads: usize) -> usize {
         (0..self.layers.len())

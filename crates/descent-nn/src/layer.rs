@@ -243,6 +243,13 @@ pub trait Layer: Send + Sync + std::fmt::Debug {
         0
     }
 
+    /// Whether a row's output depends on the other rows of its batch in training mode
+    /// (BatchNorm's batch statistics): then a batch cannot run in chunks of rows with the
+    /// same result (see [`crate::Model::train_step_grads`]).
+    fn couples_rows(&self) -> bool {
+        false
+    }
+
     /// Number of trainable values the layer owns (for summaries).
     fn param_count(&self) -> usize {
         0

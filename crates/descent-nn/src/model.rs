@@ -27,6 +27,8 @@ pub struct Workspace {
     scratch: Vec<f32>,
     /// Seeds the random streams (dropout masks) of the next training step.
     seed: u64,
+    /// A chunk's gradient, for batches larger than the capacity (allocated on the first).
+    chunk_grads: Vec<f32>,
 }
 
 impl Workspace {
@@ -40,6 +42,7 @@ impl Workspace {
             arena: vec![0.0; model.chain.arena_len(capacity, threads)],
             scratch: vec![0.0; model.chain.scratch_len(capacity, threads)],
             seed: 0,
+            chunk_grads: Vec::new(),
         }
     }
 
@@ -284,6 +287,13 @@ impl Model {
     /// `grads` (laid out like the trainable parameters, `layout().trainable_len()` values)
     /// and returns the batch's loss and accuracy counts. Training mode: BatchNorm updates its
     /// running statistics in `values`.
+    ///
+    /// A batch larger than the workspace's capacity runs in chunks of that many rows, one
+    /// forward and backward pass each, and `grads` gets their gradients weighted by their
+    /// rows: the gradient of the whole batch's mean loss, the same up to the order of the
+    /// sums (a chunk's dropout masks are drawn from its own stream). A workspace for a few
+    /// rows keeps a large model's activations in the cache; see [`Model::chunks_batches`]
+    /// for the models and losses that allow it.
     #[allow(clippy::too_many_arguments)]
     pub fn train_step_grads(
         &self,
@@ -302,10 +312,90 @@ impl Model {
                 got: grads.len(),
             });
         }
-        let (batch, _, _) = self.rows(&targets, x.len())?;
+        let (batch, _, outputs) = self.rows(&targets, x.len())?;
+        if batch > ws.capacity && ws.capacity > 0 && self.chunks_batches(loss) {
+            return self.chunked_grads(values, x, targets, loss, grads, ws, pool, outputs);
+        }
         let stats = self.forward_loss(values, x, targets, loss, ws, pool, None)?;
         self.backward(values, Sink::Grads(grads), x, batch, ws, pool, None);
         Ok(stats)
+    }
+
+    /// Whether [`Model::train_step_grads`] may split a batch into chunks of rows with the
+    /// same gradient: no layer couples the rows of a batch (BatchNorm does) and `loss` is a
+    /// mean with the same weight for every row (a class-weighted cross-entropy divides by
+    /// its batch's summed weights instead).
+    pub fn chunks_batches(&self, loss: &Loss) -> bool {
+        let weighted = matches!(
+            loss,
+            Loss::CrossEntropy {
+                weights: Some(_),
+                ..
+            } | Loss::Nll { weights: Some(_) }
+        );
+        !weighted && !self.chain.couples_rows()
+    }
+
+    /// [`Model::train_step_grads`] on a batch of more rows than the workspace holds: chunks
+    /// of its capacity in order, the first chunk's gradient into `grads`, the others' into
+    /// the workspace's chunk buffer and added, each weighted by its share of the rows.
+    #[allow(clippy::too_many_arguments)]
+    fn chunked_grads(
+        &self,
+        values: &mut [f32],
+        x: &[f32],
+        targets: Targets<'_>,
+        loss: &Loss,
+        grads: &mut [f32],
+        ws: &mut Workspace,
+        pool: &Pool,
+        outputs: usize,
+    ) -> Result<LossStats, NnError> {
+        let features = self.input_features();
+        let batch = x.len() / features.max(1);
+        let per = targets.len(outputs) / batch.max(1);
+        if let Some(first) = self.chain.layers().first() {
+            first.check_input(x).map_err(NnError::Input)?;
+        }
+        let (cap, seed) = (ws.capacity, ws.seed);
+        let mut acc = std::mem::take(&mut ws.chunk_grads);
+        acc.resize(grads.len(), 0.0);
+        let mut stats = LossStats::default();
+        let mut run = || -> Result<(), NnError> {
+            for (c, r0) in (0..batch).step_by(cap).enumerate() {
+                let rows = (batch - r0).min(cap);
+                let xc = &x[r0 * features..(r0 + rows) * features];
+                let tc = match targets {
+                    Targets::Classes(_) => targets.rows(r0 * per, rows * per, outputs),
+                    Targets::Values(_) => targets.rows(r0, rows, outputs),
+                };
+                ws.seed = match c {
+                    0 => seed,
+                    c => crate::layer::mix_seed(seed, c),
+                };
+                let out = if c == 0 { &mut *grads } else { &mut acc[..] };
+                stats.merge(self.forward_loss(values, xc, tc, loss, ws, pool, None)?);
+                self.backward(values, Sink::Grads(out), xc, rows, ws, pool, None);
+                let w = rows as f32 / batch as f32;
+                match c {
+                    0 => pool.split_slice(grads, 16, 1 << 14, |_, g| {
+                        g.iter_mut().for_each(|g| *g *= w)
+                    }),
+                    _ => {
+                        let acc = &acc;
+                        pool.split_slice(grads, 16, 1 << 14, |start, g| {
+                            let a = &acc[start..start + g.len()];
+                            g.iter_mut().zip(a).for_each(|(g, a)| *g += w * a)
+                        })
+                    }
+                }
+            }
+            Ok(())
+        };
+        let done = run();
+        ws.seed = seed;
+        ws.chunk_grads = acc;
+        done.map(|()| stats)
     }
 
     /// Forward, loss, backward and the plain SGD update `p -= lr * grad` in one pass: each

@@ -68,6 +68,10 @@ impl BatchNorm {
 }
 
 impl Layer for BatchNorm {
+    fn couples_rows(&self) -> bool {
+        true
+    }
+
     fn kind(&self) -> &'static str {
         if self.two_d {
             "BatchNorm2d"

@@ -93,6 +93,10 @@ impl Layer for Residual {
         usize::from(changed)
     }
 
+    fn couples_rows(&self) -> bool {
+        self.body.couples_rows() || self.shortcut.as_ref().is_some_and(Chain::couples_rows)
+    }
+
     fn set_precision(&mut self, precision: descent_tensor::Precision) -> usize {
         self.body.set_precision(precision)
             + self

@@ -64,6 +64,13 @@ pub struct TrainConfig {
     /// Batches whose gradients are summed into one optimizer step: the update of one batch
     /// `grad_accum` times as large (1: a step per batch).
     pub grad_accum: usize,
+    /// Rows per forward and backward pass: a batch of more rows runs in chunks of this
+    /// many, their gradients summed into the batch's (the same update up to the order of the
+    /// sums; see `descent_nn::Model::train_step_grads`). 0 (the default) chooses: chunks
+    /// whose activations fit in [`crate::CHUNK_BYTES`] where the batch's would not and the
+    /// model and loss allow it (no BatchNorm, no class weights), and the gradient is kept
+    /// anyway (not plain SGD fused into the backward pass); else the whole batch.
+    pub micro_batch: usize,
     /// Evaluate the validation set (else the test set) every this many optimizer steps, as
     /// well as after each epoch (`None`: after each epoch only).
     pub eval_every: Option<u64>,
@@ -141,6 +148,7 @@ impl Default for TrainConfig {
             normalize: Normalize::default(),
             eval_batch: 1000,
             grad_accum: 1,
+            micro_batch: 0,
             eval_every: None,
             recompute: false,
             bf16: false,
@@ -221,6 +229,7 @@ impl TrainConfig {
             || self.clip_value.is_some()
             || self.l1 > 0.0
             || self.grad_accum > 1
+            || (self.micro_batch > 0 && self.micro_batch < self.batch_size)
     }
 
     /// The learning rate the optimizer starts from.

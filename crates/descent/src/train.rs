@@ -437,6 +437,12 @@ pub fn config(args: &TrainArgs, train_len: usize, model: &Model) -> Result<Train
             weight_decay: Some(0.0),
         });
     }
+    if args.micro_batch == Some(0) {
+        bail!(
+            "invalid --micro-batch 0: give 1 or more rows per pass (leave it out to let descent \
+             choose)"
+        );
+    }
     let cfg = TrainConfig {
         loss: loss(args, model.output_features())?,
         l1: args.l1,
@@ -470,6 +476,7 @@ pub fn config(args: &TrainArgs, train_len: usize, model: &Model) -> Result<Train
         drop_last: args.drop_last,
         normalize: Normalize::default(),
         grad_accum: args.grad_accum,
+        micro_batch: args.micro_batch.unwrap_or(0),
         eval_every: args.eval_every,
         recompute: args.recompute,
         loader: args.loader.into(),
@@ -1020,7 +1027,7 @@ pub fn memory_line(trainer: &Trainer, cfg: &TrainConfig) -> String {
         }
     };
     format!(
-        "memory: parameters {}, gradients {}, {} state {}, activations {} (batch {}{}), \
+        "memory: parameters {}, gradients {}, {} state {}, activations {} (batch {}{}{}), \
          evaluation {}; {} in all",
         mb(m.params),
         mb(m.grads),
@@ -1028,6 +1035,10 @@ pub fn memory_line(trainer: &Trainer, cfg: &TrainConfig) -> String {
         mb(m.optimizer),
         mb(m.activations),
         cfg.batch_size,
+        match trainer.rows_per_pass() {
+            r if r < cfg.batch_size => format!(" in passes of {r}"),
+            _ => String::new(),
+        },
         if cfg.recompute { ", recomputed" } else { "" },
         mb(m.eval),
         mb(m.total())

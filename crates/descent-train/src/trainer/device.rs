@@ -42,8 +42,10 @@ impl Trainer {
         let device = be.device().to_string();
         let refuse = |why: &str| Err(device_error(&device, why));
         let c = &self.cfg;
-        if c.grad_accum > 1 || c.full_batch() {
-            return refuse("gradient accumulation and full-batch descent run on the CPU only");
+        if c.grad_accum > 1 || c.full_batch() || c.micro_batch > 0 {
+            return refuse(
+                "gradient accumulation, micro-batches and full-batch descent run on the CPU only",
+            );
         }
         if c.clip_norm.is_some() || c.clip_value.is_some() || c.l1 != 0.0 {
             return refuse("clipping and L1 run on the CPU only");

@@ -330,7 +330,9 @@ impl Memory {
         // Parameter groups may give SGD settings that keep the gradient: counted as if.
         let fused =
             !cfg.grads_between() && cfg.groups.is_empty() && cfg.optimizer.plain_sgd_lr().is_some();
-        let sums = cfg.grad_accum > 1 || cfg.full_batch();
+        let rows = chunk_rows(net, cfg, threads, fused);
+        let sums = usize::from(cfg.grad_accum > 1 || cfg.full_batch())
+            + usize::from(rows < cfg.batch_size);
         let slots = cfg
             .optimizer
             .buffer_names()
@@ -341,9 +343,9 @@ impl Memory {
         let bytes = |values: usize| values.saturating_mul(f);
         Self {
             params: bytes(net.layout().len()),
-            grads: bytes(trainable.saturating_mul(usize::from(!fused) + usize::from(sums))),
+            grads: bytes(trainable.saturating_mul(usize::from(!fused) + sums)),
             optimizer: bytes(trainable.saturating_mul(slots)),
-            activations: bytes(Workspace::values_for(net, cfg.batch_size, threads)),
+            activations: bytes(Workspace::values_for(net, rows, threads)),
             eval: bytes(Workspace::values_for(net, eval_cap, threads)),
         }
     }
@@ -400,6 +402,37 @@ pub struct Trainer {
 
 /// The memory evaluation batches may take for activations (their capacity is cut to fit).
 pub const EVAL_BYTES: usize = 64 << 20;
+
+/// The workspace a training pass may take before its batch runs in chunks of rows, when
+/// [`TrainConfig::micro_batch`] leaves it to the trainer. A pass over fewer rows touches
+/// less memory, so more of what the backward pass reads back is still in the caches; but
+/// each pass has its fixed costs (every product converts its weights, every layer forks
+/// and joins its threads). Measured on the GPT preset (24 MB of workspace per window):
+/// chunks of 4 windows were the fastest (docs/transformer.md, "Chunks of rows").
+pub const CHUNK_BYTES: usize = 100 << 20;
+
+/// Rows per forward and backward pass for `net` under `cfg` on `threads` threads (see
+/// [`TrainConfig::micro_batch`]); `fused`: plain SGD runs inside the backward pass, which
+/// cannot be split.
+pub fn chunk_rows(net: &Model, cfg: &TrainConfig, threads: usize, fused: bool) -> usize {
+    let batch = cfg.batch_size.max(1);
+    if cfg.micro_batch > 0 {
+        return cfg.micro_batch.min(batch);
+    }
+    if fused || !net.chunks_batches(&cfg.loss) {
+        return batch;
+    }
+    // Some of a workspace is per thread or per pass, the rest per row.
+    let bytes = |rows| Workspace::values_for(net, rows, threads) * std::mem::size_of::<f32>();
+    let per_row = (bytes(2) - bytes(1)).max(1);
+    let fixed = bytes(1).saturating_sub(per_row);
+    let fit = (CHUNK_BYTES.saturating_sub(fixed) / per_row).max(1);
+    if fit >= batch {
+        return batch;
+    }
+    // As many chunks as the budget needs, of sizes as even as they can be.
+    batch.div_ceil(batch.div_ceil(fit))
+}
 
 /// Runs an optimizer's pieces on the engine's pool, whose workers are already awake between
 /// the kernels of a training step (a second pool would fight them for the cores).
@@ -461,6 +494,18 @@ impl Trainer {
             None => None,
         };
         let pool = Pool::new(cfg.threads)?;
+        let chunked = cfg.micro_batch > 0 && cfg.micro_batch < cfg.batch_size;
+        if chunked && !net.chunks_batches(&cfg.loss) {
+            return Err(TrainError::Setting {
+                name: "micro_batch".into(),
+                value: cfg.micro_batch.to_string(),
+                why: "chunks of a batch would change its result: the model has BatchNorm \
+                      (statistics of the whole batch) or the loss has class weights (a mean \
+                      over the whole batch's weights); leave it at 0"
+                    .into(),
+            });
+        }
+        let fused = !cfg.grads_between() && optimizer.plain_sgd_lr().is_some();
         Ok(Self {
             pos: LoopState::default(),
             best_weights: None,
@@ -471,7 +516,11 @@ impl Trainer {
             accum_rows: 0,
             optimizer,
             plateau,
-            ws: Workspace::new(&net, cfg.batch_size, pool.threads()),
+            ws: Workspace::new(
+                &net,
+                chunk_rows(&net, cfg, pool.threads(), fused),
+                pool.threads(),
+            ),
             // Evaluation batches are cut to keep their activations within 64 MB.
             eval_ws: Workspace::new(
                 &net,
@@ -487,6 +536,12 @@ impl Trainer {
             net,
             params,
         })
+    }
+
+    /// Rows per forward and backward pass: the batch size, or the chunks a batch runs in
+    /// (see [`TrainConfig::micro_batch`]).
+    pub fn rows_per_pass(&self) -> usize {
+        self.ws.capacity()
     }
 
     /// The model.
@@ -518,10 +573,11 @@ impl Trainer {
         let f = std::mem::size_of::<f32>();
         let trainable = self.net.param_count();
         let fused = self.fused_sgd();
-        let sums = self.cfg.grad_accum > 1 || self.cfg.full_batch();
+        let sums = usize::from(self.cfg.grad_accum > 1 || self.cfg.full_batch())
+            + usize::from(self.ws.capacity() < self.cfg.batch_size);
         Memory {
             params: self.params.len() * f,
-            grads: (usize::from(!fused) + usize::from(sums)) * trainable * f,
+            grads: (usize::from(!fused) + sums) * trainable * f,
             optimizer: self.optimizer.state_len() * f,
             activations: self.ws.len() * f,
             eval: self.eval_ws.len() * f,
