@@ -312,9 +312,10 @@ impl Model {
                 got: grads.len(),
             });
         }
-        let (batch, _, outputs) = self.rows(&targets, x.len())?;
+        let rows = self.rows(&targets, x.len())?;
+        let batch = rows.0;
         if batch > ws.capacity && ws.capacity > 0 && self.chunks_batches(loss) {
-            return self.chunked_grads(values, x, targets, loss, grads, ws, pool, outputs);
+            return self.chunked_grads(values, x, targets, loss, grads, ws, pool, rows);
         }
         let stats = self.forward_loss(values, x, targets, loss, ws, pool, None)?;
         self.backward(values, Sink::Grads(grads), x, batch, ws, pool, None);
@@ -339,6 +340,7 @@ impl Model {
     /// [`Model::train_step_grads`] on a batch of more rows than the workspace holds: chunks
     /// of its capacity in order, the first chunk's gradient into `grads`, the others' into
     /// the workspace's chunk buffer and added, each weighted by its share of the rows.
+    /// `(batch, per, outputs)` is [`Model::rows`] of the targets.
     #[allow(clippy::too_many_arguments)]
     fn chunked_grads(
         &self,
@@ -349,11 +351,11 @@ impl Model {
         grads: &mut [f32],
         ws: &mut Workspace,
         pool: &Pool,
-        outputs: usize,
+        (batch, per, outputs): (usize, usize, usize),
     ) -> Result<LossStats, NnError> {
         let features = self.input_features();
-        let batch = x.len() / features.max(1);
-        let per = targets.len(outputs) / batch.max(1);
+        // The whole input first: an error names its place in the batch, not in a chunk, and
+        // comes before any chunk has run.
         if let Some(first) = self.chain.layers().first() {
             first.check_input(x).map_err(NnError::Input)?;
         }

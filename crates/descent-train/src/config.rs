@@ -229,7 +229,12 @@ impl TrainConfig {
             || self.clip_value.is_some()
             || self.l1 > 0.0
             || self.grad_accum > 1
-            || (self.micro_batch > 0 && self.micro_batch < self.batch_size)
+            || self.splits_batches()
+    }
+
+    /// Whether `micro_batch` asks for batches in chunks of fewer rows than `batch_size`.
+    pub fn splits_batches(&self) -> bool {
+        self.micro_batch > 0 && self.micro_batch < self.batch_size
     }
 
     /// The learning rate the optimizer starts from.

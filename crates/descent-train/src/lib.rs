@@ -29,8 +29,8 @@ mod trainer;
 pub use config::{Divergence, EarlyStop, Loader, Monitor, TrainConfig};
 pub use run_dir::{MetricsLog, RunDir};
 pub use trainer::{
-    available_memory, EpochReport, Event, Memory, Metrics, OnPool, RunSummary, StopReason,
-    TensorSnapshot, Trainer, EVAL_BYTES,
+    available_memory, chunk_rows, EpochReport, Event, Memory, Metrics, OnPool, RunSummary,
+    StopReason, TensorSnapshot, Trainer, CHUNK_BYTES, EVAL_BYTES,
 };
 
 /// `bytes` as a person reads it: `318.0 GB`, `59 MB`.

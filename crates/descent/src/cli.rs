@@ -760,9 +760,9 @@ pub struct TrainArgs {
     pub grad_accum: usize,
     /// Rows per forward and backward pass: a larger batch runs in chunks of N, their
     /// gradients summed (the same update up to the order of the sums). Default: chunks whose
-    /// activations fit in the cache (48 MB) where the batch's would not, except for models
-    /// with BatchNorm, class-weighted losses and plain SGD (fused into the backward pass);
-    /// give --batch-size to run each batch in one pass.
+    /// workspace fits in 100 MB where the batch's would not, except for models with
+    /// BatchNorm, class-weighted losses and plain SGD (fused into the backward pass); give
+    /// the --batch-size value to run each batch in one pass.
     #[arg(long, value_name = "N", help_heading = "Optimizer")]
     pub micro_batch: Option<usize>,
     /// Evaluate the validation set every N optimizer steps (`step N train_loss X val_loss Y`).

@@ -494,8 +494,7 @@ impl Trainer {
             None => None,
         };
         let pool = Pool::new(cfg.threads)?;
-        let chunked = cfg.micro_batch > 0 && cfg.micro_batch < cfg.batch_size;
-        if chunked && !net.chunks_batches(&cfg.loss) {
+        if cfg.splits_batches() && !net.chunks_batches(&cfg.loss) {
             return Err(TrainError::Setting {
                 name: "micro_batch".into(),
                 value: cfg.micro_batch.to_string(),
